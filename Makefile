@@ -1,0 +1,34 @@
+# Two commands from a fresh machine: `make demo` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check syncd tests
+	$(VENV)/bin/ruff format --check syncd tests
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) contrib/demo.py
+
+bench: $(STAMP)
+	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone) \
+	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq rclone'
+	$(PY) tests/bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""The one error tree of syncd.
+
+Every exception syncd raises on purpose derives from `SyncdError`. The CLI maps the
+branches to messages and exit codes in one place (`syncd.cli`). Messages never carry
+secrets: code that builds them gets names and paths, never key material.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SyncdError(Exception):
+    """Root of every deliberate syncd error."""
+
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with the configuration: where, which key, what to do."""
+
+    file: str
+    key: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: [{self.key}] {self.message} — {self.fix}"
+
+
+class ConfigError(SyncdError):
+    """The configuration cannot be used (exit 78, EX_CONFIG). Lists every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class UsageError(SyncdError):
+    """The command line asks for something that cannot be done (exit 2)."""
+
+
+class QueueError(SyncdError):
+    """The queue database cannot be opened or written."""
+
+
+class StorageError(SyncdError):
+    """A storage operation failed. Subclasses say whether retrying can help."""
+
+
+class TransientStorageError(StorageError):
+    """Worth retrying later: network down, timeout, 408, 429, 5xx.
+
+    `retry_after` is the server's own hint in seconds (Retry-After), if it gave one.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OfflineError(TransientStorageError):
+    """The store could not be reached at all (DNS, refused, reset): evidence of being offline."""
+
+
+class PermanentStorageError(StorageError):
+    """Retrying will not help until a person acts: bad credentials, missing bucket, rejected object."""
+
+
+class NotFoundError(PermanentStorageError):
+    """The object does not exist."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write found the object already there (If-None-Match: *)."""
+
+
+class LocalFileError(PermanentStorageError):
+    """The local file to upload cannot be read (gone, unreadable, changed under us)."""
