@@ -65,7 +65,7 @@ class OfflineError(TransientStorageError):
 
 
 class PermanentStorageError(StorageError):
-    """Retrying will not help until a person acts: bad credentials, missing bucket, rejected object."""
+    """Retrying will not help until a person acts: bad credentials, no bucket, object refused."""
 
 
 class NotFoundError(PermanentStorageError):

@@ -1,0 +1,248 @@
+"""The `syncd` command: parse arguments, run one subcommand, map errors to exit codes.
+
+`main()` is the only place that turns exceptions into messages and exit codes
+(DESIGN.md): 0 ok, 1 work left undone, 2 usage, 78 bad configuration. Every message
+passes through `redact.scrub`, so no secret reaches the terminal. argparse is the
+standard library's and does what we need; no dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from syncd import __version__, redact
+from syncd.config import Config, find_config_path, load_config
+from syncd.errors import ConfigError, QueueError, SyncdError, UsageError
+from syncd.logs import setup_logging
+from syncd.queue import QueueSummary, State, UploadQueue
+
+EXIT_OK = 0
+EXIT_UNDONE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78
+
+log = logging.getLogger("syncd")
+
+
+def _common_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    # Options may stand before or after the subcommand. In the subcommand they default
+    # to SUPPRESS, so an option given before the subcommand is not reset by its parser.
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if in_subcommand else value
+
+    parser.add_argument(
+        "--config", metavar="PATH", default=default(None), help="config file (default: XDG path)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default(0), help="more log output"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="only warnings"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, in_subcommand=True)
+    parser = argparse.ArgumentParser(
+        prog="syncd", description="Offline-first image sync for Markdown notes."
+    )
+    _common_options(parser, in_subcommand=False)
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sync = sub.add_parser(
+        "sync", parents=[common], help="scan, upload and rewrite now", description=None
+    )
+    sync.add_argument(
+        "--once", action="store_true", help="do it in this process, without a daemon, then exit"
+    )
+    sub.add_parser("status", parents=[common], help="queue counts, online state, last error")
+    retry = sub.add_parser("retry", parents=[common], help="put failed items back in the queue")
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="item ids (default: all)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return _dispatch(args)
+    except SyncdError as exc:
+        return report_error(exc)
+    except KeyboardInterrupt:
+        print("syncd: interrupted", file=sys.stderr)
+        return 130
+
+
+def report_error(exc: SyncdError, out: TextIO | None = None) -> int:
+    """The one mapping from errors to messages and exit codes."""
+    out = out or sys.stderr
+    if isinstance(exc, ConfigError):
+        print("syncd: the configuration has problems:", file=out)
+        for problem in exc.problems:
+            print(f"  {redact.scrub(str(problem))}", file=out)
+        return EXIT_CONFIG
+    print(f"syncd: {redact.scrub(str(exc))}", file=out)
+    if exc.hint:
+        print(f"  hint: {redact.scrub(exc.hint)}", file=out)
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return EXIT_UNDONE
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(find_config_path(args.config, os.environ))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "sync":
+        return cmd_sync(args)
+    if args.command == "status":
+        return cmd_status(args)
+    if args.command == "retry":
+        return cmd_retry(args)
+    raise UsageError(f"unknown command {args.command}")
+
+
+# ---------------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from syncd.oneshot import sync_once
+    from syncd.scanner import Outcome as ScanOutcome
+    from syncd.uploader import Result
+
+    if not args.once:
+        raise UsageError(
+            "no daemon to ask: `syncd sync` without --once needs a running daemon",
+        )
+    config = _config(args)
+    report = sync_once(config)
+    assert report.summary is not None
+    summary = report.summary
+    if args.json:
+        _print_json(
+            {
+                "scanned": {o.value: n for o, n in report.scan.counts.items()},
+                "results": {r.value: n for r, n in report.results.items()},
+                "offline": report.offline,
+                "errors": [{"file": f, "error": e} for f, e in report.errors],
+                "queue": _summary_json(summary),
+            }
+        )
+    else:
+        scan = report.scan.counts
+        res = report.results
+        line = f"scanned: {sum(scan.values())} files, {scan[ScanOutcome.QUEUED]} new images"
+        if scan[ScanOutcome.UNSETTLED]:
+            line += f", {scan[ScanOutcome.UNSETTLED]} still being written"
+        print(line)
+        print(
+            f"uploaded: {res[Result.UPLOADED]}, already there: {res[Result.ALREADY_THERE]}, "
+            f"failed: {res[Result.FAILED]}, retry later: {res[Result.RETRY]}"
+        )
+        for name, error in report.errors:
+            print(f"  {name}: {redact.scrub(error)}")
+        if report.offline:
+            print("offline: the store could not be reached; the queue is kept for the next run")
+        print(_counts_line(summary))
+    return EXIT_OK if report.complete else EXIT_UNDONE
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        queue = UploadQueue(config.queue_path, readonly=True)
+    except QueueError as exc:
+        if not config.queue_path.exists():
+            summary = None
+        else:
+            raise exc
+    else:
+        with queue:
+            summary = queue.summary()
+    if args.json:
+        _print_json(
+            {
+                "daemon": "not running",
+                "queue_path": str(config.queue_path),
+                "queue": _summary_json(summary) if summary else None,
+            }
+        )
+        return EXIT_OK
+    print("daemon: not running (read from the queue file)")
+    print(f"queue file: {config.queue_path}")
+    if summary is None:
+        print("queue: empty (nothing has been queued yet)")
+        return EXIT_OK
+    print(_counts_line(summary))
+    if summary.next_attempt_at:
+        wait = max(0.0, summary.next_attempt_at - time.time())
+        print(f"next retry: in {_duration(wait)}")
+    if summary.last_error:
+        print(f"last error: {redact.scrub(summary.last_error)}")
+        if summary.counts[State.FAILED]:
+            print("  fix the cause, then run `syncd retry` and `syncd sync --once`")
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    config = _config(args)
+    with UploadQueue(config.queue_path) as queue:
+        n = queue.retry_failed(args.ids or None)
+    if args.json:
+        _print_json({"retried": n})
+    else:
+        print(f"{n} failed item{'s' if n != 1 else ''} back in the queue")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+
+
+def _counts_line(summary: QueueSummary) -> str:
+    c = summary.counts
+    return (
+        f"queue: {c[State.PENDING]} pending, {c[State.UPLOADING]} uploading, "
+        f"{c[State.UPLOADED]} uploaded, {c[State.FAILED]} failed"
+    )
+
+
+def _summary_json(summary: QueueSummary) -> dict[str, Any]:
+    return {
+        "counts": {s.value: n for s, n in summary.counts.items()},
+        "last_error": redact.scrub(summary.last_error) if summary.last_error else None,
+        "last_error_at": summary.last_error_at,
+        "next_attempt_at": summary.next_attempt_at,
+    }
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    print(redact.scrub(json.dumps(data, indent=2, sort_keys=True)))
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

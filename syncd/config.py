@@ -1,0 +1,513 @@
+"""Configuration: find the TOML file, check every key, resolve secrets.
+
+Owns the user contract of DESIGN.md for config keys. `load_config` either returns a
+frozen `Config` or raises one `ConfigError` listing *every* problem, each naming the
+file, the key and the fix (the CLI turns it into exit 78). TOML is read with the
+standard library's `tomllib`; no dependency needed.
+
+Secrets (`access_key_id`, `secret_access_key`) come, first match wins, from the
+environment (`SYNCD_ACCESS_KEY_ID`, `SYNCD_SECRET_ACCESS_KEY`), from files named by
+`*_file` keys (refused when group/world readable), from the config file itself (only if
+the file is private), or from systemd credentials in `$CREDENTIALS_DIRECTORY`. They are
+wrapped in `Secret`, whose repr and str never show the value, and registered with
+`syncd.redact` so that no log line or error message can carry them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncd import redact
+from syncd.errors import ConfigError, ConfigProblem
+from syncd.keys import KeyTemplate, KeyTemplateError
+
+BACKENDS = ("r2", "s3", "local")
+DEFAULT_KEY_TEMPLATE = "{sha256:.2}/{sha256}{ext}"
+SECRET_KEYS = ("access_key_id", "secret_access_key")
+SECRET_ENV = {
+    "access_key_id": "SYNCD_ACCESS_KEY_ID",
+    "secret_access_key": "SYNCD_SECRET_ACCESS_KEY",
+}
+
+
+class Secret:
+    """A credential. Its value is reachable only through `reveal()`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        redact.register(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    notes: tuple[Path, ...]
+    images: tuple[Path, ...]
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    backend: str
+    bucket: str
+    public_base_url: str | None
+    prefix: str
+    key_template: KeyTemplate
+    account_id: str | None = None
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    path: Path | None = None
+    access_key_id: Secret | None = field(default=None, repr=False)
+    secret_access_key: Secret | None = field(default=None, repr=False)
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    workers: int = 4
+    lease_seconds: float = 300.0
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 3600.0
+    settle_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path | None
+    paths: PathsConfig
+    storage: StorageConfig
+    upload: UploadConfig
+
+    @property
+    def queue_path(self) -> Path:
+        return self.paths.state_dir / "queue.db"
+
+
+# ---------------------------------------------------------------------------
+# Where things live
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "syncd" / "config.toml"
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or str(
+        Path(env.get("HOME", "~")).expanduser() / ".local" / "state"
+    )
+    return Path(base) / "syncd"
+
+
+def runtime_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_RUNTIME_DIR") or f"/tmp/syncd-{os.getuid()}"
+    return Path(base) / "syncd"
+
+
+def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
+    if cli_path:
+        return Path(cli_path).expanduser()
+    if env.get("SYNCD_CONFIG"):
+        return Path(env["SYNCD_CONFIG"]).expanduser()
+    return default_config_path(env)
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+_KNOWN: dict[str, tuple[str, ...]] = {
+    "paths": ("notes", "images", "state_dir"),
+    "storage": (
+        "backend",
+        "bucket",
+        "public_base_url",
+        "prefix",
+        "key_template",
+        "account_id",
+        "endpoint_url",
+        "region",
+        "path",
+        "access_key_id",
+        "secret_access_key",
+        "access_key_id_file",
+        "secret_access_key_file",
+        "connect_timeout",
+        "read_timeout",
+    ),
+    "upload": (
+        "workers",
+        "lease_seconds",
+        "retry_base_seconds",
+        "retry_max_seconds",
+        "settle_seconds",
+    ),
+}
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check the config at `path`; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    "-",
+                    "the config file does not exist",
+                    "create it (see contrib/config.example.toml), or pass --config PATH "
+                    "or set SYNCD_CONFIG",
+                )
+            ]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path), "-", f"cannot read it: {exc.strerror}", "fix its permissions"
+                )
+            ]
+        ) from None
+    try:
+        data = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [ConfigProblem(str(path), "-", f"not valid TOML: {exc}", "fix the syntax at that spot")]
+        ) from None
+    return parse_config(data, source=path, env=env)
+
+
+def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[str, str]) -> Config:
+    """Check a parsed TOML document; relative paths resolve against the config's folder."""
+    checker = _Checker(str(source) if source else "<config>", source.parent if source else None)
+    for table in data:
+        if table not in _KNOWN:
+            checker.problem(
+                table, "unknown table", f"remove it; known tables: {', '.join(sorted(_KNOWN))}"
+            )
+    for table, keys in _KNOWN.items():
+        section = data.get(table, {})
+        if not isinstance(section, dict):
+            checker.problem(table, "must be a table", f"write it as [{table}]")
+            continue
+        for key in section:
+            if key not in keys:
+                checker.problem(
+                    f"{table}.{key}",
+                    "unknown key",
+                    f"remove it or check the spelling; known: {', '.join(keys)}",
+                )
+
+    paths = _parse_paths(checker, _table(data, "paths"), env)
+    storage = _parse_storage(checker, _table(data, "storage"), env, source)
+    upload = _parse_upload(checker, _table(data, "upload"))
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    assert paths is not None and storage is not None and upload is not None
+    return Config(source=source, paths=paths, storage=storage, upload=upload)
+
+
+def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    return value if isinstance(value, dict) else {}
+
+
+class _Checker:
+    def __init__(self, file: str, base: Path | None) -> None:
+        self.file = file
+        self.base = base
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, key: str, message: str, fix: str) -> None:
+        self.problems.append(ConfigProblem(self.file, key, message, fix))
+
+    def string(self, table: dict[str, Any], name: str, key: str) -> str | None:
+        value = table.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(key, "must be a non-empty string", f'write it as {name} = "…"')
+            return None
+        return value
+
+    def number(
+        self, table: dict[str, Any], name: str, key: str, default: float, low: float
+    ) -> float:
+        value = table.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            self.problem(key, f"must be a number >= {low}", f"write it as {name} = {default}")
+            return default
+        return float(value)
+
+    def path(self, value: str) -> Path:
+        p = Path(os.path.expandvars(value)).expanduser()
+        if not p.is_absolute() and self.base is not None:
+            p = self.base / p
+        return Path(os.path.normpath(p))
+
+
+def _parse_paths(checker: _Checker, table: dict[str, Any], env: Mapping[str, str]) -> PathsConfig:
+    lists: dict[str, tuple[Path, ...]] = {}
+    for name in ("notes", "images"):
+        value = table.get(name, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            checker.problem(
+                f"paths.{name}", "must be a list of folders", f'write it as {name} = ["~/Notes"]'
+            )
+            lists[name] = ()
+            continue
+        folders = tuple(checker.path(v) for v in value)
+        for folder in folders:
+            if not folder.is_dir():
+                checker.problem(
+                    f"paths.{name}",
+                    f"folder {folder} does not exist",
+                    "create it, or correct the path",
+                )
+        lists[name] = folders
+    if (
+        not lists["notes"]
+        and not lists["images"]
+        and not any(p.key.startswith("paths.") for p in checker.problems)
+    ):
+        checker.problem(
+            "paths",
+            "no folders to watch",
+            'set notes = ["~/Notes"] (Markdown roots) and/or images = ["~/Notes/attachments"]',
+        )
+    state_raw = checker.string(table, "state_dir", "paths.state_dir")
+    state_dir = checker.path(state_raw) if state_raw else default_state_dir(env)
+    return PathsConfig(notes=lists["notes"], images=lists["images"], state_dir=state_dir)
+
+
+def _parse_storage(
+    checker: _Checker, table: dict[str, Any], env: Mapping[str, str], source: Path | None
+) -> StorageConfig | None:
+    backend = checker.string(table, "backend", "storage.backend")
+    if backend is None:
+        checker.problem(
+            "storage.backend", "is missing", 'set backend = "r2", "s3" or "local" in [storage]'
+        )
+        return None
+    if backend not in BACKENDS:
+        checker.problem(
+            "storage.backend", f"unknown backend {backend!r}", 'use "r2", "s3" or "local"'
+        )
+        return None
+
+    public = checker.string(table, "public_base_url", "storage.public_base_url")
+    if public is not None:
+        if not public.startswith(("https://", "http://", "file://")):
+            checker.problem(
+                "storage.public_base_url",
+                "must be an http(s) URL",
+                'write it as public_base_url = "https://img.example.com"',
+            )
+        elif ".r2.cloudflarestorage.com" in public:
+            checker.problem(
+                "storage.public_base_url",
+                "is R2's private API endpoint, which nobody can read without credentials",
+                "use the bucket's public r2.dev URL or a custom domain connected to the bucket",
+            )
+    prefix = table.get("prefix", "")
+    if not isinstance(prefix, str) or prefix.startswith("/") or ".." in prefix.split("/"):
+        checker.problem(
+            "storage.prefix",
+            "must be a relative key prefix without '..'",
+            'write it as prefix = "notes/"',
+        )
+        prefix = ""
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    template_raw = table.get("key_template", DEFAULT_KEY_TEMPLATE)
+    try:
+        template = KeyTemplate(str(template_raw), prefix=prefix)
+    except KeyTemplateError as exc:
+        checker.problem(
+            "storage.key_template", str(exc), f'e.g. key_template = "{DEFAULT_KEY_TEMPLATE}"'
+        )
+        template = KeyTemplate(DEFAULT_KEY_TEMPLATE, prefix="")
+    connect_timeout = checker.number(table, "connect_timeout", "storage.connect_timeout", 10.0, 0.1)
+    read_timeout = checker.number(table, "read_timeout", "storage.read_timeout", 60.0, 0.1)
+
+    if backend == "local":
+        raw = checker.string(table, "path", "storage.path")
+        if raw is None:
+            checker.problem(
+                "storage.path",
+                "is missing: the local backend stores objects in a folder",
+                'set path = "~/syncd-remote" in [storage]',
+            )
+            return None
+        return StorageConfig(
+            backend="local",
+            bucket=str(table.get("bucket", "local")),
+            public_base_url=public,
+            prefix=prefix,
+            key_template=template,
+            path=checker.path(raw),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+
+    bucket = checker.string(table, "bucket", "storage.bucket")
+    if bucket is None:
+        checker.problem("storage.bucket", "is missing", 'set bucket = "notes" in [storage]')
+    if public is None:
+        checker.problem(
+            "storage.public_base_url",
+            "is missing: notes need a URL that anyone can read",
+            'set public_base_url = "https://img.example.com" (an r2.dev URL or custom domain)',
+        )
+    account_id = checker.string(table, "account_id", "storage.account_id")
+    endpoint = checker.string(table, "endpoint_url", "storage.endpoint_url")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        checker.problem(
+            "storage.endpoint_url",
+            "must be an http(s) URL",
+            'e.g. "https://s3.eu-west-1.amazonaws.com"',
+        )
+    if backend == "r2" and account_id is None and endpoint is None:
+        checker.problem(
+            "storage.account_id",
+            "is missing: the R2 endpoint is derived from it",
+            "copy the account ID from the Cloudflare dashboard (R2 > Overview)",
+        )
+    if backend == "s3" and endpoint is None:
+        checker.problem(
+            "storage.endpoint_url",
+            "is missing for the s3 backend",
+            'set endpoint_url = "https://s3.<region>.amazonaws.com" or your store\'s endpoint',
+        )
+    if backend == "r2" and endpoint is None and account_id is not None:
+        endpoint = f"https://{account_id}.r2.cloudflarestorage.com"
+    region = checker.string(table, "region", "storage.region") or (
+        "auto" if backend == "r2" else "us-east-1"
+    )
+    secrets = {name: _resolve_secret(checker, table, name, env, source) for name in SECRET_KEYS}
+    if bucket is None or public is None or endpoint is None:
+        return None
+    return StorageConfig(
+        backend=backend,
+        bucket=bucket,
+        public_base_url=public,
+        prefix=prefix,
+        key_template=template,
+        account_id=account_id,
+        endpoint_url=endpoint.rstrip("/"),
+        region=region,
+        access_key_id=secrets["access_key_id"],
+        secret_access_key=secrets["secret_access_key"],
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+
+
+def _resolve_secret(
+    checker: _Checker,
+    table: dict[str, Any],
+    name: str,
+    env: Mapping[str, str],
+    source: Path | None,
+) -> Secret | None:
+    key = f"storage.{name}"
+    if env.get(SECRET_ENV[name]):
+        return Secret(env[SECRET_ENV[name]].strip())
+    file_raw = checker.string(table, f"{name}_file", f"{key}_file")
+    if file_raw is not None:
+        secret_path = checker.path(file_raw)
+        try:
+            mode = secret_path.stat().st_mode
+            value = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            checker.problem(
+                f"{key}_file", f"cannot read {secret_path}: {exc.strerror}", "check the path"
+            )
+            return None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            checker.problem(
+                f"{key}_file",
+                f"{secret_path} is readable by other users",
+                f"run: chmod 600 {secret_path}",
+            )
+            return None
+        if not value:
+            checker.problem(f"{key}_file", f"{secret_path} is empty", "write the secret into it")
+            return None
+        return Secret(value)
+    inline = table.get(name)
+    if inline is not None:
+        if not isinstance(inline, str) or not inline.strip():
+            checker.problem(key, "must be a non-empty string", f"set {SECRET_ENV[name]} instead")
+            return None
+        secret = Secret(inline.strip())
+        if source is not None and source.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            checker.problem(
+                key,
+                f"a secret is written in {source}, which other users can read",
+                f"run: chmod 600 {source}, or move the secret to {name}_file or {SECRET_ENV[name]}",
+            )
+            return None
+        return secret
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        cred = Path(cred_dir) / name
+        if cred.is_file():
+            value = cred.read_text(encoding="utf-8").strip()
+            if value:
+                return Secret(value)
+    checker.problem(
+        key,
+        "is missing",
+        f'set {SECRET_ENV[name]} in the environment, or {name}_file = "PATH" in [storage], '
+        f"or a systemd credential named {name}",
+    )
+    return None
+
+
+def _parse_upload(checker: _Checker, table: dict[str, Any]) -> UploadConfig:
+    workers = table.get("workers", 4)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        checker.problem("upload.workers", "must be a whole number from 1 to 64", "e.g. workers = 4")
+        workers = 4
+    d = UploadConfig()
+    return UploadConfig(
+        workers=workers,
+        lease_seconds=checker.number(
+            table, "lease_seconds", "upload.lease_seconds", d.lease_seconds, 5
+        ),
+        retry_base_seconds=checker.number(
+            table, "retry_base_seconds", "upload.retry_base_seconds", d.retry_base_seconds, 0.01
+        ),
+        retry_max_seconds=checker.number(
+            table, "retry_max_seconds", "upload.retry_max_seconds", d.retry_max_seconds, 1
+        ),
+        settle_seconds=checker.number(
+            table, "settle_seconds", "upload.settle_seconds", d.settle_seconds, 0
+        ),
+    )

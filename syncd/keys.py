@@ -1,0 +1,87 @@
+"""Object keys: render the configured template for one piece of content.
+
+Objects are content-addressed (DESIGN.md): the template must contain the SHA-256, so
+a repeated upload writes the same key. A rendered key never leaves its prefix: no
+leading `/`, no empty, `.` or `..` segments (FACTS.md: such keys break SigV4 as URLs are
+normalised on the way), and the file stem is reduced to safe characters.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+PLACEHOLDERS = ("sha256", "ext", "stem", "yyyy", "mm", "dd")
+_SHA_FORMAT = re.compile(r"^(\.\d+)?$")
+
+
+class KeyTemplateError(ValueError):
+    """The template cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class KeyTemplate:
+    template: str
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        fields = list(string.Formatter().parse(self.template))
+        names = [name for _, name, _, _ in fields if name is not None]
+        unknown = [n for n in names if n not in PLACEHOLDERS]
+        if unknown:
+            known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            raise KeyTemplateError(f"unknown placeholder {{{unknown[0]}}}; use {known}")
+        if "sha256" not in names:
+            raise KeyTemplateError(
+                "has no {sha256} placeholder: keys must be content-addressed so that a "
+                "repeated upload writes the same object"
+            )
+        for _, name, spec, conv in fields:
+            if name == "sha256" and (conv or not _SHA_FORMAT.match(spec or "")):
+                raise KeyTemplateError("{sha256} takes only a length, as in {sha256:.2}")
+            if name not in (None, "sha256") and (spec or conv):
+                raise KeyTemplateError(f"{{{name}}} takes no format")
+            if name == "sha256" and spec:
+                width = int(spec[1:])
+                if not 1 <= width <= 64:
+                    raise KeyTemplateError("{sha256:.N} needs N from 1 to 64")
+        if self.template.startswith("/"):
+            raise KeyTemplateError("must not start with '/'")
+        probe = self.render("0" * 64, ".png", "x", datetime(2000, 1, 1, tzinfo=UTC))
+        if not probe:
+            raise KeyTemplateError("renders an empty key")
+
+    def render(self, sha256: str, ext: str, stem: str, when: datetime) -> str:
+        """The object key (prefix included) for content `sha256` first seen as `stem+ext`."""
+        key = self.template.format(
+            sha256=sha256,
+            ext=ext.lower(),
+            stem=safe_stem(stem),
+            yyyy=f"{when.year:04d}",
+            mm=f"{when.month:02d}",
+            dd=f"{when.day:02d}",
+        )
+        full = self.prefix + key
+        check_key(full)
+        return full
+
+
+def safe_stem(stem: str) -> str:
+    """A file stem reduced to characters that are safe in any key and URL."""
+    normal = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", normal).strip("-.")
+    return cleaned[:80] or "image"
+
+
+def check_key(key: str) -> None:
+    """Raise KeyTemplateError for keys that could escape a prefix or be normalised away."""
+    if not key or key.startswith("/"):
+        raise KeyTemplateError(f"key {key!r} is empty or absolute")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise KeyTemplateError(f"key {key!r} has an empty, '.' or '..' segment")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in key):
+        raise KeyTemplateError(f"key {key!r} has control characters")

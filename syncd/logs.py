@@ -1,0 +1,47 @@
+"""Logging for every syncd command: stderr, secrets scrubbed, journald priorities.
+
+When stderr goes to the journal (`JOURNAL_STREAM` is set, FACTS.md), each line starts
+with a `<N>` syslog priority so `journalctl -p warning` works; otherwise lines carry a
+short level name. Every handler gets the redacting filter, so no secret is ever printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from syncd.redact import RedactingFilter
+
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_PRIORITY.get(record.levelno, 6)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines())
+
+
+def setup_logging(verbosity: int = 0, *, stream: object = None) -> None:
+    """Configure the root logger once: INFO by default, DEBUG with -v, WARNING with -q."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("syncd: %(levelname)s %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Libraries chatter at INFO/DEBUG about every connection; keep them out of our lines.
+    for noisy in ("urllib3", "botocore", "peewee"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

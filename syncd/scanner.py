@@ -1,0 +1,181 @@
+"""Intake: decide whether a local file is a new image and record it in the queue.
+
+Owns the rules for what gets queued: real images only (by content, `syncd.imagetype`),
+never temp or hidden files, never a file that is still being written (its mtime is
+younger than `settle_seconds`, or it changed while we hashed it). The stat cache in the
+queue (size, mtime_ns, inode) means an unchanged file is never read twice, so a
+rescan of a large vault costs one `stat` per file.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syncd.imagetype import SNIFF_BYTES, sniff
+from syncd.queue import FileStat, UploadQueue
+
+log = logging.getLogger(__name__)
+
+_TEMP_SUFFIXES = (
+    ".part",
+    ".partial",
+    ".crdownload",
+    ".download",
+    ".swp",
+    ".swx",
+    ".swo",
+    ".tmp",
+    ".temp",
+    "~",
+)
+_CHUNK = 1 << 20
+
+
+def is_ignored_name(name: str) -> bool:
+    """Temp, backup and hidden files: never queued (editors and browsers write these)."""
+    lower = name.lower()
+    return (
+        name.startswith((".", "~$"))
+        or lower.endswith(_TEMP_SUFFIXES)
+        or (name.startswith("#") and name.endswith("#"))
+    )
+
+
+class Outcome(enum.Enum):
+    QUEUED = "queued"  # new content, now in the queue
+    KNOWN = "known"  # content the queue already has (maybe under another name)
+    UNCHANGED = "unchanged"  # the stat cache says nothing changed
+    NOT_IMAGE = "not_image"
+    IGNORED = "ignored"
+    UNSETTLED = "unsettled"  # still being written: look again later
+    GONE = "gone"
+    UNREADABLE = "unreadable"
+
+
+@dataclass
+class ScanReport:
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    unsettled: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+    def add(self, path: Path, outcome: Outcome, reason: str = "") -> None:
+        self.counts[outcome] += 1
+        if outcome is Outcome.UNSETTLED:
+            self.unsettled.append(path)
+        elif outcome is Outcome.UNREADABLE:
+            self.unreadable.append((path, reason))
+
+
+class Scanner:
+    def __init__(
+        self,
+        queue: UploadQueue,
+        *,
+        settle_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue = queue
+        self.settle_seconds = settle_seconds
+        self._clock = clock
+
+    def scan(self, roots: Iterable[Path]) -> ScanReport:
+        """Consider every file under `roots`; forget cached files that are gone."""
+        report = ScanReport()
+        for root in roots:
+            known = self.queue.known_files(root)
+            for path, st in walk_files(root):
+                cached = known.pop(str(path), None)
+                if cached is not None and cached == FileStat.of(st):
+                    report.add(path, Outcome.UNCHANGED)
+                    continue
+                outcome, reason = self._consider(path, st)
+                report.add(path, outcome, reason)
+            for gone in known:  # recorded before, not found now
+                if not os.path.lexists(gone):
+                    self.queue.forget_file(Path(gone))
+        return report
+
+    def consider(self, path: Path) -> Outcome:
+        """Look at one file now (after an inotify event, or before an upload)."""
+        if is_ignored_name(path.name):
+            return Outcome.IGNORED
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self.queue.forget_file(path)
+            return Outcome.GONE
+        except OSError as exc:
+            log.warning("cannot stat %s: %s", path, exc.strerror)
+            return Outcome.UNREADABLE
+        if not stat.S_ISREG(st.st_mode):
+            return Outcome.IGNORED
+        return self._consider(path, st)[0]
+
+    def _consider(self, path: Path, st: os.stat_result) -> tuple[Outcome, str]:
+        fstat = FileStat.of(st)
+        cached = self.queue.file_record(path)
+        if cached is not None and cached.stat == fstat:
+            return Outcome.UNCHANGED, ""
+        if self._clock() - st.st_mtime < self.settle_seconds:
+            return Outcome.UNSETTLED, ""
+        try:
+            with path.open("rb") as f:
+                head = f.read(SNIFF_BYTES)
+                kind = sniff(head)
+                if kind is None:
+                    self.queue.record_other(path, fstat)
+                    return Outcome.NOT_IMAGE, ""
+                digest = hashlib.sha256(head)
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+                after = FileStat.of(os.fstat(f.fileno()))
+        except FileNotFoundError:
+            self.queue.forget_file(path)
+            return Outcome.GONE, ""
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc.strerror)
+            return Outcome.UNREADABLE, exc.strerror or "unreadable"
+        if after != fstat:
+            return Outcome.UNSETTLED, ""  # written to while we read it
+        sha = digest.hexdigest()
+        known = self.queue.by_sha256(sha) is not None
+        self.queue.record_image(path, fstat, sha, kind.mime, kind.extension_for(path.name))
+        if not known:
+            log.info("queued %s (%s, %d bytes)", path, kind.mime, fstat.size)
+        return (Outcome.KNOWN if known else Outcome.QUEUED), ""
+
+
+def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Regular files under `root`, skipping hidden folders and ignored names.
+
+    Folder symlinks are not followed (no loops, no escaping the root); file symlinks are
+    (a symlinked image is still an image of this vault).
+    """
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc.strerror)
+            continue
+        for entry in entries:
+            if is_ignored_name(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield Path(entry.path), st

@@ -1,0 +1,45 @@
+"""Storage backends behind one contract (see `syncd.storage.base`)."""
+
+from __future__ import annotations
+
+from syncd.config import StorageConfig
+from syncd.storage.base import (
+    CONTENT_ADDRESSED_CACHE,
+    ContentMismatch,
+    ObjectInfo,
+    ObjectPage,
+    Storage,
+)
+from syncd.storage.local import LocalStorage
+from syncd.storage.s3 import S3Storage
+
+__all__ = [
+    "CONTENT_ADDRESSED_CACHE",
+    "ContentMismatch",
+    "LocalStorage",
+    "ObjectInfo",
+    "ObjectPage",
+    "S3Storage",
+    "Storage",
+    "open_storage",
+]
+
+
+def open_storage(config: StorageConfig, *, pool_size: int = 8) -> Storage:
+    """The backend that `config` describes. Config has been checked: no errors here."""
+    if config.backend == "local":
+        assert config.path is not None
+        return LocalStorage(config.path, config.public_base_url)
+    assert config.endpoint_url and config.access_key_id and config.secret_access_key
+    return S3Storage(
+        name=config.backend,
+        endpoint_url=config.endpoint_url,
+        bucket=config.bucket,
+        region=config.region,
+        access_key_id=config.access_key_id.reveal(),
+        secret_access_key=config.secret_access_key.reveal(),
+        public_base_url=config.public_base_url,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        pool_size=pool_size,
+    )

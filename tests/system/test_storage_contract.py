@@ -1,0 +1,247 @@
+"""One contract, every backend: local, s3 and r2 (the last two on a real S3 server)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.config import parse_config
+from syncd.errors import NotFoundError, PermanentStorageError, PreconditionFailed
+from syncd.storage import ContentMismatch, LocalStorage, S3Storage, Storage, open_storage
+from tests.support.images import png
+from tests.support.s3server import MotoServer
+
+AWKWARD_KEYS = [
+    "ab/plain.png",
+    "with space/a b.png",
+    "unicode/éte\u0301-日本.png",
+    "plus+sign.png",
+    "percent%20literal%.png",
+    "hash#frag.png",
+    "tilde~and'quote.png",
+]
+
+
+class ReadRecorder(io.BytesIO):
+    """A body that remembers how it was read: in bounded chunks, never whole."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.sizes: list[int | None] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.sizes.append(size)
+        return super().read(size)
+
+
+def put_bytes(storage: Storage, key: str, data: bytes, **kw: object) -> None:
+    storage.put(
+        key,
+        io.BytesIO(data),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        content_type="image/png",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def get_bytes(storage: Storage, key: str) -> bytes:
+    out = io.BytesIO()
+    n = storage.get(key, out)
+    assert n == len(out.getvalue())
+    return out.getvalue()
+
+
+class StorageContract:
+    """Subclasses provide a `storage` fixture; every test here must pass for each backend."""
+
+    def test_put_then_head_and_get_round_trip(self, storage: Storage) -> None:
+        data = png(seed=1, noise=3000)
+        put_bytes(storage, "ab/one.png", data)
+        info = storage.head("ab/one.png")
+        assert info.size == len(data)
+        assert get_bytes(storage, "ab/one.png") == data
+
+    def test_if_absent_refuses_to_overwrite(self, storage: Storage) -> None:
+        put_bytes(storage, "k.png", png(seed=1))
+        with pytest.raises(PreconditionFailed):
+            put_bytes(storage, "k.png", png(seed=2))
+        assert get_bytes(storage, "k.png") == png(seed=1)
+
+    def test_put_without_if_absent_replaces(self, storage: Storage) -> None:
+        put_bytes(storage, "k.png", png(seed=1))
+        put_bytes(storage, "k.png", png(seed=2), if_absent=False)
+        assert get_bytes(storage, "k.png") == png(seed=2)
+
+    def test_missing_object_is_not_found(self, storage: Storage) -> None:
+        with pytest.raises(NotFoundError):
+            storage.head("nope.png")
+        with pytest.raises(NotFoundError):
+            storage.get("nope.png", io.BytesIO())
+
+    def test_delete_is_idempotent(self, storage: Storage) -> None:
+        put_bytes(storage, "d.png", png())
+        storage.delete("d.png")
+        storage.delete("d.png")
+        with pytest.raises(NotFoundError):
+            storage.head("d.png")
+
+    @pytest.mark.parametrize("key", AWKWARD_KEYS)
+    def test_awkward_keys_round_trip(self, storage: Storage, key: str) -> None:
+        data = png(seed=len(key))
+        put_bytes(storage, key, data)
+        assert get_bytes(storage, key) == data
+        listed = [o.key for o in storage.list().objects]
+        assert key in listed
+
+    def test_list_paginates_in_key_order_with_prefix(self, storage: Storage) -> None:
+        keys = [f"p/{i:02d}.png" for i in range(7)] + ["q/other.png"]
+        for k in keys:
+            put_bytes(storage, k, png(seed=hash(k) % 1000))
+        seen: list[str] = []
+        token: str | None = None
+        pages = 0
+        while True:
+            page = storage.list(prefix="p/", token=token, page_size=3)
+            pages += 1
+            seen += [o.key for o in page.objects]
+            assert all(o.size > 0 for o in page.objects)
+            token = page.next_token
+            if token is None:
+                break
+        assert seen == sorted(keys[:7])
+        assert pages == 3
+
+    def test_body_streams_in_bounded_reads(self, storage: Storage) -> None:
+        data = png(seed=3, noise=3 * 1024 * 1024)
+        body = ReadRecorder(data)
+        storage.put(
+            "big.png",
+            body,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            content_type="image/png",
+        )
+        assert body.sizes, "the body was never read"
+        assert all(s is not None and 0 < s <= 1 << 20 for s in body.sizes), body.sizes[:5]
+        assert storage.head("big.png").size == len(data)
+
+    def test_bytes_not_matching_their_hash_leave_nothing(self, storage: Storage) -> None:
+        data = png(seed=4)
+        with pytest.raises(ContentMismatch):
+            storage.put(
+                "liar.png",
+                io.BytesIO(data),
+                size=len(data),
+                sha256=hashlib.sha256(b"other bytes").hexdigest(),
+                content_type="image/png",
+            )
+        with pytest.raises(NotFoundError):
+            storage.head("liar.png")
+
+    def test_keys_that_escape_are_refused(self, storage: Storage) -> None:
+        for key in ("../x.png", "/abs.png", "a//b.png", "a/./b.png"):
+            with pytest.raises(PermanentStorageError):
+                put_bytes(storage, key, png())
+
+    def test_url_for_quotes_the_key(self, storage: Storage) -> None:
+        url = storage.url_for("with space/a#b.png")
+        assert " " not in url and "#" not in url
+        assert url.endswith("with%20space/a%23b.png")
+
+
+class TestLocalStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Storage:
+        return LocalStorage(tmp_path / "remote", "https://img.example.com")
+
+    def test_no_temp_files_left_behind(self, storage: LocalStorage) -> None:
+        put_bytes(storage, "a/b.png", png())
+        with pytest.raises(PreconditionFailed):
+            put_bytes(storage, "a/b.png", png())
+        names = [p.name for p in storage.root.rglob("*")]
+        assert sorted(names) == ["a", "b.png"]
+
+    def test_file_url_without_public_base(self, tmp_path: Path) -> None:
+        storage = LocalStorage(tmp_path / "r", None)
+        assert storage.url_for("a b.png") == (tmp_path / "r" / "a b.png").as_uri()
+
+
+def _s3_config(server: MotoServer, bucket: str, backend: str, secret: str | None = None) -> Storage:
+    assert server.credentials is not None
+    storage_table = {
+        "backend": backend,
+        "bucket": bucket,
+        "endpoint_url": server.url,
+        "public_base_url": "https://img.example.com",
+    }
+    if backend == "r2":
+        storage_table["account_id"] = "0123456789abcdef"
+    env = {
+        "SYNCD_ACCESS_KEY_ID": server.credentials.access_key_id,
+        "SYNCD_SECRET_ACCESS_KEY": secret or server.credentials.secret_access_key,
+    }
+    config = parse_config(
+        {"paths": {"images": ["/"]}, "storage": storage_table}, source=None, env=env
+    )
+    return open_storage(config.storage)
+
+
+class TestS3Storage(StorageContract):
+    @pytest.fixture
+    def storage(self, s3_server: MotoServer, s3_bucket: str) -> Iterator[Storage]:
+        storage = _s3_config(s3_server, s3_bucket, "s3")
+        yield storage
+        storage.close()
+
+    def test_sets_content_type_cache_control_and_hash_metadata(
+        self, storage: S3Storage, s3_server: MotoServer
+    ) -> None:
+        data = png(seed=9)
+        storage.put(
+            "m.png",
+            io.BytesIO(data),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            content_type="image/png",
+            cache_control="public, max-age=31536000, immutable",
+        )
+        head = s3_server.client().head_object(Bucket=storage.bucket, Key="m.png")
+        assert head["ContentType"] == "image/png"
+        assert head["CacheControl"] == "public, max-age=31536000, immutable"
+        assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert storage.head("m.png").sha256 == hashlib.sha256(data).hexdigest()
+
+    def test_wrong_secret_is_permanent_and_never_echoed(
+        self, s3_server: MotoServer, s3_bucket: str
+    ) -> None:
+        secret = "WRONGsecretVALUE-0123456789"
+        storage = _s3_config(s3_server, s3_bucket, "s3", secret=secret)
+        with pytest.raises(PermanentStorageError) as info:
+            put_bytes(storage, "x.png", png())
+        assert "secret" in str(info.value).lower()
+        assert secret not in str(info.value)
+        storage.close()
+
+    def test_missing_bucket_is_permanent_with_fix(self, s3_server: MotoServer) -> None:
+        storage = _s3_config(s3_server, "no-such-bucket-here", "s3")
+        with pytest.raises(PermanentStorageError, match="does not exist"):
+            put_bytes(storage, "x.png", png())
+        storage.close()
+
+
+class TestR2Storage(StorageContract):
+    """The r2 backend (region auto, R2's defaults) against the same server."""
+
+    @pytest.fixture
+    def storage(self, s3_server: MotoServer) -> Iterator[Storage]:
+        bucket = s3_server.new_bucket(region="auto")
+        storage = _s3_config(s3_server, bucket, "r2")
+        assert isinstance(storage, S3Storage)
+        assert storage.region == "auto" and storage.name == "r2"
+        yield storage
+        storage.close()

@@ -1,0 +1,201 @@
+"""The queue's transitions, one by one, on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from syncd.errors import QueueError
+from syncd.queue import FileStat, State, UploadQueue
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(tmp_path: Path, clock: FakeClock) -> UploadQueue:
+    q = UploadQueue(tmp_path / "state" / "queue.db", clock=clock)
+    yield q  # type: ignore[misc]
+    q.close()
+
+
+def add(queue: UploadQueue, name: str, sha: str, size: int = 10) -> int:
+    return queue.record_image(Path(f"/v/{name}"), FileStat(size, 1, 1), sha, "image/png", ".png").id
+
+
+def test_wal_and_full_sync_are_on(queue: UploadQueue) -> None:
+    con = sqlite3.connect(queue.path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    assert queue._db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_schema_version_is_recorded(queue: UploadQueue) -> None:
+    con = sqlite3.connect(queue.path)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    con.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    UploadQueue(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(QueueError, match="newer syncd"):
+        UploadQueue(path)
+
+
+def test_same_bytes_under_two_names_are_one_item(queue: UploadQueue) -> None:
+    a = add(queue, "a.png", "1" * 64)
+    b = add(queue, "copy of a.png", "1" * 64)
+    assert a == b
+    assert sorted(p.name for p in queue.paths_for(a)) == ["a.png", "copy of a.png"]
+    assert queue.summary().counts[State.PENDING] == 1
+
+
+def test_claim_leases_and_no_double_claim(queue: UploadQueue) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None and item.state is State.UPLOADING and item.attempts == 1
+    assert queue.claim_next("w2", 60) is None
+
+
+def test_expired_lease_comes_back(queue: UploadQueue, clock: FakeClock) -> None:
+    add(queue, "a.png", "1" * 64)
+    first = queue.claim_next("crashed", 60)
+    assert first is not None
+    clock.now += 61
+    second = queue.claim_next("w2", 60)
+    assert second is not None and second.id == first.id and second.attempts == 2
+    # the crashed worker's late report must not undo the new claim
+    assert not queue.reschedule(first.id, "crashed", "late", 10)
+    assert queue.get(first.id).lease_owner == "w2"  # type: ignore[union-attr]
+
+
+def test_lease_renewal_keeps_a_long_upload(queue: UploadQueue, clock: FakeClock) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None
+    clock.now += 50
+    assert queue.extend_lease(item.id, "w1", 60)
+    clock.now += 50
+    assert queue.claim_next("w2", 60) is None
+
+
+def test_transient_failure_backs_off_then_is_due(queue: UploadQueue, clock: FakeClock) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None
+    assert queue.reschedule(item.id, "w1", "HTTP 503", 30)
+    after = queue.get(item.id)
+    assert after is not None and after.state is State.PENDING and after.last_error == "HTTP 503"
+    assert queue.claim_next("w1", 60) is None
+    assert queue.summary().next_attempt_at == clock.now + 30
+    clock.now += 31
+    assert queue.claim_next("w1", 60) is not None
+
+
+def test_ignore_schedule_and_not_attempted_since(queue: UploadQueue, clock: FakeClock) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None
+    queue.reschedule(item.id, "w1", "HTTP 503", 3600)
+    run_start = clock.now + 1
+    clock.now += 2
+    again = queue.claim_next("w1", 60, not_attempted_since=run_start, ignore_schedule=True)
+    assert again is not None and again.id == item.id
+    queue.reschedule(item.id, "w1", "HTTP 503", 0)
+    assert queue.claim_next("w1", 60, not_attempted_since=run_start, ignore_schedule=True) is None
+
+
+def test_reset_backoff_makes_waiting_items_due(queue: UploadQueue) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None
+    queue.reschedule(item.id, "w1", "offline", 3600)
+    assert queue.reset_backoff() == 1
+    assert queue.claim_next("w1", 60) is not None
+
+
+def test_permanent_failure_is_kept_until_retry(queue: UploadQueue) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None
+    assert queue.mark_failed(item.id, "w1", "HTTP 403 SignatureDoesNotMatch")
+    assert queue.claim_next("w1", 60) is None
+    summary = queue.summary()
+    assert summary.counts[State.FAILED] == 1
+    assert summary.last_error == "HTTP 403 SignatureDoesNotMatch"
+    assert queue.retry_failed() == 1
+    assert queue.claim_next("w1", 60) is not None
+
+
+def test_uploaded_is_final(queue: UploadQueue, clock: FakeClock) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None
+    queue.mark_uploaded(item.id, "ab/key.png", "https://img/ab/key.png")
+    assert not queue.reschedule(item.id, "w1", "late error", 1)
+    assert not queue.mark_failed(item.id, "w1", "late error")
+    clock.now += 10_000
+    assert queue.claim_next("w2", 60) is None
+    done = queue.get(item.id)
+    assert (
+        done is not None and done.state is State.UPLOADED and done.url == "https://img/ab/key.png"
+    )
+
+
+def test_release_gives_the_attempt_back(queue: UploadQueue) -> None:
+    add(queue, "a.png", "1" * 64)
+    item = queue.claim_next("w1", 60)
+    assert item is not None
+    assert queue.release(item.id, "w1")
+    again = queue.claim_next("w1", 60)
+    assert again is not None and again.attempts == 1
+
+
+def test_edited_file_is_new_content(queue: UploadQueue) -> None:
+    old = add(queue, "a.png", "1" * 64)
+    new = queue.record_image(Path("/v/a.png"), FileStat(11, 2, 1), "2" * 64, "image/png", ".png").id
+    assert new != old
+    assert queue.paths_for(old) == []
+    assert queue.paths_for(new) == [Path("/v/a.png")]
+
+
+def test_stat_cache(queue: UploadQueue) -> None:
+    queue.record_other(Path("/v/notes.txt"), FileStat(5, 7, 9))
+    record = queue.file_record(Path("/v/notes.txt"))
+    assert record is not None and record.sha256 is None and record.stat == FileStat(5, 7, 9)
+    assert queue.known_files(Path("/v")) == {"/v/notes.txt": FileStat(5, 7, 9)}
+    assert queue.known_files(Path("/other")) == {}
+
+
+def test_readonly_queue_sees_writes_and_cannot_write(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    writer = UploadQueue(path)
+    add(writer, "a.png", "1" * 64)
+    reader = UploadQueue(path, readonly=True)
+    assert reader.summary().counts[State.PENDING] == 1
+    with pytest.raises(Exception, match="readonly"):
+        add(reader, "b.png", "2" * 64)
+    reader.close()
+    writer.close()
+
+
+def test_readonly_without_a_queue_says_so(tmp_path: Path) -> None:
+    with pytest.raises(QueueError, match="nothing has been queued"):
+        UploadQueue(tmp_path / "missing.db", readonly=True)
