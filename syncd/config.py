@@ -16,6 +16,7 @@ wrapped in `Secret`, whose repr and str never show the value, and registered wit
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -138,6 +139,8 @@ def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
 # Loading
 
 
+_ENV_VAR = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
+
 _KNOWN: dict[str, tuple[str, ...]] = {
     "paths": ("notes", "images", "state_dir"),
     "storage": (
@@ -170,6 +173,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and check the config at `path`; raise ConfigError listing every problem."""
     env = os.environ if env is None else env
+    path = path.absolute()  # relative folders resolve against it; cwd may change later
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:
@@ -203,7 +207,9 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[str, str]) -> Config:
     """Check a parsed TOML document; relative paths resolve against the config's folder."""
-    checker = _Checker(str(source) if source else "<config>", source.parent if source else None)
+    checker = _Checker(
+        str(source) if source else "<config>", source.parent if source else None, env
+    )
     for table in data:
         if table not in _KNOWN:
             checker.problem(
@@ -237,9 +243,10 @@ def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 class _Checker:
-    def __init__(self, file: str, base: Path | None) -> None:
+    def __init__(self, file: str, base: Path | None, env: Mapping[str, str]) -> None:
         self.file = file
         self.base = base
+        self.env = env
         self.problems: list[ConfigProblem] = []
 
     def problem(self, key: str, message: str, fix: str) -> None:
@@ -264,7 +271,8 @@ class _Checker:
         return float(value)
 
     def path(self, value: str) -> Path:
-        p = Path(os.path.expandvars(value)).expanduser()
+        expanded = _ENV_VAR.sub(lambda m: self.env.get(m[1] or m[2], m[0]), value)
+        p = Path(expanded).expanduser()
         if not p.is_absolute() and self.base is not None:
             p = self.base / p
         return Path(os.path.normpath(p))
@@ -329,7 +337,7 @@ def _parse_storage(
                 "must be an http(s) URL",
                 'write it as public_base_url = "https://img.example.com"',
             )
-        elif ".r2.cloudflarestorage.com" in public:
+        elif ".r2.cloudflarestorage.com" in public.lower():
             checker.problem(
                 "storage.public_base_url",
                 "is R2's private API endpoint, which nobody can read without credentials",
@@ -436,7 +444,7 @@ def _resolve_secret(
     source: Path | None,
 ) -> Secret | None:
     key = f"storage.{name}"
-    if env.get(SECRET_ENV[name]):
+    if env.get(SECRET_ENV[name], "").strip():
         return Secret(env[SECRET_ENV[name]].strip())
     file_raw = checker.string(table, f"{name}_file", f"{key}_file")
     if file_raw is not None:

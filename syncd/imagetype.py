@@ -44,9 +44,13 @@ ICO = ImageType("image/vnd.microsoft.icon", ".ico")
 
 _SVG_START = re.compile(
     rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*"
-    rb"(?:<!DOCTYPE svg[^>]*>\s*)?<svg[\s>]",
+    rb"(?:<!DOCTYPE\s+svg[\s>]|<svg[\s>])",
     re.DOTALL | re.IGNORECASE,
 )
+
+
+# Sizes of the DIB header that follows "BM": telling a bitmap from text that starts "BM".
+_BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
 
 def sniff(head: bytes) -> ImageType | None:
@@ -65,7 +69,7 @@ def sniff(head: bytes) -> ImageType | None:
             return AVIF
         if brand in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"):
             return HEIC
-    if head[:2] == b"BM" and len(head) >= 14:
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
         return BMP
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return TIFF

@@ -124,7 +124,9 @@ class Scanner:
         cached = self.queue.file_record(path)
         if cached is not None and cached.stat == fstat:
             return Outcome.UNCHANGED, ""
-        if self._clock() - st.st_mtime < self.settle_seconds:
+        # Being written now means mtime ≈ now. An mtime far in the future (a camera's wrong
+        # clock, an unpacked archive) is no sign of writing and must not block it forever.
+        if abs(self._clock() - st.st_mtime) < self.settle_seconds:
             return Outcome.UNSETTLED, ""
         try:
             with path.open("rb") as f:

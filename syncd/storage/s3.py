@@ -31,6 +31,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests.adapters import HTTPAdapter
 
+from syncd import redact
 from syncd.errors import (
     NotFoundError,
     OfflineError,
@@ -110,6 +111,8 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.region = region
         self._credentials = Credentials(access_key_id, secret_access_key)
+        redact.register(access_key_id)
+        redact.register(secret_access_key)
         self._timeout = (connect_timeout, read_timeout)
         self._local = threading.local()
         self._pool_size = pool_size
@@ -180,7 +183,7 @@ class S3Storage(Storage):
             raise OfflineError(f"{what}: timed out connecting to {self.endpoint_url}") from None
         except requests.exceptions.ConnectionError as exc:
             if body is not None and body.sent > 0:
-                raise TransientStorageError(f"{what}: connection lost while sending") from None
+                raise OfflineError(f"{what}: connection lost while sending") from None
             raise OfflineError(
                 f"{what}: cannot reach {self.endpoint_url} ({_reason(exc)})"
             ) from None
@@ -338,12 +341,14 @@ class S3Storage(Storage):
 
 
 def _s3_error(response: requests.Response) -> tuple[str | None, str | None]:
-    """S3's error Code and Message. Only these two: the rest may echo request details."""
+    """S3's error Code and Message. Only these two: the rest may echo request details,
+    and even these pass through `redact.scrub` before they go into an error."""
     try:
         root = ET.fromstring(response.content)
     except ET.ParseError:
         return None, None
-    return root.findtext("Code"), root.findtext("Message")
+    code, message = root.findtext("Code"), root.findtext("Message")
+    return (redact.scrub(code) if code else None), (redact.scrub(message) if message else None)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -1,0 +1,163 @@
+"""Intake on real temp folders: what gets queued, what is skipped, what is re-read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from syncd.queue import State, UploadQueue
+from syncd.scanner import Outcome, Scanner, is_ignored_name
+from tests.support.images import GIF, JPEG, SVG, png
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> UploadQueue:
+    q = UploadQueue(tmp_path / "state" / "queue.db")
+    yield q  # type: ignore[misc]
+    q.close()
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Path:
+    root = tmp_path / "vault"
+    root.mkdir()
+    return root
+
+
+class CountingScanner(Scanner):
+    """Counts how often a file's bytes are actually read."""
+
+    reads = 0
+
+    def _consider(self, path: Path, st: os.stat_result) -> tuple[Outcome, str]:
+        outcome, reason = super()._consider(path, st)
+        if outcome not in (Outcome.UNCHANGED, Outcome.UNSETTLED):
+            CountingScanner.reads += 1
+        return outcome, reason
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a.png.part", "b.crdownload", ".hidden.png", "x.png~", ".x.swp", "#auto#", "y.tmp", "~$lock"],
+)
+def test_temp_and_hidden_names_are_ignored(name: str) -> None:
+    assert is_ignored_name(name)
+
+
+@pytest.mark.parametrize("name", ["a.png", "screen shot (1).jpg", "日本.webp", "noext"])
+def test_normal_names_are_not_ignored(name: str) -> None:
+    assert not is_ignored_name(name)
+
+
+def test_images_are_found_by_content(vault: Path, queue: UploadQueue) -> None:
+    (vault / "shot.png").write_bytes(png(seed=1))
+    (vault / "no extension").write_bytes(JPEG)
+    (vault / "fake.png").write_bytes(b"<html>404 not found</html>")
+    (vault / "anim.gif").write_bytes(GIF)
+    (vault / "sub" / "deeper").mkdir(parents=True)
+    (vault / "sub" / "deeper" / "logo.svg").write_bytes(SVG)
+    (vault / "note.md").write_text("# hi\n")
+    report = Scanner(queue, settle_seconds=0).scan([vault])
+    assert report.counts[Outcome.QUEUED] == 4
+    assert report.counts[Outcome.NOT_IMAGE] == 2
+    items = {i.name: i for i in queue.items()}
+    assert set(items) == {"shot.png", "no extension", "anim.gif", "logo.svg"}
+    assert items["no extension"].mime == "image/jpeg" and items["no extension"].ext == ".jpg"
+    assert items["logo.svg"].mime == "image/svg+xml"
+
+
+def test_hidden_folders_and_temp_files_are_skipped(vault: Path, queue: UploadQueue) -> None:
+    (vault / ".obsidian").mkdir()
+    (vault / ".obsidian" / "icon.png").write_bytes(png(seed=1))
+    (vault / ".trash").mkdir()
+    (vault / ".trash" / "old.png").write_bytes(png(seed=2))
+    (vault / "paste.png.part").write_bytes(png(seed=3))
+    (vault / ".paste.png").write_bytes(png(seed=4))
+    Scanner(queue, settle_seconds=0).scan([vault])
+    assert queue.items() == []
+
+
+def test_unchanged_files_are_not_read_again(vault: Path, queue: UploadQueue) -> None:
+    for i in range(5):
+        (vault / f"{i}.png").write_bytes(png(seed=i))
+    (vault / "readme.txt").write_text("text")
+    scanner = CountingScanner(queue, settle_seconds=0)
+    CountingScanner.reads = 0
+    scanner.scan([vault])
+    assert CountingScanner.reads == 6
+    report = scanner.scan([vault])
+    assert CountingScanner.reads == 6, "an unchanged file was read again"
+    assert report.counts[Outcome.UNCHANGED] == 6
+
+
+def test_a_file_still_being_written_waits(vault: Path, queue: UploadQueue) -> None:
+    (vault / "growing.png").write_bytes(png(seed=1))
+    clock_now = (vault / "growing.png").stat().st_mtime + 0.2
+    report = Scanner(queue, settle_seconds=1.0, clock=lambda: clock_now).scan([vault])
+    assert report.counts[Outcome.UNSETTLED] == 1
+    assert queue.items() == []
+    later = Scanner(queue, settle_seconds=1.0, clock=lambda: clock_now + 5)
+    assert later.consider(vault / "growing.png") is Outcome.QUEUED
+
+
+def test_same_bytes_twice_is_one_item(vault: Path, queue: UploadQueue) -> None:
+    (vault / "a.png").write_bytes(png(seed=7))
+    (vault / "copy.png").write_bytes(png(seed=7))
+    report = Scanner(queue, settle_seconds=0).scan([vault])
+    assert report.counts[Outcome.QUEUED] == 1 and report.counts[Outcome.KNOWN] == 1
+    assert len(queue.items()) == 1
+
+
+def test_edited_image_becomes_new_content(vault: Path, queue: UploadQueue) -> None:
+    image = vault / "a.png"
+    image.write_bytes(png(seed=1))
+    scanner = Scanner(queue, settle_seconds=0)
+    scanner.scan([vault])
+    image.write_bytes(png(seed=2, noise=10))
+    scanner.scan([vault])
+    items = queue.items(State.PENDING)
+    assert len(items) == 2
+    holders = {i.id: queue.paths_for(i.id) for i in items}
+    assert sorted(len(p) for p in holders.values()) == [0, 1]
+
+
+def test_deleted_files_are_forgotten(vault: Path, queue: UploadQueue) -> None:
+    (vault / "a.png").write_bytes(png(seed=1))
+    scanner = Scanner(queue, settle_seconds=0)
+    scanner.scan([vault])
+    (vault / "a.png").unlink()
+    scanner.scan([vault])
+    assert queue.file_record(vault / "a.png") is None
+
+
+def test_folder_symlinks_are_not_followed(vault: Path, queue: UploadQueue, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.png").write_bytes(png(seed=1))
+    (vault / "link").symlink_to(outside, target_is_directory=True)
+    (vault / "loop").symlink_to(vault, target_is_directory=True)
+    Scanner(queue, settle_seconds=0).scan([vault])
+    assert queue.items() == []
+
+
+def test_unreadable_file_is_reported_not_fatal(
+    vault: Path, queue: UploadQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests may run as root, which reads any file: refuse the open() itself instead.
+    image = vault / "locked.png"
+    image.write_bytes(png(seed=1))
+    (vault / "fine.png").write_bytes(png(seed=2))
+    real_open = Path.open
+
+    def guarded_open(self: Path, *args: object, **kwargs: object) -> object:
+        if self == image:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+    report = Scanner(queue, settle_seconds=0).scan([vault])
+    assert report.counts[Outcome.UNREADABLE] == 1
+    assert report.unreadable == [(image, "Permission denied")]
+    assert [i.name for i in queue.items()] == ["fine.png"]
