@@ -46,7 +46,18 @@ class RunReport:
 
 
 def owner_id() -> str:
+    """Who holds a lease: host, pid and a nonce, so dead holders can be recognised."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def sync_once(
@@ -60,6 +71,9 @@ def sync_once(
     storage = storage or open_storage(config.storage, pool_size=config.upload.workers)
     with UploadQueue(config.queue_path, clock=clock) as queue:
         scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds, clock=clock)
+        released = queue.release_orphans(socket.gethostname(), pid_alive)
+        if released:
+            log.info("took back %d uploads claimed by a process that died", released)
         report = RunReport(scan=_scan_settled(scanner, config, clock))
         uploader = Uploader(
             queue,

@@ -411,6 +411,31 @@ class UploadQueue:
                 .execute()
             )
 
+    def release_orphans(self, host: str, alive: Callable[[int], bool]) -> int:
+        """Claims held by dead processes of this host go back to pending now.
+
+        Owners are `host:pid:nonce` (see `syncd.oneshot.owner_id`). Without this a
+        SIGKILLed run's claims would wait for their leases to expire.
+        """
+        now = self._clock()
+        Item = self._Item
+        orphans = []
+        for item_id, owner in (
+            Item.select(Item.id, Item.lease_owner)
+            .where(Item.state == State.UPLOADING.value)
+            .tuples()
+        ):
+            parts = (owner or "").rsplit(":", 2)
+            ours = len(parts) == 3 and parts[0] == host and parts[1].isdigit()
+            if ours and not alive(int(parts[1])):
+                orphans.append((item_id, owner))
+        with self._db.atomic():
+            for item_id, owner in orphans:
+                Item.update(
+                    state=State.PENDING.value, lease_owner=None, lease_until=None, updated_at=now
+                ).where(self._owned_clause(item_id, owner)).execute()
+        return len(orphans)
+
     def drop(self, item_id: int) -> None:
         """Forget an item whose content no longer exists in any local file.
 

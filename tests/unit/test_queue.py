@@ -199,3 +199,17 @@ def test_readonly_queue_sees_writes_and_cannot_write(tmp_path: Path) -> None:
 def test_readonly_without_a_queue_says_so(tmp_path: Path) -> None:
     with pytest.raises(QueueError, match="nothing has been queued"):
         UploadQueue(tmp_path / "missing.db", readonly=True)
+
+
+def test_claims_of_dead_processes_come_back_at_once(queue: UploadQueue) -> None:
+    add(queue, "a.png", "1" * 64)
+    add(queue, "b.png", "2" * 64)
+    add(queue, "c.png", "3" * 64)
+    dead = queue.claim_next("host:111:aa", 300)
+    live = queue.claim_next("host:222:bb", 300)
+    other = queue.claim_next("elsewhere:111:cc", 300)
+    assert dead and live and other
+    assert queue.release_orphans("host", alive=lambda pid: pid == 222) == 1
+    again = queue.claim_next("host:333:dd", 300)
+    assert again is not None and again.id == dead.id
+    assert queue.claim_next("host:333:dd", 300) is None

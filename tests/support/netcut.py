@@ -1,0 +1,118 @@
+"""A TCP proxy on 127.0.0.1 whose cable can be pulled: for "offline in the middle" tests.
+
+`NetCut(upstream_port)` forwards connections to the upstream server. `cut()` closes
+every open connection and makes new ones fail at once, as a dead link does;
+`restore()` plugs the cable back in. `cut_after_bytes` pulls the cable by itself once
+that many request bytes have gone upstream, so a test can cut mid-transfer without
+sleeping or guessing at timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+
+
+class NetCut:
+    def __init__(self, upstream_port: int, *, cut_after_bytes: int | None = None) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.cut_after_bytes = cut_after_bytes
+        self.sent_upstream = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._is_cut = False
+        self._stopping = False
+        self.cut_happened = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, name="netcut-accept")
+        self._acceptor.start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._is_cut = True
+            sockets, self._open = self._open, set()
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        self.cut_happened.set()
+
+    def restore(self) -> None:
+        with self._lock:
+            self._is_cut = False
+            self.cut_after_bytes = None
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.cut()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._acceptor.join()
+        for t in self._threads:
+            t.join()
+
+    def __enter__(self) -> NetCut:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                cut = self._is_cut
+            if cut:
+                client.close()  # the link is dead: the connection goes nowhere
+                continue
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, server))
+            t = threading.Thread(target=self._pump, args=(client, server), name="netcut-pump")
+            self._threads.append(t)
+            t.start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(client, selectors.EVENT_READ, server)
+        sel.register(server, selectors.EVENT_READ, client)
+        try:
+            while True:
+                for key, _ in sel.select():
+                    src: socket.socket = key.fileobj  # type: ignore[assignment]
+                    dst: socket.socket = key.data
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    if src is client:
+                        with self._lock:
+                            self.sent_upstream += len(data)
+                            over = (
+                                self.cut_after_bytes is not None
+                                and self.sent_upstream >= self.cut_after_bytes
+                            )
+                        if over:
+                            self.cut()
+                            return
+                    dst.sendall(data)
+        except OSError:
+            return
+        finally:
+            sel.close()
+            for s in (client, server):
+                with self._lock:
+                    self._open.discard(s)
+                s.close()
