@@ -1,15 +1,19 @@
 """A TCP proxy on 127.0.0.1 whose cable can be pulled: for "offline in the middle" tests.
 
-`NetCut(upstream_port)` forwards connections to the upstream server. `cut()` closes
-every open connection and makes new ones fail at once, as a dead link does;
-`restore()` plugs the cable back in. `cut_after_bytes` pulls the cable by itself once
-that many request bytes have gone upstream, so a test can cut mid-transfer without
-sleeping or guessing at timing.
+`NetCut(upstream_port)` forwards connections to the upstream server. `cut()` ends every
+open connection and makes new ones fail at once, as a dead link does; `restore()` plugs
+the cable back in. `cut_after_bytes` pulls the cable by itself once that many request
+bytes have gone upstream, so a test can cut mid-transfer without sleeping or guessing.
+
+Each connection's pump thread owns its sockets; a cut reaches it through an "epoch"
+pipe that becomes readable for good (closing a socket from another thread would leave
+the pump blocked in epoll forever).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import selectors
 import socket
 import threading
@@ -24,9 +28,10 @@ class NetCut:
         self.port = self._listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
         self._is_cut = False
         self._stopping = False
+        self._epoch_r, self._epoch_w = os.pipe()
+        self._old_pipes: list[int] = []
         self.cut_happened = threading.Event()
         self._threads: list[threading.Thread] = []
         self._acceptor = threading.Thread(target=self._accept, name="netcut-accept")
@@ -35,11 +40,9 @@ class NetCut:
     def cut(self) -> None:
         with self._lock:
             self._is_cut = True
-            sockets, self._open = self._open, set()
-        for s in sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
+            os.write(self._epoch_w, b"x")  # every pump of this epoch wakes and ends
+            self._old_pipes += [self._epoch_r, self._epoch_w]
+            self._epoch_r, self._epoch_w = os.pipe()
         self.cut_happened.set()
 
     def restore(self) -> None:
@@ -50,12 +53,14 @@ class NetCut:
     def stop(self) -> None:
         self._stopping = True
         self.cut()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+            pass  # wakes accept()
         self._acceptor.join()
+        self._listener.close()
         for t in self._threads:
             t.join()
+        for fd in [*self._old_pipes, self._epoch_r, self._epoch_w]:
+            os.close(fd)
 
     def __enter__(self) -> NetCut:
         return self
@@ -64,13 +69,16 @@ class NetCut:
         self.stop()
 
     def _accept(self) -> None:
-        while not self._stopping:
+        while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._stopping:
+                client.close()
+                return
             with self._lock:
-                cut = self._is_cut
+                cut, epoch = self._is_cut, self._epoch_r
             if cut:
                 client.close()  # the link is dead: the connection goes nowhere
                 continue
@@ -79,19 +87,22 @@ class NetCut:
             except OSError:
                 client.close()
                 continue
-            with self._lock:
-                self._open.update((client, server))
-            t = threading.Thread(target=self._pump, args=(client, server), name="netcut-pump")
+            t = threading.Thread(
+                target=self._pump, args=(client, server, epoch), name="netcut-pump"
+            )
             self._threads.append(t)
             t.start()
 
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+    def _pump(self, client: socket.socket, server: socket.socket, epoch: int) -> None:
         sel = selectors.DefaultSelector()
         sel.register(client, selectors.EVENT_READ, server)
         sel.register(server, selectors.EVENT_READ, client)
+        sel.register(epoch, selectors.EVENT_READ, None)
         try:
             while True:
                 for key, _ in sel.select():
+                    if key.data is None:
+                        return  # the cable was pulled
                     src: socket.socket = key.fileobj  # type: ignore[assignment]
                     dst: socket.socket = key.data
                     data = src.recv(65536)
@@ -113,6 +124,6 @@ class NetCut:
         finally:
             sel.close()
             for s in (client, server):
-                with self._lock:
-                    self._open.discard(s)
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
                 s.close()

@@ -1,0 +1,286 @@
+"""Shared pieces of the benchmarks: child processes measured, peers configured, figures
+reported.
+
+A benchmark is a `bench_*.py` script in this folder that runs alone and ends with
+`report(...)`: one human line on stdout, and (when `run_all.py` asks through
+$SYNCD_BENCH_REPORT) its figures as JSON for the summary table. Figures are compared with
+targets but never asserted: a missed target is a number to look at, not a crash.
+
+Peak RSS is sampled from /proc/PID/status (VmHWM), not taken from `wait4`'s
+`ru_maxrss`: on Linux a child's `ru_maxrss` starts at its parent's high-water mark
+(`exec` records the (v)forked parent's memory into it; measured here: `true` spawned by
+a 500 MB Python process reports 511 MB), so it would measure this script, not the child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as `python tests/bench/bench_x.py`
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.images import png  # noqa: E402
+from tests.support.s3server import MotoServer  # noqa: E402
+
+__all__ = [
+    "REPORT_ENV",
+    "ROOT",
+    "SYNCD",
+    "ChildStats",
+    "Figure",
+    "MotoServer",
+    "bucket_objects",
+    "drop_bucket",
+    "median",
+    "moto_pid",
+    "png",
+    "process_cpu",
+    "rclone_env",
+    "report",
+    "require_rclone",
+    "run_child",
+    "syncd_env",
+    "vm_hwm_kb",
+    "write_syncd_config",
+]
+
+SYNCD = Path(sys.executable).parent / "syncd"
+REPORT_ENV = "SYNCD_BENCH_REPORT"
+RCLONE_REMOTE = "bench"
+_RSS_POLL_SECONDS = 0.005
+
+
+# -- measured child processes ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildStats:
+    argv: tuple[str, ...]
+    returncode: int
+    wall: float  # seconds from spawn to exit
+    cpu: float  # user + system CPU seconds of the child (and of children it waited for)
+    peak_rss_kb: int | None  # VmHWM, when sampled
+    stdout: str
+    stderr: str
+
+    def check(self) -> ChildStats:
+        """Raise with the child's output if it did not exit 0."""
+        if self.returncode != 0:
+            raise RuntimeError(
+                f"{self.argv[0]} exited with {self.returncode}\n"
+                f"--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
+            )
+        return self
+
+
+def run_child(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float = 600.0,
+    sample_rss: bool = False,
+) -> ChildStats:
+    """Run `argv` to its end; measure its wall time, CPU time and (optionally) peak RSS.
+
+    CPU comes from `os.wait4` on the child's pid, so it is the child's own and nothing
+    else of this process. Sampling RSS polls /proc every few ms (costing this process some
+    CPU, never the child's); leave it off where CPU is being compared on a busy machine.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=dict(env), stdout=out, stderr=err)
+        timer = threading.Timer(timeout, proc.kill)  # a blocking wait4 still ends
+        timer.start()
+        peak: int | None = None
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG if sample_rss else 0)
+                if pid == proc.pid:
+                    break
+                hwm = vm_hwm_kb(proc.pid)
+                if hwm is not None:
+                    peak = max(peak or 0, hwm)
+                time.sleep(_RSS_POLL_SECONDS)
+        finally:
+            timer.cancel()
+        if timer.finished.is_set() and time.perf_counter() - started >= timeout:
+            raise TimeoutError(f"{argv[0]} ran longer than {timeout:g} s and was killed")
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # we reaped it, not Popen
+        out.seek(0)
+        err.seek(0)
+        return ChildStats(
+            argv=tuple(argv),
+            returncode=proc.returncode,
+            wall=wall,
+            cpu=usage.ru_utime + usage.ru_stime,
+            peak_rss_kb=peak,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+        )
+
+
+def vm_hwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None  # gone, or a zombie: its memory is already released
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def moto_pid(server: MotoServer) -> int:
+    """The moto_server process id (to read its CPU time: the server is the bottleneck)."""
+    proc = server._proc  # tests/support keeps the Popen private; only read here
+    assert proc is not None, "the server is not running"
+    return proc.pid
+
+
+# -- syncd -----------------------------------------------------------------------------
+
+
+def write_syncd_config(
+    path: Path,
+    *,
+    images: Path,
+    state_dir: Path,
+    bucket: str,
+    endpoint_url: str,
+    workers: int = 4,
+) -> Path:
+    path.write_text(
+        "[paths]\n"
+        f"images = [{json.dumps(str(images))}]\n"
+        f"state_dir = {json.dumps(str(state_dir))}\n"
+        "[storage]\n"
+        'backend = "s3"\n'
+        f"bucket = {json.dumps(bucket)}\n"
+        f"endpoint_url = {json.dumps(endpoint_url)}\n"
+        'public_base_url = "https://img.example.com"\n'
+        "[upload]\n"
+        f"workers = {workers}\n"
+        "settle_seconds = 0\n"
+    )
+    return path
+
+
+def syncd_env(server: MotoServer) -> dict[str, str]:
+    assert server.credentials is not None
+    env = dict(os.environ)
+    env["SYNCD_ACCESS_KEY_ID"] = server.credentials.access_key_id
+    env["SYNCD_SECRET_ACCESS_KEY"] = server.credentials.secret_access_key
+    return env
+
+
+# -- rclone, the peer ------------------------------------------------------------------
+
+
+def require_rclone() -> str:
+    exe = shutil.which("rclone")
+    if exe is None:
+        sys.exit("rclone is not installed: `apt-get install rclone` (`make bench` does it)")
+    return exe
+
+
+def rclone_env(server: MotoServer, config_file: Path) -> dict[str, str]:
+    """An S3 remote named `bench:` for moto, from environment variables only.
+
+    `config_file` should be an empty file: rclone then reads no user configuration.
+    AWS_CA_BUNDLE is removed: rclone 1.60 fails with LoadCustomCABundleError while it is
+    set (FACTS.md).
+    """
+    assert server.credentials is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+    prefix = f"RCLONE_CONFIG_{RCLONE_REMOTE.upper()}_"
+    env.update(
+        {
+            "RCLONE_CONFIG": str(config_file),
+            prefix + "TYPE": "s3",
+            prefix + "PROVIDER": "Other",
+            prefix + "ENV_AUTH": "false",
+            prefix + "ACCESS_KEY_ID": server.credentials.access_key_id,
+            prefix + "SECRET_ACCESS_KEY": server.credentials.secret_access_key,
+            prefix + "ENDPOINT": server.url,
+            prefix + "REGION": "us-east-1",
+            prefix + "FORCE_PATH_STYLE": "true",
+        }
+    )
+    return env
+
+
+# -- the S3 server, read back with an independent client -------------------------------
+
+
+def bucket_objects(client: Any, bucket: str) -> dict[str, int]:
+    """Every object in `bucket`: key -> size."""
+    found: dict[str, int] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = obj["Size"]
+    return found
+
+
+def drop_bucket(client: Any, bucket: str) -> None:
+    """Delete every object and the bucket, so moto gives the memory back."""
+    keys = list(bucket_objects(client, bucket))
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    for upload in uploads:
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    client.delete_bucket(Bucket=bucket)
+
+
+# -- small helpers ---------------------------------------------------------------------
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(list(values)))
+
+
+# -- reporting -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline number of a benchmark, with its target (None: for information)."""
+
+    name: str
+    value: float
+    unit: str  # "x rclone", "MB", ...
+    target: str | None = None  # e.g. "<= 1.0"
+    met: bool | None = None
+
+
+def report(bench: str, line: str, figures: Sequence[Figure], **extra: Any) -> None:
+    """Print the benchmark's one-line result; hand its figures to run_all.py if asked."""
+    print(line, flush=True)
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        data = {"bench": bench, "line": line, "figures": [asdict(f) for f in figures]}
+        data.update(extra)
+        Path(path).write_text(json.dumps(data, indent=2))
