@@ -74,7 +74,6 @@ def sync_once(
         released = queue.release_orphans(socket.gethostname(), pid_alive)
         if released:
             log.info("took back %d uploads claimed by a process that died", released)
-        report = RunReport(scan=_scan_settled(scanner, config, clock))
         uploader = Uploader(
             queue,
             storage,
@@ -83,7 +82,16 @@ def sync_once(
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
             clock=clock,
         )
-        _drain(queue, uploader, config, report, on_outcome, clock)
+        # Uploads start while the scan is still finding images: the workers wait for
+        # new work until intake is done, then finish what is left.
+        drain = _Drain(queue, uploader, config, on_outcome, clock)
+        scanner.on_queued = drain.wake
+        drain.start()
+        try:
+            scan = _scan_settled(scanner, config, clock)
+        finally:
+            drain.intake_done()
+        report = drain.join(scan)
         report.summary = queue.summary()
     if own_storage:
         storage.close()
@@ -103,52 +111,84 @@ def _scan_settled(scanner: Scanner, config: Config, clock: Callable[[], float]) 
     return report
 
 
-def _drain(
-    queue: UploadQueue,
-    uploader: Uploader,
-    config: Config,
-    report: RunReport,
-    on_outcome: Callable[[Outcome], None] | None,
-    clock: Callable[[], float],
-) -> None:
-    started = clock()
-    offline = threading.Event()
-    lock = threading.Lock()
-    keeper = LeaseKeeper(queue, config.upload.lease_seconds)
-    keeper.start()
+class _Drain:
+    """The worker pool of one run: each pending item tried once, stop at the first offline."""
 
-    def worker() -> None:
+    def __init__(
+        self,
+        queue: UploadQueue,
+        uploader: Uploader,
+        config: Config,
+        on_outcome: Callable[[Outcome], None] | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.queue = queue
+        self.uploader = uploader
+        self.config = config
+        self.on_outcome = on_outcome
+        self.started = clock()
+        self.offline = threading.Event()
+        self.results: dict[Result, int] = dict.fromkeys(Result, 0)
+        self.errors: list[tuple[str, str]] = []
+        self._cond = threading.Condition()
+        self._generation = 0  # bumped by every wake(): no wake-up can be missed
+        self._intake_done = False
+        self._keeper = LeaseKeeper(queue, config.upload.lease_seconds)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"syncd-upload-{n}", daemon=True)
+            for n in range(config.upload.workers)
+        ]
+
+    def start(self) -> None:
+        self._keeper.start()
+        for t in self._threads:
+            t.start()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def intake_done(self) -> None:
+        with self._cond:
+            self._intake_done = True
+            self._cond.notify_all()
+
+    def join(self, scan: ScanReport) -> RunReport:
+        for t in self._threads:
+            t.join()
+        self._keeper.stop()
+        return RunReport(
+            scan=scan, results=self.results, errors=self.errors, offline=self.offline.is_set()
+        )
+
+    def _work(self) -> None:
         owner = owner_id()
-        while not offline.is_set():
-            item = queue.claim_next(
-                owner,
-                config.upload.lease_seconds,
-                not_attempted_since=started,
-                ignore_schedule=True,
+        lease = self.config.upload.lease_seconds
+        while not self.offline.is_set():
+            with self._cond:
+                seen = self._generation
+                done = self._intake_done
+            item = self.queue.claim_next(
+                owner, lease, not_attempted_since=self.started, ignore_schedule=True
             )
             if item is None:
-                return
-            keeper.hold(item.id, owner)
+                if done:
+                    return
+                with self._cond:
+                    while self._generation == seen and not self._intake_done:
+                        self._cond.wait()
+                continue
+            self._keeper.hold(item.id, owner)
             try:
-                outcome = uploader.process(item, owner)
+                outcome = self.uploader.process(item, owner)
             finally:
-                keeper.drop(item.id)
+                self._keeper.drop(item.id)
             if outcome.offline:
-                offline.set()
-            with lock:
-                report.results[outcome.result] += 1
+                self.offline.set()
+            with self._cond:
+                self.results[outcome.result] += 1
                 if outcome.error and outcome.result in (Result.FAILED, Result.RETRY):
-                    report.errors.append((item.name, outcome.error))
-            if on_outcome is not None:
-                on_outcome(outcome)
-
-    threads = [
-        threading.Thread(target=worker, name=f"syncd-upload-{n}", daemon=True)
-        for n in range(config.upload.workers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    keeper.stop()
-    report.offline = offline.is_set()
+                    self.errors.append((item.name, outcome.error))
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)

@@ -85,6 +85,7 @@ class Scanner:
         self.queue = queue
         self.settle_seconds = settle_seconds
         self._clock = clock
+        self.on_queued: Callable[[], None] | None = None  # called after new content is queued
 
     def scan(self, roots: Iterable[Path]) -> ScanReport:
         """Consider every file under `roots`; forget cached files that are gone."""
@@ -96,7 +97,7 @@ class Scanner:
                 if cached is not None and cached == FileStat.of(st):
                     report.add(path, Outcome.UNCHANGED)
                     continue
-                outcome, reason = self._consider(path, st)
+                outcome, reason = self._consider(path, st, cached_checked=True)
                 report.add(path, outcome, reason)
             for gone in known:  # recorded before, not found now
                 if not os.path.lexists(gone):
@@ -119,11 +120,14 @@ class Scanner:
             return Outcome.IGNORED
         return self._consider(path, st)[0]
 
-    def _consider(self, path: Path, st: os.stat_result) -> tuple[Outcome, str]:
+    def _consider(
+        self, path: Path, st: os.stat_result, *, cached_checked: bool = False
+    ) -> tuple[Outcome, str]:
         fstat = FileStat.of(st)
-        cached = self.queue.file_record(path)
-        if cached is not None and cached.stat == fstat:
-            return Outcome.UNCHANGED, ""
+        if not cached_checked:
+            cached = self.queue.file_record(path)
+            if cached is not None and cached.stat == fstat:
+                return Outcome.UNCHANGED, ""
         # Being written now means mtime ≈ now. An mtime far in the future (a camera's wrong
         # clock, an unpacked archive) is no sign of writing and must not block it forever.
         if abs(self._clock() - st.st_mtime) < self.settle_seconds:
@@ -147,12 +151,14 @@ class Scanner:
             return Outcome.UNREADABLE, exc.strerror or "unreadable"
         if after != fstat:
             return Outcome.UNSETTLED, ""  # written to while we read it
-        sha = digest.hexdigest()
-        known = self.queue.by_sha256(sha) is not None
-        self.queue.record_image(path, fstat, sha, kind.mime, kind.extension_for(path.name))
-        if not known:
+        _item, new = self.queue.record_image(
+            path, fstat, digest.hexdigest(), kind.mime, kind.extension_for(path.name)
+        )
+        if new:
             log.info("queued %s (%s, %d bytes)", path, kind.mime, fstat.size)
-        return (Outcome.KNOWN if known else Outcome.QUEUED), ""
+            if self.on_queued is not None:
+                self.on_queued()
+        return (Outcome.QUEUED if new else Outcome.KNOWN), ""
 
 
 def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:

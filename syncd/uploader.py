@@ -194,8 +194,10 @@ class LeaseKeeper:
 
     def hold(self, item_id: int, owner: str) -> None:
         with self._cond:
+            was_idle = not self._held
             self._held[item_id] = owner
-            self._cond.notify_all()
+            if was_idle:
+                self._cond.notify_all()  # only idle → busy needs a wake-up
 
     def drop(self, item_id: int) -> None:
         with self._cond:
@@ -206,9 +208,12 @@ class LeaseKeeper:
             with self._cond:
                 while not self._held and not self._stopping:
                     self._cond.wait()
-                if self._stopping:
-                    return
-                self._cond.wait(self.lease_seconds / 3)
+                deadline = time.monotonic() + self.lease_seconds / 3
+                while not self._stopping and self._held:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 if self._stopping:
                     return
                 held = dict(self._held)

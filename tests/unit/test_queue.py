@@ -32,7 +32,9 @@ def queue(tmp_path: Path, clock: FakeClock) -> UploadQueue:
 
 
 def add(queue: UploadQueue, name: str, sha: str, size: int = 10) -> int:
-    return queue.record_image(Path(f"/v/{name}"), FileStat(size, 1, 1), sha, "image/png", ".png").id
+    return queue.record_image(Path(f"/v/{name}"), FileStat(size, 1, 1), sha, "image/png", ".png")[
+        0
+    ].id
 
 
 def test_wal_and_full_sync_are_on(queue: UploadQueue) -> None:
@@ -170,7 +172,9 @@ def test_release_gives_the_attempt_back(queue: UploadQueue) -> None:
 
 def test_edited_file_is_new_content(queue: UploadQueue) -> None:
     old = add(queue, "a.png", "1" * 64)
-    new = queue.record_image(Path("/v/a.png"), FileStat(11, 2, 1), "2" * 64, "image/png", ".png").id
+    new = queue.record_image(Path("/v/a.png"), FileStat(11, 2, 1), "2" * 64, "image/png", ".png")[
+        0
+    ].id
     assert new != old
     assert queue.paths_for(old) == []
     assert queue.paths_for(new) == [Path("/v/a.png")]

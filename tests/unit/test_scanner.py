@@ -31,8 +31,10 @@ class CountingScanner(Scanner):
 
     reads = 0
 
-    def _consider(self, path: Path, st: os.stat_result) -> tuple[Outcome, str]:
-        outcome, reason = super()._consider(path, st)
+    def _consider(
+        self, path: Path, st: os.stat_result, *, cached_checked: bool = False
+    ) -> tuple[Outcome, str]:
+        outcome, reason = super()._consider(path, st, cached_checked=cached_checked)
         if outcome not in (Outcome.UNCHANGED, Outcome.UNSETTLED):
             CountingScanner.reads += 1
         return outcome, reason
