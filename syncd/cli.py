@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from syncd import __version__, redact
@@ -67,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="do it in this process, without a daemon, then exit"
     )
     sub.add_parser("status", parents=[common], help="queue counts, online state, last error")
+    rewrite = sub.add_parser(
+        "rewrite", parents=[common], help="point links to uploaded images at their URLs"
+    )
+    rewrite.add_argument("--dry-run", action="store_true", help="show a diff, change nothing")
+    rewrite.add_argument("notes", nargs="*", metavar="NOTE", help="notes or folders (default: all)")
+    localize = sub.add_parser(
+        "localize", parents=[common], help="turn URLs back into local image references"
+    )
+    localize.add_argument("--all", action="store_true", help="every note")
+    localize.add_argument("--dry-run", action="store_true", help="show a diff, change nothing")
+    localize.add_argument("notes", nargs="*", metavar="NOTE", help="notes or folders")
     retry = sub.add_parser("retry", parents=[common], help="put failed items back in the queue")
     retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="item ids (default: all)")
     return parser
@@ -115,6 +127,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_status(args)
     if args.command == "retry":
         return cmd_retry(args)
+    if args.command == "rewrite":
+        return cmd_rewrite(args)
+    if args.command == "localize":
+        return cmd_localize(args)
     raise UsageError(f"unknown command {args.command}")
 
 
@@ -141,6 +157,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 "results": {r.value: n for r, n in report.results.items()},
                 "offline": report.offline,
                 "errors": [{"file": f, "error": e} for f, e in report.errors],
+                "notes": {
+                    "references": report.references,
+                    "notes_rewritten": report.notes_rewritten,
+                    "links_rewritten": report.links_rewritten,
+                    "links_pending": report.refs_pending,
+                },
                 "queue": _summary_json(summary),
             }
         )
@@ -159,8 +181,123 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"  {name}: {redact.scrub(error)}")
         if report.offline:
             print("offline: the store could not be reached; the queue is kept for the next run")
+        print(
+            f"notes: {report.references} image references, "
+            f"{report.links_rewritten} links rewritten in {report.notes_rewritten} notes"
+            + (f", {report.refs_pending} still to rewrite" if report.refs_pending else "")
+        )
         print(_counts_line(summary))
     return EXIT_OK if report.complete else EXIT_UNDONE
+
+
+def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False) -> Any:
+    from syncd.rewriter import Rewriter
+    from syncd.scanner import Scanner
+    from syncd.storage import open_storage
+    from syncd.vault import Vault
+
+    scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds)
+    vault = Vault(config.paths.notes, config.paths.images)
+    storage = open_storage(config.storage) if with_storage else None
+    download_dir = config.paths.images[0] if config.paths.images else None
+    return Rewriter(queue, scanner, vault, storage=storage, download_dir=download_dir)
+
+
+def _note_args(config: Config, notes: list[str]) -> list[Path]:
+    paths = [Path(n).absolute() for n in notes]
+    for p in paths:
+        if not p.exists():
+            raise UsageError(f"no such note or folder: {p}")
+    return paths
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    """Point links to uploaded images at their URLs (`--dry-run`: show the diff only)."""
+    config = _config(args)
+    changes = []
+    with UploadQueue(config.queue_path) as queue:
+        rewriter = _rewriter(config, queue)
+        only = _note_args(config, args.notes)
+        for note in rewriter.vault.notes(only):
+            if not args.dry_run:
+                rewriter.index_note(note)
+                if only:  # asked by name: links left local by `localize` go back too
+                    queue.reset_localized(note)
+            change = rewriter.rewrite_note(note, dry_run=args.dry_run, include_localized=bool(only))
+            if change is not None:
+                changes.append(change)
+        pending = queue.pending_ref_count()
+    if args.json:
+        _print_json(
+            {
+                "dry_run": args.dry_run,
+                "notes": [
+                    {
+                        "note": str(c.note),
+                        "links": c.replaced,
+                        "written": c.written,
+                        "diff": c.diff(),
+                        "problems": c.problems,
+                    }
+                    for c in changes
+                ],
+                "links_pending": pending,
+            }
+        )
+    else:
+        for change in changes:
+            if args.dry_run:
+                sys.stdout.write(change.diff(rewriter.vault.root_of(change.note)))
+            else:
+                print(f"{change.note}: {_plural(change.replaced, 'link')} rewritten")
+            for problem in change.problems:
+                print(f"  {problem}")
+        if not changes:
+            print("nothing to rewrite")
+    return EXIT_OK if pending == 0 or args.dry_run else EXIT_UNDONE
+
+
+def cmd_localize(args: argparse.Namespace) -> int:
+    """Turn public URLs back into local references (downloading what is missing)."""
+    if not args.notes and not args.all:
+        raise UsageError("name the notes to localize, or pass --all for every note")
+    config = _config(args)
+    changes = []
+    with UploadQueue(config.queue_path) as queue:
+        rewriter = _rewriter(config, queue, with_storage=True)
+        for note in rewriter.vault.notes(_note_args(config, args.notes)):
+            change = rewriter.localize_note(note, dry_run=args.dry_run)
+            if change is not None:
+                changes.append(change)
+        if rewriter.storage is not None:
+            rewriter.storage.close()
+    problems = [p for c in changes for p in c.problems]
+    if args.json:
+        _print_json(
+            {
+                "dry_run": args.dry_run,
+                "notes": [
+                    {
+                        "note": str(c.note),
+                        "links": c.replaced,
+                        "written": c.written,
+                        "problems": c.problems,
+                    }
+                    for c in changes
+                ],
+            }
+        )
+    else:
+        for change in changes:
+            if args.dry_run:
+                sys.stdout.write(change.diff(rewriter.vault.root_of(change.note)))
+            elif change.replaced:
+                print(f"{change.note}: {_plural(change.replaced, 'link')} made local")
+            for problem in change.problems:
+                print(f"  {change.note}: {redact.scrub(problem)}")
+        if not changes:
+            print("nothing to localize")
+    return EXIT_UNDONE if problems else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -233,6 +370,10 @@ def _summary_json(summary: QueueSummary) -> dict[str, Any]:
 
 def _print_json(data: dict[str, Any]) -> None:
     print(redact.scrub(json.dumps(data, indent=2, sort_keys=True)))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _duration(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""`syncd sync --once`: scan, upload and verify everything now, then exit.
+"""`syncd sync --once`: scan, upload, verify and rewrite everything now, then exit.
 
 Wires the scanner, queue, uploader and storage for one pass, with a small pool of
 worker threads. Each pending item is tried at most once per run, backoff or not (the
@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from syncd.config import Config
 from syncd.queue import QueueSummary, UploadQueue
 from syncd.retry import RetryPolicy
+from syncd.rewriter import Rewriter
 from syncd.scanner import Outcome as ScanOutcome
 from syncd.scanner import Scanner, ScanReport
 from syncd.storage import Storage, open_storage
 from syncd.uploader import LeaseKeeper, Outcome, Result, Uploader
+from syncd.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,20 @@ class RunReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
     offline: bool = False
     summary: QueueSummary | None = None
+    references: int = 0  # image references found in notes
+    notes_rewritten: int = 0
+    links_rewritten: int = 0
+    refs_pending: int = 0  # references to uploaded images not yet rewritten
 
     @property
     def complete(self) -> bool:
-        """Nothing left pending, uploading or failed."""
+        """Nothing left pending, uploading or failed, and every note rewritten."""
         assert self.summary is not None
-        return self.summary.outstanding == 0 and self.summary.counts_failed == 0
+        return (
+            self.summary.outstanding == 0
+            and self.summary.counts_failed == 0
+            and self.refs_pending == 0
+        )
 
 
 def owner_id() -> str:
@@ -87,11 +97,24 @@ def sync_once(
         drain = _Drain(queue, uploader, config, on_outcome, clock)
         scanner.on_queued = drain.wake
         drain.start()
+        vault = Vault(config.paths.notes, config.paths.images)
+        rewriter = Rewriter(queue, scanner, vault)
         try:
             scan = _scan_settled(scanner, config, clock)
+            references = sum(rewriter.index_note(note) for note in vault.notes())
         finally:
             drain.intake_done()
         report = drain.join(scan)
+        report.references = references
+        if not report.offline:
+            for note in queue.notes_to_rewrite():
+                change = rewriter.rewrite_note(note)
+                if change is not None and change.written:
+                    report.notes_rewritten += 1
+                    report.links_rewritten += change.replaced
+                elif change is not None:
+                    report.errors += [(str(note), p) for p in change.problems]
+        report.refs_pending = queue.pending_ref_count()
         report.summary = queue.summary()
     if own_storage:
         storage.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import threading
 import time
@@ -29,7 +30,7 @@ import peewee
 
 from syncd.errors import QueueError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Clock = Callable[[], float]
 
 
@@ -81,6 +82,27 @@ class FileRecord:
     stat: FileStat
     sha256: str | None  # None: not an image
     item_id: int | None
+
+
+class RefState(enum.StrEnum):
+    PENDING = "pending"  # the note still has the local reference (or must get a new URL)
+    REWRITTEN = "rewritten"  # the note has the URL
+    LOCALIZED = "localized"  # undone by `syncd localize`: left local until asked again
+
+
+@dataclass(frozen=True)
+class RefRecord:
+    """One image reference in one note, as found before any rewrite."""
+
+    id: int
+    note: str
+    original: str  # the exact span text before the rewrite (for localize)
+    rewritten: str | None  # the exact span text written in its place
+    positions: tuple[int, ...]  # where it occurred in the note when rewritten (for order)
+    syntax: str
+    image_path: str
+    item_id: int | None
+    state: RefState
 
 
 @dataclass(frozen=True)
@@ -473,6 +495,85 @@ class UploadQueue:
                 ).rowcount
             )
 
+    # -- note references ----------------------------------------------------
+
+    def record_ref(
+        self, note: Path, original: str, syntax: str, image_path: Path, item_id: int
+    ) -> RefRecord:
+        """Remember that `note` shows the image `item_id` through the text `original`."""
+        now = self._clock()
+        with self._write():
+            self._sql(
+                "INSERT INTO refs (note, original, syntax, image_path, item_id, state, "
+                "created_at, updated_at) VALUES (?,?,?,?,?,'pending',?,?) "
+                "ON CONFLICT (note, original) DO UPDATE SET item_id = excluded.item_id, "
+                "image_path = excluded.image_path, updated_at = excluded.updated_at "
+                "WHERE refs.item_id IS NOT excluded.item_id AND refs.state = 'pending'",
+                (str(note), original, syntax, str(image_path), item_id, now, now),
+            )
+            ref = self._one_ref("note = ? AND original = ?", (str(note), original))
+        assert ref is not None
+        return ref
+
+    def refs_of_note(self, note: Path) -> list[RefRecord]:
+        rows = self._sql(
+            f"SELECT {_REF_COLUMNS} FROM refs WHERE note = ? ORDER BY id", (str(note),)
+        )
+        return [_ref(row) for row in rows]
+
+    def set_ref_rewritten(self, ref_id: int, rewritten: str, positions: list[int]) -> None:
+        """Record the text about to replace the original, before the note is written.
+
+        `positions` are the offsets of its occurrences in the note as read: when two
+        different originals become the same URL, their order is how localize tells them
+        apart.
+        """
+        with self._write():
+            self._sql(
+                "UPDATE refs SET rewritten = ?, positions = ?, updated_at = ? WHERE id = ?",
+                (rewritten, json.dumps(positions), self._clock(), ref_id),
+            )
+
+    def set_ref_state(self, ref_ids: list[int], state: RefState) -> None:
+        if not ref_ids:
+            return
+        with self._write():
+            self._sql(
+                f"UPDATE refs SET state = ?, updated_at = ? "
+                f"WHERE id IN ({','.join('?' * len(ref_ids))})",
+                (state.value, self._clock(), *ref_ids),
+            )
+
+    def reset_localized(self, note: Path) -> int:
+        """References that `localize` left local may be rewritten again."""
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE refs SET state = 'pending', updated_at = ? "
+                    "WHERE note = ? AND state = 'localized'",
+                    (self._clock(), str(note)),
+                ).rowcount
+            )
+
+    def notes_to_rewrite(self) -> list[Path]:
+        """Notes with a pending reference to an uploaded image."""
+        rows = self._sql(
+            "SELECT DISTINCT refs.note FROM refs JOIN items ON items.id = refs.item_id "
+            "WHERE refs.state = 'pending' AND items.state = 'uploaded' ORDER BY refs.note"
+        )
+        return [Path(n) for (n,) in rows]
+
+    def pending_ref_count(self) -> int:
+        (n,) = self._sql(
+            "SELECT COUNT(*) FROM refs JOIN items ON items.id = refs.item_id "
+            "WHERE refs.state = 'pending' AND items.state = 'uploaded'"
+        ).fetchone()
+        return int(n)
+
+    def _one_ref(self, where: str, params: tuple[Any, ...]) -> RefRecord | None:
+        row = self._sql(f"SELECT {_REF_COLUMNS} FROM refs WHERE {where}", params).fetchone()
+        return _ref(row) if row else None
+
     # -- reading ------------------------------------------------------------
 
     def get(self, item_id: int) -> UploadItem | None:
@@ -531,6 +632,27 @@ _ITEM_FIELDS = (
 _ITEM_COLUMNS = ", ".join(_ITEM_FIELDS)
 
 
+_REF_FIELDS = (
+    "id",
+    "note",
+    "original",
+    "rewritten",
+    "positions",
+    "syntax",
+    "image_path",
+    "item_id",
+    "state",
+)
+_REF_COLUMNS = ", ".join(_REF_FIELDS)
+
+
+def _ref(row: tuple[Any, ...]) -> RefRecord:
+    values = dict(zip(_REF_FIELDS, row, strict=True))
+    values["state"] = RefState(values["state"])
+    values["positions"] = tuple(json.loads(values["positions"]))
+    return RefRecord(**values)
+
+
 def _item(row: tuple[Any, ...]) -> UploadItem:
     values = dict(zip(_ITEM_FIELDS, row, strict=True))
     values["state"] = State(values["state"])
@@ -541,4 +663,29 @@ def _migration_1(queue: UploadQueue) -> None:
     queue._db.create_tables([queue._Item, queue._File])
 
 
-_MIGRATIONS: list[tuple[int, Callable[[UploadQueue], None]]] = [(1, _migration_1)]
+def _migration_2(queue: UploadQueue) -> None:
+    """Image references in notes: what was there before a rewrite, so it can be undone."""
+    queue._sql(
+        """CREATE TABLE refs (
+            id INTEGER PRIMARY KEY,
+            note TEXT NOT NULL,
+            original TEXT NOT NULL,
+            rewritten TEXT,
+            positions TEXT NOT NULL DEFAULT '[]',
+            syntax TEXT NOT NULL,
+            image_path TEXT NOT NULL,
+            item_id INTEGER REFERENCES items(id) ON DELETE SET NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (note, original)
+        )"""
+    )
+    queue._sql("CREATE INDEX refs_item ON refs (item_id, state)")
+    queue._sql("CREATE INDEX refs_rewritten ON refs (note, rewritten)")
+
+
+_MIGRATIONS: list[tuple[int, Callable[[UploadQueue], None]]] = [
+    (1, _migration_1),
+    (2, _migration_2),
+]

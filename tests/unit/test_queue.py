@@ -46,8 +46,25 @@ def test_wal_and_full_sync_are_on(queue: UploadQueue) -> None:
 
 def test_schema_version_is_recorded(queue: UploadQueue) -> None:
     con = sqlite3.connect(queue.path)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
     con.close()
+
+
+def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    q = UploadQueue(path)
+    add(q, "a.png", "1" * 64)
+    q.close()
+    con = sqlite3.connect(path)  # turn it back into what syncd 0.1 schema 1 wrote
+    con.execute("DROP TABLE refs")
+    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    q = UploadQueue(path)
+    assert [i.name for i in q.items()] == ["a.png"]
+    ref = q.record_ref(Path("/v/n.md"), "a.png", "inline", Path("/v/a.png"), 1)
+    assert ref.state.value == "pending"
+    q.close()
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

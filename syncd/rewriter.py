@@ -1,0 +1,382 @@
+"""Notes and their image references: index, rewrite to URLs, localize back.
+
+Owns the note side of the pipeline. `index_note` finds the local images a note shows,
+queues them (even outside the image folders, as long as they are inside a configured
+root) and records each reference with its exact original text. `rewrite_note` replaces
+references to uploaded images by their public URLs; `localize_note` puts the recorded
+original text back (so `localize(rewrite(note)) == note`, byte for byte), downloading
+images this machine never had. Parsing and rendering are the pure functions of
+`syncd.links`; writing is `syncd.notewriter` (atomic, never over a person's edit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from syncd.errors import StorageError
+from syncd.links import ImageRef, Syntax, apply_edits, find_image_refs, render_replacement
+from syncd.notewriter import NoteChanged, NoteError, NoteSnapshot, read_note, write_note
+from syncd.queue import RefRecord, RefState, State, UploadItem, UploadQueue
+from syncd.scanner import Outcome, Scanner
+from syncd.storage import Storage
+from syncd.vault import Vault
+
+log = logging.getLogger(__name__)
+
+_WRITE_ATTEMPTS = 5
+_SHA256_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+@dataclass
+class NoteChange:
+    """What a rewrite or localize did (or, in a dry run, would do) to one note."""
+
+    note: Path
+    before: str
+    after: str
+    replaced: int
+    written: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def diff(self, base: Path | None = None) -> str:
+        name = str(self.note.relative_to(base)) if base else str(self.note)
+        return "".join(
+            difflib.unified_diff(
+                self.before.splitlines(keepends=True),
+                self.after.splitlines(keepends=True),
+                fromfile=f"a/{name}",
+                tofile=f"b/{name}",
+            )
+        )
+
+
+class Rewriter:
+    def __init__(
+        self,
+        queue: UploadQueue,
+        scanner: Scanner,
+        vault: Vault,
+        *,
+        storage: Storage | None = None,
+        download_dir: Path | None = None,
+    ) -> None:
+        self.queue = queue
+        self.scanner = scanner
+        self.vault = vault
+        self.storage = storage
+        self.download_dir = download_dir
+
+    # -- index ----------------------------------------------------------------
+
+    def index_note(self, note: Path) -> int:
+        """Queue the local images `note` shows and record each reference. Returns the count."""
+        try:
+            snap = read_note(note)
+        except NoteError as exc:
+            log.warning("%s", exc)
+            return 0
+        count = 0
+        for ref in find_image_refs(snap.text):
+            image = self.vault.resolve(ref, note)
+            if image is None:
+                continue
+            item_id = self._item_id_for(image)
+            if item_id is None:
+                continue
+            original = snap.text[ref.start : ref.end]
+            self.queue.record_ref(note, original, ref.syntax.value, image, item_id)
+            count += 1
+        return count
+
+    def _item_id_for(self, image: Path) -> int | None:
+        outcome = self.scanner.consider(image)
+        if outcome in (Outcome.NOT_IMAGE, Outcome.IGNORED, Outcome.GONE, Outcome.UNREADABLE):
+            return None
+        record = self.queue.file_record(image)
+        return record.item_id if record else None
+
+    # -- rewrite --------------------------------------------------------------
+
+    def rewrite_note(
+        self, note: Path, *, dry_run: bool = False, include_localized: bool = False
+    ) -> NoteChange | None:
+        """Point every reference to an uploaded image at its URL. None if nothing to do.
+
+        A note edited while we write is read again and retried; after a few tries it is
+        left for later with its references still pending: the person's edit always wins.
+        """
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                snap = read_note(note)
+            except NoteError as exc:
+                log.warning("%s", exc)
+                return None
+            edits, done_ids = self._plan_rewrite(
+                snap, record=not dry_run, include_localized=include_localized
+            )
+            if not edits:
+                if not dry_run:
+                    self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
+                return None
+            change = NoteChange(note, snap.text, apply_edits(snap.text, edits), len(edits))
+            if dry_run:
+                return change
+            try:
+                write_note(snap, change.after)
+            except NoteChanged:
+                log.info("%s changed while being rewritten; reading it again", note)
+                continue
+            except NoteError as exc:
+                change.problems.append(str(exc))
+                return change
+            change.written = True
+            self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
+            log.info("rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), note)
+            return change
+        log.warning("%s keeps changing; its links will be rewritten later", note)
+        return None
+
+    def _plan_rewrite(
+        self, snap: NoteSnapshot, *, record: bool, include_localized: bool = False
+    ) -> tuple[list[tuple[int, int, str]], list[int]]:
+        """The edits that point uploaded images at their URLs, and the refs they settle."""
+        records = {r.original: r for r in self.queue.refs_of_note(snap.path)}
+        edits: list[tuple[int, int, str]] = []
+        settled: list[int] = []
+        present: set[str] = set()
+        planned: dict[int, tuple[str, list[int]]] = {}
+        for ref in find_image_refs(snap.text):
+            original = snap.text[ref.start : ref.end]
+            present.add(original)
+            rec = records.get(original)
+            if rec is not None and rec.state is RefState.LOCALIZED and not include_localized:
+                continue  # the person asked for it to stay local
+            image = self.vault.resolve(ref, snap.path)
+            if image is None:
+                continue
+            if record:
+                item_id = self._item_id_for(image)
+                item = self.queue.get(item_id) if item_id is not None else None
+            else:
+                item = self._peek_item(image)
+            if item is None or item.state is not State.UPLOADED or item.url is None:
+                continue
+            replacement = render_replacement(ref, item.url)
+            edits.append((ref.start, ref.end, replacement))
+            if record:
+                rec = self.queue.record_ref(snap.path, original, ref.syntax.value, image, item.id)
+                planned.setdefault(rec.id, (replacement, []))[1].append(ref.start)
+        # Recorded before the note is written: a crash in between leaves the references
+        # pending, and the next pass writes the same text again.
+        for rec_id, (replacement, positions) in planned.items():
+            self.queue.set_ref_rewritten(rec_id, replacement, positions)
+            settled.append(rec_id)
+        # Pending records whose text has left the note need no more work.
+        settled += [
+            r.id
+            for r in records.values()
+            if r.state is RefState.PENDING and r.original not in present
+        ]
+        return edits, settled
+
+    def _peek_item(self, image: Path) -> UploadItem | None:
+        """The item for `image` without writing to the queue (for dry runs)."""
+        record = self.queue.file_record(image)
+        try:
+            st = image.stat()
+        except OSError:
+            return None
+        if (
+            record
+            and record.item_id
+            and (record.stat.size, record.stat.mtime_ns)
+            == (
+                st.st_size,
+                st.st_mtime_ns,
+            )
+        ):
+            return self.queue.get(record.item_id)
+        with image.open("rb") as f:
+            sha = hashlib.file_digest(f, "sha256").hexdigest()
+        return self.queue.by_sha256(sha)
+
+    # -- localize -------------------------------------------------------------
+
+    def localize_note(self, note: Path, *, dry_run: bool = False) -> NoteChange | None:
+        """Turn public URLs back into local references.
+
+        A URL this machine wrote gets back the exact text it replaced. A URL under
+        `public_base_url` that it never wrote (the vault came from another device) is
+        downloaded, verified by the SHA-256 in its key, saved to the image folder and
+        referenced by a relative path.
+        """
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                snap = read_note(note)
+            except NoteError as exc:
+                log.warning("%s", exc)
+                return None
+            edits, ids, problems = self._plan_localize(snap, dry_run=dry_run)
+            if not edits:
+                if problems:
+                    return NoteChange(note, snap.text, snap.text, 0, problems=problems)
+                return None
+            change = NoteChange(note, snap.text, apply_edits(snap.text, edits), len(edits))
+            change.problems = problems
+            if dry_run:
+                return change
+            try:
+                write_note(snap, change.after)
+            except NoteChanged:
+                continue
+            except NoteError as exc:
+                change.problems.append(str(exc))
+                return change
+            change.written = True
+            self.queue.set_ref_state(ids, RefState.LOCALIZED)
+            return change
+        return None
+
+    def _plan_localize(
+        self, snap: NoteSnapshot, *, dry_run: bool
+    ) -> tuple[list[tuple[int, int, str]], list[int], list[str]]:
+        originals = _OriginalsInOrder(self.queue.refs_of_note(snap.path))
+        edits: list[tuple[int, int, str]] = []
+        ids: list[int] = []
+        problems: list[str] = []
+        for ref in find_image_refs(snap.text):
+            whole = snap.text[ref.image_start : ref.image_end]
+            span = snap.text[ref.start : ref.end]
+            # A wiki embed was rewritten whole, into an inline image: match the whole image.
+            rec = originals.take(whole) if ref.syntax is Syntax.INLINE else None
+            if rec is not None:
+                edits.append((ref.image_start, ref.image_end, rec.original))
+                ids.append(rec.id)
+                continue
+            rec = originals.take(span)
+            if rec is not None:
+                edits.append((ref.start, ref.end, rec.original))
+                ids.append(rec.id)
+                continue
+            local = self._download_for(ref, snap.path, dry_run=dry_run, problems=problems)
+            if local is not None:
+                relative = os.path.relpath(local, snap.path.parent).replace(os.sep, "/")
+                replacement = render_replacement(ref, relative)
+                edits.append((ref.start, ref.end, replacement))
+                if not dry_run:
+                    item_id = self._item_id_for(local)
+                    if item_id is not None:
+                        rec = self.queue.record_ref(
+                            snap.path, replacement, ref.syntax.value, local, item_id
+                        )
+                        self.queue.set_ref_rewritten(rec.id, span, [ref.start])
+                        ids.append(rec.id)
+        return edits, ids, problems
+
+    def _download_for(
+        self, ref: ImageRef, note: Path, *, dry_run: bool, problems: list[str]
+    ) -> Path | None:
+        """The local copy of a URL under public_base_url (downloaded if needed), or None."""
+        if self.storage is None or self.storage.public_base_url is None:
+            return None
+        base = self.storage.public_base_url + "/"
+        if not ref.target.startswith(base):
+            return None
+        key = unquote(ref.target[len(base) :].split("?", 1)[0].split("#", 1)[0])
+        found = _SHA256_IN_KEY.findall(key)
+        if not found:
+            problems.append(f"{ref.target}: no SHA-256 in its key: a download cannot be verified")
+            return None
+        sha = found[-1]
+        folder = self.download_dir or note.parent
+        name = key.rsplit("/", 1)[-1]
+        target = folder / name
+        if target.exists():
+            if _sha256_of(target) == sha:
+                return target
+            stem, dot, ext = name.rpartition(".")
+            target = folder / (f"{stem}-{sha[:8]}.{ext}" if dot else f"{name}-{sha[:8]}")
+            if target.exists() and _sha256_of(target) == sha:
+                return target
+        if dry_run:
+            return target
+        try:
+            fetch_verified(self.storage, key, sha, target)
+        except (StorageError, OSError) as exc:
+            problems.append(f"{ref.target}: {exc}")
+            return None
+        return target
+
+
+class _OriginalsInOrder:
+    """The original texts behind each rewritten text, in the order they stood in the note.
+
+    Two different originals (`a%20b.png` and `<a b.png>`) can become the same URL; the
+    order in which they occurred tells them apart when they are put back.
+    """
+
+    def __init__(self, records: list[RefRecord]) -> None:
+        occurrences = sorted(
+            (pos, rec) for rec in records if rec.rewritten is not None for pos in rec.positions
+        )
+        self._queues: dict[str, deque[RefRecord]] = {}
+        self._last: dict[str, RefRecord] = {}
+        for _pos, rec in occurrences:
+            assert rec.rewritten is not None
+            self._queues.setdefault(rec.rewritten, deque()).append(rec)
+
+    def take(self, text: str) -> RefRecord | None:
+        pending = self._queues.get(text)
+        if pending:
+            self._last[text] = pending.popleft()
+        return self._last.get(text)
+
+
+def fetch_verified(storage: Storage, key: str, sha256: str, target: Path) -> None:
+    """Download `key` to `target`, only if its bytes hash to `sha256`.
+
+    A partial or corrupt download never appears under the final name: it is written to a
+    hidden temp file in the same folder, checked, then linked into place (never over an
+    existing file).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            hashing = _HashingWriter(out)
+            storage.get(key, hashing)  # type: ignore[arg-type]
+            out.flush()
+            os.fsync(out.fileno())
+        if hashing.digest.hexdigest() != sha256:
+            raise StorageError(f"downloaded bytes of {key} do not match its SHA-256; not saved")
+        os.link(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class _HashingWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._out.write(data)
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

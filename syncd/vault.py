@@ -1,0 +1,140 @@
+"""Where a note's image reference points on disk, and which notes there are.
+
+Owns resolution (DESIGN.md, "Link syntaxes"): a path relative to the note's folder; a
+path starting with `/` relative to the vault root (the configured notes root holding
+the note); percent-encoded and `<...>` forms naming the same file (links.py has
+already removed the brackets and escapes); and Obsidian's rule for wiki embeds: the
+path if one is given, else the file name anywhere in the vault, the shortest path
+winning. A resolved image must be a regular file inside a configured root: a note
+cannot make syncd upload `../../.ssh/id_rsa`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from syncd.links import ImageRef, Syntax, target_path
+from syncd.notewriter import is_note
+from syncd.scanner import is_ignored_name
+
+
+class Vault:
+    def __init__(self, note_roots: Iterable[Path], image_roots: Iterable[Path]) -> None:
+        self.note_roots = tuple(Path(os.path.realpath(p)) for p in note_roots)
+        self.image_roots = tuple(Path(os.path.realpath(p)) for p in image_roots)
+        self._roots = self.note_roots + self.image_roots
+        self._by_name: dict[str, list[Path]] | None = None
+
+    def notes(self, only: Iterable[Path] = ()) -> Iterator[Path]:
+        """Every note under the note roots (or the given notes/folders), sorted, once each."""
+        seen: set[Path] = set()
+        for start in list(only) or list(self.note_roots):
+            if start.is_file():
+                found: Iterable[Path] = [start]
+            else:
+                found = sorted(_walk(start))
+            for path in found:
+                if is_note(path) and path not in seen:
+                    seen.add(path)
+                    yield path
+
+    def root_of(self, path: Path) -> Path | None:
+        real = Path(os.path.realpath(path))
+        for root in self.note_roots:
+            if real == root or root in real.parents:
+                return root
+        return None
+
+    def inside(self, path: Path) -> bool:
+        real = Path(os.path.realpath(path))
+        return any(real == root or root in real.parents for root in self._roots)
+
+    def resolve(self, ref: ImageRef, note: Path) -> Path | None:
+        """The local image file `ref` in `note` shows, or None (a URL, missing, outside)."""
+        if ref.syntax is Syntax.WIKI_EMBED:
+            return self._resolve_wiki(ref.target, note)
+        path = target_path(ref.target)
+        if path is None:
+            return None
+        candidates = [path] if path == ref.target else [path, ref.target]
+        for candidate in candidates:
+            found = self._existing(candidate, note)
+            if found is not None:
+                return found
+        return None
+
+    def _existing(self, relative: str, note: Path) -> Path | None:
+        if relative.startswith("/"):
+            root = self.root_of(note)
+            options = [root / relative.lstrip("/")] if root else []
+            options.append(Path(relative))  # an absolute path inside a root is fine too
+        else:
+            options = [note.parent / relative]
+        for option in options:
+            if self._is_image_file(option):
+                return Path(os.path.normpath(option))
+        return None
+
+    def _resolve_wiki(self, target: str, note: Path) -> Path | None:
+        if "/" in target:
+            root = self.root_of(note)
+            for option in ([root / target] if root else []) + [note.parent / target]:
+                if self._is_image_file(option):
+                    return Path(os.path.normpath(option))
+            return None
+        if self._is_image_file(note.parent / target):
+            return note.parent / target
+        matches = self._name_index().get(target) or self._name_index().get(target.lower(), [])
+        if not matches:
+            return None
+        root = self.root_of(note)
+
+        def rank(p: Path) -> tuple[int, int, str]:
+            # Obsidian: the shortest path wins; prefer this note's vault, then name order.
+            in_vault = 0 if root is not None and root in p.parents else 1
+            rel = p.relative_to(root) if in_vault == 0 and root else p
+            return in_vault, len(rel.parts), str(rel)
+
+        return min(matches, key=rank)
+
+    def _name_index(self) -> dict[str, list[Path]]:
+        if self._by_name is None:
+            index: dict[str, list[Path]] = {}
+            for root in self._roots:
+                for path in _walk(root):
+                    index.setdefault(path.name, []).append(path)
+                    if path.name.lower() != path.name:
+                        index.setdefault(path.name.lower(), []).append(path)
+            self._by_name = index
+        return self._by_name
+
+    def _is_image_file(self, path: Path) -> bool:
+        try:
+            st = path.stat()
+        except (OSError, ValueError):
+            return False
+        return stat.S_ISREG(st.st_mode) and self.inside(path)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under `root`, skipping hidden folders and temp names; folder links not followed."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if is_ignored_name(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file():
+                    yield Path(entry.path)
+            except OSError:
+                continue

@@ -1,0 +1,399 @@
+"""Link rewriting on real vaults: what a person sees in their notes after syncd ran.
+
+Uses the `local` backend (a folder) so each test is fast; the S3 path of the same
+pipeline is covered by test_sync_once.py, and a fresh-machine localize downloads from
+the real S3 server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncd.links import find_image_refs, target_path
+from syncd.queue import UploadQueue
+from syncd.rewriter import Rewriter
+from syncd.scanner import Scanner
+from syncd.vault import Vault
+from tests.support.images import png
+from tests.support.s3server import MotoServer
+
+SYNCD = str(Path(sys.executable).parent / "syncd")
+BASE = "https://img.example.com/n"
+
+
+@dataclass
+class Vaulted:
+    root: Path
+    vault: Path
+    config: Path
+    remote: Path
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SYNCD, "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
+    def run_json(self, *args: str) -> tuple[int, Any]:
+        proc = self.run(*args, "--json")
+        return proc.returncode, json.loads(proc.stdout)
+
+    def url(self, data: bytes, ext: str = ".png") -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        return f"{BASE}/{sha[:2]}/{sha}{ext}"
+
+
+def make_vault(tmp_path: Path, *, images_folder: bool = True, state: str = "state") -> Vaulted:
+    vault = tmp_path / "vault"
+    (vault / "attachments").mkdir(parents=True, exist_ok=True)
+    remote = tmp_path / "remote"
+    config = tmp_path / f"config-{state}.toml"
+    images = '["vault/attachments"]' if images_folder else "[]"
+    config.write_text(
+        f"""
+[paths]
+notes = ["vault"]
+images = {images}
+state_dir = "{state}"
+
+[storage]
+backend = "local"
+path = "remote"
+public_base_url = "{BASE}"
+
+[upload]
+settle_seconds = 0
+""",
+        encoding="utf-8",
+    )
+    return Vaulted(tmp_path, vault, config, remote)
+
+
+def outside_destinations(text: str) -> list[str]:
+    """The note's text with every image destination cut out: what must never change."""
+    pieces, pos = [], 0
+    for ref in find_image_refs(text):
+        pieces.append(text[pos : ref.start])
+        pos = ref.end
+    pieces.append(text[pos:])
+    return pieces
+
+
+NOTE = """---
+title: "![not](front-matter.png)"
+---
+# Trip
+
+Inline: ![a shot](attachments/shot%20one.png "the title")
+Angle: ![spaces](<attachments/shot one.png>)
+Next to the note: ![local](beside.png)
+Vault root: ![root](/media/deep/pic.png)
+Wiki: ![[wiki.png|300]] and ![[media/deep/pic.png]]
+Reference: ![ref][Pic]
+
+[Pic]: attachments/ref.png "t"
+
+HTML: <img src="attachments/html.png" width="40">
+Remote: ![r](https://example.org/x.png)
+Missing: ![m](attachments/missing.png)
+Code: `![c](attachments/shot one.png)`
+
+```
+![fenced](attachments/shot one.png)
+```
+<!-- ![comment](attachments/shot one.png) -->
+[link, not image](attachments/shot one.png)
+
+[pic]: attachments/ref.png
+"""
+
+
+def populate(v: Vaulted) -> dict[str, bytes]:
+    files = {
+        "attachments/shot one.png": png(seed=1),
+        "beside.png": png(seed=2),
+        "media/deep/pic.png": png(seed=3),
+        "elsewhere/wiki.png": png(seed=4),
+        "attachments/ref.png": png(seed=5),
+        "attachments/html.png": png(seed=6),
+        "front-matter.png": png(seed=7),
+    }
+    for rel, data in files.items():
+        (v.vault / rel).parent.mkdir(parents=True, exist_ok=True)
+        (v.vault / rel).write_bytes(data)
+    (v.vault / "Trip.md").write_text(NOTE, encoding="utf-8")
+    return files
+
+
+def test_sync_rewrites_every_syntax_and_nothing_else(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    files = populate(v)
+    code, out = v.run_json("sync", "--once")
+    assert code == 0, out
+    text = (v.vault / "Trip.md").read_text(encoding="utf-8")
+    u = {rel: v.url(data) for rel, data in files.items()}
+    # every reference to a local image now shows its public URL
+    assert f'![a shot]({u["attachments/shot one.png"]} "the title")' in text
+    assert f"![spaces]({u['attachments/shot one.png']})" in text
+    assert f"![local]({u['beside.png']})" in text
+    assert f"![root]({u['media/deep/pic.png']})" in text
+    assert f"![wiki.png|300]({u['elsewhere/wiki.png']})" in text
+    assert f"![pic.png]({u['media/deep/pic.png']})" in text
+    assert f'[Pic]: {u["attachments/ref.png"]} "t"' in text
+    assert f'<img src="{u["attachments/html.png"]}" width="40">' in text
+    # the rest is byte for byte what it was
+    assert "![r](https://example.org/x.png)" in text
+    assert "![m](attachments/missing.png)" in text
+    assert "`![c](attachments/shot one.png)`" in text
+    assert "![fenced](attachments/shot one.png)" in text
+    assert "<!-- ![comment](attachments/shot one.png) -->" in text
+    assert "[link, not image](attachments/shot one.png)" in text
+    assert 'title: "![not](front-matter.png)"' in text
+    assert "[pic]: attachments/ref.png\n" in text  # a second definition is not used
+    # images outside the image folders were queued because a note shows them
+    assert out["notes"]["links_pending"] == 0
+    uploaded = {p.name for p in v.remote.rglob("*.png")}
+    assert len(uploaded) == 6  # all but front-matter.png, which no note shows
+    # local images are untouched
+    for rel, data in files.items():
+        assert (v.vault / rel).read_bytes() == data
+
+
+def test_only_destinations_change(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    populate(v)
+    # wiki embeds become whole new images (checked exactly above); here: everything else
+    no_wiki = "\n".join(line for line in NOTE.splitlines() if "![[" not in line) + "\n"
+    note = v.vault / "Trip.md"
+    note.write_text(no_wiki, encoding="utf-8")
+    assert v.run("sync", "--once").returncode == 0
+    after = note.read_text(encoding="utf-8")
+    assert outside_destinations(after) == outside_destinations(no_wiki)
+    changed = [
+        (a.target, b.target)
+        for a, b in zip(find_image_refs(no_wiki), find_image_refs(after), strict=True)
+        if a.target != b.target
+    ]
+    assert len(changed) == 6  # the six references to existing local images
+    assert all(new.startswith(BASE + "/") for _old, new in changed)
+
+
+def test_dry_run_prints_a_diff_and_changes_nothing(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    populate(v)
+    # upload without rewriting: sync once, then put the original note back
+    assert v.run("sync", "--once").returncode == 0
+    note = v.vault / "Trip.md"
+    note.write_text(NOTE, encoding="utf-8")
+    st = note.stat()
+    proc = v.run("rewrite", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("--- a/Trip.md\n+++ b/Trip.md\n")
+    assert "-Angle: ![spaces](<attachments/shot one.png>)" in proc.stdout
+    assert "+Angle: ![spaces](" + BASE in proc.stdout
+    assert note.read_text(encoding="utf-8") == NOTE
+    assert note.stat().st_mtime_ns == st.st_mtime_ns
+    # and the real rewrite does exactly what the diff showed
+    assert v.run("rewrite").returncode == 0
+    assert note.read_text(encoding="utf-8") != NOTE
+
+
+def test_localize_restores_every_byte(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    populate(v)
+    crlf = "\ufeff" + NOTE.replace("\n", "\r\n")
+    (v.vault / "Windows.md").write_bytes(crlf.encode("utf-8"))
+    originals = {p: p.read_bytes() for p in v.vault.glob("*.md")}
+    assert v.run("sync", "--once").returncode == 0
+    assert all(p.read_bytes() != b for p, b in originals.items())
+    windows = (v.vault / "Windows.md").read_bytes()
+    assert windows.startswith(b"\xef\xbb\xbf") and b"\r\n" in windows and b"\n\n" not in windows
+
+    proc = v.run("localize", "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for path, data in originals.items():
+        assert path.read_bytes() == data, f"{path.name} did not round-trip"
+    # localized links stay local: the next sync does not rewrite them again
+    assert v.run("sync", "--once").returncode == 0
+    for path, data in originals.items():
+        assert path.read_bytes() == data
+    # until the person asks for that note again
+    assert v.run("rewrite", str(v.vault / "Trip.md")).returncode == 0
+    assert (v.vault / "Trip.md").read_bytes() != originals[v.vault / "Trip.md"]
+
+
+def test_localize_needs_notes_or_all(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    proc = v.run("localize")
+    assert proc.returncode == 2
+    assert "--all" in proc.stderr
+
+
+def test_not_utf8_note_is_left_alone(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    (v.vault / "attachments" / "a.png").write_bytes(png(seed=1))
+    latin1 = "caf\xe9 ![a](attachments/a.png)\n".encode("latin-1")
+    (v.vault / "Old.md").write_bytes(latin1)
+    proc = v.run("sync", "--once")
+    assert proc.returncode == 0
+    assert "not valid UTF-8" in proc.stderr
+    assert (v.vault / "Old.md").read_bytes() == latin1
+
+
+def test_symlinked_note_is_written_through(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    (v.vault / "attachments" / "a.png").write_bytes(png(seed=1))
+    real = v.vault / "real.md"
+    real.write_text("![a](attachments/a.png)\n")
+    (v.vault / "link.md").symlink_to(real)
+    real.chmod(0o640)
+    assert v.run("sync", "--once").returncode == 0
+    assert (v.vault / "link.md").is_symlink()
+    assert BASE in real.read_text()
+    assert real.stat().st_mode & 0o777 == 0o640
+
+
+def test_concurrent_appends_are_never_lost(tmp_path: Path) -> None:
+    """A person types (appends lines) while syncd rewrites the same note over and over."""
+    v = make_vault(tmp_path)
+    for i in range(5):
+        (v.vault / "attachments" / f"{i}.png").write_bytes(png(seed=i))
+    note = v.vault / "Busy.md"
+    note.write_text("".join(f"![{i}](attachments/{i}.png)\n" for i in range(5)))
+    assert v.run("sync", "--once").returncode == 0
+
+    queue = UploadQueue(tmp_path / "state" / "queue.db")
+    vault = Vault([v.vault], [v.vault / "attachments"])
+    rewriter = Rewriter(queue, Scanner(queue, settle_seconds=0), vault)
+    stop = threading.Event()
+    appended: list[str] = []
+
+    def typist() -> None:
+        for n in range(300):
+            line = f"typed line {n}\n"
+            with note.open("a", encoding="utf-8") as f:
+                f.write(line)
+            appended.append(line)
+        stop.set()
+
+    writer = threading.Thread(target=typist)
+    writer.start()
+    rounds = 0
+    while not stop.is_set() or rounds < 4:
+        # alternate: localize all links, then rewrite them all: two writes per round
+        rewriter.localize_note(note)
+        rewriter.rewrite_note(note)
+        rounds += 1
+    writer.join()
+    queue.close()
+    text = note.read_text()
+    lines = [line for line in text.splitlines(keepends=True) if line.startswith("typed")]
+    assert lines == appended, "a line typed during a rewrite was lost or reordered"
+    assert rounds >= 4
+
+
+def test_kill_between_upload_and_rewrite_converges(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    count = 40
+    body = ""
+    for i in range(count):
+        (v.vault / "attachments" / f"{i}.png").write_bytes(png(seed=i, noise=30_000))
+        body += f"![{i}](attachments/{i}.png)\n"
+    for n in range(20):
+        (v.vault / f"note{n}.md").write_text(f"# {n}\n{body}")
+    expected_objects = count
+    proc = subprocess.Popen(
+        [SYNCD, "--config", str(v.config), "sync", "--once"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while len(list(v.remote.rglob("*.png"))) < expected_objects:  # poll with a deadline
+        assert proc.poll() is None, "the run ended before every upload landed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    notes = sorted(v.vault.glob("*.md"))
+    rewritten_before = sum(BASE in n.read_text() for n in notes)
+    # the kill landed after the uploads and before every note was rewritten
+    assert rewritten_before < len(notes)
+
+    code, out = v.run_json("sync", "--once")
+    assert code == 0, out
+    for n in notes:
+        text = n.read_text()
+        assert "attachments/" not in text, f"{n.name} still has local links"
+        assert text.count(BASE) == count
+
+
+def test_fresh_machine_localize_downloads_and_verifies(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    assert s3_server.credentials is not None
+    env = dict(
+        os.environ,
+        SYNCD_ACCESS_KEY_ID=s3_server.credentials.access_key_id,
+        SYNCD_SECRET_ACCESS_KEY=s3_server.credentials.secret_access_key,
+    )
+    machine_a = tmp_path / "a"
+    (machine_a / "vault" / "attachments").mkdir(parents=True)
+    data = {f"p{i}.png": png(seed=i, noise=500) for i in range(3)}
+    for name, blob in data.items():
+        (machine_a / "vault" / "attachments" / name).write_bytes(blob)
+    (machine_a / "vault" / "n.md").write_text(
+        "".join(f"![{n}](attachments/{n})\n" for n in data) + "![[p0.png|200]]\n"
+    )
+    config = f"""
+[paths]
+notes = ["vault"]
+images = ["vault/attachments"]
+state_dir = "state"
+[storage]
+backend = "s3"
+bucket = "{s3_bucket}"
+endpoint_url = "{s3_server.url}"
+public_base_url = "{BASE}"
+[upload]
+settle_seconds = 0
+"""
+    (machine_a / "config.toml").write_text(config)
+    run_a = [SYNCD, "--config", str(machine_a / "config.toml")]
+    assert subprocess.run([*run_a, "sync", "--once"], env=env).returncode == 0
+    rewritten = (machine_a / "vault" / "n.md").read_text()
+    assert "attachments/" not in rewritten
+
+    # machine B: the vault came through git (notes only, no images), no state
+    machine_b = tmp_path / "b"
+    (machine_b / "vault" / "attachments").mkdir(parents=True)
+    shutil.copy(machine_a / "vault" / "n.md", machine_b / "vault" / "n.md")
+    (machine_b / "config.toml").write_text(config)
+    run_b = [SYNCD, "--config", str(machine_b / "config.toml")]
+    proc = subprocess.run([*run_b, "localize", "--all"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (machine_b / "vault" / "n.md").read_text()
+    assert BASE not in text
+    for ref in find_image_refs(text):
+        local = machine_b / "vault" / (target_path(ref.target) or "")
+        assert local.read_bytes() in data.values()
+    assert sorted(p.name for p in (machine_b / "vault" / "attachments").iterdir()) == sorted(
+        f"{hashlib.sha256(b).hexdigest()}.png" for b in data.values()
+    )
+    # no partial downloads left behind
+    assert not [p for p in (machine_b / "vault").rglob("*.part")]
