@@ -563,6 +563,15 @@ class UploadQueue:
         )
         return [Path(n) for (n,) in rows]
 
+    def notes_of_item(self, item_id: int) -> list[Path]:
+        """Notes with a pending reference to `item_id` (to rewrite once it is uploaded)."""
+        rows = self._sql(
+            "SELECT DISTINCT note FROM refs WHERE item_id = ? AND state = 'pending' "
+            "ORDER BY note",
+            (item_id,),
+        )
+        return [Path(n) for (n,) in rows]
+
     def pending_ref_count(self) -> int:
         (n,) = self._sql(
             "SELECT COUNT(*) FROM refs JOIN items ON items.id = refs.item_id "

@@ -28,6 +28,8 @@ Methods, their preconditions and what they raise (all errors derive from Storage
         page's `next_token` to get the next page; None means this was the last.
     url_for(key) -> str
         The public URL of `key`.
+    reachable() -> bool
+        Whether the store answers at all (any HTTP answer counts); never raises.
 
 Errors are classified here, at the boundary: TransientStorageError (OfflineError when
 the store could not be reached at all) means try again later; PermanentStorageError
@@ -107,6 +109,10 @@ class Storage(abc.ABC):
                 f"no public URL for {self.name} objects: set storage.public_base_url"
             )
         return f"{self.public_base_url}/{quote(key, safe='/~')}"
+
+    def reachable(self) -> bool:
+        """Whether the store answers at all (the connectivity probe). Never raises."""
+        return True
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release pooled connections."""

@@ -124,6 +124,9 @@ class LocalStorage(Storage):
         more = len(keys) > page_size
         return ObjectPage(objects=objects, next_token=page[-1] if more and page else None)
 
+    def reachable(self) -> bool:
+        return self.root.is_dir() or self.root.parent.is_dir()
+
     def url_for(self, key: str) -> str:
         if self.public_base_url is None:
             return self._path(key).absolute().as_uri()

@@ -273,6 +273,15 @@ class S3Storage(Storage):
             self.delete(key)
             raise ContentMismatch(f"{what}: the file changed while it was sent")
 
+    def reachable(self) -> bool:
+        # Any HTTP answer means the network path to the store works; the answer itself
+        # (403 for a bucket-less request, say) does not matter here.
+        try:
+            self._session.head(self.endpoint_url, timeout=self._timeout).close()
+        except requests.exceptions.RequestException:
+            return False
+        return True
+
     def head(self, key: str) -> ObjectInfo:
         what = f"check {key}"
         response = self._send("HEAD", self._url(key), what=what)

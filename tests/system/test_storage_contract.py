@@ -148,6 +148,9 @@ class StorageContract:
             with pytest.raises(PermanentStorageError):
                 put_bytes(storage, key, png())
 
+    def test_reachable(self, storage: Storage) -> None:
+        assert storage.reachable() is True
+
     def test_url_for_quotes_the_key(self, storage: Storage) -> None:
         url = storage.url_for("with space/a#b.png")
         assert " " not in url and "#" not in url
@@ -225,6 +228,21 @@ class TestS3Storage(StorageContract):
             put_bytes(storage, "x.png", png())
         assert "secret" in str(info.value).lower()
         assert secret not in str(info.value)
+        storage.close()
+
+    def test_unreachable_endpoint(self, s3_server: MotoServer) -> None:
+        from tests.support.s3server import free_port
+
+        storage = S3Storage(
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+            bucket="b",
+            region="us-east-1",
+            access_key_id="AKIDEXAMPLE",
+            secret_access_key="secretEXAMPLE",
+            public_base_url=None,
+            connect_timeout=2,
+        )
+        assert storage.reachable() is False
         storage.close()
 
     def test_missing_bucket_is_permanent_with_fix(self, s3_server: MotoServer) -> None:
