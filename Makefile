@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check syncd tests
-	$(VENV)/bin/ruff format --check syncd tests
+	$(VENV)/bin/ruff check syncd tests contrib
+	$(VENV)/bin/ruff format --check syncd tests contrib
 	$(VENV)/bin/mypy
 
 test: lint

@@ -34,8 +34,12 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 
 NOTES = {
-    "Welcome.md": "# Welcome\n\nA screenshot pasted on the train:\n\n![train](attachments/train.png)\n",
-    "Trips/Alps.md": "# Alps\n\n![[summit.png|300]]\n\n![the lake](<../attachments/lake view.png>)\n",
+    "Welcome.md": (
+        "# Welcome\n\nA screenshot pasted on the train:\n\n![train](attachments/train.png)\n"
+    ),
+    "Trips/Alps.md": (
+        "# Alps\n\n![[summit.png|300]]\n\n![the lake](<../attachments/lake view.png>)\n"
+    ),
     "Ideas.md": "# Ideas\n\nCode is left alone: `![x](attachments/train.png)`\n",
 }
 IMAGES = {
@@ -80,18 +84,36 @@ def run(*args: str) -> int:
     return subprocess.call(cmd, env=os.environ.copy())
 
 
+def new_image(name: str) -> Path:
+    """A fresh image with a random colour, as if pasted: `demo.py --new-image NAME`."""
+    rgb = tuple(int.from_bytes(os.urandom(1), "big") for _ in range(3))
+    path = VAULT / "attachments" / name
+    path.write_bytes(png(96, 64, (rgb[0], rgb[1], rgb[2])))
+    return path
+
+
 def main() -> int:
+    if "--new-image" in sys.argv:
+        name = sys.argv[sys.argv.index("--new-image") + 1]
+        print(f"pasted {new_image(name)}")
+        return 0
     build()
     print(f"demo vault: {VAULT}")
     print(f"remote (local backend): {DEMO / 'remote'}")
-    code = run("sync", "--once")
-    run("status")
-    uploaded = sorted(p.relative_to(DEMO / "remote") for p in (DEMO / "remote").rglob("*.png"))
-    print(f"\nobjects in the remote folder: {len(uploaded)}")
-    for p in uploaded:
-        print(f"  {p}")
-    print("\nTry: drop another image into demo/vault/attachments and run `make demo` again.")
-    return code
+    if "--once" in sys.argv:
+        code = run("sync", "--once")
+        run("status")
+        return code
+    py = Path(sys.executable)
+    print(
+        "\nsyncd now runs in the foreground on the demo vault; Ctrl-C stops it.\n"
+        "Try this in another terminal, from this folder:\n"
+        f"  {py} contrib/demo.py --new-image pasted.png          # paste an image\n"
+        f"  echo '![pasted](attachments/pasted.png)' >> {VAULT / 'Welcome.md'}\n"
+        f"  cat {VAULT / 'Welcome.md'}                             # the link is now a URL\n"
+        f"  {py.parent / 'syncd'} --config {DEMO / 'config.toml'} status\n"
+    )
+    return run("run")
 
 
 if __name__ == "__main__":

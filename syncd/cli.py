@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="do it in this process, without a daemon, then exit"
     )
     sub.add_parser("status", parents=[common], help="queue counts, online state, last error")
+    sub.add_parser("run", parents=[common], help="the daemon, in the foreground (systemd)")
+    sub.add_parser("start", parents=[common], help="the daemon, detached (without systemd)")
+    sub.add_parser("stop", parents=[common], help="stop a daemon started with `syncd start`")
+    sub.add_parser(
+        "install-service", parents=[common], help="install and start the systemd user unit"
+    )
     rewrite = sub.add_parser(
         "rewrite", parents=[common], help="point links to uploaded images at their URLs"
     )
@@ -125,8 +131,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_sync(args)
     if args.command == "status":
         return cmd_status(args)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "start":
+        return cmd_start(args)
+    if args.command == "stop":
+        return cmd_stop(args)
     if args.command == "retry":
         return cmd_retry(args)
+    if args.command == "install-service":
+        return cmd_install_service(args)
     if args.command == "rewrite":
         return cmd_rewrite(args)
     if args.command == "localize":
@@ -334,6 +348,102 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"last error: {redact.scrub(summary.last_error)}")
         if summary.counts[State.FAILED]:
             print("  fix the cause, then run `syncd retry` and `syncd sync --once`")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import faulthandler
+
+    from syncd.daemon import Daemon
+
+    # A systemd watchdog kill is SIGABRT: print every thread's stack to the journal first.
+    faulthandler.enable()
+    return Daemon(_config(args)).run()
+
+
+def _pidfile(config: Config) -> Path:
+    return config.paths.state_dir / "syncd.pid"
+
+
+def _running_pid(config: Config) -> int | None:
+    from syncd.oneshot import pid_alive
+
+    try:
+        pid = int(_pidfile(config).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Detach with python-daemon: the classic double fork, a locked pid file, a log file."""
+    import daemon
+    import daemon.pidfile
+
+    from syncd.daemon import Daemon
+
+    config = _config(args)  # config errors are reported here, before detaching (exit 78)
+    pid = _running_pid(config)
+    if pid is not None:
+        print(f"syncd is already running (pid {pid})")
+        return EXIT_OK
+    state = config.paths.state_dir
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pidfile = daemon.pidfile.TimeoutPIDLockFile(str(_pidfile(config)), acquire_timeout=1)
+    if pidfile.is_locked():
+        pidfile.break_lock()  # left by a daemon that died: its pid is not alive
+    log_path = state / "syncd.log"
+    print(f"syncd: starting in the background; log: {log_path}")
+    log_file = log_path.open("a", encoding="utf-8")
+    with daemon.DaemonContext(
+        pidfile=pidfile,
+        stdout=log_file,
+        stderr=log_file,
+        umask=0o077,
+        working_directory="/",
+        detach_process=True,
+    ):
+        setup_logging(-1 if args.quiet else args.verbose)
+        return Daemon(config).run()
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    import signal
+
+    config = _config(args)
+    pid = _running_pid(config)
+    if pid is None:
+        print("syncd is not running")
+        return EXIT_OK
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 120  # in-flight uploads may finish first
+    while _running_pid(config) == pid:
+        if time.monotonic() > deadline:
+            print(f"syncd (pid {pid}) did not stop within 120 s", file=sys.stderr)
+            return EXIT_UNDONE
+        time.sleep(0.1)
+    print(f"syncd (pid {pid}) stopped")
+    return EXIT_OK
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    """Write the user unit with this syncd's absolute path, reload systemd, enable it."""
+    from syncd.config import default_config_path
+    from syncd.service import install_service, installed_syncd_path
+
+    config = _config(args)
+    writable = list(config.paths.notes)
+    if config.storage.backend == "local" and config.storage.path is not None:
+        writable.append(config.storage.path)  # the daemon writes objects there
+    config_file = find_config_path(args.config, os.environ).absolute()
+    result = install_service(
+        installed_syncd_path(),
+        writable,
+        config.paths.state_dir,
+        # the user manager does not see --config or SYNCD_CONFIG: write it into the unit
+        config_path=None if config_file == default_config_path(os.environ) else config_file,
+    )
+    print("\n".join(result.describe()))
     return EXIT_OK
 
 

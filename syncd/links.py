@@ -17,9 +17,9 @@ candidate are parsed.
 
 Known simplifications (each errs towards reporting nothing):
 - Container blocks (block quotes, list items) are handled line by line within a chunk; list
-  context across blank lines is recovered by indentation alone. A fenced code block or an HTML
-  block of types 1-5 is recognised at any indentation and, inside a list item, ends only at its
-  closing fence or marker, not where the item ends.
+  context across blank lines is recovered by indentation alone. Inside a list item, a fenced
+  code block or an HTML block of types 1-5 ends only at its closing fence or marker, not where
+  the item ends (inside a block quote it ends with the quote).
 - Indented code: a line indented 4+ columns past the enclosing list item's content (found by
   looking back through less-indented lines) that does not continue a paragraph is code. Lazy
   continuation lines of list items are not taken into account for that look-back.
@@ -172,6 +172,7 @@ _CONTAINER_PREFIX = re.compile(r"(?:[ \t]*(?:>|[-+*](?=[ \t])|[0-9]{1,9}[.)](?=[
 _WS_RUN = re.compile(r"[ \t]*")
 _FENCE_RUN = re.compile(r"`+|~+")
 _LIST_MARKER_CHAR = re.compile(r"[-+*0-9]")
+_HTML_LINE_START = re.compile(r"^[ \t>]*(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]+)*<", re.M)
 _HTML1_END = re.compile(r"</(?:pre|script|style|textarea)>", re.I)
 _FRONT_MATTER_END = {
     "---": re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.M),
@@ -179,6 +180,7 @@ _FRONT_MATTER_END = {
 }
 _FRONT_MATTER_OPEN = re.compile(r"(---|\+\+\+)[ \t]*\r?\n")
 
+_Memo = dict[int, tuple[int, int]]  # see _list_base
 _OPAQUE = 0  # nothing inside is reported
 _HTML = 1  # only <img> tags inside are reported
 
@@ -258,7 +260,7 @@ def _fence_end(
     return n
 
 
-def _block_regions(text: str, p0: int) -> list[tuple[int, int, int]]:
+def _block_regions(text: str, p0: int, memo: _Memo) -> list[tuple[int, int, int]]:
     """Front matter, fenced code and HTML blocks of types 1-5, in document order."""
     regions: list[tuple[int, int, int]] = []
     fm = _front_matter_end(text, p0)
@@ -291,6 +293,17 @@ def _block_regions(text: str, p0: int) -> list[tuple[int, int, int]]:
                 continue  # not at the start of a line (after container markers)
             prefix = text[prefix_start : pm.end()]
             indent = ws.group()
+        if prefix or indent:
+            col = _cols(indent) + _cols(prefix.rsplit(">", 1)[-1])
+            in_list = _LIST_MARKER_CHAR.search(prefix) is not None
+            if not in_list and col >= 4:
+                base = 0 if ">" in prefix else _list_base(text, ls, col, memo)
+                if col - base >= 4:
+                    continue  # indented code, or a paragraph's continuation line
+        else:
+            col, in_list = 0, False
+        if ls > covered and text[ls - 2 : ls] != "\n\n" and _in_html_block(text, covered, ls, memo):
+            continue
         le = _line_end(text, start)
         char = text[start]
         if char in "`~":
@@ -300,9 +313,7 @@ def _block_regions(text: str, p0: int) -> list[tuple[int, int, int]]:
             run = q - start
             if char == "`" and "`" in text[q:le]:
                 continue  # a backtick fence's info string may not contain backticks
-            in_list = _LIST_MARKER_CHAR.search(prefix) is not None
-            fence_col = _cols(indent) + _cols(prefix.rsplit(">", 1)[-1])
-            limit = 3 if (not in_list and fence_col <= 3) else fence_col + 3
+            limit = 3 if (not in_list and col <= 3) else col + 3
             end = _fence_end(text, _after_line(text, start), char, run, prefix.count(">"), limit)
             regions.append((ls, end, _OPAQUE))
             covered = end
@@ -332,6 +343,24 @@ def _block_regions(text: str, p0: int) -> list[tuple[int, int, int]]:
     return regions
 
 
+def _in_html_block(text: str, lo: int, ls: int, memo: _Memo) -> bool:
+    """Whether the line at `ls` continues an HTML block (types 6-7) opened above it.
+
+    Such a block runs to a blank line, so a fence or comment opener inside it is raw HTML.
+    """
+    if ls <= lo:
+        return False
+    i = text.rfind("\n", lo, ls - 1)
+    prev = lo if i < 0 else i + 1
+    if _BLANK.fullmatch(text, prev, ls - 1):
+        return False
+    cs, _ = _chunk_bounds(text, prev, lo, ls)
+    if not _HTML_LINE_START.search(text, cs, ls):
+        return False
+    leaves = _parse_chunk(text, cs, _after_line(text, ls), memo)
+    return bool(leaves) and leaves[-1].kind == _HTML_BLOCK and leaves[-1].segs[0][1] >= ls
+
+
 # --- block level: the chunk around a candidate ---------------------------------------------
 
 _QUOTE_MARK = re.compile(r"[ ]{0,3}>[ \t]?")
@@ -359,6 +388,8 @@ _HTML7_EXCLUDED = re.compile(r"</?(?:pre|script|style|textarea)(?![A-Za-z0-9-])"
 _BLANK = re.compile(r"[ \t\r]*")
 _BLANK_LINE_AFTER = re.compile(r"\n[ \t\r]*(?=\n|\Z)")
 
+# Only a line starting with one of these can start a block other than a paragraph.
+_BLOCK_START_CHARS = frozenset("#*-_+=<0123456789")
 _PARA = 0
 _HEADING = 1
 _HTML_BLOCK = 2
@@ -389,13 +420,21 @@ def _chunk_bounds(text: str, pos: int, lo: int, hi: int) -> tuple[int, int]:
     return ls, (hi if m is None else m.start() + 1)
 
 
-def _list_base(text: str, chunk_start: int, cols: int) -> int:
-    """Content column of the list item a chunk starting at `chunk_start` belongs to, or 0."""
+def _list_base(text: str, start: int, cols: int, memo: _Memo) -> int:
+    """Content column of the list item that a line starting at `start` belongs to, or 0.
+
+    Looks back for the nearest less-indented line. `memo` holds jumps over the lines already
+    walked (at `start`: (t, y) = every line in [y, start) is blank or indented >= t, and the
+    line ending just before y is not), so many indented lines in a row cost linear time.
+    """
     threshold = cols
-    ls = chunk_start
+    ls = stage_start = start
     for _ in range(2000):
         if ls <= 0:
             break
+        jump = memo.get(ls)
+        if jump is not None and jump[0] >= threshold and jump[1] < ls:
+            ls = jump[1]
         pe = ls - 1
         ls = text.rfind("\n", 0, pe) + 1
         end = pe - 1 if pe > ls and text[pe - 1] == "\r" else pe
@@ -406,6 +445,8 @@ def _list_base(text: str, chunk_start: int, cols: int) -> int:
         c = _cols(ws.group())
         if c >= threshold:
             continue
+        if pe + 1 < stage_start:
+            memo[stage_start] = (threshold, pe + 1)
         m = _LIST_MARK.match(text, ws.end(), end)
         if m and (m.group(3) or m.end() == end):
             content = _item_content_col(c, m, m.end() == end)
@@ -414,6 +455,7 @@ def _list_base(text: str, chunk_start: int, cols: int) -> int:
         elif c == 0:
             return 0
         threshold = c
+        stage_start = ls
     return 0
 
 
@@ -425,7 +467,7 @@ def _item_content_col(col: int, m: re.Match[str], blank_rest: bool) -> int:
     return marker_end + 1 if spaces > 4 else marker_end + spaces
 
 
-def _parse_chunk(text: str, cs: int, ce: int) -> list[_Leaf]:
+def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
     """Leaf blocks (paragraphs, headings, HTML blocks) of the lines in [cs, ce)."""
     leaves: list[_Leaf] = []
     para: _Leaf | None = None
@@ -467,9 +509,8 @@ def _parse_chunk(text: str, cs: int, ce: int) -> list[_Leaf]:
             ls = next_ls
             continue
         if para is not None and depth <= para_depth:
-            ci = max((c for c in items if c <= cols), default=0)
             interrupted = False
-            if cols - ci < 4:
+            if text[q] in _BLOCK_START_CHARS and cols - _enclosing_item(items, cols) < 4:
                 if depth == para_depth and _SETEXT.match(text, q, end):
                     para = None
                     ls = next_ls
@@ -490,12 +531,17 @@ def _parse_chunk(text: str, cs: int, ce: int) -> list[_Leaf]:
             ci = items[-1] if items else 0
             if cols - ci >= 4 and not items:
                 if base < 0:
-                    base = _list_base(text, cs, cols) if depth == 0 else 0
+                    base = _list_base(text, cs, cols, memo) if depth == 0 else 0
                 if base:
                     items.append(base)
                     ci = base
             if cols - ci >= 4:
                 break  # indented code
+            if text[q] not in _BLOCK_START_CHARS:
+                para = _Leaf(_PARA, [(q, end)])
+                para_depth = depth
+                leaves.append(para)
+                break
             if _THEMATIC.match(text, q, end):
                 break
             m = _ATX.match(text, q, end)
@@ -545,6 +591,11 @@ def _parse_chunk(text: str, cs: int, ce: int) -> list[_Leaf]:
     if html_start >= 0:
         leaves.append(_Leaf(_HTML_BLOCK, [(html_start, html_end)]))
     return leaves
+
+
+def _enclosing_item(items: list[int], cols: int) -> int:
+    """Content column of the innermost open list item a line indented `cols` belongs to."""
+    return max((c for c in items if c <= cols), default=0)
 
 
 def _interrupts_paragraph(text: str, q: int, end: int) -> bool:
@@ -1029,7 +1080,8 @@ def find_image_refs(text: str) -> list[ImageRef]:
     if not has_bang and not _IMG_START.search(text):
         return []
     p0 = 1 if text.startswith("\ufeff") else 0
-    regions = _block_regions(text, p0)
+    memo: _Memo = {}
+    regions = _block_regions(text, p0, memo)
     region_starts = [r[0] for r in regions]
     sink = _Sink()
 
@@ -1050,7 +1102,7 @@ def find_image_refs(text: str) -> list[ImageRef]:
     rest: list[_Content] = []  # leaves without candidates, read only for shared_with_link
     parsed: set[int] = set()
     cand_i = 0
-    marks = sorted(set(candidates) | set(def_marks))
+    marks = sorted(set(candidates) | set(def_marks)) if def_marks else candidates
     chunk_end = -1
     for pos in marks:
         if pos < chunk_end:
@@ -1059,7 +1111,7 @@ def find_image_refs(text: str) -> list[ImageRef]:
         cs, ce = _chunk_bounds(text, pos, lo, hi)
         chunk_end = ce
         parsed.add(cs)
-        for leaf in _parse_chunk(text, cs, ce):
+        for leaf in _parse_chunk(text, cs, ce, memo):
             a, b = leaf.segs[0][0], leaf.segs[-1][1]
             while cand_i < len(candidates) and candidates[cand_i] < a:
                 cand_i += 1
@@ -1078,7 +1130,7 @@ def find_image_refs(text: str) -> list[ImageRef]:
     if sink.image_labels:
         for content in rest:
             _parse_inline(content, defs, sink, images=False)
-        _collect_link_labels(text, regions, region_starts, parsed, defs, sink)
+        _collect_link_labels(text, regions, region_starts, parsed, defs, sink, memo)
     return _finish(sink, defs)
 
 
@@ -1122,6 +1174,7 @@ def _collect_link_labels(
     parsed: set[int],
     defs: dict[str, _Def],
     sink: _Sink,
+    memo: _Memo,
 ) -> None:
     """Find which definitions used by images are also used by ordinary links.
 
@@ -1141,7 +1194,7 @@ def _collect_link_labels(
         cs, ce = _chunk_bounds(text, pos, lo, hi)
         if cs not in parsed:
             parsed.add(cs)
-            for leaf in _parse_chunk(text, cs, ce):
+            for leaf in _parse_chunk(text, cs, ce, memo):
                 if leaf.kind != _HTML_BLOCK:
                     content = _Content.of_leaf(text, leaf)
                     if leaf.kind == _PARA and content.s[content.lo] == "[":

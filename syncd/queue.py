@@ -566,8 +566,7 @@ class UploadQueue:
     def notes_of_item(self, item_id: int) -> list[Path]:
         """Notes with a pending reference to `item_id` (to rewrite once it is uploaded)."""
         rows = self._sql(
-            "SELECT DISTINCT note FROM refs WHERE item_id = ? AND state = 'pending' "
-            "ORDER BY note",
+            "SELECT DISTINCT note FROM refs WHERE item_id = ? AND state = 'pending' ORDER BY note",
             (item_id,),
         )
         return [Path(n) for (n,) in rows]

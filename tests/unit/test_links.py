@@ -6,6 +6,8 @@ spans, raw HTML, fenced and indented code), cut down to the image they decide ab
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from markdown_it import MarkdownIt
 
@@ -180,6 +182,8 @@ def test_images_in_headings_tables_and_setext_headings() -> None:
         '<a title="![a](b.png)">link</a>',  # raw HTML takes precedence
         "<div>\n![a](b.png)\n</div>",  # Markdown is not parsed inside an HTML block
         "<?php\n![a](b.png)\n?>",
+        "<div>\n```\n</div>\n![a](b.png)",  # no fence inside an HTML block: all raw HTML
+        "<div>\n<!-- x -->\n![a](b.png)\n</div>",
         "---\ntitle: x\ncover: ![a](b.png)\n---\n",
         "---\ncover: ![a](b.png)\n...\n",
         '+++\ncover = "![a](b.png)"\n+++\n',
@@ -204,6 +208,10 @@ def test_nothing_is_found_in_code_comments_and_front_matter(text: str) -> None:
         "text\n---\n![a](b.png)",  # front matter only at the very start
         "$$\n![a](b.png)\n$$",  # math blocks are not CommonMark: the image shows
         "<div>\n\n![a](b.png)\n\n</div>",  # a blank line ends the HTML block
+        "para\n\n    ```\n\n![a](b.png)",  # an indented ``` is code, not an open fence
+        "para\n    ```\n\n![a](b.png)",  # ... or paragraph text
+        "- item\n\n        ```\n\n![a](b.png)",  # ... also 4 columns into a list item
+        "<div>\n\n```\nx\n```\n\n![a](b.png)",
     ],
 )
 def test_found_next_to_code_and_html(text: str) -> None:
@@ -588,3 +596,25 @@ def test_percent_encoded_and_pointy_forms_name_the_same_file() -> None:
 
 def test_text_without_candidates_is_cheap_and_empty() -> None:
     assert find_image_refs("# Title\n\nNo pictures [here](x.png).\n" * 100) == []
+
+
+# --- linear time ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "para\n\n" + "    ```\n" * 20_000,
+        "para\n\n" + "    ![c](c.png)\n\n" * 20_000,
+        "- item\n\n" + "      ![c](c.png)\n\n" * 20_000,
+        "[" * 100_000 + "![x](y.png)",
+        '![a](b "' * 20_000,
+        "![a][b] " * 20_000 + "\n\n[b]: x.png",
+    ],
+    ids=["indented-fences", "indented-chunks", "list-code", "brackets", "titles", "refs"],
+)
+def test_adversarial_notes_scan_in_linear_time(text: str) -> None:
+    # A quadratic scan takes minutes here; a linear one well under a second.
+    started = time.perf_counter()
+    find_image_refs(text)
+    assert time.perf_counter() - started < 10

@@ -283,7 +283,8 @@ def notes(draw: st.DrawFn) -> Note:
     text = body[0]
     for block, sep in zip(body[1:], seps, strict=False):
         # A single newline only between blocks that may interrupt one another safely.
-        text += (sep if block[:1] in "#`~<" else "\n\n") + block
+        after_html = text.rstrip().endswith(">")  # an HTML block runs to a blank line
+        text += (sep if block[:1] in "#`~<" and not after_html else "\n\n") + block
     if note.labels and "]: " not in text:
         text += "\n\n" + "\n".join(f"[{lab}]: {dest}" for lab, dest in note.labels.items())
     if draw(st.booleans()):

@@ -1,0 +1,273 @@
+"""The daemon as a real process: offline/online over a private D-Bus, SIGKILL chaos,
+sd_notify, one daemon per state folder, a corrupt queue rebuilt."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
+from tests.support.dbus import PrivateBus, private_bus
+from tests.support.fake_nm import FakeService
+from tests.support.images import png
+
+BASE = "https://img.example.com/d"
+
+
+def write_config(root: Path, **upload: object) -> Path:
+    (root / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
+    extra = "".join(f"{k} = {v}\n" for k, v in upload.items())
+    config = root / "config.toml"
+    config.write_text(
+        f"""
+[paths]
+notes = ["vault"]
+images = ["vault/attachments"]
+state_dir = "state"
+
+[storage]
+backend = "local"
+path = "remote"
+public_base_url = "{BASE}"
+
+[upload]
+settle_seconds = 0
+retry_base_seconds = 0.2
+{extra}"""
+    )
+    return config
+
+
+def remote_objects(root: Path) -> set[str]:
+    return (
+        {p.name for p in (root / "remote").rglob("*.png")} if (root / "remote").exists() else set()
+    )
+
+
+def url_of(data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    return f"{BASE}/{sha[:2]}/{sha}.png"
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[PrivateBus]:
+    with private_bus(tmp_path / "bus") as b:
+        yield b
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
+    made: list[DaemonProcess] = []
+    yield made
+    for d in made:
+        d.ensure_stopped()
+
+
+def new_daemon(made: list[DaemonProcess], root: Path, **env: str) -> DaemonProcess:
+    d = DaemonProcess(root / "config.toml", DaemonProcess.base_env(**env), root)
+    made.append(d)
+    return d
+
+
+def test_offline_queue_then_online_drains_and_rewrites(
+    tmp_path: Path, bus: PrivateBus, daemon_factory: list[DaemonProcess]
+) -> None:
+    write_config(tmp_path)
+    nm = FakeService(bus.address, state=20).start()  # NetworkManager says: disconnected
+    try:
+        d = new_daemon(daemon_factory, tmp_path, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
+        d.start()
+        images = {}
+        for i in range(20):
+            data = png(seed=i)
+            (tmp_path / "vault" / "attachments" / f"shot{i}.png").write_bytes(data)
+            images[i] = data
+            (tmp_path / "vault" / f"note{i}.md").write_text(
+                f"# {i}\n![s](attachments/shot{i}.png)\n"
+            )
+        status = [SYNCD, "--config", str(tmp_path / "config.toml"), "status", "--json"]
+
+        def pending() -> int:
+            import json
+
+            out = subprocess.run(status, capture_output=True, text=True).stdout
+            return int(json.loads(out)["queue"]["counts"]["pending"]) if out else 0
+
+        wait_until(lambda: pending() == 20, what="20 images queued while offline")
+        assert remote_objects(tmp_path) == set(), "uploaded while NetworkManager said offline"
+
+        nm.set_state(70)  # CONNECTED_GLOBAL
+        wait_until(lambda: len(remote_objects(tmp_path)) == 20, what="the queue to drain")
+        for i, data in images.items():
+            note = tmp_path / "vault" / f"note{i}.md"
+            wait_until(
+                lambda note=note, data=data: url_of(data) in note.read_text(), what=f"note{i}"
+            )
+        assert d.stop() == 0
+    finally:
+        nm.stop()
+
+
+def test_sd_notify_ready_status_watchdog_stopping(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    write_config(tmp_path)
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start(extra_env={"WATCHDOG_USEC": "200000"})
+    assert d.notify is not None
+    ready = d.notify.wait_for("READY", "1")
+    assert "pending" in ready.get("STATUS", "")
+    d.notify.wait_for("WATCHDOG", "1", timeout=10)
+    notify = d.notify
+    assert d.stop() == 0
+    order = notify.keys_in_order()
+    assert order[0] == "READY"
+    assert "WATCHDOG" in order
+    assert order[-1] == "STOPPING"
+
+
+def test_second_daemon_on_the_same_state_refuses(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    write_config(tmp_path)
+    first = new_daemon(daemon_factory, tmp_path)
+    first.start()
+    proc = subprocess.run(
+        [SYNCD, "--config", str(tmp_path / "config.toml"), "run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=DaemonProcess.base_env(),
+    )
+    assert proc.returncode == 1
+    assert "already runs" in proc.stderr
+    assert first.stop() == 0
+
+
+def test_editor_saves_are_picked_up(tmp_path: Path, daemon_factory: list[DaemonProcess]) -> None:
+    write_config(tmp_path)
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start()
+    vault = tmp_path / "vault"
+    data = png(seed=7)
+    (vault / "attachments" / "pasted.png").write_bytes(data)
+    # temp-file-and-rename save (gedit, Obsidian, many others)
+    tmp = vault / ".Note.md.tmp123"
+    tmp.write_text("typed\n![p](attachments/pasted.png)\n")
+    tmp.rename(vault / "Note.md")
+    wait_until(lambda: url_of(data) in (vault / "Note.md").read_text(), what="rewrite after rename")
+    # vim: rename to backup, write anew, delete the backup
+    data2 = png(seed=8)
+    (vault / "attachments" / "second.png").write_bytes(data2)
+    note = vault / "Note.md"
+    note.rename(vault / "Note.md~")
+    note.write_text((vault / "Note.md~").read_text() + "![q](attachments/second.png)\n")
+    (vault / "Note.md~").unlink()
+    wait_until(lambda: url_of(data2) in note.read_text(), what="rewrite after vim save")
+    assert note.read_text().startswith("typed\n")
+    # a new sub-folder with an image in it at once
+    (vault / "attachments" / "2026" / "11").mkdir(parents=True)
+    data3 = png(seed=9)
+    (vault / "attachments" / "2026" / "11" / "deep.png").write_bytes(data3)
+    wait_until(
+        lambda: hashlib.sha256(data3).hexdigest() + ".png" in remote_objects(tmp_path),
+        what="upload from a new sub-folder",
+    )
+    assert d.stop() == 0
+
+
+def test_sigkill_at_random_moments_converges(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    write_config(tmp_path, workers=2)
+    vault = tmp_path / "vault"
+    rng = random.Random(4)
+    d = new_daemon(daemon_factory, tmp_path)
+    made: dict[int, bytes] = {}
+    edits: dict[Path, list[str]] = {}
+    n = 0
+    for round_ in range(6):
+        d.start()
+        for _ in range(8):
+            data = png(seed=n, noise=rng.randrange(1000, 40_000))
+            (vault / "attachments" / f"img{n}.png").write_bytes(data)
+            made[n] = data
+            note = vault / f"n{n % 5}.md"
+            line = f"edit {n}: ![i{n}](attachments/img{n}.png)\n"
+            with note.open("a") as f:
+                f.write(line)
+            edits.setdefault(note, []).append(f"edit {n}: ")
+            n += 1
+        # kill once some (random) amount of this round's work has landed
+        target = len(made) - rng.randrange(0, 8)
+        wait_until(lambda t=target: len(remote_objects(tmp_path)) >= t, what=f"round {round_}")
+        d.kill()
+    d.start()
+    wait_until(lambda: len(remote_objects(tmp_path)) == len(made), what="every image uploaded")
+
+    def converged() -> bool:
+        return all("attachments/" not in note.read_text() for note in edits)
+
+    wait_until(converged, what="every note rewritten")
+    for note, lines in edits.items():
+        text = note.read_text()
+        for line in lines:
+            assert line in text, f"an edit to {note.name} was lost"
+    for data in made.values():
+        assert any(url_of(data) in note.read_text() for note in edits)
+    assert len(remote_objects(tmp_path)) == len(made)  # each image once
+    assert d.stop() == 0
+
+
+def test_corrupt_queue_is_rebuilt_without_uploading_twice(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    write_config(tmp_path)
+    vault = tmp_path / "vault"
+    for i in range(5):
+        (vault / "attachments" / f"{i}.png").write_bytes(png(seed=i))
+    (vault / "n.md").write_text("![0](attachments/0.png)\n")
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start()
+    wait_until(lambda: len(remote_objects(tmp_path)) == 5)
+    assert d.stop() == 0
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "remote").rglob("*.png")}
+    queue = tmp_path / "state" / "queue.db"
+    with queue.open("r+b") as f:  # scribble over the middle of the database
+        f.seek(4096)
+        f.write(b"\xde\xad\xbe\xef" * 1024)
+    with pytest.raises(sqlite3.DatabaseError):
+        con = sqlite3.connect(queue)
+        con.execute("PRAGMA integrity_check").fetchall()
+        con.execute("SELECT * FROM items").fetchall()
+        raise sqlite3.DatabaseError("readable after all")  # pragma: no cover
+    d.start()
+    assert "damaged" in d.log_text()
+    (vault / "attachments" / "new.png").write_bytes(png(seed=99))
+    wait_until(lambda: len(remote_objects(tmp_path)) == 6, what="the rebuilt queue drains")
+    for p, mtime in mtimes.items():
+        assert p.stat().st_mtime_ns == mtime, "an object was uploaded twice"
+    assert list((tmp_path / "state").glob("queue.db.corrupt-*"))
+    assert d.stop() == 0
+
+
+def test_sigterm_mid_upload_exits_cleanly(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    write_config(tmp_path)
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start()
+    for i in range(30):
+        (tmp_path / "vault" / "attachments" / f"{i}.png").write_bytes(png(seed=i, noise=100_000))
+    wait_until(lambda: len(remote_objects(tmp_path)) >= 1)
+    assert d.stop() == 0
+    con = sqlite3.connect(tmp_path / "state" / "queue.db")
+    (uploading,) = con.execute("SELECT COUNT(*) FROM items WHERE state='uploading'").fetchone()
+    con.close()
+    assert uploading == 0, "a claim was left behind by a graceful stop"
