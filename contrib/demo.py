@@ -113,7 +113,10 @@ def main() -> int:
         f"  cat {VAULT / 'Welcome.md'}                             # the link is now a URL\n"
         f"  {py.parent / 'syncd'} --config {DEMO / 'config.toml'} status\n"
     )
-    return run("run")
+    # exec: Ctrl-C goes straight to syncd, which stops gracefully.
+    cmd = [str(SYNCD), "--config", str(DEMO / "config.toml"), "run"]
+    print("$ syncd run", flush=True)
+    os.execv(cmd[0], cmd)
 
 
 if __name__ == "__main__":

@@ -326,16 +326,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         with queue:
             summary = queue.summary()
+    from syncd.daemon import running_daemon_pid
+
+    pid = running_daemon_pid(config.paths.state_dir)
+    daemon = f"running (pid {pid})" if pid else "not running"
     if args.json:
         _print_json(
             {
-                "daemon": "not running",
+                "daemon": "running" if pid else "not running",
+                "pid": pid,
                 "queue_path": str(config.queue_path),
                 "queue": _summary_json(summary) if summary else None,
             }
         )
         return EXIT_OK
-    print("daemon: not running (read from the queue file)")
+    print(f"daemon: {daemon} (read from the queue file)")
     print(f"queue file: {config.queue_path}")
     if summary is None:
         print("queue: empty (nothing has been queued yet)")

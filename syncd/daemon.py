@@ -89,6 +89,23 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def running_daemon_pid(state_dir: Path) -> int | None:
+    """The pid of the daemon holding `state_dir`'s lock, or None if none runs."""
+    path = state_dir / "daemon.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)  # closing drops our shared lock if we got it
+    return None
+
+
 def open_checked_queue(path: Path) -> UploadQueue:
     """Open the queue; a corrupt file is moved aside (kept, for a post-mortem) and rebuilt.
 
@@ -402,7 +419,7 @@ class Daemon:
 
     def _on_connectivity(self, event: ConnectivityEvent) -> None:
         previous, self._online = self._online, event.state
-        log.info("connectivity: %s (from %s)", event.state.name.lower(), event.source)
+        log.debug("connectivity: %s (from %s)", event.state.name.lower(), event.source)
         if event.state is Online.ONLINE and previous is not Online.ONLINE:
             reset = self.queue.reset_backoff()
             if reset:

@@ -4,6 +4,7 @@ sd_notify, one daemon per state folder, a corrupt queue rebuilt."""
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sqlite3
 import subprocess
@@ -147,7 +148,23 @@ def test_second_daemon_on_the_same_state_refuses(
     )
     assert proc.returncode == 1
     assert "already runs" in proc.stderr
+    status = subprocess.run(
+        [SYNCD, "--config", str(tmp_path / "config.toml"), "status", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    js = json.loads(status.stdout)
+    assert first.proc is not None
+    assert js["daemon"] == "running" and js["pid"] == first.proc.pid
     assert first.stop() == 0
+    js = json.loads(
+        subprocess.run(
+            [SYNCD, "--config", str(tmp_path / "config.toml"), "status", "--json"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert js["daemon"] == "not running"
 
 
 def test_editor_saves_are_picked_up(tmp_path: Path, daemon_factory: list[DaemonProcess]) -> None:
