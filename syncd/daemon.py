@@ -461,7 +461,11 @@ class Daemon:
                 if self._stopping:
                     return
                 allowed = self._may_claim()
-            item = self.queue.claim_next(owner, lease) if allowed else None
+            try:
+                item = self.queue.claim_next(owner, lease) if allowed else None
+            except QueueError as exc:  # e.g. a full disk: wait for the next wake-up
+                log.error("%s", exc)
+                item = None
             if item is None:
                 with self._cond:
                     while self._work_generation == seen and not self._stopping:

@@ -19,6 +19,7 @@ import contextlib
 import enum
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -264,8 +265,18 @@ class UploadQueue:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
-        with self._write_lock, self._db.atomic():
-            yield
+        """One write transaction. A full disk is a QueueError and nothing half-written:
+        SQLite rolls the transaction back whole."""
+        try:
+            with self._write_lock, self._db.atomic():
+                yield
+        except (peewee.OperationalError, sqlite3.OperationalError) as exc:
+            if _disk_full(exc):
+                raise QueueError(
+                    f"the disk holding {self.path} is full: nothing was recorded; "
+                    "free some space and syncd carries on"
+                ) from None
+            raise
 
     def _sql(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self._db.execute_sql(sql, params)
@@ -638,6 +649,16 @@ _ITEM_FIELDS = (
     "uploaded_at",
 )
 _ITEM_COLUMNS = ", ".join(_ITEM_FIELDS)
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """SQLITE_FULL, possibly hidden behind the failed rollback it caused (SQLite may roll
+    a transaction back by itself when the disk fills, and peewee's rollback then fails)."""
+    while exc is not None:
+        if "database or disk is full" in str(exc):
+            return True
+        exc = exc.__context__
+    return False
 
 
 _REF_FIELDS = (

@@ -234,3 +234,20 @@ def test_claims_of_dead_processes_come_back_at_once(queue: UploadQueue) -> None:
     again = queue.claim_next("host:333:dd", 300)
     assert again is not None and again.id == dead.id
     assert queue.claim_next("host:333:dd", 300) is None
+
+
+def test_a_full_disk_is_a_clear_error_and_nothing_half_written(tmp_path: Path) -> None:
+    queue = UploadQueue(tmp_path / "q.db")
+    add(queue, "a.png", "1" * 64)
+    # Cap the database at its current size: the next page it needs is "disk full".
+    (pages,) = queue._db.execute_sql("PRAGMA page_count").fetchone()
+    queue._db.execute_sql(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(QueueError, match="full"):
+        for i in range(2, 2000):
+            add(queue, f"{i}.png", f"{i:064x}")
+    queue._db.execute_sql("PRAGMA max_page_count = 1073741823")
+    # every item is whole: each has its file row, none is half there
+    for item in queue.items():
+        assert queue.paths_for(item.id), f"item {item.name} lost its file row"
+    add(queue, "after.png", "f" * 64)  # space is back: intake resumes
+    queue.close()
