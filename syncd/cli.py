@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -127,25 +127,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "sync":
-        return cmd_sync(args)
-    if args.command == "status":
-        return cmd_status(args)
-    if args.command == "run":
-        return cmd_run(args)
-    if args.command == "start":
-        return cmd_start(args)
-    if args.command == "stop":
-        return cmd_stop(args)
-    if args.command == "retry":
-        return cmd_retry(args)
-    if args.command == "install-service":
-        return cmd_install_service(args)
-    if args.command == "rewrite":
-        return cmd_rewrite(args)
-    if args.command == "localize":
-        return cmd_localize(args)
-    raise UsageError(f"unknown command {args.command}")
+    handler = _COMMANDS.get(args.command)
+    if handler is None:
+        raise UsageError(f"unknown command {args.command}")
+    return handler(args)
 
 
 # ---------------------------------------------------------------------------
@@ -498,6 +483,19 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "sync": cmd_sync,
+    "status": cmd_status,
+    "run": cmd_run,
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "retry": cmd_retry,
+    "install-service": cmd_install_service,
+    "rewrite": cmd_rewrite,
+    "localize": cmd_localize,
+}
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ Known simplifications (each errs towards reporting nothing):
   looking back through less-indented lines) that does not continue a paragraph is code. Lazy
   continuation lines of list items are not taken into account for that look-back.
 - A line ending is ``\\n`` or ``\\r\\n``; a lone ``\\r`` is not a line ending.
+- Definitions are read from a paragraph's start, as cmark does: a 4-space-indented line right
+  after a definition continues that paragraph (markdown-it makes it indented code).
 - ``$$`` math blocks are ordinary text, as in CommonMark.
 """
 
@@ -181,8 +183,8 @@ _FRONT_MATTER_END = {
 _FRONT_MATTER_OPEN = re.compile(r"(---|\+\+\+)[ \t]*\r?\n")
 
 _Memo = dict[int, tuple[int, int]]  # see _list_base
-_OPAQUE = 0  # nothing inside is reported
-_HTML = 1  # only <img> tags inside are reported
+_OPAQUE = 0  # nothing inside is reported: fenced code, front matter
+_HTML = 1  # an HTML block: only <img> tags outside comments and scripts are reported
 
 
 def _cols(ws: str, col: int = 0) -> int:
@@ -318,9 +320,9 @@ def _block_regions(text: str, p0: int, memo: _Memo) -> list[tuple[int, int, int]
             regions.append((ls, end, _OPAQUE))
             covered = end
             continue
-        # HTML blocks that run to an end marker rather than to a blank line.
+        # HTML blocks that run to an end marker rather than to a blank line. The rest of the
+        # end marker's line belongs to the block too, so <img> tags are looked for throughout.
         second = text[start + 1 : start + 2]
-        kind = _OPAQUE
         if second == "!":
             if text.startswith("<!--", start):
                 stop = text.find("-->", start)
@@ -333,12 +335,10 @@ def _block_regions(text: str, p0: int, memo: _Memo) -> list[tuple[int, int, int]
         elif second == "?":
             stop = text.find("?>", start + 1)
         else:
-            if text[start + 1 : start + 4].lower() == "pre":
-                kind = _HTML
             m = _HTML1_END.search(text, start)
             stop = m.start() if m else -1
         end = len(text) if stop < 0 else _after_line(text, stop)
-        regions.append((ls, end, kind))
+        regions.append((ls, end, _HTML))
         covered = end
     return regions
 
@@ -486,7 +486,9 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
         end = le - 1 if le > ls and text[le - 1] == "\r" else le
         p = 1 if ls == 0 and text.startswith("\ufeff") else ls
         depth = 0
-        while True:
+        # Inside an open HTML block, '>' beyond the block's own quote markers is HTML text.
+        max_depth = html_depth if html_start >= 0 else 1 << 30
+        while depth < max_depth:
             m = _QUOTE_MARK.match(text, p, end)
             if not m:
                 break
@@ -625,10 +627,15 @@ _IMG_TAG_NAME = re.compile(r"<(?i:img)(?![A-Za-z0-9-])")
 _ATTR_ONE = re.compile(
     r"\s+([A-Za-z_:][A-Za-z0-9_.:-]*)(?:\s*=\s*([^\"'=<>`\x00-\x20]+|'[^']*'|\"[^\"]*\"))?"
 )
+# Inside an HTML block the browser, not CommonMark, reads the tags: attributes as an HTML5
+# tokenizer takes them (no space needed after a quoted value, unquoted values up to space or >).
+# Possessive and atomic parts keep a tag that never closes from backtracking exponentially.
+_HTML5_ATTR = r"""[\s/]*+([^\s"'>/=][^\s"'>/=]*+)(?>\s*=\s*("[^"]*"|'[^']*'|[^\s>"'][^\s>]*+))?"""
+_HTML5_ATTR_ONE = re.compile(_HTML5_ATTR)
 _HTML_BLOCK_SCAN = re.compile(
-    r"<!--[\s\S]*?(?:-->|\Z)"
+    r"<!---?>|<!--[\s\S]*?(?:-->|\Z)|<\?[\s\S]*?(?:\?>|\Z)|<!\[CDATA\[[\s\S]*?(?:\]\]>|\Z)|<![A-Za-z][^>]*"
     r"|<(?i:script|style|textarea)(?![A-Za-z0-9-])[\s\S]*?(?:</(?i:script|style|textarea)\s*>|\Z)"
-    rf"|(<(?i:img){_ATTRIBUTE}*\s*/?>)"
+    rf"|(<(?i:img)(?=[\s/>])(?>{_HTML5_ATTR})*[\s/]*>)"
 )
 _WIKI = re.compile(r"!\[\[([^\[\]\r\n]+)\]\]")
 _WIKI_SEP = re.compile(r"\\?\|")
@@ -1027,11 +1034,13 @@ def _record_wiki(c: _Content, m: re.Match[str], sink: _Sink, images: bool) -> bo
     return True
 
 
-def _record_img_tag(c: _Content, i: int, end: int, sink: _Sink) -> None:
+def _record_img_tag(
+    c: _Content, i: int, end: int, sink: _Sink, attribute: re.Pattern[str] = _ATTR_ONE
+) -> None:
     s = c.s
     pos = i + 4
     while True:
-        m = _ATTR_ONE.match(s, pos, end)
+        m = attribute.match(s, pos, end)
         if m is None:
             return
         pos = m.end()
@@ -1063,7 +1072,7 @@ def _scan_html_region(text: str, start: int, end: int, sink: _Sink) -> None:
     identity = _Content(text, start, end)
     for m in _HTML_BLOCK_SCAN.finditer(text, start, end):
         if m.group(1) is not None:
-            _record_img_tag(identity, m.start(1), m.end(1), sink)
+            _record_img_tag(identity, m.start(1), m.end(1), sink, _HTML5_ATTR_ONE)
 
 
 # --- the public functions -------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.errors import SyncdError
+from syncd.fsutil import fsync_dir
 
 NOTE_SUFFIXES = (".md", ".markdown")
 
@@ -109,17 +110,9 @@ def write_note(snapshot: NoteSnapshot, new_text: str) -> None:
         if not unchanged_since(snapshot):
             raise NoteChanged(f"{snapshot.path} changed while it was being rewritten")
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except OSError as exc:
         raise NoteError(f"cannot write {target}: {exc.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -161,8 +161,8 @@ class Scanner:
         return (Outcome.QUEUED if new else Outcome.KNOWN), ""
 
 
-def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Regular files under `root`, skipping hidden folders and ignored names.
+def iter_files(root: Path) -> Iterator[os.DirEntry[str]]:
+    """Files under `root`, skipping hidden folders and ignored names.
 
     Folder symlinks are not followed (no loops, no escaping the root); file symlinks are
     (a symlinked image is still an image of this vault).
@@ -181,9 +181,18 @@ def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                    continue
-                st = entry.stat(follow_symlinks=True)
+                elif entry.is_file():
+                    yield entry
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode):
-                yield Path(entry.path), st
+
+
+def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Regular files under `root` (see `iter_files`) with their stat."""
+    for entry in iter_files(root):
+        try:
+            st = entry.stat(follow_symlinks=True)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield Path(entry.path), st

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from syncd.links import ImageRef, Syntax, target_path
 from syncd.notewriter import is_note
-from syncd.scanner import is_ignored_name
+from syncd.scanner import iter_files
 
 
 class Vault:
@@ -120,21 +120,4 @@ class Vault:
 
 
 def _walk(root: Path) -> Iterator[Path]:
-    """Files under `root`, skipping hidden folders and temp names; folder links not followed."""
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if is_ignored_name(entry.name):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file():
-                    yield Path(entry.path)
-            except OSError:
-                continue
+    return (Path(entry.path) for entry in iter_files(root))

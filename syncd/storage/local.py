@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from syncd.errors import NotFoundError, PermanentStorageError, PreconditionFailed
+from syncd.fsutil import fsync_dir
 from syncd.keys import KeyTemplateError, check_key
 from syncd.storage.base import ContentMismatch, ObjectInfo, ObjectPage, Storage
 
@@ -83,7 +84,7 @@ class LocalStorage(Storage):
                 tmp.unlink()
             else:
                 os.replace(tmp, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except OSError as exc:
             raise PermanentStorageError(f"cannot write {target}: {exc.strerror}") from None
         finally:
@@ -150,11 +151,3 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
         etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
         last_modified=st.st_mtime,
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
