@@ -49,7 +49,8 @@ from syncd.watcher import EventKind, PathEvent, Watcher
 
 log = logging.getLogger(__name__)
 
-RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, watch limit, races)
+RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
+DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 
 
 class DaemonRunning(SyncdError):
@@ -248,6 +249,9 @@ class Daemon:
     def _start_threads(self) -> None:
         self.keeper.start()
         self.watcher.start()
+        if self.watcher.degraded:
+            # inotify cannot see everything (watch limit, missing root): rescan more often
+            self._next_rescan = min(self._next_rescan, time.monotonic() + DEGRADED_RESCAN)
         self.monitor.start()
         self.monitor.wanted(self._has_work())
         self._workers = [
@@ -322,7 +326,10 @@ class Daemon:
                     self.reconcile()
                 finally:
                     self._in_rescan = False
-                self._next_rescan = time.monotonic() + self.rescan_interval
+                interval = self.rescan_interval
+                if self.watcher.degraded:
+                    interval = min(interval, DEGRADED_RESCAN)
+                self._next_rescan = time.monotonic() + interval
             self.notifier.status(self._status_line())
             timeout = self._next_wakeup()
             with self._cond:
@@ -397,6 +404,7 @@ class Daemon:
             return
         if event.kind is EventKind.DELETED:
             self.queue.forget_file(path)
+            self.queue.forget_under(path)  # it may have been a folder
             return
         if is_note(path):
             self._note_changed(path)
@@ -500,6 +508,8 @@ class Daemon:
     def _status_line(self) -> str:
         c = self.queue.summary().counts
         state = "paused" if self.paused else self._online.name.lower()
+        if self.watcher.degraded:
+            state += ", watching degraded (rescans every 5 min)"
         return (
             f"{state}; {c[State.PENDING]} pending, {c[State.UPLOADING]} uploading, "
             f"{c[State.UPLOADED]} uploaded, {c[State.FAILED]} failed"

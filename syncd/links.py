@@ -17,9 +17,8 @@ candidate are parsed.
 
 Known simplifications (each errs towards reporting nothing):
 - Container blocks (block quotes, list items) are handled line by line within a chunk; list
-  context across blank lines is recovered by indentation alone. Inside a list item, a fenced
-  code block or an HTML block of types 1-5 ends only at its closing fence or marker, not where
-  the item ends (inside a block quote it ends with the quote).
+  context across blank lines is recovered by indentation alone. An HTML block of types 1-5
+  (comment, <pre>, <script>...) inside a list item ends at its end marker, not with the item.
 - Indented code: a line indented 4+ columns past the enclosing list item's content (found by
   looking back through less-indented lines) that does not continue a paragraph is code. Lazy
   continuation lines of list items are not taken into account for that look-back.
@@ -217,16 +216,23 @@ def _front_matter_end(text: str, p0: int) -> int:
 
 
 def _fence_end(
-    text: str, pos: int, char: str, length: int, quote_depth: int, indent_limit: int
+    text: str,
+    pos: int,
+    char: str,
+    length: int,
+    quote_depth: int,
+    indent_limit: int,
+    item_col: int,
 ) -> int:
     """End of a fenced code block whose content starts at `pos`.
 
     The fence closes at a line of at least `length` fence characters indented at most
-    `indent_limit` columns; an opener inside a block quote also ends when the quote ends.
+    `indent_limit` columns. An opener inside a block quote also ends when the quote ends, and
+    one inside a list item (content at column `item_col`) at a less indented non-blank line.
     """
     n = len(text)
     fence = char * length
-    if quote_depth == 0:
+    if quote_depth == 0 and item_col == 0:
         # Jump from one fence-like run to the next instead of reading every code line.
         i = text.find(fence, pos)
         while i >= 0:
@@ -248,10 +254,12 @@ def _fence_end(
             m = _QUOTE_MARK.match(text, p, le)
             if not m:
                 return pos  # the block quote holding the fence has ended
-            p = m.end()
+            p = m.end() + (text[m.end() : m.end() + 1] == " ")
         ws_m = _WS_RUN.match(text, p, le)
         assert ws_m is not None
         q = ws_m.end()
+        if item_col and _cols(ws_m.group()) < item_col and text[q:le].strip(" \t\r"):
+            return pos  # the list item holding the fence has ended
         if (
             _cols(ws_m.group()) <= indent_limit
             and text.startswith(fence, q)
@@ -296,14 +304,27 @@ def _block_regions(text: str, p0: int, memo: _Memo) -> list[tuple[int, int, int]
             prefix = text[prefix_start : pm.end()]
             indent = ws.group()
         if prefix or indent:
-            col = _cols(indent) + _cols(prefix.rsplit(">", 1)[-1])
+            if prefix and prefix[0] in " \t":
+                # A container marker indented 4+ columns is not one (unless a list item
+                # holds it): the line is indented code or paragraph text.
+                lead = _WS_RUN.match(text, prefix_start)
+                assert lead is not None
+                lead_cols = _cols(lead.group())
+                if lead_cols >= 4 and lead_cols - _list_base(text, ls, lead_cols, memo) >= 4:
+                    continue
+            after_quote = prefix.rsplit(">", 1)[-1]
+            col = _cols(indent) + _cols(after_quote)
+            if ">" in prefix and not after_quote and indent[:1] == " ":
+                col -= 1  # the optional space after '>'
             in_list = _LIST_MARKER_CHAR.search(prefix) is not None
-            if not in_list and col >= 4:
-                base = 0 if ">" in prefix else _list_base(text, ls, col, memo)
-                if col - base >= 4:
+            if in_list:
+                item_col = col
+            else:
+                item_col = 0 if ">" in prefix else _list_base(text, ls, col, memo)
+                if col - item_col >= 4:
                     continue  # indented code, or a paragraph's continuation line
         else:
-            col, in_list = 0, False
+            col, in_list, item_col = 0, False, 0
         if ls > covered and text[ls - 2 : ls] != "\n\n" and _in_html_block(text, covered, ls, memo):
             continue
         le = _line_end(text, start)
@@ -316,7 +337,9 @@ def _block_regions(text: str, p0: int, memo: _Memo) -> list[tuple[int, int, int]
             if char == "`" and "`" in text[q:le]:
                 continue  # a backtick fence's info string may not contain backticks
             limit = 3 if (not in_list and col <= 3) else col + 3
-            end = _fence_end(text, _after_line(text, start), char, run, prefix.count(">"), limit)
+            end = _fence_end(
+                text, _after_line(text, start), char, run, prefix.count(">"), limit, item_col
+            )
             regions.append((ls, end, _OPAQUE))
             covered = end
             continue
@@ -363,7 +386,8 @@ def _in_html_block(text: str, lo: int, ls: int, memo: _Memo) -> bool:
 
 # --- block level: the chunk around a candidate ---------------------------------------------
 
-_QUOTE_MARK = re.compile(r"[ ]{0,3}>[ \t]?")
+_QUOTE_MARK = re.compile(r"[ ]{0,3}>")
+_INDENTED_QUOTE_MARK = re.compile(r"([ \t]*)>")
 _LIST_MARK = re.compile(r"([-+*]|([0-9]{1,9})[.)])([ \t]*)")
 _THEMATIC = re.compile(r"(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
 _ATX = re.compile(r"#{1,6}(?:[ \t]+|$)")
@@ -389,7 +413,7 @@ _BLANK = re.compile(r"[ \t\r]*")
 _BLANK_LINE_AFTER = re.compile(r"\n[ \t\r]*(?=\n|\Z)")
 
 # Only a line starting with one of these can start a block other than a paragraph.
-_BLOCK_START_CHARS = frozenset("#*-_+=<0123456789")
+_BLOCK_START_CHARS = frozenset("#*-_+=<>0123456789")
 _PARA = 0
 _HEADING = 1
 _HTML_BLOCK = 2
@@ -449,9 +473,15 @@ def _list_base(text: str, start: int, cols: int, memo: _Memo) -> int:
             memo[stage_start] = (threshold, pe + 1)
         m = _LIST_MARK.match(text, ws.end(), end)
         if m and (m.group(3) or m.end() == end):
-            content = _item_content_col(c, m, m.end() == end)
-            if content <= cols:
+            content = _item_content_col(c, m, m.end() == end)[0]
+            # An item that starts empty and is followed by a blank line is closed.
+            empty_closed = m.end() == end and _BLANK.fullmatch(
+                text, pe + 1, _line_end(text, pe + 1)
+            )
+            if content <= cols and not empty_closed:
                 return content
+            if c == 0:
+                return 0
         elif c == 0:
             return 0
         threshold = c
@@ -459,19 +489,56 @@ def _list_base(text: str, start: int, cols: int, memo: _Memo) -> int:
     return 0
 
 
-def _item_content_col(col: int, m: re.Match[str], blank_rest: bool) -> int:
+def _item_content_col(col: int, m: re.Match[str], blank_rest: bool) -> tuple[int, bool]:
+    """(content column, whether the content starts with indented code) of a list marker.
+
+    `col` is the marker's absolute column: tab stops are absolute, so are all columns here.
+    """
     marker_end = col + len(m.group(1))
     if blank_rest:
-        return marker_end + 1
+        return marker_end + 1, False
     spaces = _cols(m.group(3), marker_end) - marker_end
-    return marker_end + 1 if spaces > 4 else marker_end + spaces
+    return (marker_end + 1, True) if spaces > 4 else (marker_end + spaces, False)
+
+
+def _quote_prefix(
+    text: str, p: int, end: int, col: int, max_depth: int, indented_limit: int
+) -> tuple[int, int, int, int]:
+    """Block quote markers at `p`: (depth, position after them, its column, content column).
+
+    A marker may be indented up to `indented_limit` columns when a list item holds the quote.
+    """
+    depth = 0
+    inner = col
+    while depth < max_depth:
+        m = _QUOTE_MARK.match(text, p, end)
+        if m is None and depth == 0 and indented_limit >= 0:
+            m = _INDENTED_QUOTE_MARK.match(text, p, end)
+            if m is not None and _cols(m.group(1), col) > indented_limit:
+                m = None
+        if m is None:
+            break
+        depth += 1
+        col = _cols(text[p : m.end() - 1], col) + 1
+        p = m.end()
+        inner = col + 1  # '>' may be followed by one optional space...
+        if p < end and text[p] == " ":
+            p += 1
+            col += 1
+        elif not (p < end and text[p] == "\t"):
+            inner = col  # ... and a tab lends it one column, the rest is indentation
+    return depth, p, col, inner
 
 
 def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
-    """Leaf blocks (paragraphs, headings, HTML blocks) of the lines in [cs, ce)."""
+    """Leaf blocks (paragraphs, headings, HTML blocks) of the lines in [cs, ce).
+
+    Columns are absolute (tab stop 4 from the line start), including those of list items.
+    """
     leaves: list[_Leaf] = []
     para: _Leaf | None = None
     para_depth = 0
+    para_item = 0  # content column of the container holding the paragraph
     html_start = -1
     html_depth = 0
     html_indent = 0  # an HTML block in a list item ends with the item (no lazy lines)
@@ -485,20 +552,16 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
         next_ls = ce if nl < 0 else nl + 1
         end = le - 1 if le > ls and text[le - 1] == "\r" else le
         p = 1 if ls == 0 and text.startswith("\ufeff") else ls
-        depth = 0
         # Inside an open HTML block, '>' beyond the block's own quote markers is HTML text.
         max_depth = html_depth if html_start >= 0 else 1 << 30
-        while depth < max_depth:
-            m = _QUOTE_MARK.match(text, p, end)
-            if not m:
-                break
-            depth += 1
-            p = m.end()
+        depth, p, col, inner = _quote_prefix(
+            text, p, end, 0, max_depth, items[-1] + 3 if items else -1
+        )
         ws = _WS_RUN.match(text, p, end)
         assert ws is not None
         q = ws.end()
         blank = q == end or _BLANK.fullmatch(text, q, end) is not None
-        cols = _cols(ws.group())
+        cols = _cols(ws.group(), col)
         if html_start >= 0:
             if not blank and depth >= html_depth and cols >= html_indent:
                 html_end = end
@@ -512,12 +575,16 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
             continue
         if para is not None and depth <= para_depth:
             interrupted = False
-            if text[q] in _BLOCK_START_CHARS and cols - _enclosing_item(items, cols) < 4:
-                if depth == para_depth and _SETEXT.match(text, q, end):
-                    para = None
-                    ls = next_ls
-                    continue
-                interrupted = _interrupts_paragraph(text, q, end)
+            if text[q] in _BLOCK_START_CHARS and cols - _enclosing(items, cols, inner) < 4:
+                # An underline cannot be a lazy line: it must be inside the paragraph's item.
+                if depth == para_depth and cols >= para_item and _SETEXT.match(text, q, end):
+                    if not _only_definitions(text, para):
+                        para = None
+                        ls = next_ls
+                        continue
+                    interrupted = True  # no heading: "===" is text, "---" a thematic break
+                else:
+                    interrupted = _interrupts_paragraph(text, q, end)
             if not interrupted:
                 seg_start = ls if depth == 0 else p
                 if seg_start != ls:
@@ -526,22 +593,21 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
                 ls = next_ls
                 continue
         para = None
-        # A new block starts on this line; list markers open containers first.
+        # A new block starts on this line; list markers and quotes open containers first.
         while True:
             while items and cols < items[-1]:
                 items.pop()
-            ci = items[-1] if items else 0
-            if cols - ci >= 4 and not items:
+            if cols - inner >= 4 and not items and depth == 0:
                 if base < 0:
-                    base = _list_base(text, cs, cols, memo) if depth == 0 else 0
+                    base = _list_base(text, cs, cols, memo)
                 if base:
                     items.append(base)
-                    ci = base
+            ci = max(items[-1], inner) if items else inner
             if cols - ci >= 4:
                 break  # indented code
             if text[q] not in _BLOCK_START_CHARS:
                 para = _Leaf(_PARA, [(q, end)])
-                para_depth = depth
+                para_depth, para_item = depth, ci
                 leaves.append(para)
                 break
             if _THEMATIC.match(text, q, end):
@@ -557,23 +623,28 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
             m = _LIST_MARK.match(text, q, end)
             if m and (m.group(3) or m.end() == end):
                 blank_rest = m.end() == end
-                content = _item_content_col(cols, m, blank_rest)
+                content, code_first = _item_content_col(cols, m, blank_rest)
                 items.append(content)
-                if blank_rest:
+                if blank_rest or code_first:
                     break
-                if _cols(m.group(3), cols + len(m.group(1))) - cols - len(m.group(1)) > 4:
-                    break  # the item starts with indented code
-                p = m.end()
-                while True:
-                    qm = _QUOTE_MARK.match(text, p, end)
-                    if not qm:
-                        break
-                    depth += 1
-                    p = qm.end()
+                more, p, col, quoted = _quote_prefix(text, m.end(), end, content, 1 << 30, -1)
+                if more:
+                    depth += more
+                    inner = quoted
                 ws = _WS_RUN.match(text, p, end)
                 assert ws is not None
                 q = ws.end()
-                cols = content if q == m.end() else _cols(ws.group(), content)
+                cols = _cols(ws.group(), col)
+                if q >= end:
+                    break
+                continue
+            if text[q] == ">":  # a block quote inside a list item, indented to its content
+                more, p, col, inner = _quote_prefix(text, q, end, cols, 1 << 30, -1)
+                depth += more
+                ws = _WS_RUN.match(text, p, end)
+                assert ws is not None
+                q = ws.end()
+                cols = _cols(ws.group(), col)
                 if q >= end:
                     break
                 continue
@@ -583,10 +654,10 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
                 html_start = ls
                 html_end = end
                 html_depth = depth
-                html_indent = items[-1] if items else 0
+                html_indent = ci
                 break
             para = _Leaf(_PARA, [(q, end)])
-            para_depth = depth
+            para_depth, para_item = depth, ci
             leaves.append(para)
             break
         ls = next_ls
@@ -595,9 +666,14 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
     return leaves
 
 
-def _enclosing_item(items: list[int], cols: int) -> int:
-    """Content column of the innermost open list item a line indented `cols` belongs to."""
-    return max((c for c in items if c <= cols), default=0)
+def _only_definitions(text: str, para: _Leaf) -> bool:
+    content = _Content.of_leaf(text, para)
+    return content.s[content.lo] == "[" and _parse_defs(content, {}) >= content.hi
+
+
+def _enclosing(items: list[int], cols: int, inner: int) -> int:
+    """Content column of the innermost container a line at column `cols` belongs to."""
+    return max((c for c in items if c <= cols), default=inner)
 
 
 def _interrupts_paragraph(text: str, q: int, end: int) -> bool:
@@ -630,12 +706,16 @@ _ATTR_ONE = re.compile(
 # Inside an HTML block the browser, not CommonMark, reads the tags: attributes as an HTML5
 # tokenizer takes them (no space needed after a quoted value, unquoted values up to space or >).
 # Possessive and atomic parts keep a tag that never closes from backtracking exponentially.
-_HTML5_ATTR = r"""[\s/]*+([^\s"'>/=][^\s"'>/=]*+)(?>\s*=\s*("[^"]*"|'[^']*'|[^\s>"'][^\s>]*+))?"""
+# (An attribute name may start with a quote or '<': a parse error the tokenizer reads through.)
+_HTML5_ATTR = r"""[\s/]*+([^\s/>][^\s/>=]*+)(?>\s*=\s*("[^"]*"|'[^']*'|[^\s>"'][^\s>]*+))?"""
 _HTML5_ATTR_ONE = re.compile(_HTML5_ATTR)
+# Tokens read left to right, as a browser does, so an "<img" inside another tag is no image.
 _HTML_BLOCK_SCAN = re.compile(
-    r"<!---?>|<!--[\s\S]*?(?:-->|\Z)|<\?[\s\S]*?(?:\?>|\Z)|<!\[CDATA\[[\s\S]*?(?:\]\]>|\Z)|<![A-Za-z][^>]*"
+    r"<!---?>|<!--[\s\S]*?(?:-->|\Z)|<\?[\s\S]*?(?:\?>|\Z)|<!\[CDATA\[[\s\S]*?(?:\]\]>|\Z)"
+    r"|<![^>]*>?"
     r"|<(?i:script|style|textarea)(?![A-Za-z0-9-])[\s\S]*?(?:</(?i:script|style|textarea)\s*>|\Z)"
     rf"|(<(?i:img)(?=[\s/>])(?>{_HTML5_ATTR})*[\s/]*>)"
+    rf"|</?[A-Za-z][^\s/>]*+(?>{_HTML5_ATTR})*[\s/]*>?"
 )
 _WIKI = re.compile(r"!\[\[([^\[\]\r\n]+)\]\]")
 _WIKI_SEP = re.compile(r"\\?\|")

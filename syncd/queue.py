@@ -339,6 +339,16 @@ class UploadQueue:
         with self._write():
             self._sql("DELETE FROM files WHERE path = ?", (str(path),))
 
+    def forget_under(self, folder: Path) -> int:
+        """A folder went away: forget the stat cache of everything that was in it."""
+        prefix = str(folder).rstrip("/") + "/"
+        with self._write():
+            return int(
+                self._sql(
+                    "DELETE FROM files WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0")
+                ).rowcount
+            )
+
     def known_files(self, under: Path) -> dict[str, FileStat]:
         """The stat cache for every recorded path under the folder `under`, in one query."""
         prefix = str(under).rstrip("/") + "/"

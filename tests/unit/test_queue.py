@@ -251,3 +251,11 @@ def test_a_full_disk_is_a_clear_error_and_nothing_half_written(tmp_path: Path) -
         assert queue.paths_for(item.id), f"item {item.name} lost its file row"
     add(queue, "after.png", "f" * 64)  # space is back: intake resumes
     queue.close()
+
+
+def test_forget_under_a_folder(queue: UploadQueue) -> None:
+    queue.record_other(Path("/v/sub/a.txt"), FileStat(1, 1, 1))
+    queue.record_other(Path("/v/sub/deep/b.txt"), FileStat(1, 1, 1))
+    queue.record_other(Path("/v/subway.txt"), FileStat(1, 1, 1))
+    assert queue.forget_under(Path("/v/sub")) == 2
+    assert list(queue.known_files(Path("/v"))) == ["/v/subway.txt"]
