@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", parents=[common], help="the daemon, in the foreground (systemd)")
     sub.add_parser("start", parents=[common], help="the daemon, detached (without systemd)")
     sub.add_parser("stop", parents=[common], help="stop a daemon started with `syncd start`")
+    sub.add_parser("doctor", parents=[common], help="check the setup and say how to fix it")
     sub.add_parser(
         "install-service", parents=[common], help="install and start the systemd user unit"
     )
@@ -437,6 +438,29 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check config, credentials, public URL, D-Bus, inotify, socket and unit."""
+    from syncd.doctor import FAIL, OK, run_doctor
+
+    checks = run_doctor(args.config, os.environ)
+    if args.json:
+        _print_json(
+            {
+                "checks": [
+                    {"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}
+                    for c in checks
+                ]
+            }
+        )
+    else:
+        marks = {OK: "ok  ", FAIL: "FAIL"}
+        for c in checks:
+            print(f"{marks.get(c.status, 'warn')}  {c.name}: {redact.scrub(c.detail)}")
+            if c.fix and c.status != OK:
+                print(f"      fix: {c.fix}")
+    return EXIT_UNDONE if any(c.status == FAIL for c in checks) else EXIT_OK
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     config = _config(args)
     with UploadQueue(config.queue_path) as queue:
@@ -495,6 +519,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "install-service": cmd_install_service,
     "rewrite": cmd_rewrite,
     "localize": cmd_localize,
+    "doctor": cmd_doctor,
 }
 
 

@@ -113,8 +113,17 @@ class LocalStorage(Storage):
         return total
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+            path.unlink()
+        # Like a bucket, the folder has no empty "directories": remove those the key made.
+        for parent in path.parents:
+            if parent == self.root or self.root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def list(self, prefix: str = "", token: str | None = None, page_size: int = 1000) -> ObjectPage:
         keys = sorted(

@@ -1,0 +1,286 @@
+"""`syncd doctor`: check everything a person can get wrong, and say how to fix each.
+
+Each check is a function returning `Check` values; nothing here changes the user's
+setup, except the credentials check, which writes, reads and deletes one small probe
+object (`<prefix>.syncd-doctor/<random>.txt`) — an object round trip, never HeadBucket,
+which an R2 "Object Read & Write" token may not call (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import requests
+
+from syncd import redact
+from syncd.config import Config, find_config_path, load_config, runtime_dir
+from syncd.errors import ConfigError, StorageError
+from syncd.storage import Storage, open_storage
+
+OK, WARN, FAIL = "ok", "warning", "problem"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, WARN or FAIL
+    detail: str
+    fix: str | None = None
+
+
+def run_doctor(
+    cli_config: str | None,
+    env: Mapping[str, str],
+    *,
+    storage_factory: Callable[[Config], Storage] | None = None,
+    http_get: Callable[..., requests.Response] = requests.get,
+    run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None,
+) -> list[Check]:
+    path = find_config_path(cli_config, env)
+    try:
+        config = load_config(path, env)
+    except ConfigError as exc:
+        return [Check("config", FAIL, f"[{p.key}] {p.message}", p.fix) for p in exc.problems]
+    checks = [Check("config", OK, f"{path} is valid")]
+    checks += list(_state_folder(config))
+    factory = storage_factory or (lambda c: open_storage(c.storage))
+    checks += list(_storage_round_trip(config, factory(config), http_get))
+    checks += list(_dbus(env))
+    checks += list(_inotify(config))
+    checks += list(_socket(env))
+    checks += list(_systemd_unit(env, run or _run))
+    return checks
+
+
+def _state_folder(config: Config) -> Iterator[Check]:
+    state = config.paths.state_dir
+    if not state.exists():
+        yield Check("state folder", OK, f"{state} will be created on first run")
+        return
+    if not state.is_dir():
+        yield Check(
+            "state folder", FAIL, f"{state} is not a folder", "move it away or set paths.state_dir"
+        )
+        return
+    st = state.stat()
+    if st.st_uid != os.geteuid():
+        yield Check(
+            "state folder",
+            FAIL,
+            f"{state} belongs to uid {st.st_uid}, not to you",
+            f"run: sudo chown -R $USER {state}",
+        )
+    elif st.st_mode & 0o700 != 0o700:
+        yield Check(
+            "state folder",
+            FAIL,
+            f"{state} has mode {stat.S_IMODE(st.st_mode):o}: syncd cannot use it",
+            f"run: chmod 700 {state}",
+        )
+    elif st.st_mode & 0o077:
+        yield Check(
+            "state folder",
+            WARN,
+            f"{state} is readable by others (mode {stat.S_IMODE(st.st_mode):o})",
+            f"run: chmod 700 {state}",
+        )
+    else:
+        yield Check("state folder", OK, f"{state} is private to you")
+
+
+def _storage_round_trip(
+    config: Config, storage: Storage, http_get: Callable[..., requests.Response]
+) -> Iterator[Check]:
+    key = f"{config.storage.prefix}.syncd-doctor/{uuid.uuid4().hex}.txt"
+    body = f"syncd doctor probe {uuid.uuid4().hex}\n".encode()
+    sha = hashlib.sha256(body).hexdigest()
+    try:
+        storage.put(key, io.BytesIO(body), size=len(body), sha256=sha, content_type="text/plain")
+        info = storage.head(key)
+    except StorageError as exc:
+        yield Check(
+            "credentials",
+            FAIL,
+            f"could not write a probe object: {redact.scrub(str(exc))}",
+            "check the access key, the secret and the token's permissions "
+            "(object read and write on the bucket)",
+        )
+        storage.close()
+        return
+    try:
+        if info.size != len(body):
+            yield Check("credentials", FAIL, f"the probe object came back with {info.size} bytes")
+        else:
+            yield Check("credentials", OK, "wrote, checked and deleted a probe object")
+        yield _public_url(storage, key, body, http_get)
+    finally:
+        try:
+            storage.delete(key)
+        except StorageError as exc:
+            yield Check("credentials", WARN, f"could not delete the probe object {key}: {exc}")
+        storage.close()
+
+
+def _public_url(
+    storage: Storage, key: str, body: bytes, http_get: Callable[..., requests.Response]
+) -> Check:
+    url = storage.url_for(key)
+    if url.startswith("file://"):
+        local = Path(unquote(url[len("file://") :]))
+        ok = local.is_file() and local.read_bytes() == body
+        return Check(
+            "public URL",
+            OK if ok else FAIL,
+            f"objects are read from {url.rsplit('/', 2)[0]}…" if ok else f"{url} is not readable",
+        )
+    try:
+        response = http_get(url, timeout=10)
+    except requests.exceptions.RequestException as exc:
+        return Check(
+            "public URL",
+            FAIL,
+            f"{storage.public_base_url} cannot be reached ({type(exc).__name__})",
+            "check storage.public_base_url: the bucket's r2.dev URL or custom domain",
+        )
+    if response.status_code == 200 and response.content == body:
+        return Check("public URL", OK, f"{storage.public_base_url} serves the bucket's objects")
+    return Check(
+        "public URL",
+        FAIL,
+        f"{url} answered HTTP {response.status_code}, not the probe object",
+        "make the bucket publicly readable under storage.public_base_url (R2: connect a "
+        "custom domain or enable the r2.dev URL); the API endpoint is never public",
+    )
+
+
+def _dbus(env: Mapping[str, str]) -> Iterator[Check]:
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    from syncd.connectivity import DEFAULT_SYSTEM_BUS, NETWORKD_NAME, NM_NAME
+
+    address = env.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_SYSTEM_BUS
+    try:
+        conn = open_dbus_connection(bus=address, enable_fds=False)
+    except (OSError, ValueError) as exc:
+        yield Check(
+            "network status",
+            WARN,
+            f"no system D-Bus ({exc.__class__.__name__}): syncd will probe the store instead",
+            "nothing to do, unless you expected NetworkManager or systemd-networkd",
+        )
+        return
+    try:
+        bus = DBusAddress("/org/freedesktop/DBus", "org.freedesktop.DBus", "org.freedesktop.DBus")
+        found = []
+        for name in (NM_NAME, NETWORKD_NAME):
+            reply = conn.send_and_get_reply(
+                new_method_call(bus, "NameHasOwner", "s", (name,)), timeout=5
+            )
+            if reply.body and reply.body[0]:
+                found.append(name)
+    except (OSError, TimeoutError) as exc:
+        yield Check("network status", WARN, f"the system D-Bus did not answer ({exc})")
+        return
+    finally:
+        conn.close()
+    if found:
+        yield Check("network status", OK, f"online state comes from {found[0]}")
+    else:
+        yield Check(
+            "network status",
+            WARN,
+            "neither NetworkManager nor systemd-networkd is on the system bus: "
+            "syncd will probe the store to find out when it is online",
+        )
+
+
+def _inotify(config: Config) -> Iterator[Check]:
+    try:
+        limit = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    except (OSError, ValueError):
+        yield Check("inotify", WARN, "cannot read fs.inotify.max_user_watches")
+        return
+    folders = 0
+    for root in {*config.paths.notes, *config.paths.images}:
+        for _dirpath, dirnames, _files in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            folders += 1
+    fix = (
+        "run: echo fs.inotify.max_user_watches=524288 | sudo tee /etc/sysctl.d/60-syncd.conf "
+        "&& sudo sysctl --system"
+    )
+    if folders > limit // 2:
+        yield Check(
+            "inotify",
+            FAIL if folders >= limit else WARN,
+            f"{folders} folders to watch, limit {limit} watches for all your programs",
+            fix,
+        )
+    else:
+        yield Check("inotify", OK, f"{folders} folders to watch, limit {limit}")
+
+
+def _socket(env: Mapping[str, str]) -> Iterator[Check]:
+    folder = runtime_dir(env)
+    if not folder.exists():
+        yield Check("control socket", OK, f"{folder} will be created by the daemon")
+        return
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & 0o077:
+        yield Check(
+            "control socket",
+            FAIL,
+            f"{folder} has mode {mode:o}: other users could reach the control socket",
+            f"run: chmod 700 {folder}",
+        )
+        return
+    sock = folder / "control.sock"
+    if sock.exists() and stat.S_IMODE(sock.stat().st_mode) & 0o077:
+        yield Check("control socket", FAIL, f"{sock} is not private", f"run: chmod 600 {sock}")
+        return
+    yield Check("control socket", OK, f"{folder} is private to you")
+
+
+def _systemd_unit(
+    env: Mapping[str, str], run: Callable[[list[str]], subprocess.CompletedProcess[str]]
+) -> Iterator[Check]:
+    from syncd.service import unit_dir
+
+    unit = unit_dir(env) / "syncd.service"
+    if not unit.exists():
+        yield Check(
+            "systemd unit",
+            WARN,
+            "not installed: syncd runs only when you start it",
+            "run: syncd install-service (or `syncd start` without systemd)",
+        )
+        return
+    if shutil.which("systemctl") is None:
+        yield Check("systemd unit", WARN, f"{unit} exists but systemctl is not available")
+        return
+    result = run(["systemctl", "--user", "is-enabled", "syncd"])
+    state = (result.stdout or result.stderr).strip()
+    if result.returncode == 0:
+        yield Check("systemd unit", OK, f"installed and {state}")
+    else:
+        yield Check(
+            "systemd unit",
+            WARN,
+            f"installed but not enabled ({state or 'unknown'})",
+            "run: systemctl --user enable --now syncd",
+        )
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)

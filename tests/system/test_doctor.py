@@ -1,0 +1,111 @@
+"""`syncd doctor` against deliberately broken setups: each problem is named with a fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support.s3server import MotoServer
+
+SYNCD = str(Path(sys.executable).parent / "syncd")
+
+
+def doctor(config: Path, **env: str) -> tuple[int, list[dict[str, Any]], str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    full.update(env)
+    proc = subprocess.run(
+        [SYNCD, "--config", str(config), "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=full,
+    )
+    return proc.returncode, json.loads(proc.stdout)["checks"], proc.stdout + proc.stderr
+
+
+def by_name(checks: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(c for c in checks if c["name"] == name)
+
+
+def test_a_good_local_setup_passes(tmp_path: Path) -> None:
+    (tmp_path / "vault").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        '[storage]\nbackend = "local"\npath = "remote"\n'
+    )
+    code, checks, _ = doctor(config)
+    assert code == 0, checks
+    assert by_name(checks, "credentials")["status"] == "ok"
+    assert by_name(checks, "public URL")["status"] == "ok"
+    assert not list((tmp_path / "remote").rglob("*")), "the probe object was left behind"
+
+
+def test_wrong_secret_and_unserved_public_url_are_named(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    (tmp_path / "vault").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        f'[storage]\nbackend = "s3"\nbucket = "{s3_bucket}"\nendpoint_url = "{s3_server.url}"\n'
+        f'public_base_url = "{s3_server.url}/no-such-public-site"\n'
+    )
+    assert s3_server.credentials is not None
+    secret = "WRONG-doctor-secret-0123456789"
+    code, checks, text = doctor(
+        config,
+        SYNCD_ACCESS_KEY_ID=s3_server.credentials.access_key_id,
+        SYNCD_SECRET_ACCESS_KEY=secret,
+    )
+    assert code == 1
+    creds = by_name(checks, "credentials")
+    assert creds["status"] == "problem" and "secret key is wrong" in creds["detail"]
+    assert secret not in text
+
+    code, checks, _ = doctor(
+        config,
+        SYNCD_ACCESS_KEY_ID=s3_server.credentials.access_key_id,
+        SYNCD_SECRET_ACCESS_KEY=s3_server.credentials.secret_access_key,
+    )
+    assert by_name(checks, "credentials")["status"] == "ok"
+    public = by_name(checks, "public URL")
+    assert public["status"] == "problem" and "publicly readable" in public["fix"]
+
+
+def test_private_endpoint_as_public_url_is_a_config_problem(tmp_path: Path) -> None:
+    (tmp_path / "vault").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[paths]\nnotes = ["vault"]\n[storage]\nbackend = "r2"\naccount_id = "abc"\n'
+        'bucket = "b"\npublic_base_url = "https://abc.r2.cloudflarestorage.com/b"\n'
+    )
+    code, checks, _ = doctor(
+        config, SYNCD_ACCESS_KEY_ID="AKID1234", SYNCD_SECRET_ACCESS_KEY="s3cr3tXY"
+    )
+    assert code == 1
+    problem = next(c for c in checks if "public_base_url" in c["detail"])
+    assert "r2.dev" in problem["fix"]
+
+
+def test_unusable_state_folder_is_named(tmp_path: Path) -> None:
+    (tmp_path / "vault").mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o000)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        '[storage]\nbackend = "local"\npath = "remote"\n'
+    )
+    try:
+        code, checks, _ = doctor(config)
+    finally:
+        state.chmod(0o700)
+    assert code == 1
+    check = by_name(checks, "state folder")
+    assert check["status"] == "problem" and "chmod 700" in check["fix"]
