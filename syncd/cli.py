@@ -22,6 +22,7 @@ from syncd import __version__, redact
 from syncd.config import Config, find_config_path, load_config
 from syncd.errors import ConfigError, QueueError, SyncdError, UsageError
 from syncd.logs import setup_logging
+from syncd.progress import format_size
 from syncd.queue import QueueSummary, State, UploadQueue
 
 EXIT_OK = 0
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("notes", nargs="*", metavar="NOTE", help="notes or folders")
     retry = sub.add_parser("retry", parents=[common], help="put failed items back in the queue")
     retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="item ids (default: all)")
+    retry.add_argument("--all-failed", action="store_true", help="every failed item (default)")
+    items = sub.add_parser("items", parents=[common], help="list queued items")
+    items.add_argument("--state", choices=[s.value for s in State], help="only this state")
+    items.add_argument("--limit", type=int, default=200, help="at most this many (200)")
+    sub.add_parser("pause", parents=[common], help="no new uploads until `syncd resume`")
+    sub.add_parser("resume", parents=[common], help="uploads go on")
+    sub.add_parser("watch", parents=[common], help="live progress while the queue drains")
     return parser
 
 
@@ -143,9 +151,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from syncd.uploader import Result
 
     if not args.once:
-        raise UsageError(
-            "no daemon to ask: `syncd sync` without --once needs a running daemon",
-        )
+        from syncd.control import DaemonNotRunning
+
+        try:
+            result = _client().post("/v1/sync")
+        except DaemonNotRunning:
+            raise UsageError(
+                "no daemon is running: `syncd sync` asks the daemon to drain now; "
+                "use `syncd sync --once` to do it in this process"
+            ) from None
+        if args.json:
+            _print_json(result)
+        else:
+            print(f"the daemon is draining now ({_plural(result['due_now'], 'retry')} made due)")
+        return EXIT_OK
     config = _config(args)
     report = sync_once(config)
     assert report.summary is not None
@@ -300,33 +319,69 @@ def cmd_localize(args: argparse.Namespace) -> int:
     return EXIT_UNDONE if problems else EXIT_OK
 
 
+def _client() -> Any:
+    from syncd.control import ControlClient, default_socket_path
+
+    return ControlClient(default_socket_path(os.environ))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    """Through the socket when a daemon runs; else read queue.db read-only."""
+    from syncd.control import DaemonNotRunning
+
     config = _config(args)
     try:
+        status = _client().get("/v1/status")
+    except DaemonNotRunning:
+        return _status_offline(args, config)
+    if args.json:
+        _print_json(status)
+        return EXIT_OK
+    state = "paused" if status["paused"] else status["online"]
+    since = time.strftime("%H:%M", time.localtime(status["online_since"]))
+    print(
+        f"daemon: running (pid {status['pid']}), {state} since {since}"
+        f" (from {status['online_source']})"
+    )
+    if status["watching"] != "ok":
+        print("watching: degraded (see the log); rescanning every 5 minutes")
+    queue = status["queue"]
+    c = queue["counts"]
+    print(
+        f"queue: {c['pending']} pending, {c['uploading']} uploading, "
+        f"{c['uploaded']} uploaded, {c['failed']} failed"
+    )
+    for up in status["uploading"]:
+        print(
+            f"  uploading {up['name']}: {format_size(up['sent'])} of {format_size(up['size'])}, "
+            f"{format_size(up['rate'])}/s"
+        )
+    if queue["next_attempt_at"]:
+        print(f"next retry: in {_duration(max(0.0, queue['next_attempt_at'] - time.time()))}")
+    _print_last_error(queue["last_error"], c["failed"])
+    return EXIT_OK
+
+
+def _status_offline(args: argparse.Namespace, config: Config) -> int:
+    try:
         queue = UploadQueue(config.queue_path, readonly=True)
-    except QueueError as exc:
-        if not config.queue_path.exists():
-            summary = None
-        else:
-            raise exc
+    except QueueError:
+        if config.queue_path.exists():
+            raise
+        summary = None
     else:
         with queue:
             summary = queue.summary()
-    from syncd.daemon import running_daemon_pid
-
-    pid = running_daemon_pid(config.paths.state_dir)
-    daemon = f"running (pid {pid})" if pid else "not running"
     if args.json:
         _print_json(
             {
-                "daemon": "running" if pid else "not running",
-                "pid": pid,
+                "daemon": "not running",
                 "queue_path": str(config.queue_path),
                 "queue": _summary_json(summary) if summary else None,
             }
         )
         return EXIT_OK
-    print(f"daemon: {daemon} (read from the queue file)")
+    print("daemon: not running (read from the queue file)")
     print(f"queue file: {config.queue_path}")
     if summary is None:
         print("queue: empty (nothing has been queued yet)")
@@ -335,10 +390,116 @@ def cmd_status(args: argparse.Namespace) -> int:
     if summary.next_attempt_at:
         wait = max(0.0, summary.next_attempt_at - time.time())
         print(f"next retry: in {_duration(wait)}")
-    if summary.last_error:
-        print(f"last error: {redact.scrub(summary.last_error)}")
-        if summary.counts[State.FAILED]:
-            print("  fix the cause, then run `syncd retry` and `syncd sync --once`")
+    _print_last_error(summary.last_error, summary.counts[State.FAILED])
+    return EXIT_OK
+
+
+def _print_last_error(error: str | None, failed: int) -> None:
+    if not error:
+        return
+    print(f"last error: {redact.scrub(error)}")
+    if failed:
+        print("  fix the cause, then run `syncd retry` (and `syncd sync --once` without a daemon)")
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    from syncd.control import DaemonNotRunning
+
+    config = _config(args)
+    try:
+        query = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
+        items = _client().get("/v1/items?" + urlencode(query))["items"]
+    except DaemonNotRunning:
+        if not config.queue_path.exists():
+            items = []
+        else:
+            with UploadQueue(config.queue_path, readonly=True) as queue:
+                state = State(args.state) if args.state else None
+                items = [
+                    {
+                        "id": i.id,
+                        "name": i.name,
+                        "size": i.size,
+                        "state": i.state.value,
+                        "attempts": i.attempts,
+                        "last_error": i.last_error,
+                        "url": i.url,
+                        "paths": [str(p) for p in queue.paths_for(i.id)],
+                    }
+                    for i in queue.items(state, args.limit)
+                ]
+    if args.json:
+        _print_json({"items": items})
+        return EXIT_OK
+    for i in items:
+        where = i["paths"][0] if i["paths"] else i["name"]
+        print(f"{i['id']:>6}  {i['state']:<9} {format_size(i['size']):>9}  {where}")
+        if i["state"] != "uploaded" and i["last_error"]:
+            print(f"        attempts {i['attempts']}: {redact.scrub(i['last_error'])}")
+    if not items:
+        print("no items" + (f" in state {args.state}" if args.state else ""))
+    return EXIT_OK
+
+
+def _steer(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST to the running daemon; a clear error if there is none."""
+    from syncd.control import DaemonNotRunning
+
+    try:
+        result: dict[str, Any] = _client().post(path, body)
+    except DaemonNotRunning as exc:
+        error = SyncdError(f"no syncd daemon is running ({exc})")
+        error.hint = "start it (`systemctl --user start syncd` or `syncd start`)"
+        raise error from None
+    return result
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    _config(args)
+    result = _steer("/v1/pause")
+    if args.json:
+        _print_json(result)
+    else:
+        print("paused: no new uploads until `syncd resume`")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _config(args)
+    result = _steer("/v1/resume")
+    if args.json:
+        _print_json(result)
+    else:
+        print("resumed")
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Live progress while the queue drains: a bar on a terminal, plain lines otherwise."""
+    from syncd.control import DaemonNotRunning
+    from syncd.progress import ProgressView
+
+    _config(args)
+    client = _client()
+    try:
+        status = client.get("/v1/status")
+        events = client.stream("/v1/events")
+    except DaemonNotRunning as exc:
+        error = SyncdError(f"no syncd daemon is running ({exc})")
+        error.hint = "start it (`systemctl --user start syncd` or `syncd start`)"
+        raise error from None
+    view = ProgressView(sys.stdout, status, json_lines=args.json)
+    try:
+        for event in events:
+            if event.get("kind") == "dropped":
+                view.reset(client.get("/v1/status"))
+            view.update(event)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        view.close()
     return EXIT_OK
 
 
@@ -462,13 +623,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    """Failed items back into the queue: through the daemon if one runs, else directly."""
+    from syncd.control import DaemonNotRunning
+
     config = _config(args)
-    with UploadQueue(config.queue_path) as queue:
-        n = queue.retry_failed(args.ids or None)
+    ids = args.ids or None
+    try:
+        n = int(_client().post("/v1/retry", {"ids": ids} if ids else None)["retried"])
+    except DaemonNotRunning:
+        with UploadQueue(config.queue_path) as queue:
+            n = queue.retry_failed(ids)
     if args.json:
         _print_json({"retried": n})
     else:
-        print(f"{n} failed item{'s' if n != 1 else ''} back in the queue")
+        print(f"{_plural(n, 'failed item')} back in the queue")
     return EXIT_OK
 
 
@@ -484,12 +652,7 @@ def _counts_line(summary: QueueSummary) -> str:
 
 
 def _summary_json(summary: QueueSummary) -> dict[str, Any]:
-    return {
-        "counts": {s.value: n for s, n in summary.counts.items()},
-        "last_error": redact.scrub(summary.last_error) if summary.last_error else None,
-        "last_error_at": summary.last_error_at,
-        "next_attempt_at": summary.next_attempt_at,
-    }
+    return summary.as_dict()
 
 
 def _print_json(data: dict[str, Any]) -> None:
@@ -520,6 +683,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rewrite": cmd_rewrite,
     "localize": cmd_localize,
     "doctor": cmd_doctor,
+    "items": cmd_items,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "watch": cmd_watch,
 }
 
 

@@ -28,22 +28,26 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
+from syncd import __version__
 from syncd.config import Config, load_config
 from syncd.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
+from syncd.control import ControlServer, default_socket_path
 from syncd.errors import ConfigError, QueueError, SyncdError
+from syncd.events import EventBus
 from syncd.notewriter import is_note
 from syncd.oneshot import owner_id, pid_alive
-from syncd.queue import State, UploadQueue
+from syncd.queue import State, UploadItem, UploadQueue
 from syncd.retry import RetryPolicy
 from syncd.rewriter import Rewriter
 from syncd.scanner import Scanner
 from syncd.sdnotify import Notifier, WatchdogPinger
 from syncd.storage import Storage, open_storage
-from syncd.uploader import LeaseKeeper, Result, Uploader
+from syncd.uploader import LeaseKeeper, Outcome, Result, Uploader
 from syncd.vault import Vault
 from syncd.watcher import EventKind, PathEvent, Watcher
 
@@ -171,6 +175,12 @@ class Daemon:
         self._last_loop = time.monotonic()
         self.pinger: WatchdogPinger | None = None
         self._in_rescan = False
+        self.events = EventBus()
+        self.control: ControlServer | None = None
+        self._online_source = "none"
+        self._online_since = time.time()
+        self._inflight: dict[int, dict[str, Any]] = {}  # item id -> what status shows
+        self._inflight_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -180,6 +190,9 @@ class Daemon:
         with state_lock(self.config.paths.state_dir):
             self._build(self.config)
             try:
+                # The socket answers during the (possibly long) first reconcile too.
+                self.control = ControlServer(default_socket_path(os.environ), DaemonControl(self))
+                self.control.start()
                 self.reconcile()
                 self._start_threads()
                 self._ready()
@@ -188,6 +201,8 @@ class Daemon:
             finally:
                 self.notifier.stopping()
                 self._stop_threads()
+                if self.control is not None:
+                    self.control.stop()
                 self._teardown()
         log.info("syncd stopped")
         return 0
@@ -224,7 +239,7 @@ class Daemon:
             config.storage, pool_size=config.upload.workers
         )
         self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds)
-        self.scanner.on_queued = self.wake_workers
+        self.scanner.on_queued = self._on_queued
         self.vault = Vault(config.paths.notes, config.paths.images)
         self.rewriter = Rewriter(self.queue, self.scanner, self.vault)
         self.uploader = Uploader(
@@ -234,6 +249,7 @@ class Daemon:
             config.storage.key_template,
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
         )
+        self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
         self.watcher = Watcher([*config.paths.notes, *config.paths.images], self._on_paths_changed)
         self.monitor = ConnectivityMonitor(
@@ -413,21 +429,21 @@ class Daemon:
 
     def _note_changed(self, note: Path) -> None:
         self.rewriter.index_note(note)
-        change = self.rewriter.rewrite_note(note)
-        if change is not None and change.written:
-            self.counters.notes_rewritten += 1
+        self._rewrite(note)
 
     def _rewrite_pending_notes(self) -> None:
         for note in self.queue.notes_to_rewrite():
-            change = self.rewriter.rewrite_note(note)
-            if change is not None and change.written:
-                self.counters.notes_rewritten += 1
+            self._rewrite(note)
 
     # -- connectivity -------------------------------------------------------------
 
     def _on_connectivity(self, event: ConnectivityEvent) -> None:
         previous, self._online = self._online, event.state
         log.debug("connectivity: %s (from %s)", event.state.name.lower(), event.source)
+        if event.state is not previous:
+            self._online_since = time.time()
+        self._online_source = event.source
+        self.events.publish(event.state.name.lower(), source=event.source)
         if event.state is Online.ONLINE and previous is not Online.ONLINE:
             reset = self.queue.reset_backoff()
             if reset:
@@ -452,10 +468,39 @@ class Daemon:
 
     def pause(self) -> None:
         self.paused = True
+        self.events.publish("paused")
+        self.notifier.status(self._status_line())
 
     def resume(self) -> None:
         self.paused = False
+        self.events.publish("resumed")
         self.wake_workers()
+        self.notifier.status(self._status_line())
+
+    def sync_now(self) -> int:
+        """Do not wait: every waiting retry is due, and the folders are rescanned now."""
+        due = self.queue.reset_backoff()
+        with self._cond:
+            self._next_rescan = time.monotonic()
+            self._cond.notify_all()
+        self.wake_workers()
+        return due
+
+    def _on_queued(self, item: UploadItem) -> None:
+        self.events.publish("queued", id=item.id, name=item.name, size=item.size)
+        self.wake_workers()
+
+    def _on_progress(self, item: UploadItem, sent: int) -> None:
+        now = time.monotonic()
+        with self._inflight_lock:
+            entry = self._inflight.get(item.id)
+            if entry is None:
+                return
+            entry["sent"] = sent
+            if now - entry["_reported"] < 0.25 and sent < item.size:
+                return  # a few progress events per second are enough
+            entry["_reported"] = now
+        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.size)
 
     def _may_claim(self) -> bool:
         return not self._stopping and not self.paused and self._online is not Online.OFFLINE
@@ -480,6 +525,17 @@ class Daemon:
                         self._cond.wait()
                 continue
             self.keeper.hold(item.id, owner)
+            with self._inflight_lock:
+                self._inflight[item.id] = {
+                    "id": item.id,
+                    "name": item.name,
+                    "size": item.size,
+                    "sent": 0,
+                    "started_at": time.time(),
+                    "_started": time.monotonic(),
+                    "_reported": 0.0,
+                }
+            self.events.publish("upload_started", id=item.id, name=item.name, size=item.size)
             try:
                 outcome = self.uploader.process(item, owner)
             except Exception:  # a bug must not kill the worker: log, back off, go on
@@ -488,22 +544,67 @@ class Daemon:
                 continue
             finally:
                 self.keeper.drop(item.id)
-            if outcome.offline:
-                self.monitor.report_network_failure()
-            if outcome.result in (Result.UPLOADED, Result.ALREADY_THERE):
-                self.counters.uploaded += 1
-                for note in self.queue.notes_of_item(item.id):
-                    change = self.rewriter.rewrite_note(note)
-                    if change is not None and change.written:
-                        self.counters.notes_rewritten += 1
-            elif outcome.result is Result.FAILED:
-                self.counters.failed += 1
-                self.counters.last_error = outcome.error
-            elif outcome.error:
-                self.counters.last_error = outcome.error
-            self.monitor.wanted(self._has_work())
+                with self._inflight_lock:
+                    self._inflight.pop(item.id, None)
+            self._after_upload(item, outcome)
+
+    def _after_upload(self, item: UploadItem, outcome: Outcome) -> None:
+        if outcome.offline:
+            self.monitor.report_network_failure()
+        if outcome.result in (Result.UPLOADED, Result.ALREADY_THERE):
+            self.counters.uploaded += 1
+            self.events.publish("uploaded", id=item.id, name=item.name, url=outcome.url)
+            for note in self.queue.notes_of_item(item.id):
+                self._rewrite(note)
+        elif outcome.result is Result.FAILED:
+            self.counters.failed += 1
+            self.counters.last_error = outcome.error
+            self.events.publish("failed", id=item.id, name=item.name, error=outcome.error)
+        elif outcome.result is Result.RETRY:
+            self.counters.last_error = outcome.error
+            after = self.queue.get(item.id)
+            self.events.publish(
+                "retry",
+                id=item.id,
+                name=item.name,
+                error=outcome.error,
+                next_attempt_at=after.next_attempt_at if after else None,
+            )
+        self.monitor.wanted(self._has_work())
+
+    def _rewrite(self, note: Path) -> None:
+        change = self.rewriter.rewrite_note(note)
+        if change is not None and change.written:
+            self.counters.notes_rewritten += 1
+            self.events.publish("note_rewritten", note=str(note), links=change.replaced)
 
     # -- status -------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._inflight_lock:
+            uploading = [
+                {
+                    **{k: v for k, v in entry.items() if not k.startswith("_")},
+                    "rate": entry["sent"] / max(now - entry["_started"], 1e-3),
+                }
+                for entry in self._inflight.values()
+            ]
+        return {
+            "daemon": "running",
+            "pid": os.getpid(),
+            "version": __version__,
+            "online": self._online.name.lower(),
+            "online_source": self._online_source,
+            "online_since": self._online_since,
+            "paused": self.paused,
+            "watching": "degraded" if self.watcher.degraded else "ok",
+            "queue_path": str(self.config.queue_path),
+            "queue": self.queue.summary().as_dict(),
+            "uploading": uploading,
+            "since_start": {k: v for k, v in asdict(self.counters).items() if k != "last_error"},
+            "last_error": self.counters.last_error,
+        }
 
     def _status_line(self) -> str:
         c = self.queue.summary().counts
@@ -514,3 +615,48 @@ class Daemon:
             f"{state}; {c[State.PENDING]} pending, {c[State.UPLOADING]} uploading, "
             f"{c[State.UPLOADED]} uploaded, {c[State.FAILED]} failed"
         )
+
+
+class DaemonControl:
+    """The control API's view of a daemon (see `syncd.control.ControlBackend`)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.events = daemon.events
+
+    def status(self) -> dict[str, Any]:
+        return self.daemon.status()
+
+    def items(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        queue = self.daemon.queue
+        rows = queue.items(State(state) if state else None, limit)
+        return [
+            {
+                "id": i.id,
+                "name": i.name,
+                "size": i.size,
+                "state": i.state.value,
+                "attempts": i.attempts,
+                "last_error": i.last_error,
+                "next_attempt_at": i.next_attempt_at if i.state is State.PENDING else None,
+                "url": i.url,
+                "paths": [str(p) for p in queue.paths_for(i.id)],
+            }
+            for i in rows
+        ]
+
+    def sync_now(self) -> dict[str, Any]:
+        return {"due_now": self.daemon.sync_now()}
+
+    def pause(self) -> dict[str, Any]:
+        self.daemon.pause()
+        return {"paused": True}
+
+    def resume(self) -> dict[str, Any]:
+        self.daemon.resume()
+        return {"paused": False}
+
+    def retry(self, ids: list[int] | None) -> dict[str, Any]:
+        retried = self.daemon.queue.retry_failed(ids)
+        self.daemon.wake_workers()
+        return {"retried": retried}

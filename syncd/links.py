@@ -18,10 +18,11 @@ candidate are parsed.
 Known simplifications (each errs towards reporting nothing):
 - Container blocks (block quotes, list items) are handled line by line within a chunk; list
   context across blank lines is recovered by indentation alone. An HTML block of types 1-5
-  (comment, <pre>, <script>...) inside a list item ends at its end marker, not with the item.
+  (comment, <pre>, <script>...) inside a list item ends at its end marker, not with the item;
+  a block quote opened inside a list item is continued by a later unindented ``>`` line.
 - Indented code: a line indented 4+ columns past the enclosing list item's content (found by
-  looking back through less-indented lines) that does not continue a paragraph is code. Lazy
-  continuation lines of list items are not taken into account for that look-back.
+  looking back through less-indented lines, and over lazy continuation lines) that does not
+  continue a paragraph is code.
 - A line ending is ``\\n`` or ``\\r\\n``; a lone ``\\r`` is not a line ending.
 - Definitions are read from a paragraph's start, as cmark does: a 4-space-indented line right
   after a definition continues that paragraph (markdown-it makes it indented code).
@@ -35,7 +36,7 @@ import enum
 import html
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.entities import html5 as _HTML5_ENTITIES
 from urllib.parse import unquote
 
@@ -89,7 +90,7 @@ class ImageRef:
     shared_with_link: bool = False  # REFERENCE_DEF: a non-image link uses the definition too
     quote: str = ""  # HTML_IMG: the quote around the value as written: '"', "'" or ""
     anchor: str = ""  # WIKI_EMBED: what followed '#' in the link, if anything
-    table_pipe: bool = field(default=False)  # WIKI_EMBED: written with \| (inside a table)
+    table_pipe: bool = False  # WIKI_EMBED: written with \| (inside a table)
 
 
 # --- character classes and small helpers -------------------------------------------------
@@ -312,12 +313,18 @@ def _block_regions(text: str, p0: int, memo: _Memo) -> list[tuple[int, int, int]
                 lead_cols = _cols(lead.group())
                 if lead_cols >= 4 and lead_cols - _list_base(text, ls, lead_cols, memo) >= 4:
                     continue
-            after_quote = prefix.rsplit(">", 1)[-1]
-            col = _cols(indent) + _cols(after_quote)
-            if ">" in prefix and not after_quote and indent[:1] == " ":
-                col -= 1  # the optional space after '>'
+            # Columns are absolute (tabs), then made relative to the quote's content.
+            gt = prefix.rfind(">")
+            inner = 0 if gt < 0 else _cols(prefix[: gt + 1])
+            col = _cols(indent, _cols(prefix)) - inner
+            if gt >= 0 and gt == len(prefix) - 1 and indent:
+                col -= 1  # the optional space after '>', or one column of a tab
             in_list = _LIST_MARKER_CHAR.search(prefix) is not None
-            if in_list:
+            if prefix[-1:] in ("-", "+", "*", ".", ")"):  # right after a list marker
+                if _cols(indent, _cols(prefix)) - _cols(prefix) > 4:
+                    continue  # 5+ columns after a list marker: the item opens with code
+                item_col = col
+            elif in_list:
                 item_col = col
             else:
                 item_col = 0 if ">" in prefix else _list_base(text, ls, col, memo)
@@ -444,10 +451,16 @@ def _chunk_bounds(text: str, pos: int, lo: int, hi: int) -> tuple[int, int]:
     return ls, (hi if m is None else m.start() + 1)
 
 
+# What interrupts a paragraph, so that a line starting with it cannot be a lazy continuation
+# (list markers, thematic breaks and HTML blocks are checked separately).
+_LAZY_BREAKER = re.compile(r"#{1,6}(?:[ \t]|$)|>|```|~~~")
+
+
 def _list_base(text: str, start: int, cols: int, memo: _Memo) -> int:
     """Content column of the list item that a line starting at `start` belongs to, or 0.
 
-    Looks back for the nearest less-indented line. `memo` holds jumps over the lines already
+    Looks back for the nearest less-indented line that is not a lazy continuation line of a
+    paragraph above it. `memo` holds jumps over the lines already
     walked (at `start`: (t, y) = every line in [y, start) is blank or indented >= t, and the
     line ending just before y is not), so many indented lines in a row cost linear time.
     """
@@ -482,8 +495,18 @@ def _list_base(text: str, start: int, cols: int, memo: _Memo) -> int:
                 return content
             if c == 0:
                 return 0
-        elif c == 0:
-            return 0
+        else:
+            above = text.rfind("\n", 0, max(ls - 1, 0)) + 1
+            if (
+                ls > 0
+                and not _BLANK.fullmatch(text, above, ls - 1)
+                and not _LAZY_BREAKER.match(text, ws.end(), end)
+                and not _THEMATIC.match(text, ws.end(), end)
+                and not _HTML6.match(text, ws.end(), end)
+            ):
+                continue  # a lazy continuation line: the paragraph it continues decides
+            if c == 0:
+                return 0
         threshold = c
         stage_start = ls
     return 0

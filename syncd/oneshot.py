@@ -95,7 +95,7 @@ def sync_once(
         # Uploads start while the scan is still finding images: the workers wait for
         # new work until intake is done, then finish what is left.
         drain = _Drain(queue, uploader, config, on_outcome, clock)
-        scanner.on_queued = drain.wake
+        scanner.on_queued = lambda _item: drain.wake()
         drain.start()
         vault = Vault(config.paths.notes, config.paths.images)
         rewriter = Rewriter(queue, scanner, vault)

@@ -112,6 +112,7 @@ class QueueSummary:
     last_error: str | None
     last_error_at: float | None
     next_attempt_at: float | None  # earliest pending retry, if any is waiting
+    waiting_bytes: int = 0  # size of everything pending or uploading
 
     @property
     def outstanding(self) -> int:
@@ -120,6 +121,15 @@ class QueueSummary:
     @property
     def counts_failed(self) -> int:
         return self.counts[State.FAILED]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "counts": {s.value: n for s, n in self.counts.items()},
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "next_attempt_at": self.next_attempt_at,
+            "waiting_bytes": self.waiting_bytes,
+        }
 
 
 def _models(db: peewee.Database) -> tuple[Any, Any, Any]:
@@ -632,11 +642,15 @@ class UploadQueue:
             "AND next_attempt_at > ?",
             (self._clock(),),
         ).fetchone()
+        (waiting_bytes,) = self._sql(
+            "SELECT COALESCE(SUM(size), 0) FROM items WHERE state IN ('pending', 'uploading')"
+        ).fetchone()
         return QueueSummary(
             counts=counts,
             last_error=last[0] if last else None,
             last_error_at=last[1] if last else None,
             next_attempt_at=nxt,
+            waiting_bytes=int(waiting_bytes),
         )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.imagetype import SNIFF_BYTES, sniff
-from syncd.queue import FileStat, UploadQueue
+from syncd.queue import FileStat, UploadItem, UploadQueue
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ class Scanner:
         self.queue = queue
         self.settle_seconds = settle_seconds
         self._clock = clock
-        self.on_queued: Callable[[], None] | None = None  # called after new content is queued
+        # Called with the new item after new content is queued.
+        self.on_queued: Callable[[UploadItem], None] | None = None
 
     def scan(self, roots: Iterable[Path]) -> ScanReport:
         """Consider every file under `roots`; forget cached files that are gone."""
@@ -151,13 +152,13 @@ class Scanner:
             return Outcome.UNREADABLE, exc.strerror or "unreadable"
         if after != fstat:
             return Outcome.UNSETTLED, ""  # written to while we read it
-        _item, new = self.queue.record_image(
+        item, new = self.queue.record_image(
             path, fstat, digest.hexdigest(), kind.mime, kind.extension_for(path.name)
         )
         if new:
             log.info("queued %s (%s, %d bytes)", path, kind.mime, fstat.size)
             if self.on_queued is not None:
-                self.on_queued()
+                self.on_queued(item)
         return (Outcome.QUEUED if new else Outcome.KNOWN), ""
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from syncd.errors import (
     OfflineError,
@@ -71,6 +72,8 @@ class Uploader:
         self.template = template
         self.policy = policy
         self._clock = clock
+        # Called from the uploading thread with (item, bytes read so far), per chunk.
+        self.on_progress: Callable[[UploadItem, int], None] | None = None
 
     def key_for(self, item: UploadItem) -> str:
         if item.remote_key:
@@ -108,9 +111,12 @@ class Uploader:
                 if os.fstat(f.fileno()).st_size != item.size:
                     continue  # edited since it was queued: intake records the new content
                 try:
+                    body: BinaryIO = f
+                    if self.on_progress is not None:
+                        body = _ProgressReader(f, item, self.on_progress)  # type: ignore[assignment]
                     self.storage.put(
                         key,
-                        f,
+                        body,
                         size=item.size,
                         sha256=item.sha256,
                         content_type=item.mime,
@@ -167,6 +173,24 @@ class Uploader:
             return Outcome(item, Result.LOST_LEASE, error=error)
         log.error("%s failed: %s", item.name, error)
         return Outcome(item, Result.FAILED, error=error)
+
+
+class _ProgressReader:
+    """A file that reports how far it has been read (= sent) as the store reads it."""
+
+    def __init__(
+        self, f: BinaryIO, item: UploadItem, report: Callable[[UploadItem, int], None]
+    ) -> None:
+        self._f = f
+        self._item = item
+        self._report = report
+        self._read = 0
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._f.read(n)
+        self._read += len(chunk)
+        self._report(self._item, self._read)
+        return chunk
 
 
 class LeaseKeeper:

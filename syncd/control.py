@@ -1,0 +1,999 @@
+"""The control socket: HTTP/1.1 + JSON over AF_UNIX, server and client.
+
+Owns the daemon's local API (routes under `/v1/`, see `ROUTES`), its socket's safety
+(folder 0700, socket 0600, every peer's uid checked with SO_PEERCRED, a stale socket
+replaced, a live one refused) and the client the CLI uses. The daemon supplies a
+`ControlBackend`; this module knows nothing of queues or uploads.
+
+Only the standard library: `socketserver.UnixStreamServer` runs the accept loop, one
+thread per connection serves one request and closes (`Connection: close`, which keeps
+framing trivial), and `http.client` with an AF_UNIX `connect()` is the client. The
+request parser is our own (about 80 lines) rather than `http.server`'s, because that one
+bounds each header line (64 KiB, times 100 lines) instead of the whole request, times out
+per `recv` (a client dripping a byte every few seconds would never be dropped) and
+answers errors in HTML. Ours bounds head and body together, gives each request one
+deadline, and answers every error as JSON `{"error": …, "hint": …}`.
+
+`GET /v1/events` is NDJSON, chunked (close-framed for HTTP/1.0), one flush per event; it
+ends with the terminating chunk when the server stops. `<socket>.lock` (flock, held while
+serving, left in place) makes "stale or live?" race-free between two starting daemons.
+
+Every response body passes through `syncd.redact.scrub` (each string, then the encoded
+text): a secret quoted in a backend error never leaves the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import enum
+import errno
+import fcntl
+import http
+import http.client
+import json
+import logging
+import os
+import re
+import select
+import socket
+import socketserver
+import stat
+import struct
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from syncd import redact
+from syncd.config import runtime_dir
+from syncd.errors import SyncdError, UsageError
+from syncd.events import Event, EventBus, Subscription
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "control.sock"
+MAX_REQUEST_BYTES = 64 * 1024  # head and body together
+READ_TIMEOUT = 10.0  # for the whole request, not per recv
+WRITE_TIMEOUT = 10.0
+STREAM_WRITE_TIMEOUT = 30.0  # a `watch` suspended longer than this loses its stream
+MAX_CONNECTIONS = 128  # event streams included; beyond it new connections get 503
+ITEMS_LIMIT_DEFAULT = 100
+ITEMS_LIMIT_MAX = 10_000
+ITEM_STATES = ("pending", "uploading", "uploaded", "failed")  # syncd.queue.State values
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the final NUL
+_STOP_GRACE = 1.0  # stop() lets handlers finish this long, then cuts their sockets
+_POLL = 0.1  # the accept loop notices stop() within this
+_STREAM_POLL = 0.5  # an idle stream notices a client that left within this
+_LOG_HINT = "see the daemon's log: journalctl --user -u syncd, or syncd.log in its state folder"
+
+# path -> (method, what it does). One method per path keeps 405 answers simple.
+ROUTES: dict[str, tuple[str, str]] = {
+    "/v1/status": ("GET", "the daemon's state and the queue's counts"),
+    "/v1/items": ("GET", "queue items; ?state=pending|uploading|uploaded|failed&limit=N"),
+    "/v1/sync": ("POST", "drain the queue now"),
+    "/v1/pause": ("POST", "stop claiming new uploads"),
+    "/v1/resume": ("POST", "claim uploads again"),
+    "/v1/retry": ("POST", 'retry failed items: {"ids": [..]}, or no body for all'),
+    "/v1/events": ("GET", "a stream of progress events, one JSON object per line"),
+}
+_ROUTE_LIST = ", ".join(f"{method} {path}" for path, (method, _) in ROUTES.items())
+
+
+class ControlError(SyncdError):
+    """The control API refused or failed a request; `status` is the HTTP status if any."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.hint = hint
+        self.status = status
+
+
+class DaemonNotRunning(ControlError):
+    """Nothing listens on the control socket (no file, or a stale one)."""
+
+
+class ControlBackend(Protocol):
+    """What the daemon provides to the control API.
+
+    Each method returns a JSON-able value (dicts, lists, str, numbers, None; enums,
+    paths, datetimes and dataclasses are converted). Raise a `SyncdError` for a request
+    that cannot be done now (409; `UsageError` or `ControlError`: 400); its message and
+    hint reach the caller. Any other exception is a bug: 500, logged here.
+    """
+
+    events: EventBus
+
+    def status(self) -> dict[str, Any]: ...
+
+    def items(self, state: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def sync_now(self) -> dict[str, Any]: ...
+
+    def pause(self) -> dict[str, Any]: ...
+
+    def resume(self) -> dict[str, Any]: ...
+
+    def retry(self, ids: list[int] | None) -> dict[str, Any]:
+        """Retry these failed items; None means every failed item."""
+        ...
+
+
+def default_socket_path(env: Mapping[str, str]) -> Path:
+    """`$XDG_RUNTIME_DIR/syncd/control.sock` (or under `/tmp/syncd-UID` without it)."""
+    return runtime_dir(env) / SOCKET_NAME
+
+
+# ---------------------------------------------------------------------------
+# Requests
+
+
+class HttpError(Exception):
+    """An answer other than 2xx, decided while reading or routing a request."""
+
+    def __init__(
+        self, status: int, error: str, hint: str | None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.hint = hint
+        self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.target).query
+
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_METHOD = re.compile(r"[A-Z]{1,20}")
+_TARGET = re.compile(r"/[!-~]*")
+_VERSION = re.compile(r"HTTP/1\.[01]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LENGTH = re.compile(r"[0-9]{1,10}")
+_BAD_REQUEST_HINT = "send HTTP/1.1, e.g. curl --unix-socket SOCKET http://syncd/v1/status"
+
+
+def read_request(sock: socket.socket, *, deadline: float, limit: int) -> Request | None:
+    """Read one request from `sock`: head and body within `limit` bytes, by `deadline`
+    (time.monotonic). None if the client closed without sending anything."""
+    buf = bytearray()
+    searched = 0
+    while (end := _HEAD_END.search(buf, max(0, searched - 3))) is None:
+        if len(buf) > limit:
+            raise _too_large(limit)
+        searched = len(buf)
+        chunk = _recv(sock, limit + 1 - len(buf), deadline)
+        if not chunk:
+            if not buf:
+                return None
+            raise HttpError(400, "the request ended before its headers did", _BAD_REQUEST_HINT)
+        buf += chunk
+    method, target, version, headers = _parse_head(bytes(buf[: end.start()]))
+    if "transfer-encoding" in headers:
+        raise HttpError(400, "chunked request bodies are not accepted", "send a Content-Length")
+    length = _content_length(headers)
+    if end.end() + length > limit:
+        raise _too_large(limit)
+    body = bytearray(buf[end.end() : end.end() + length])
+    if len(body) < length and headers.get("expect", "").lower() == "100-continue":
+        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    while len(body) < length:
+        chunk = _recv(sock, length - len(body), deadline)
+        if not chunk:
+            raise HttpError(
+                400,
+                f"the body ended after {len(body)} of its {length} bytes (Content-Length)",
+                "send the whole body, or a Content-Length that matches it",
+            )
+        body += chunk
+    return Request(method, target, version, headers, bytes(body))
+
+
+def _recv(sock: socket.socket, size: int, deadline: float) -> bytes:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _timed_out()
+    sock.settimeout(remaining)
+    try:
+        return sock.recv(min(size, 65536))
+    except TimeoutError:
+        raise _timed_out() from None
+
+
+def _too_large(limit: int) -> HttpError:
+    return HttpError(
+        413,
+        f"the request is larger than {limit} bytes",
+        "the control API takes small JSON bodies; retry fewer ids at a time",
+    )
+
+
+def _timed_out() -> HttpError:
+    return HttpError(408, "the request did not arrive in time", "send the whole request at once")
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        raise HttpError(400, "the request head is not ASCII", _BAD_REQUEST_HINT) from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise HttpError(400, "malformed request line", _BAD_REQUEST_HINT)
+    method, target, version = parts
+    if not _METHOD.fullmatch(method) or not _TARGET.fullmatch(target):
+        raise HttpError(400, "malformed request line", _BAD_REQUEST_HINT)
+    if not _VERSION.fullmatch(version):
+        raise HttpError(400, f"unsupported protocol {version[:16]!r}", _BAD_REQUEST_HINT)
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise HttpError(400, "malformed header line", _BAD_REQUEST_HINT)
+        key, value = name.lower(), value.strip(" \t")
+        if key in headers:
+            if key == "content-length" and headers[key] != value:
+                raise HttpError(400, "conflicting Content-Length headers", "send one")
+            value = f"{headers[key]}, {value}" if key != "content-length" else value
+        headers[key] = value
+    return method, target, version, headers
+
+
+def _content_length(headers: Mapping[str, str]) -> int:
+    raw = headers.get("content-length", "0")
+    if not _LENGTH.fullmatch(raw):
+        raise HttpError(400, "Content-Length is not a number", "send the body's size in bytes")
+    return int(raw)
+
+
+# ---------------------------------------------------------------------------
+# Responses
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _scrubbed(value: Any) -> Any:
+    # Strings one by one, so a secret with characters JSON escapes is still found.
+    if isinstance(value, str):
+        return redact.scrub(value)
+    if isinstance(value, Mapping):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
+def encode_json(value: Any, *, indent: int | None = 2) -> bytes:
+    """The wire form of a response body or event, with every secret scrubbed."""
+    text = json.dumps(_scrubbed(value), indent=indent, ensure_ascii=False, default=_json_default)
+    # Also the encoded text: enums and paths became strings only just now.
+    # backslashreplace: a file name with undecodable bytes (a lone surrogate) becomes the
+    # JSON escape \udcXX instead of an encoding error.
+    return redact.scrub(text).encode("utf-8", "backslashreplace") + b"\n"
+
+
+def _head(status: int, headers: Mapping[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def _error_body(error: str, hint: str | None) -> dict[str, str | None]:
+    return {"error": error, "hint": hint}
+
+
+# ---------------------------------------------------------------------------
+# The server
+
+
+def peer_uid(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a connected AF_UNIX socket."""
+    size = struct.calcsize("3i")
+    pid, uid, _gid = struct.unpack(
+        "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
+    )
+    return pid, uid
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    """One connection: check the peer, read one request, answer, close."""
+
+    server: _UnixServer
+    request: socket.socket
+
+    def handle(self) -> None:
+        control = self.server.control
+        sock = self.request
+        try:
+            pid, uid = peer_uid(sock)
+            if uid != os.geteuid():
+                log.warning("refused a control connection from uid %d (pid %d)", uid, pid)
+                raise HttpError(
+                    403,
+                    "refused: the control socket serves only the user the daemon runs as",
+                    "run the command as that user",
+                )
+            request = read_request(
+                sock,
+                deadline=time.monotonic() + control.read_timeout,
+                limit=control.max_request_bytes,
+            )
+            if request is None:
+                return
+            self._serve(request)
+        except HttpError as exc:
+            if not control.stopping:
+                log.debug("control request refused: %d %s", exc.status, exc.error)
+                self._error(exc)
+        except OSError as exc:  # the client went away, or stop() cut the connection
+            log.debug("control connection ended: %s", exc)
+
+    def _serve(self, request: Request) -> None:
+        route = ROUTES.get(request.path)
+        if route is None:
+            raise HttpError(404, f"no such route: {request.path[:200]}", f"routes: {_ROUTE_LIST}")
+        method, _ = route
+        if request.method != method:
+            raise HttpError(
+                405,
+                f"{request.path} answers {method}, not {request.method}",
+                f"use: curl{' -X POST' if method == 'POST' else ''} "
+                f"--unix-socket SOCKET http://syncd{request.path}",
+                {"Allow": method},
+            )
+        if request.path == "/v1/events":
+            _no_query(request)
+            self._stream_events(request)
+            return
+        call = self._call_for(request)
+        status, payload = self._run(request, call)
+        self._send(status, payload)
+
+    def _call_for(self, request: Request) -> Callable[[], Any]:
+        backend = self.server.control.backend
+        path = request.path
+        if path == "/v1/status":
+            _no_query(request)
+            return backend.status
+        if path == "/v1/items":
+            state, limit = _items_query(request)
+            return lambda: {"items": backend.items(state, limit)}
+        fields = _json_fields(request, allowed={"ids"} if path == "/v1/retry" else set())
+        _no_query(request)
+        if path == "/v1/retry":
+            ids = _retry_ids(fields)
+            return lambda: backend.retry(ids)
+        return {
+            "/v1/sync": backend.sync_now,
+            "/v1/pause": backend.pause,
+            "/v1/resume": backend.resume,
+        }[path]
+
+    def _run(self, request: Request, call: Callable[[], Any]) -> tuple[int, bytes]:
+        try:
+            return 200, encode_json(call())
+        except (UsageError, ControlError) as exc:
+            return 400, encode_json(_error_body(str(exc), exc.hint))
+        except SyncdError as exc:
+            return 409, encode_json(_error_body(str(exc), exc.hint))
+        except Exception:
+            log.exception("control request %s %s failed", request.method, request.path)
+            return 500, encode_json(_error_body("internal error (see the daemon's log)", _LOG_HINT))
+
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        head = _head(
+            status,
+            {
+                "Content-Type": "application/json",
+                "Content-Length": str(len(body)),
+                "Cache-Control": "no-store",
+                "Connection": "close",
+                **(headers or {}),
+            },
+        )
+        self.request.settimeout(WRITE_TIMEOUT)
+        self.request.sendall(head + body)
+
+    def _error(self, exc: HttpError) -> None:
+        try:
+            self._send(exc.status, encode_json(_error_body(exc.error, exc.hint)), exc.headers)
+            self._linger()
+        except OSError:
+            pass
+
+    def _linger(self) -> None:
+        # Read what the client is still sending (briefly, boundedly) before closing, so
+        # that it sees our answer rather than a reset.
+        sock = self.request
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 0.5
+        for _ in range(16):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            sock.settimeout(remaining)
+            try:
+                if not sock.recv(65536):
+                    return
+            except OSError:
+                return
+
+    def _stream_events(self, request: Request) -> None:
+        control = self.server.control
+        chunked = request.version == "HTTP/1.1"
+        subscription = control._open_stream()
+        try:
+            headers = {
+                "Content-Type": "application/x-ndjson",
+                "Cache-Control": "no-store",
+                "Connection": "close",
+            }
+            if chunked:
+                headers["Transfer-Encoding"] = "chunked"
+            sock = self.request
+            sock.settimeout(STREAM_WRITE_TIMEOUT)
+            sock.sendall(_head(200, headers))
+            while True:
+                if control.stopping or subscription.closed:
+                    break
+                event = subscription.get(timeout=_STREAM_POLL)
+                if event is None:
+                    if not control.stopping and _client_gone(sock):
+                        return
+                    continue
+                try:
+                    line = encode_json(event, indent=None)
+                except (TypeError, ValueError):  # a daemon bug: lose the event, not the stream
+                    log.exception("cannot send a %r event", event.get("kind"))
+                    continue
+                sock.sendall(b"%x\r\n%s\r\n" % (len(line), line) if chunked else line)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")  # a clean end: the daemon is stopping
+        finally:
+            control._close_stream(subscription)
+
+
+def _client_gone(sock: socket.socket) -> bool:
+    # select first: recv on a socket with a timeout waits for that timeout, MSG_DONTWAIT
+    # or not.
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        return not sock.recv(4096)  # anything a client sends on a stream is ignored
+    except OSError:
+        return True
+
+
+def _no_query(request: Request) -> None:
+    if request.query:
+        raise HttpError(
+            400, f"{request.path} takes no query parameters", f"use {request.path} alone"
+        )
+
+
+def _items_query(request: Request) -> tuple[str | None, int]:
+    try:
+        params = parse_qs(request.query, strict_parsing=bool(request.query), max_num_fields=10)
+    except ValueError:
+        raise HttpError(400, "malformed query string", "e.g. /v1/items?state=failed") from None
+    unknown = set(params) - {"state", "limit"}
+    if unknown:
+        raise HttpError(400, f"unknown query parameter {sorted(unknown)[0]!r}", "use state, limit")
+    state = params.get("state", [None])[-1] or None
+    if state is not None and state not in ITEM_STATES:
+        raise HttpError(400, f"unknown state {state[:40]!r}", f"one of: {', '.join(ITEM_STATES)}")
+    raw_limit = params.get("limit", [str(ITEMS_LIMIT_DEFAULT)])[-1]
+    if not _LENGTH.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= ITEMS_LIMIT_MAX:
+        raise HttpError(400, "limit must be a whole number", f"from 1 to {ITEMS_LIMIT_MAX}")
+    return state, int(raw_limit)
+
+
+def _json_fields(request: Request, allowed: set[str]) -> dict[str, Any]:
+    if not request.body.strip():
+        return {}
+    try:
+        fields = json.loads(request.body)
+    except (UnicodeDecodeError, ValueError):
+        raise HttpError(400, "the body is not valid JSON", 'e.g. {"ids": [3, 4]}') from None
+    if not isinstance(fields, dict):
+        raise HttpError(400, "the body must be a JSON object", 'e.g. {"ids": [3, 4]}, or none')
+    unknown = set(fields) - allowed
+    if unknown:
+        # Strict on purpose: a typo like {"id": [3]} must not mean "retry everything".
+        raise HttpError(
+            400,
+            f"unknown field {sorted(unknown)[0][:40]!r} for {request.path}",
+            f"fields: {', '.join(sorted(allowed)) or 'none'}",
+        )
+    return fields
+
+
+def _retry_ids(fields: Mapping[str, Any]) -> list[int] | None:
+    ids = fields.get("ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids
+    ):
+        raise HttpError(400, '"ids" must be a list of item ids', 'e.g. {"ids": [3, 4]}')
+    return ids
+
+
+class _UnixServer(socketserver.UnixStreamServer):
+    """The accept loop; each connection gets a tracked thread (a `ThreadingMixIn` whose
+    threads and sockets `stop()` can wake and join with a deadline)."""
+
+    request_queue_size = 64
+
+    def __init__(self, path: Path, control: ControlServer) -> None:
+        self.control = control
+        super().__init__(str(path), _Handler, bind_and_activate=False)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.control._admit(request):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="syncd-control-conn",
+        )
+        self.control._track_thread(thread)
+        try:
+            thread.start()
+        except BaseException:  # no thread to release it later
+            self.control._release(request)
+            raise
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            log.exception("control connection failed")
+        finally:
+            self.control._release(request)
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("control connection failed")
+
+
+def _refuse_busy(sock: socket.socket) -> None:
+    body = encode_json(_error_body("too many control connections", "try again in a moment"))
+    head = _head(503, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+    try:
+        sock.setblocking(False)
+        sock.send(head + body)  # small enough for an empty socket buffer; never waits
+    except OSError:
+        pass
+
+
+class ControlServer:
+    """Serves `backend` on `socket_path` until `stop()`.
+
+    `start()` prepares the folder (0700, ours), replaces a stale socket, refuses to run
+    beside a live one (`ControlError`), binds 0600 and starts the accept thread.
+    `stop()` ends event streams cleanly, cuts connections still open after a short
+    grace, joins every thread and removes the socket file.
+    """
+
+    def __init__(
+        self,
+        socket_path: Path,
+        backend: ControlBackend,
+        *,
+        read_timeout: float = READ_TIMEOUT,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        stream_queue: int = 1000,
+    ) -> None:
+        self.socket_path = Path(socket_path)
+        self.backend = backend
+        self.read_timeout = read_timeout
+        self.max_request_bytes = max_request_bytes
+        self.max_connections = max_connections
+        self.stream_queue = stream_queue
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: _UnixServer | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
+        self._inode: int | None = None
+        self._connections: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._subscriptions: set[Subscription] = set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def start(self) -> None:
+        """Listen, or raise `ControlError` saying why not (a daemon already listens there,
+        the folder is someone else's, the path is too long…).
+
+        Binding sets the process-wide umask for an instant: start the server before
+        threads that create files, or accept that they create theirs 0600 meanwhile.
+        """
+        if self._server is not None:
+            raise ControlError("the control server is already running")
+        path = self.socket_path
+        if len(os.fsencode(path)) > _SUN_PATH_MAX:
+            raise ControlError(
+                f"the control socket path is too long ({len(os.fsencode(path))} bytes, "
+                f"the limit is {_SUN_PATH_MAX}): {path}",
+                "set XDG_RUNTIME_DIR to a shorter folder",
+            )
+        _prepare_folder(path.parent)
+        self._lock_fd = _take_lock(path)
+        try:
+            _remove_stale(path)
+            server = _UnixServer(path, self)
+            try:
+                old_umask = os.umask(0o177)  # bind creates the file 0600, never wider
+                try:
+                    server.server_bind()
+                finally:
+                    os.umask(old_umask)
+                os.chmod(path, 0o600)
+                self._inode = os.lstat(path).st_ino
+                server.server_activate()
+            except BaseException:
+                server.server_close()
+                raise
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+        self._stopping.clear()
+        self._server = server
+        self._accept_thread = threading.Thread(
+            target=server.serve_forever, args=(_POLL,), name="syncd-control"
+        )
+        self._accept_thread.start()
+        log.info("control socket listening on %s", path)
+
+    def stop(self) -> None:
+        server, accept_thread = self._server, self._accept_thread
+        if server is None or accept_thread is None:
+            return
+        self._stopping.set()
+        server.shutdown()  # the accept loop ends within _POLL
+        accept_thread.join()
+        with self._lock:
+            subscriptions = list(self._subscriptions)
+            connections = list(self._connections)
+        for subscription in subscriptions:
+            subscription.close()  # streams send their last chunk and end
+        for conn in connections:
+            _shutdown(conn, socket.SHUT_RD)  # requests still being read end at once
+        deadline = time.monotonic() + _STOP_GRACE
+        for thread in self._thread_snapshot():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:  # a client that does not read our answer
+            _shutdown(conn, socket.SHUT_RDWR)
+        for thread in self._thread_snapshot():
+            thread.join()
+        server.server_close()
+        self._remove_socket_file()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._server = self._accept_thread = None
+        log.info("control socket closed")
+
+    def __enter__(self) -> ControlServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- for the handlers --------------------------------------------------------
+
+    def _open_stream(self) -> Subscription:
+        subscription = self.backend.events.subscribe(self.stream_queue)
+        with self._lock:
+            self._subscriptions.add(subscription)
+        return subscription
+
+    def _close_stream(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions.discard(subscription)
+        subscription.close()
+
+    def _admit(self, conn: socket.socket) -> bool:
+        with self._lock:
+            if len(self._connections) >= self.max_connections:
+                return False
+            self._connections.add(conn)
+            return True
+
+    def _release(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def _track_thread(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._threads = {t for t in self._threads if t.is_alive()}
+            self._threads.add(thread)
+
+    def _thread_snapshot(self) -> list[threading.Thread]:
+        with self._lock:
+            return list(self._threads)
+
+    def _remove_socket_file(self) -> None:
+        try:
+            if os.lstat(self.socket_path).st_ino == self._inode:
+                os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+
+
+def _shutdown(conn: socket.socket, how: int) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(how)
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create `folder` 0700, or check that the existing one is ours and make it 0700."""
+    euid = os.geteuid()
+    parent = folder.parent
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    parent_owner = os.stat(parent).st_uid
+    if parent_owner not in (euid, 0):
+        # The /tmp/syncd-UID fallback pre-created by someone else: they could swap our
+        # folder for theirs.
+        raise ControlError(
+            f"{parent} belongs to uid {parent_owner}, not to you",
+            f"remove it, or set XDG_RUNTIME_DIR (e.g. /run/user/{os.getuid()})",
+        )
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ControlError(f"{folder} is not a folder", "remove it; syncd creates the folder")
+    if st.st_uid != euid:
+        raise ControlError(
+            f"{folder} belongs to uid {st.st_uid}, not to you",
+            "remove it; syncd creates the folder",
+        )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+
+
+def _take_lock(path: Path) -> int:
+    """Hold `<socket>.lock` while serving: two daemons starting at once cannot both decide
+    the socket is stale and replace each other's."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _already_listening(path) from None
+    return fd
+
+
+def _already_listening(path: Path) -> ControlError:
+    return ControlError(
+        f"a syncd daemon already listens on {path}",
+        "stop it first (syncd stop), or check it with: syncd status",
+    )
+
+
+def _remove_stale(path: Path) -> None:
+    """Unlink a socket file nobody listens on (a crashed daemon's); refuse a live one."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(
+            f"{path} exists and is not a socket", "move it away; syncd needs the name"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        log.info("replacing the stale control socket %s (its daemon is gone)", path)
+        os.unlink(path)
+        return
+    except FileNotFoundError:
+        return
+    except TimeoutError:
+        pass  # its backlog is full: alive, and busy
+    except OSError as exc:
+        raise ControlError(f"cannot check {path}: {exc.strerror}", None) from None
+    finally:
+        probe.close()
+    raise _already_listening(path)
+
+
+# ---------------------------------------------------------------------------
+# The client
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: Path, timeout: float) -> None:
+        super().__init__("syncd", timeout=timeout)
+        self.socket_path = socket_path
+        self.unix_sock: socket.socket | None = None
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.socket_path))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = self.unix_sock = sock
+
+
+class ControlClient:
+    """Talks to a daemon's control socket; what `syncd status`, `retry`, `watch`… use.
+
+    `get`/`post` return the decoded JSON answer. Errors: `DaemonNotRunning` when no
+    daemon listens, `ControlError` (with the daemon's `error` and `hint`, and `status`)
+    for any other failure or non-2xx answer.
+    """
+
+    def __init__(self, socket_path: Path, timeout: float = 10) -> None:
+        self.socket_path = Path(socket_path)
+        self.timeout = timeout
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path, None)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self._call("POST", path, body)
+
+    def stream(self, path: str, idle_timeout: float | None = None) -> Generator[Event, None, None]:
+        """Connect now (errors raise here) and iterate the events of an NDJSON stream.
+
+        Waits for events without limit unless `idle_timeout` is given. The iterator ends
+        when the daemon ends the stream (it is stopping); a connection lost midway raises
+        `ControlError`. Closing the iterator (or leaving a `for` loop) disconnects.
+        """
+        conn, response = self._open("GET", path, None)
+        if conn.unix_sock is not None:
+            conn.unix_sock.settimeout(idle_timeout)
+        return self._events(conn, response, idle_timeout)
+
+    def _events(
+        self,
+        conn: _UnixHTTPConnection,
+        response: http.client.HTTPResponse,
+        idle_timeout: float | None,
+    ) -> Generator[Event, None, None]:
+        try:
+            while True:
+                try:
+                    line = response.readline()
+                except TimeoutError:
+                    raise ControlError(
+                        f"no event from the daemon within {idle_timeout:g} s", _LOG_HINT
+                    ) from None
+                except (OSError, http.client.HTTPException) as exc:
+                    raise ControlError("lost the connection to the daemon", _LOG_HINT) from exc
+                if not line:
+                    return
+                if line.strip():
+                    yield _decode(line)
+        finally:
+            response.close()
+            conn.close()
+
+    def _call(self, method: str, path: str, body: Any) -> Any:
+        conn, response = self._open(method, path, body)
+        try:
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._failed(exc) from exc
+        finally:
+            conn.close()
+        return _decode(data)
+
+    def _open(
+        self, method: str, path: str, body: Any
+    ) -> tuple[_UnixHTTPConnection, http.client.HTTPResponse]:
+        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
+        headers = {"Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+            raise DaemonNotRunning(
+                f"the syncd daemon is not running (no one listens on {self.socket_path})",
+                "start it: syncd start (or: systemctl --user start syncd)",
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._failed(exc) from exc
+        if not 200 <= response.status < 300:
+            try:
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                data = b""
+            finally:
+                conn.close()
+            raise _answer_error(response.status, data)
+        return conn, response
+
+    def _failed(self, exc: BaseException) -> ControlError:
+        if isinstance(exc, PermissionError):
+            return ControlError(
+                f"cannot open {self.socket_path}: permission denied",
+                "the daemon runs as another user; run syncd as that user",
+            )
+        if isinstance(exc, TimeoutError):
+            return ControlError(f"the daemon did not answer within {self.timeout:g} s", _LOG_HINT)
+        if isinstance(exc, http.client.RemoteDisconnected):
+            return ControlError("the daemon closed the connection without answering", _LOG_HINT)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.ECONNRESET:
+            reason = "the connection was reset"
+        return ControlError(f"talking to the daemon failed: {reason}", _LOG_HINT)
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data.strip() else None
+    except ValueError:
+        raise ControlError("the daemon's answer is not JSON", _LOG_HINT) from None
+
+
+def _answer_error(status: int, data: bytes) -> ControlError:
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        hint = answer.get("hint")
+        return ControlError(answer["error"], hint if isinstance(hint, str) else None, status)
+    return ControlError(f"the daemon answered HTTP {status}", _LOG_HINT, status)

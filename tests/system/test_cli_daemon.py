@@ -1,0 +1,185 @@
+"""The `syncd` command against a running daemon, and `curl` against its socket."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
+from tests.support.images import png
+from tests.support.s3server import MotoServer
+
+
+def write_config(root: Path) -> Path:
+    (root / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
+    config = root / "config.toml"
+    config.write_text(
+        '[paths]\nnotes = ["vault"]\nimages = ["vault/attachments"]\nstate_dir = "state"\n'
+        '[storage]\nbackend = "local"\npath = "remote"\n'
+        'public_base_url = "https://img.example.com"\n'
+        "[upload]\nsettle_seconds = 0\n"
+    )
+    return config
+
+
+def syncd(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SYNCD, "--config", str(config), *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def syncd_json(config: Path, *args: str) -> Any:
+    proc = syncd(config, *args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def uploaded(root: Path) -> int:
+    remote = root / "remote"
+    return len(list(remote.rglob("*.png"))) if remote.exists() else 0
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Path, DaemonProcess]]:
+    config = write_config(tmp_path)
+    d = DaemonProcess(config, DaemonProcess.base_env(), tmp_path)
+    d.start()
+    yield config, d
+    d.ensure_stopped()
+
+
+def test_status_through_the_socket_and_curl(running: tuple[Path, DaemonProcess]) -> None:
+    config, d = running
+    assert d.proc is not None
+    status = syncd_json(config, "status")
+    assert status["daemon"] == "running" and status["pid"] == d.proc.pid
+    assert status["online"] in ("online", "unknown")
+    human = syncd(config, "status").stdout
+    assert f"running (pid {d.proc.pid})" in human and "queue:" in human
+    sock = Path(os.environ["XDG_RUNTIME_DIR"]) / "syncd" / "control.sock"
+    curl = subprocess.run(
+        ["curl", "-sS", "--unix-socket", str(sock), "http://syncd/v1/status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert curl.returncode == 0, curl.stderr
+    assert json.loads(curl.stdout)["pid"] == d.proc.pid
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+
+
+def test_pause_items_resume(running: tuple[Path, DaemonProcess], tmp_path: Path) -> None:
+    config, _d = running
+    assert syncd(config, "pause").returncode == 0
+    assert syncd_json(config, "status")["paused"] is True
+    for i in range(3):
+        (tmp_path / "vault" / "attachments" / f"{i}.png").write_bytes(png(seed=i))
+    wait_until(
+        lambda: len(syncd_json(config, "items", "--state", "pending")["items"]) == 3,
+        what="three pending items",
+    )
+    assert uploaded(tmp_path) == 0, "uploaded while paused"
+    listing = syncd(config, "items").stdout
+    assert "pending" in listing and "0.png" in listing
+    assert syncd(config, "resume").returncode == 0
+    wait_until(lambda: uploaded(tmp_path) == 3, what="uploads after resume")
+    items = syncd_json(config, "items", "--state", "uploaded")["items"]
+    assert {i["name"] for i in items} == {"0.png", "1.png", "2.png"}
+
+
+def test_failed_item_retried_through_the_daemon(
+    running: tuple[Path, DaemonProcess], tmp_path: Path
+) -> None:
+    config, _d = running
+    data = png(seed=1)
+    sha = hashlib.sha256(data).hexdigest()
+    remote = tmp_path / "remote"
+    remote.mkdir(exist_ok=True)
+    (remote / sha[:2]).write_text("a file where the object's folder must go")
+    (tmp_path / "vault" / "attachments" / "x.png").write_bytes(data)
+    wait_until(
+        lambda: syncd_json(config, "status")["queue"]["counts"]["failed"] == 1,
+        what="a permanent failure",
+    )
+    status = syncd(config, "status").stdout
+    assert "1 failed" in status and "last error:" in status and "syncd retry" in status
+    (remote / sha[:2]).unlink()
+    proc = syncd(config, "retry")
+    assert proc.returncode == 0 and "1 failed item back" in proc.stdout
+    wait_until(lambda: uploaded(tmp_path) == 1, what="the retried upload")
+
+
+def test_watch_prints_progress_lines(running: tuple[Path, DaemonProcess], tmp_path: Path) -> None:
+    config, _d = running
+    watch = subprocess.Popen(
+        [SYNCD, "--config", str(config), "watch"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert watch.stdout is not None
+        first = watch.stdout.readline()
+        assert first.startswith("waiting:")
+        (tmp_path / "vault" / "attachments" / "w.png").write_bytes(png(seed=5))
+        seen = []
+        while True:
+            line = watch.stdout.readline()
+            seen.append(line)
+            if line.startswith("uploaded w.png -> https://img.example.com/"):
+                break
+            assert line, f"watch ended early: {seen}"
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+
+
+def test_sync_without_daemon_says_use_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    proc = syncd(config, "sync")
+    assert proc.returncode == 2
+    assert "--once" in proc.stderr
+    proc = syncd(config, "pause")
+    assert proc.returncode == 1 and "no syncd daemon is running" in proc.stderr
+
+
+def test_no_secret_in_status_or_items(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    (tmp_path / "vault" / "attachments").mkdir(parents=True)
+    secret_file = tmp_path / "secret"
+    assert s3_server.credentials is not None
+    secret_file.write_text(s3_server.credentials.secret_access_key)
+    secret_file.chmod(0o600)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\nnotes = ["vault"]\nimages = ["vault/attachments"]\nstate_dir = "state"\n'
+        f'[storage]\nbackend = "s3"\nbucket = "{s3_bucket}"\nendpoint_url = "{s3_server.url}"\n'
+        f'public_base_url = "https://img.example.com"\nsecret_access_key_file = "{secret_file}"\n'
+        f'access_key_id = "{s3_server.credentials.access_key_id}"\n[upload]\nsettle_seconds = 0\n'
+    )
+    config.chmod(0o600)
+    d = DaemonProcess(config, DaemonProcess.base_env(), tmp_path)
+    d.start()
+    try:
+        (tmp_path / "vault" / "attachments" / "s.png").write_bytes(png(seed=3))
+        wait_until(
+            lambda: syncd_json(config, "status")["queue"]["counts"]["uploaded"] == 1,
+            what="the upload",
+        )
+        outputs = [
+            syncd(config, *args).stdout + syncd(config, *args).stderr
+            for args in (("status",), ("status", "--json"), ("items",), ("items", "--json"))
+        ]
+        outputs.append(d.log_text())
+        for out in outputs:
+            assert s3_server.credentials.secret_access_key not in out
+            assert s3_server.credentials.access_key_id not in out
+    finally:
+        d.stop()
