@@ -241,6 +241,26 @@ def test_block_quotes_and_lists() -> None:
     assert found(text) == [("a.png", "a.png"), ("<b b.png>", "b b.png"), ("c.png", "c.png")]
 
 
+@pytest.mark.parametrize(
+    ("text", "targets"),
+    [
+        # Lists indented with tabs, as Obsidian writes them.
+        ("- item\n\t- nested ![a](a.png)\n\n\t\t![b](b.png)", ["a.png", "b.png"]),
+        ("- a\n\n\t\t![code](c.png)", []),  # 6 columns into the item: code
+        ("- item\nlazy line\n\n    ![p](p.png)", ["p.png"]),  # a lazy line keeps the item
+        ("- \n\n    ![code](c.png)", []),  # an empty item ends at the blank line
+        ("1.     ![code](c.png)", []),  # 5+ columns after the marker: indented code
+        ("- item\n  ```\n  ![code](c.png)\n![a](a.png)", ["a.png"]),  # fence ends with item
+        ("> ```\n> ![code](c.png)\n![a](a.png)", ["a.png"]),  # ... and with its quote
+        (" >\t~~~\n> ![code](c.png)", []),  # a tab after '>' lends it one column
+        ("- item\n\n\t> ![q](q.png)", ["q.png"]),  # a quote inside the item
+        ("- [x]\n  ===\n![a](a.png)", ["a.png"]),  # setext heading inside the item
+    ],
+)
+def test_lists_tabs_and_lazy_lines(text: str, targets: list[str]) -> None:
+    assert [r.target for r in find_image_refs(text)] == targets
+
+
 # --- reference-style images -------------------------------------------------------------------
 
 
@@ -319,6 +339,18 @@ def test_no_reference_image(text: str) -> None:
     assert find_image_refs(text) == []
 
 
+def test_underline_after_definitions_is_not_a_heading() -> None:
+    # A paragraph of definitions only cannot become a setext heading.
+    assert found("![x]\n\n[x]: y.png\n===\n") == [("y.png", "y.png")]
+    assert found("[x]: y.png\n---\n![x]\n") == [("y.png", "y.png")]
+
+
+def test_image_reference_fallback_follows_the_spec() -> None:
+    # Spec: "[foo](not a link)" with [foo] defined is a link then text; images work alike.
+    # (markdown-it gives up on images here; CommonMark and cmark do not.)
+    assert found("![foo](not a link)\n\n[foo]: /url1\n") == [("/url1", "/url1")]
+
+
 def test_first_definition_wins() -> None:
     text = "![a]\n\n[A]: first.png\n[a]: second.png\n"
     assert found(text) == [("first.png", "first.png")]
@@ -388,6 +420,23 @@ def test_html_img(text: str, span: str, target: str, quote: str) -> None:
 )
 def test_no_html_img(text: str) -> None:
     assert find_image_refs(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "targets"),
+    [
+        ('<!-- note --> <img src="a.png">', ["a.png"]),  # the rest of the comment's line
+        ('<?php echo 1 ?><img src="a.png">', ["a.png"]),
+        ('<div>\n<b.png "<img src="no.png">\n<img src="a.png">', ["a.png"]),  # one b.png tag
+        ('<div>\n<img src="a.png"alt="x" / >', ["a.png"]),  # HTML5 tokenizer leniency
+        ("<div>\n<img src=a.png/>", ["a.png/"]),  # an unquoted value runs to space or >
+        ('<div>\n<img src="`-->', []),  # never closed: no tag
+        ("    <!-- c --><img src=a.png>", []),  # indented code, not an HTML block
+        ("1.     <!-- c --><img src=a.png>", []),
+    ],
+)
+def test_img_tags_inside_html_blocks(text: str, targets: list[str]) -> None:
+    assert [r.target for r in find_image_refs(text)] == targets
 
 
 def test_html_img_block_line_hides_markdown_on_the_next_line() -> None:
