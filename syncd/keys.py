@@ -13,6 +13,7 @@ import string
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 PLACEHOLDERS = ("sha256", "ext", "stem", "yyyy", "mm", "dd")
 _SHA_FORMAT = re.compile(r"^(\.\d+)?$")
@@ -85,3 +86,23 @@ def check_key(key: str) -> None:
             raise KeyTemplateError(f"key {key!r} has an empty, '.' or '..' segment")
     if any(ord(c) < 0x20 or c == "\x7f" for c in key):
         raise KeyTemplateError(f"key {key!r} has control characters")
+
+
+_SHA256_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+def key_from_url(url: str, public_base_url: str | None) -> str | None:
+    """The object key a public URL names, or None if the URL is not under the base."""
+    if not public_base_url:
+        return None
+    base = public_base_url.rstrip("/") + "/"
+    if not url.startswith(base):
+        return None
+    key = unquote(url[len(base) :].split("?", 1)[0].split("#", 1)[0])
+    return key or None
+
+
+def sha256_in_key(key: str) -> str | None:
+    """The content hash a content-addressed key carries (the last 64-hex run), if any."""
+    found = _SHA256_IN_KEY.findall(key)
+    return found[-1] if found else None

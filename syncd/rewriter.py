@@ -16,15 +16,14 @@ import difflib
 import hashlib
 import logging
 import os
-import re
 import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote
 
 from syncd.errors import StorageError
+from syncd.keys import key_from_url, sha256_in_key
 from syncd.links import ImageRef, Syntax, apply_edits, find_image_refs, render_replacement
 from syncd.notewriter import NoteChanged, NoteError, NoteSnapshot, read_note, write_note
 from syncd.queue import RefRecord, RefState, State, UploadItem, UploadQueue
@@ -35,7 +34,6 @@ from syncd.vault import Vault
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
-_SHA256_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 
 @dataclass
@@ -288,17 +286,15 @@ class Rewriter:
         self, ref: ImageRef, note: Path, *, dry_run: bool, problems: list[str]
     ) -> Path | None:
         """The local copy of a URL under public_base_url (downloaded if needed), or None."""
-        if self.storage is None or self.storage.public_base_url is None:
+        if self.storage is None:
             return None
-        base = self.storage.public_base_url + "/"
-        if not ref.target.startswith(base):
+        key = key_from_url(ref.target, self.storage.public_base_url)
+        if key is None:
             return None
-        key = unquote(ref.target[len(base) :].split("?", 1)[0].split("#", 1)[0])
-        found = _SHA256_IN_KEY.findall(key)
-        if not found:
+        sha = sha256_in_key(key)
+        if sha is None:
             problems.append(f"{ref.target}: no SHA-256 in its key: a download cannot be verified")
             return None
-        sha = found[-1]
         folder = self.download_dir or note.parent
         name = key.rsplit("/", 1)[-1]
         target = folder / name
