@@ -73,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("start", parents=[common], help="the daemon, detached (without systemd)")
     sub.add_parser("stop", parents=[common], help="stop a daemon started with `syncd start`")
     sub.add_parser("doctor", parents=[common], help="check the setup and say how to fix it")
+    remote = sub.add_parser("remote", parents=[common], help="the index of the bucket")
+    remote_sub = remote.add_subparsers(dest="remote_command", metavar="ACTION", required=True)
+    index = remote_sub.add_parser(
+        "index", parents=[common], help="list the bucket into the index (resumable)"
+    )
+    index.add_argument("--max-pages", type=int, help="stop after this many pages")
+    index.add_argument("--page-size", type=int, default=1000, help="objects per page (1000)")
+    remote_sub.add_parser("ls", parents=[common], help="show the index")
+    gc = sub.add_parser("gc", parents=[common], help="find (and delete) unreferenced objects")
+    gc.add_argument("--delete", action="store_true", help="delete them (default: only list)")
+    gc.add_argument("--force", action="store_true", help="even if more than half would go")
+    gc.add_argument("--grace-days", type=float, default=30.0, help="keep younger objects (30 days)")
     sub.add_parser(
         "install-service", parents=[common], help="install and start the systemd user unit"
     )
@@ -622,6 +634,106 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_UNDONE if any(c.status == FAIL for c in checks) else EXIT_OK
 
 
+def _remote_parts(config: Config) -> tuple[UploadQueue, Any]:
+    from syncd.storage import open_storage
+
+    return UploadQueue(config.queue_path), open_storage(config.storage)
+
+
+def cmd_remote(args: argparse.Namespace) -> int:
+    from syncd.remote import index_remote
+
+    config = _config(args)
+    queue, storage = _remote_parts(config)
+    with queue:
+        if args.remote_command == "index":
+            report = index_remote(
+                queue,
+                storage,
+                config.storage.prefix,
+                page_size=args.page_size,
+                max_pages=args.max_pages,
+                on_page=None
+                if args.json
+                else (lambda pages, n: print(f"page {pages}: {n} objects so far", flush=True)),
+            )
+            storage.close()
+            if args.json:
+                _print_json(report.__dict__)
+            elif report.complete:
+                print(f"index complete: {report.objects} objects listed in {report.pages} pages")
+            else:
+                print("index not complete yet: run `syncd remote index` again to go on")
+            return EXIT_OK if report.complete else EXIT_UNDONE
+        storage.close()
+        objects = queue.remote_objects(config.storage.prefix)
+        listing = queue.remote_listing()
+    if args.json:
+        _print_json(
+            {
+                "complete_at": listing.complete_at,
+                "in_progress": listing.in_progress,
+                "objects": [o.__dict__ for o in objects],
+            }
+        )
+        return EXIT_OK
+    for o in objects:
+        when = time.strftime("%Y-%m-%d", time.gmtime(o.last_modified or 0))
+        print(f"{when}  {format_size(o.size):>9}  {o.key}")
+    state = "listing in progress" if listing.in_progress else "complete"
+    print(f"{len(objects)} objects ({state})")
+    return EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from syncd.remote import collect_garbage, index_remote, plan_gc
+    from syncd.vault import Vault
+
+    config = _config(args)
+    queue, storage = _remote_parts(config)
+    vault = Vault(config.paths.notes, config.paths.images)
+    with queue:
+        index = index_remote(queue, storage, config.storage.prefix)
+        assert index.complete
+        plan = plan_gc(queue, vault, storage, config.storage.prefix, grace_days=args.grace_days)
+        result = None
+        if args.delete:
+            result = collect_garbage(
+                plan, queue, vault, storage, config.paths.state_dir / "gc", force=args.force
+            )
+        storage.close()
+    if args.json:
+        _print_json(
+            {
+                "objects": plan.under_prefix,
+                "referenced": plan.referenced,
+                "younger_than_grace": plan.young,
+                "orphans": [o.key for o in plan.orphans],
+                "deleted": [o.key for o in result.deleted] if result else [],
+                "kept_after_recheck": result.kept_after_recheck if result else [],
+                "log": str(result.log_path) if result and result.log_path else None,
+            }
+        )
+    else:
+        print(
+            f"{plan.under_prefix} objects: {plan.referenced} referenced, {plan.young} "
+            f"unreferenced but younger than {args.grace_days:g} days, "
+            f"{len(plan.orphans)} orphans"
+        )
+        if result is None:
+            for o in plan.orphans:
+                print(f"  orphan {o.key} ({format_size(o.size)})")
+            if plan.orphans:
+                print("nothing deleted; run `syncd gc --delete` to delete them")
+        else:
+            print(f"deleted {len(result.deleted)}; the list is in {result.log_path}")
+            for key in result.kept_after_recheck:
+                print(f"  kept {key}: a note references it now")
+            for key, error in result.errors:
+                print(f"  could not delete {key}: {redact.scrub(error)}")
+    return EXIT_UNDONE if result is not None and result.errors else EXIT_OK
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     """Failed items back into the queue: through the daemon if one runs, else directly."""
     from syncd.control import DaemonNotRunning
@@ -687,6 +799,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "pause": cmd_pause,
     "resume": cmd_resume,
     "watch": cmd_watch,
+    "remote": cmd_remote,
+    "gc": cmd_gc,
 }
 
 

@@ -35,7 +35,7 @@ import bisect
 import enum
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from html.entities import html5 as _HTML5_ENTITIES
 from urllib.parse import unquote
@@ -743,6 +743,7 @@ _HTML_BLOCK_SCAN = re.compile(
 _WIKI = re.compile(r"!\[\[([^\[\]\r\n]+)\]\]")
 _WIKI_SEP = re.compile(r"\\?\|")
 _BACKTICK_RUN = re.compile(r"`+")
+_BRACKETED = re.compile(r"\[((?:[^\[\]\\]|\\[\s\S])*)\]")
 _CLOSERS: dict[int, re.Pattern[str]] = {}
 
 
@@ -1211,7 +1212,7 @@ def find_image_refs(text: str) -> list[ImageRef]:
 
     defs: dict[str, _Def] = {}
     inline_work: list[_Content] = []
-    rest: list[_Content] = []  # leaves without candidates, read only for shared_with_link
+    rest: list[tuple[int, int, _Content]] = []  # leaves without candidates: (a, b, content)
     parsed: set[int] = set()
     cand_i = 0
     marks = sorted(set(candidates) | set(def_marks)) if def_marks else candidates
@@ -1236,14 +1237,36 @@ def find_image_refs(text: str) -> list[ImageRef]:
             if leaf.kind == _PARA and has_bang and content.s[content.lo] == "[":
                 content.lo = _parse_defs(content, defs)
             if content.lo < content.hi:
-                (inline_work if has_candidate else rest).append(content)
+                if has_candidate:
+                    inline_work.append(content)
+                else:
+                    rest.append((a, b, content))
     for content in inline_work:
         _parse_inline(content, defs, sink)
     if sink.image_labels:
-        for content in rest:
-            _parse_inline(content, defs, sink, images=False)
-        _collect_link_labels(text, regions, region_starts, parsed, defs, sink, memo)
+        # Only text that could name a label can make a link share an image's definition.
+        closers = _label_closers(text, sink.image_labels)
+        for a, b, content in rest:
+            k = bisect.bisect_left(closers, a)
+            if k < len(closers) and closers[k] < b:
+                _parse_inline(content, defs, sink, images=False)
+        _collect_link_labels(text, regions, region_starts, parsed, closers, defs, sink, memo)
     return _finish(sink, defs)
+
+
+def _label_closers(text: str, labels: Container[str]) -> list[int]:
+    """Where a link could use one of `labels`: the ']' of each bracketed text naming one.
+
+    A link using a label writes it in brackets (`[text][label]`, `[label][]`, `[label]`), and
+    a label holds no unescaped bracket. In a block quote the brackets may span '>' markers
+    that are not part of the label: such a text is always a candidate.
+    """
+    closers: list[int] = []
+    for m in _BRACKETED.finditer(text):
+        raw = m.group(1)
+        if _normalize_label(raw) in labels or ("\n" in raw and ">" in raw):
+            closers.append(m.end() - 1)
+    return closers
 
 
 def _outside_regions(
@@ -1284,20 +1307,22 @@ def _collect_link_labels(
     regions: list[tuple[int, int, int]],
     region_starts: list[int],
     parsed: set[int],
+    closers: list[int],
     defs: dict[str, _Def],
     sink: _Sink,
     memo: _Memo,
 ) -> None:
     """Find which definitions used by images are also used by ordinary links.
 
-    Paragraphs parsed for images already reported their links; this reads the rest.
+    Paragraphs parsed for images already reported their links; this reads the rest that
+    hold one of `closers` (see `_label_closers`).
     """
     pos = 0
     n = len(text)
-    while True:
-        pos = text.find("]", pos)
-        if pos < 0:
-            return
+    for closer in closers:
+        if closer < pos:
+            continue
+        pos = closer
         k = bisect.bisect_right(region_starts, pos) - 1
         if k >= 0 and pos < regions[k][1]:
             pos = regions[k][1]

@@ -44,13 +44,19 @@ class NoteSnapshot:
 
 
 def is_note(path: Path) -> bool:
-    return path.suffix.lower() in NOTE_SUFFIXES and not path.name.startswith(".")
+    return is_note_name(path.name)
+
+
+def is_note_name(name: str) -> bool:
+    return name.lower().endswith(NOTE_SUFFIXES) and not name.startswith(".")
 
 
 def read_note(path: Path) -> NoteSnapshot:
-    real = Path(os.path.realpath(path))
     try:
-        with real.open("rb") as f:
+        # Only a note that is itself a link needs resolving (a write must go through to its
+        # target); links among its folders do not matter, and realpath lstats every one.
+        real = Path(os.path.realpath(path)) if os.path.islink(path) else path
+        with open(real, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             data = f.read()
     except OSError as exc:

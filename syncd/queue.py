@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import peewee
 
 from syncd.errors import QueueError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Clock = Callable[[], float]
 
 
@@ -104,6 +104,23 @@ class RefRecord:
     image_path: str
     item_id: int | None
     state: RefState
+
+
+@dataclass(frozen=True)
+class RemoteListing:
+    generation: int
+    in_progress: bool
+    token: str | None  # where an interrupted listing resumes
+    complete_at: float | None  # when the last complete listing finished
+    prefix: str
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    etag: str | None
+    last_modified: float | None
 
 
 @dataclass(frozen=True)
@@ -613,6 +630,94 @@ class UploadQueue:
         row = self._sql(f"SELECT {_REF_COLUMNS} FROM refs WHERE {where}", params).fetchone()
         return _ref(row) if row else None
 
+    # -- remote index -------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self._sql("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._sql("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._sql("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def remote_listing(self) -> RemoteListing:
+        """Where the current (or last) listing of the bucket stands."""
+        generation = int(self._meta("remote.generation") or 0)
+        token = self._meta("remote.token")
+        complete = self._meta("remote.complete_at")
+        return RemoteListing(
+            generation=generation,
+            in_progress=self._meta("remote.listing") == "1",
+            token=token or None,
+            complete_at=float(complete) if complete else None,
+            prefix=self._meta("remote.prefix") or "",
+        )
+
+    def begin_remote_listing(self, prefix: str) -> RemoteListing:
+        """Start a new listing, or resume the one that was interrupted (same prefix)."""
+        current = self.remote_listing()
+        if current.in_progress and current.prefix == prefix:
+            return current
+        with self._write():
+            self._set_meta("remote.generation", str(current.generation + 1))
+            self._set_meta("remote.listing", "1")
+            self._set_meta("remote.token", None)
+            self._set_meta("remote.prefix", prefix)
+        return self.remote_listing()
+
+    def record_remote_page(
+        self,
+        generation: int,
+        objects: list[tuple[str, int, str | None, float | None]],
+        next_token: str | None,
+    ) -> None:
+        """One page of the listing and where to go on, in one transaction.
+
+        When `next_token` is None the listing is complete: objects not seen in it are
+        gone from the bucket and leave the index.
+        """
+        with self._write():
+            for key, size, etag, modified in objects:
+                self._sql(
+                    "INSERT OR REPLACE INTO remote_objects "
+                    "(key, size, etag, last_modified, generation) VALUES (?,?,?,?,?)",
+                    (key, size, etag, modified, generation),
+                )
+            if next_token is not None:
+                self._set_meta("remote.token", next_token)
+                return
+            prefix = self._meta("remote.prefix") or ""
+            self._sql(
+                "DELETE FROM remote_objects WHERE generation < ? AND key >= ? AND key < ?",
+                (generation, prefix, prefix + "\U0010ffff"),
+            )
+            self._set_meta("remote.token", None)
+            self._set_meta("remote.listing", None)
+            self._set_meta("remote.complete_at", str(self._clock()))
+
+    def remote_objects(self, prefix: str = "") -> list[RemoteObject]:
+        rows = self._sql(
+            "SELECT key, size, etag, last_modified FROM remote_objects "
+            "WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [RemoteObject(*row) for row in rows]
+
+    def forget_remote_objects(self, keys: Iterable[str]) -> None:
+        with self._write():
+            for key in keys:
+                self._sql("DELETE FROM remote_objects WHERE key = ?", (key,))
+
+    def keys_in_use(self) -> set[str]:
+        """Keys of uploaded items that some note shows or is about to show."""
+        rows = self._sql(
+            "SELECT DISTINCT items.remote_key FROM items JOIN refs ON refs.item_id = items.id "
+            "WHERE items.remote_key IS NOT NULL AND refs.state != 'localized'"
+        )
+        return {key for (key,) in rows}
+
     # -- reading ------------------------------------------------------------
 
     def get(self, item_id: int) -> UploadItem | None:
@@ -738,7 +843,23 @@ def _migration_2(queue: UploadQueue) -> None:
     queue._sql("CREATE INDEX refs_rewritten ON refs (note, rewritten)")
 
 
+def _migration_3(queue: UploadQueue) -> None:
+    """The remote index: what the bucket holds, listed page by page (metadata only)."""
+    queue._sql(
+        """CREATE TABLE remote_objects (
+            key TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            etag TEXT,
+            last_modified REAL,
+            generation INTEGER NOT NULL
+        )"""
+    )
+    # A content change of a local image must reach the notes that show it.
+    queue._sql("CREATE INDEX refs_image ON refs (image_path)")
+
+
 _MIGRATIONS: list[tuple[int, Callable[[UploadQueue], None]]] = [
     (1, _migration_1),
     (2, _migration_2),
+    (3, _migration_3),
 ]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from syncd.links import ImageRef, Syntax, target_path
-from syncd.notewriter import is_note
+from syncd.notewriter import is_note_name
 from syncd.scanner import iter_files
 
 
@@ -30,16 +30,19 @@ class Vault:
 
     def notes(self, only: Iterable[Path] = ()) -> Iterator[Path]:
         """Every note under the note roots (or the given notes/folders), sorted, once each."""
-        seen: set[Path] = set()
+        seen: set[str] = set()
         for start in list(only) or list(self.note_roots):
             if start.is_file():
-                found: Iterable[Path] = [start]
+                found: Iterable[str] = [str(start)] if is_note_name(start.name) else []
             else:
-                found = sorted(_walk(start))
-            for path in found:
-                if is_note(path) and path not in seen:
-                    seen.add(path)
-                    yield path
+                # Strings, sorted part by part as Paths sort: a Path per file costs more
+                # than the walk itself.
+                notes = (e.path for e in iter_files(start) if is_note_name(e.name))
+                found = sorted(notes, key=_parts)
+            for name in found:
+                if name not in seen:
+                    seen.add(name)
+                    yield Path(name)
 
     def root_of(self, path: Path) -> Path | None:
         real = Path(os.path.realpath(path))
@@ -121,3 +124,7 @@ class Vault:
 
 def _walk(root: Path) -> Iterator[Path]:
     return (Path(entry.path) for entry in iter_files(root))
+
+
+def _parts(path: str) -> list[str]:
+    return path.split(os.sep)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import subprocess
 import tempfile
 import time
@@ -243,19 +244,37 @@ def grep_scan(root: Path) -> int:
     return len(done.stdout.splitlines())
 
 
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds
+    cpu: float  # user + system CPU seconds: of this process, or of the child it ran
+
+
+def timed(fn: Callable[[], object], *, child: bool = False) -> Timing:
+    """Wall and CPU time of `fn()`; CPU of this process, or of the children it waited for.
+
+    CPU is shown beside wall time because other work on the machine stretches wall time
+    but not CPU time.
+    """
+
+    def cpu() -> float:
+        if child:
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return usage.ru_utime + usage.ru_stime
+        return time.process_time()
+
+    cpu0, wall0 = cpu(), time.perf_counter()
     fn()
-    return time.perf_counter() - started
+    return Timing(time.perf_counter() - wall0, cpu() - cpu0)
 
 
 def stage_times(root: Path, rounds: int) -> tuple[float, float, float]:
     """Median seconds to walk, to read + decode every note, and to parse texts in memory."""
     notes = list(Vault([root], []).notes())
     texts = [read_note(p).text for p in notes]
-    walk = median(timed(lambda: list(Vault([root], []).notes())) for _ in range(rounds))
-    read = median(timed(lambda: [read_note(p) for p in notes]) for _ in range(rounds))
-    parse = median(timed(lambda: [find_image_refs(t) for t in texts]) for _ in range(rounds))
+    walk = median(timed(lambda: list(Vault([root], []).notes())).wall for _ in range(rounds))
+    read = median(timed(lambda: [read_note(p) for p in notes]).wall for _ in range(rounds))
+    parse = median(timed(lambda: [find_image_refs(t) for t in texts]).wall for _ in range(rounds))
     return walk, read, parse
 
 
@@ -285,15 +304,18 @@ def main() -> None:
                 f"files; the vault has {vault.refs} in {vault.notes_with_refs} notes, and "
                 f"{vault.notes_with_bang} notes holding '!['"
             )
-        syncd_runs: list[float] = []
-        grep_runs: list[float] = []
-        for i in range(args.rounds):
-            order = [(syncd_runs, syncd_scan), (grep_runs, grep_scan)]
-            for runs, scan in order if i % 2 == 0 else reversed(order):
-                runs.append(timed(lambda scan=scan: scan(vault.root)))
+        syncd_runs: list[Timing] = []
+        grep_runs: list[Timing] = []
+        for i in range(args.rounds):  # alternating which goes first
+            if i % 2 == 0:
+                syncd_runs.append(timed(lambda: syncd_scan(vault.root)))
+            grep_runs.append(timed(lambda: grep_scan(vault.root), child=True))
+            if i % 2 == 1:
+                syncd_runs.append(timed(lambda: syncd_scan(vault.root)))
         walk, read, parse = stage_times(vault.root, args.rounds)
 
-    syncd_s, grep_s = median(syncd_runs), median(grep_runs)
+    syncd_s, grep_s = median(r.wall for r in syncd_runs), median(r.wall for r in grep_runs)
+    syncd_cpu, grep_cpu = median(r.cpu for r in syncd_runs), median(r.cpu for r in grep_runs)
     ratio = syncd_s / grep_s
     parser_mbps = vault.bytes / MB / parse
     line = (
@@ -303,10 +325,11 @@ def main() -> None:
     )
     info = (
         f"rewrite (info): walk {walk:.3f} s, read+decode {read:.3f} s, parse {parse:.3f} s "
-        f"(parser alone {parser_mbps:.0f} MB/s; stages sum {walk + read + parse:.3f} s); "
+        f"(parser alone {parser_mbps:.1f} MB/s; stages sum {walk + read + parse:.3f} s); "
+        f"CPU syncd {syncd_cpu:.3f} s, grep {grep_cpu:.3f} s ({syncd_cpu / grep_cpu:.1f}x); "
         f"{found[0]:,} references in {found[1]:,} notes, grep lists {listed:,} files; "
-        f"all runs: syncd {[round(t, 3) for t in syncd_runs]}, "
-        f"grep {[round(t, 3) for t in grep_runs]}"
+        f"median of {args.rounds}, all walls: syncd {[round(r.wall, 3) for r in syncd_runs]}, "
+        f"grep {[round(r.wall, 3) for r in grep_runs]}"
     )
     print(info)
     report(

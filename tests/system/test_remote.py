@@ -1,0 +1,168 @@
+"""The remote index and orphan GC against the real S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from syncd.config import load_config
+from syncd.queue import UploadQueue
+from syncd.remote import collect_garbage, index_remote, plan_gc
+from syncd.storage import open_storage
+from syncd.vault import Vault
+from tests.support.daemonproc import SYNCD
+from tests.support.images import png
+from tests.support.s3server import MotoServer
+
+BASE = "https://img.example.com"
+
+
+def setup(tmp_path: Path, server: MotoServer, bucket: str) -> tuple[Path, dict[str, str]]:
+    (tmp_path / "vault").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{server.url}"\n'
+        f'public_base_url = "{BASE}"\n'
+    )
+    assert server.credentials is not None
+    env = dict(
+        os.environ,
+        SYNCD_ACCESS_KEY_ID=server.credentials.access_key_id,
+        SYNCD_SECRET_ACCESS_KEY=server.credentials.secret_access_key,
+    )
+    return config, env
+
+
+def put_objects(config: Path, env: dict[str, str], count: int) -> list[str]:
+    storage = open_storage(load_config(config, env).storage)
+    keys = []
+    for i in range(count):
+        data = png(seed=i)
+        sha = hashlib.sha256(data).hexdigest()
+        key = f"{sha[:2]}/{sha}.png"
+        storage.put(key, io.BytesIO(data), size=len(data), sha256=sha, content_type="image/png")
+        keys.append(key)
+    storage.close()
+    return sorted(keys)
+
+
+def syncd(config: Path, env: dict[str, str], *args: str) -> tuple[int, Any]:
+    proc = subprocess.run(
+        [SYNCD, "--config", str(config), *args, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout else proc.stderr
+
+
+def test_interrupted_listing_resumes_without_duplicates(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    config, env = setup(tmp_path, s3_server, s3_bucket)
+    keys = put_objects(config, env, 23)
+    proc = subprocess.Popen(
+        [SYNCD, "--config", str(config), "remote", "index", "--page-size", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("page 2:"):
+            proc.send_signal(signal.SIGKILL)  # killed right after page 2 was committed
+            break
+    assert proc.wait() == -signal.SIGKILL
+    proc.stdout.close()
+
+    with UploadQueue(tmp_path / "state" / "queue.db", readonly=True) as q:
+        listing = q.remote_listing()
+        assert listing.in_progress and listing.token
+        assert 10 <= len(q.remote_objects()) < 23
+
+    code, report = syncd(config, env, "remote", "index", "--page-size", "5")
+    assert code == 0, report
+    assert report["resumed"] is True and report["complete"] is True
+    assert report["objects"] < 23  # it went on, it did not start over
+    code, ls = syncd(config, env, "remote", "ls")
+    assert [o["key"] for o in ls["objects"]] == keys  # complete, sorted, no duplicates
+    assert ls["in_progress"] is False and ls["complete_at"]
+
+    # a later complete listing drops what left the bucket
+    s3_server.client().delete_object(Bucket=s3_bucket, Key=keys[0])
+    assert syncd(config, env, "remote", "index", "--page-size", "5")[0] == 0
+    assert [o["key"] for o in syncd(config, env, "remote", "ls")[1]["objects"]] == keys[1:]
+
+
+def test_gc_lists_then_deletes_only_orphans_and_logs_them(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    config, env = setup(tmp_path, s3_server, s3_bucket)
+    keys = put_objects(config, env, 10)
+    used = keys[:6]
+    (tmp_path / "vault" / "n.md").write_text("".join(f"![x]({BASE}/{k})\n" for k in used))
+
+    code, young = syncd(config, env, "gc")
+    assert code == 0 and young["orphans"] == [] and young["younger_than_grace"] == 4
+
+    code, listed = syncd(config, env, "gc", "--grace-days", "0")
+    assert code == 0 and sorted(listed["orphans"]) == keys[6:] and listed["deleted"] == []
+    remaining = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    assert remaining == set(keys), "gc without --delete deleted something"
+
+    code, done = syncd(config, env, "gc", "--grace-days", "0", "--delete")
+    assert code == 0 and sorted(done["deleted"]) == keys[6:]
+    remaining = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    assert remaining == set(used)
+    log = Path(done["log"]).read_text()
+    assert all(k in log for k in keys[6:]) and not any(k in log for k in used)
+
+
+def test_gc_refuses_to_delete_more_than_half_without_force(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    config, env = setup(tmp_path, s3_server, s3_bucket)
+    keys = put_objects(config, env, 10)
+    (tmp_path / "vault" / "n.md").write_text(f"![x]({BASE}/{keys[0]})\n")
+    proc = subprocess.run(
+        [SYNCD, "--config", str(config), "gc", "--grace-days", "0", "--delete"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 1 and "more than half" in proc.stderr
+    assert len(s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]) == 10
+    code, done = syncd(config, env, "gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0 and len(done["deleted"]) == 9
+
+
+def test_a_reference_added_during_gc_keeps_its_object(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    config_path, env = setup(tmp_path, s3_server, s3_bucket)
+    keys = put_objects(config_path, env, 6)
+    note = tmp_path / "vault" / "n.md"
+    note.write_text("".join(f"![x]({BASE}/{k})\n" for k in keys[:3]))
+    config = load_config(config_path, env)
+    storage = open_storage(config.storage)
+    vault = Vault(config.paths.notes, config.paths.images)
+    with UploadQueue(config.queue_path) as queue:
+        index_remote(queue, storage, "")
+        plan = plan_gc(queue, vault, storage, "", grace_days=0)
+        assert sorted(o.key for o in plan.orphans) == keys[3:]
+        # the person pastes an old URL into a note while the GC runs
+        with note.open("a") as f:
+            f.write(f"![again]({BASE}/{keys[4]})\n")
+        result = collect_garbage(plan, queue, vault, storage, tmp_path / "gc")
+    assert result.kept_after_recheck == [keys[4]]
+    assert sorted(o.key for o in result.deleted) == [keys[3], keys[5]]
+    storage.head(keys[4])  # still there
+    storage.close()
