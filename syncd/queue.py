@@ -31,7 +31,7 @@ import peewee
 
 from syncd.errors import QueueError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Clock = Callable[[], float]
 
 
@@ -630,6 +630,35 @@ class UploadQueue:
         row = self._sql(f"SELECT {_REF_COLUMNS} FROM refs WHERE {where}", params).fetchone()
         return _ref(row) if row else None
 
+    # -- notes' stat cache ---------------------------------------------------
+
+    def note_is_indexed(self, note: Path, stat: FileStat) -> bool:
+        """True if `note` was indexed at exactly this stat and nothing was left open.
+
+        Like git's index, a note modified within a second of its indexing is read again:
+        a write in the same clock tick would not change its mtime.
+        """
+        row = self._sql(
+            "SELECT size, mtime_ns, inode, unresolved, indexed_at FROM notes WHERE path = ?",
+            (str(note),),
+        ).fetchone()
+        if row is None:
+            return False
+        size, mtime_ns, inode, unresolved, indexed_at = row
+        return (
+            FileStat(size, mtime_ns, inode) == stat
+            and unresolved == 0
+            and mtime_ns / 1e9 < indexed_at - 1.0
+        )
+
+    def record_note_indexed(self, note: Path, stat: FileStat, unresolved: int) -> None:
+        with self._write():
+            self._sql(
+                "INSERT OR REPLACE INTO notes (path, size, mtime_ns, inode, unresolved, "
+                "indexed_at) VALUES (?,?,?,?,?,?)",
+                (str(note), stat.size, stat.mtime_ns, stat.inode, unresolved, self._clock()),
+            )
+
     # -- remote index -------------------------------------------------------
 
     def _meta(self, key: str) -> str | None:
@@ -858,8 +887,23 @@ def _migration_3(queue: UploadQueue) -> None:
     queue._sql("CREATE INDEX refs_image ON refs (image_path)")
 
 
+def _migration_4(queue: UploadQueue) -> None:
+    """The notes' stat cache: an unchanged note is not read again on a rescan."""
+    queue._sql(
+        """CREATE TABLE notes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            unresolved INTEGER NOT NULL,
+            indexed_at REAL NOT NULL
+        )"""
+    )
+
+
 _MIGRATIONS: list[tuple[int, Callable[[UploadQueue], None]]] = [
     (1, _migration_1),
     (2, _migration_2),
     (3, _migration_3),
+    (4, _migration_4),
 ]

@@ -24,9 +24,16 @@ from typing import BinaryIO
 
 from syncd.errors import StorageError
 from syncd.keys import key_from_url, sha256_in_key
-from syncd.links import ImageRef, Syntax, apply_edits, find_image_refs, render_replacement
+from syncd.links import (
+    ImageRef,
+    Syntax,
+    apply_edits,
+    find_image_refs,
+    render_replacement,
+    target_path,
+)
 from syncd.notewriter import NoteChanged, NoteError, NoteSnapshot, read_note, write_note
-from syncd.queue import RefRecord, RefState, State, UploadItem, UploadQueue
+from syncd.queue import FileStat, RefRecord, RefState, State, UploadItem, UploadQueue
 from syncd.scanner import Outcome, Scanner
 from syncd.storage import Storage
 from syncd.vault import Vault
@@ -77,24 +84,39 @@ class Rewriter:
 
     # -- index ----------------------------------------------------------------
 
-    def index_note(self, note: Path) -> int:
-        """Queue the local images `note` shows and record each reference. Returns the count."""
+    def index_note(self, note: Path, *, use_cache: bool = True) -> int:
+        """Queue the local images `note` shows and record each reference.
+
+        Returns the number of references recorded. An unchanged note that was fully
+        resolved last time is not read again (`use_cache=False` reads it anyway).
+        """
+        try:
+            stat = FileStat.of(os.stat(note))
+        except OSError as exc:
+            log.warning("cannot read %s: %s", note, exc.strerror)
+            return 0
+        if use_cache and self.queue.note_is_indexed(note, stat):
+            return 0
         try:
             snap = read_note(note)
         except NoteError as exc:
             log.warning("%s", exc)
             return 0
-        count = 0
+        count = unresolved = 0
         for ref in find_image_refs(snap.text):
             image = self.vault.resolve(ref, note)
-            if image is None:
-                continue
-            item_id = self._item_id_for(image)
+            item_id = self._item_id_for(image) if image is not None else None
             if item_id is None:
+                # A local reference that does not resolve (yet): the image may arrive
+                # later, so this note is read again on the next rescan.
+                local = ref.syntax is Syntax.WIKI_EMBED or target_path(ref.target) is not None
+                unresolved += local
                 continue
             original = snap.text[ref.start : ref.end]
+            assert image is not None
             self.queue.record_ref(note, original, ref.syntax.value, image, item_id)
             count += 1
+        self.queue.record_note_indexed(note, stat, unresolved)
         return count
 
     def _item_id_for(self, image: Path) -> int | None:

@@ -140,7 +140,7 @@ def inline_destination(path: str, form: int) -> str:
 
 
 def title_for(kind: int) -> str:
-    return ["", ' "a title"', " 'it''s'".replace("''", "\\'"), " (paren \\) title)", '\n"nl"'][kind]
+    return ["", ' "a title"', " 'it\\'s'", " (paren \\) title)", '\n"nl"'][kind]
 
 
 @st.composite
@@ -230,8 +230,8 @@ def blocks(draw: st.DrawFn, note: Note) -> str:
         items = draw(st.lists(inline_line(note), min_size=1, max_size=3))
         marker = draw(st.sampled_from(["- ", "* ", "1. "]))
         out = [marker + item for item in items]
-        if draw(st.booleans()):
-            out.append("  - nested " + draw(inline_line(note)))
+        if draw(st.booleans()):  # nested, indented with spaces or, as Obsidian does, a tab
+            out.append(draw(st.sampled_from(["  - ", "\t- "])) + draw(inline_line(note)))
         if draw(st.booleans()):
             out.append("  continued " + draw(inline_line(note)))
         return "\n".join(out)
@@ -319,10 +319,12 @@ def stored_notes(draw: st.DrawFn) -> Stored:
 # --- the properties ---------------------------------------------------------------------------
 
 
-def rewrite(text: str, refs: list[ImageRef], awkward: bool) -> tuple[str, dict[int, str]]:
-    urls = {id(r): url_for(r, awkward) for r in refs}
-    edits = [(r.start, r.end, render_replacement(r, urls[id(r)])) for r in refs]
-    return apply_edits(text, edits), {i: urls[id(r)] for i, r in enumerate(refs)}
+def rewrite(text: str, refs: list[ImageRef], awkward: bool) -> tuple[str, list[str]]:
+    """The note with every reference pointed at its URL, and those URLs in order."""
+    urls = [url_for(r, awkward) for r in refs]
+    pairs = zip(refs, urls, strict=True)
+    edits = [(r.start, r.end, render_replacement(r, url)) for r, url in pairs]
+    return apply_edits(text, edits), urls
 
 
 @SETTINGS

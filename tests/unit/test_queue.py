@@ -46,7 +46,7 @@ def test_wal_and_full_sync_are_on(queue: UploadQueue) -> None:
 
 def test_schema_version_is_recorded(queue: UploadQueue) -> None:
     con = sqlite3.connect(queue.path)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("4",)
     con.close()
 
 
@@ -58,6 +58,7 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     con = sqlite3.connect(path)  # turn it back into what syncd 0.1 schema 1 wrote
     con.execute("DROP TABLE refs")
     con.execute("DROP TABLE remote_objects")
+    con.execute("DROP TABLE notes")
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()
