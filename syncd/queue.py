@@ -346,6 +346,13 @@ class UploadQueue:
             else:
                 new = False
             self._put_file(path, stat, sha256, item.id, now)
+            # An image edited after upload is new content: notes that show this file
+            # move to the new object once it is uploaded (their refs wait for it again).
+            self._sql(
+                "UPDATE refs SET item_id = ?, state = 'pending', updated_at = ? "
+                "WHERE image_path = ? AND item_id IS NOT ? AND state != 'localized'",
+                (item.id, now, str(path), item.id),
+            )
         return item, new
 
     def record_other(self, path: Path, stat: FileStat) -> None:

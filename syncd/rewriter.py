@@ -171,7 +171,14 @@ class Rewriter:
         self, snap: NoteSnapshot, *, record: bool, include_localized: bool = False
     ) -> tuple[list[tuple[int, int, str]], list[int]]:
         """The edits that point uploaded images at their URLs, and the refs they settle."""
-        records = {r.original: r for r in self.queue.refs_of_note(snap.path)}
+        all_records = self.queue.refs_of_note(snap.path)
+        records = {r.original: r for r in all_records}
+        # References already rewritten whose image changed since: their URL must move on.
+        moved = {
+            r.rewritten: r
+            for r in all_records
+            if r.state is RefState.PENDING and r.rewritten is not None
+        }
         edits: list[tuple[int, int, str]] = []
         settled: list[int] = []
         present: set[str] = set()
@@ -179,6 +186,8 @@ class Rewriter:
         for ref in find_image_refs(snap.text):
             original = snap.text[ref.start : ref.end]
             present.add(original)
+            if moved and self._plan_move(snap.text, ref, moved, edits, planned):
+                continue
             rec = records.get(original)
             if rec is not None and rec.state is RefState.LOCALIZED and not include_localized:
                 continue  # the person asked for it to stay local
@@ -209,6 +218,37 @@ class Rewriter:
             if r.state is RefState.PENDING and r.original not in present
         ]
         return edits, settled
+
+    def _plan_move(
+        self,
+        text: str,
+        ref: ImageRef,
+        moved: dict[str, RefRecord],
+        edits: list[tuple[int, int, str]],
+        planned: dict[int, tuple[str, list[int]]],
+    ) -> bool:
+        """Point a reference that shows an old version of an image at the new version."""
+        whole = text[ref.image_start : ref.image_end]
+        span = text[ref.start : ref.end]
+        rec = moved.get(whole) if ref.syntax is Syntax.INLINE else None
+        wiki = rec is not None and rec.syntax == Syntax.WIKI_EMBED.value
+        if not wiki:
+            rec = moved.get(span)
+        if rec is None or rec.item_id is None:
+            return False
+        item = self.queue.get(rec.item_id)
+        if item is None or item.state is not State.UPLOADED or item.url is None:
+            return False
+        if wiki:
+            # Rendered from the original embed, exactly as the first rewrite did.
+            first = find_image_refs(rec.original)[0]
+            replacement = render_replacement(first, item.url)
+            edits.append((ref.image_start, ref.image_end, replacement))
+        else:
+            replacement = render_replacement(ref, item.url)
+            edits.append((ref.start, ref.end, replacement))
+        planned.setdefault(rec.id, (replacement, []))[1].append(ref.start)
+        return True
 
     def _peek_item(self, image: Path) -> UploadItem | None:
         """The item for `image` without writing to the queue (for dry runs)."""

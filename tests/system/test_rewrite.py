@@ -397,3 +397,25 @@ settle_seconds = 0
     )
     # no partial downloads left behind
     assert not [p for p in (machine_b / "vault").rglob("*.part")]
+
+
+def test_an_edited_image_moves_its_notes_to_the_new_url(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    first, second = png(seed=1), png(seed=2)
+    image = v.vault / "attachments" / "chart.png"
+    image.write_bytes(first)
+    note = v.vault / "n.md"
+    original = "![c](attachments/chart.png)\n![[chart.png|200]]\n"
+    note.write_text(original)
+    assert v.run("sync", "--once").returncode == 0
+    assert note.read_text() == f"![c]({v.url(first)})\n![chart.png|200]({v.url(first)})\n"
+
+    image.write_bytes(second)  # the person edits the picture after it was uploaded
+    code, out = v.run_json("sync", "--once")
+    assert code == 0, out
+    assert note.read_text() == f"![c]({v.url(second)})\n![chart.png|200]({v.url(second)})\n"
+    names = {p.name for p in v.remote.rglob("*.png")}
+    assert {v.url(first).rsplit("/", 1)[1], v.url(second).rsplit("/", 1)[1]} <= names
+
+    assert v.run("localize", "--all").returncode == 0
+    assert note.read_text() == original
