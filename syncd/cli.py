@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--once", action="store_true", help="do it in this process, without a daemon, then exit"
     )
+    sync.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --once: list what would be done, change nothing",
+    )
+    sync.add_argument("--only", metavar="PATH", help="with --once: only this part of the vault")
     sub.add_parser("status", parents=[common], help="queue counts, online state, last error")
     sub.add_parser("run", parents=[common], help="the daemon, in the foreground (systemd)")
     sub.add_parser("start", parents=[common], help="the daemon, detached (without systemd)")
@@ -178,7 +184,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"the daemon is draining now ({_plural(result['due_now'], 'retry')} made due)")
         return EXIT_OK
     config = _config(args)
-    report = sync_once(config)
+    only = Path(args.only).absolute() if args.only else None
+    if only is not None and not only.exists():
+        raise UsageError(f"--only {args.only}: no such file or folder")
+    if args.dry_run:
+        return _sync_dry_run(args, config, only)
+    report = sync_once(config, only=only)
     assert report.summary is not None
     summary = report.summary
     if args.json:
@@ -219,6 +230,30 @@ def cmd_sync(args: argparse.Namespace) -> int:
         )
         print(_counts_line(summary))
     return EXIT_OK if report.complete else EXIT_UNDONE
+
+
+def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -> int:
+    from syncd.oneshot import plan_once
+
+    plan = plan_once(config, only=only)
+    if args.json:
+        _print_json(
+            {
+                "dry_run": True,
+                "would_upload": [{"file": str(p), "size": n} for p, n in plan.uploads],
+                "would_rewrite": [{"note": str(p), "links": n} for p, n in plan.rewrites],
+            }
+        )
+        return EXIT_OK
+    for path, size in plan.uploads:
+        print(f"would upload  {path} ({format_size(size)})")
+    for note, links in plan.rewrites:
+        print(f"would rewrite {note} ({_plural(links, 'link')})")
+    print(
+        f"dry run: {_plural(len(plan.uploads), 'image')} to upload, "
+        f"{_plural(len(plan.rewrites), 'note')} to rewrite; nothing was changed"
+    )
+    return EXIT_OK
 
 
 def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False) -> Any:

@@ -8,6 +8,7 @@ without network ends quickly and leaves the queue as it was.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -16,13 +17,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from syncd.config import Config
+from syncd.imagetype import SNIFF_BYTES, sniff
+from syncd.links import find_image_refs
+from syncd.notewriter import NoteError, read_note
 from syncd.queue import QueueSummary, UploadQueue
 from syncd.retry import RetryPolicy
 from syncd.rewriter import Rewriter
 from syncd.scanner import Outcome as ScanOutcome
-from syncd.scanner import Scanner, ScanReport
+from syncd.scanner import Scanner, ScanReport, walk_files
 from syncd.storage import Storage, open_storage
 from syncd.uploader import LeaseKeeper, Outcome, Result, Uploader
 from syncd.vault import Vault
@@ -43,11 +48,14 @@ class RunReport:
     notes_rewritten: int = 0
     links_rewritten: int = 0
     refs_pending: int = 0  # references to uploaded images not yet rewritten
+    scope_outstanding: int | None = None  # with --only: items in scope not uploaded
 
     @property
     def complete(self) -> bool:
         """Nothing left pending, uploading or failed, and every note rewritten."""
         assert self.summary is not None
+        if self.scope_outstanding is not None:
+            return self.scope_outstanding == 0 and self.refs_pending == 0
         return (
             self.summary.outstanding == 0
             and self.summary.counts_failed == 0
@@ -76,7 +84,9 @@ def sync_once(
     storage: Storage | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     clock: Callable[[], float] = time.time,
+    only: Path | None = None,
 ) -> RunReport:
+    """One pass over the vault (or, with `only`, over the part under that path)."""
     own_storage = storage is None
     storage = storage or open_storage(config.storage, pool_size=config.upload.workers)
     with UploadQueue(config.queue_path, clock=clock) as queue:
@@ -92,22 +102,36 @@ def sync_once(
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
             clock=clock,
         )
-        # Uploads start while the scan is still finding images: the workers wait for
-        # new work until intake is done, then finish what is left.
-        drain = _Drain(queue, uploader, config, on_outcome, clock)
-        scanner.on_queued = lambda _item: drain.wake()
-        drain.start()
         vault = Vault(config.paths.notes, config.paths.images)
         rewriter = Rewriter(queue, scanner, vault)
-        try:
-            scan = _scan_settled(scanner, config, clock)
-            references = sum(rewriter.index_note(note) for note in vault.notes())
-        finally:
+        image_roots = scoped_roots(config.paths.images, only)
+        notes = list(vault.notes([only] if only else ()))
+        if only is None:
+            # Uploads start while the scan is still finding images: the workers wait for
+            # new work until intake is done, then finish what is left.
+            drain = _Drain(queue, uploader, config, on_outcome, clock)
+            scanner.on_queued = lambda _item: drain.wake()
+            drain.start()
+            try:
+                scan = _scan_settled(scanner, image_roots, config, clock)
+                references = sum(rewriter.index_note(note) for note in notes)
+            finally:
+                drain.intake_done()
+        else:
+            # The scope is known only after intake: items under the path, or shown there.
+            scan = _scan_settled(scanner, image_roots, config, clock)
+            references = sum(rewriter.index_note(note) for note in notes)
+            scope = queue.items_under(only)
+            drain = _Drain(queue, uploader, config, on_outcome, clock, only_ids=scope)
+            drain.start()
             drain.intake_done()
         report = drain.join(scan)
         report.references = references
         if not report.offline:
+            in_scope = set(notes)
             for note in queue.notes_to_rewrite():
+                if only is not None and note not in in_scope:
+                    continue
                 change = rewriter.rewrite_note(note)
                 if change is not None and change.written:
                     report.notes_rewritten += 1
@@ -116,14 +140,33 @@ def sync_once(
                     report.errors += [(str(note), p) for p in change.problems]
         report.refs_pending = queue.pending_ref_count()
         report.summary = queue.summary()
+        if only is not None:
+            in_scope = set(notes)
+            report.refs_pending = sum(n in in_scope for n in queue.notes_to_rewrite())
+            report.scope_outstanding = queue.outstanding_among(queue.items_under(only))
     if own_storage:
         storage.close()
     return report
 
 
-def _scan_settled(scanner: Scanner, config: Config, clock: Callable[[], float]) -> ScanReport:
+def scoped_roots(roots: tuple[Path, ...], only: Path | None) -> list[Path]:
+    """The parts of `roots` inside `only` (all of them without `only`)."""
+    if only is None:
+        return list(roots)
+    scoped = []
+    for root in roots:
+        if only == root or root in only.parents:
+            scoped.append(only)  # the path is inside this root
+        elif only in root.parents:
+            scoped.append(root)  # the whole root is inside the path
+    return scoped
+
+
+def _scan_settled(
+    scanner: Scanner, roots: list[Path], config: Config, clock: Callable[[], float]
+) -> ScanReport:
     """Scan the image folders; wait (bounded) for files still being written to settle."""
-    report = scanner.scan(config.paths.images)
+    report = scanner.scan(roots)
     deadline = clock() + _SETTLE_WAIT_LIMIT
     while report.unsettled and clock() < deadline:
         time.sleep(min(config.upload.settle_seconds, 0.5) or 0.05)
@@ -144,8 +187,11 @@ class _Drain:
         config: Config,
         on_outcome: Callable[[Outcome], None] | None,
         clock: Callable[[], float],
+        *,
+        only_ids: set[int] | None = None,
     ) -> None:
         self.queue = queue
+        self.only_ids = only_ids
         self.uploader = uploader
         self.config = config
         self.on_outcome = on_outcome
@@ -193,7 +239,11 @@ class _Drain:
                 seen = self._generation
                 done = self._intake_done
             item = self.queue.claim_next(
-                owner, lease, not_attempted_since=self.started, ignore_schedule=True
+                owner,
+                lease,
+                not_attempted_since=self.started,
+                ignore_schedule=True,
+                only_ids=self.only_ids,
             )
             if item is None:
                 if done:
@@ -215,3 +265,68 @@ class _Drain:
                     self.errors.append((item.name, outcome.error))
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
+
+
+@dataclass
+class DryRun:
+    """What `sync --once` would do now; nothing was changed to find out."""
+
+    uploads: list[tuple[Path, int]] = field(default_factory=list)  # (file, size)
+    rewrites: list[tuple[Path, int]] = field(default_factory=list)  # (note, links)
+
+
+def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
+    """The images that would be uploaded and the notes whose links would be rewritten.
+
+    Reads the queue read-only (if there is one) and the files; writes nothing at all.
+    """
+    plan = DryRun()
+    queue = UploadQueue(config.queue_path, readonly=True) if config.queue_path.exists() else None
+    known: dict[str, str | None] = {}  # sha256 -> state, for content already in the queue
+
+    def state_of(path: Path) -> str | None:
+        """'uploaded', 'new' (would be queued and uploaded), 'pending' … or None: no image."""
+        try:
+            with path.open("rb") as f:
+                if sniff(f.read(SNIFF_BYTES)) is None:
+                    return None
+                f.seek(0)
+                sha = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None
+        if sha not in known:
+            item = queue.by_sha256(sha) if queue is not None else None
+            known[sha] = item.state.value if item is not None else "new"
+        return known[sha]
+
+    try:
+        seen: set[Path] = set()
+        for root in scoped_roots(config.paths.images, only):
+            for path, st in walk_files(root):
+                state = state_of(path)
+                if state in ("new", "pending", "uploading") and path not in seen:
+                    seen.add(path)
+                    plan.uploads.append((path, st.st_size))
+        vault = Vault(config.paths.notes, config.paths.images)
+        for note in vault.notes([only] if only else ()):
+            try:
+                text = read_note(note).text
+            except NoteError:
+                continue
+            links = 0
+            for ref in find_image_refs(text):
+                image = vault.resolve(ref, note)
+                state = state_of(image) if image is not None else None
+                if state is None or state == "failed":
+                    continue
+                links += 1
+                if state != "uploaded" and image not in seen:
+                    assert image is not None
+                    seen.add(image)
+                    plan.uploads.append((image, image.stat().st_size))
+            if links:
+                plan.rewrites.append((note, links))
+    finally:
+        if queue is not None:
+            queue.close()
+    return plan

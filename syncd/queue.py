@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -406,6 +406,7 @@ class UploadQueue:
         *,
         not_attempted_since: float | None = None,
         ignore_schedule: bool = False,
+        only_ids: Collection[int] | None = None,
     ) -> UploadItem | None:
         """Claim the most overdue claimable item for `owner`, or None.
 
@@ -421,6 +422,9 @@ class UploadQueue:
         if not_attempted_since is not None:
             due = f"({due}) AND (last_attempt_at IS NULL OR last_attempt_at < :since)"
             params["since"] = not_attempted_since
+        if only_ids is not None:
+            due = f"({due}) AND id IN (SELECT value FROM json_each(:only))"
+            params["only"] = json.dumps(sorted(only_ids))
         with self._write():
             row = self._db.execute_sql(
                 "UPDATE items SET state = 'uploading', lease_owner = :owner, "
@@ -617,6 +621,26 @@ class UploadQueue:
             "WHERE refs.state = 'pending' AND items.state = 'uploaded' ORDER BY refs.note"
         )
         return [Path(n) for (n,) in rows]
+
+    def items_under(self, folder: Path) -> set[int]:
+        """Items with a local file under `folder`, or shown by a note under it."""
+        prefix = str(folder).rstrip("/") + "/"
+        bounds = (prefix, prefix[:-1] + "0")
+        rows = self._sql(
+            "SELECT item_id FROM files WHERE item_id IS NOT NULL AND path >= ? AND path < ? "
+            "UNION SELECT item_id FROM refs WHERE item_id IS NOT NULL AND note >= ? AND note < ?",
+            (*bounds, *bounds),
+        )
+        return {item_id for (item_id,) in rows}
+
+    def outstanding_among(self, ids: Collection[int]) -> int:
+        """How many of these items are not uploaded yet (pending, uploading or failed)."""
+        (n,) = self._sql(
+            "SELECT COUNT(*) FROM items WHERE state != 'uploaded' "
+            "AND id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        ).fetchone()
+        return int(n)
 
     def notes_of_item(self, item_id: int) -> list[Path]:
         """Notes with a pending reference to `item_id` (to rewrite once it is uploaded)."""

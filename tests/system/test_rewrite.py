@@ -419,3 +419,40 @@ def test_an_edited_image_moves_its_notes_to_the_new_url(tmp_path: Path) -> None:
 
     assert v.run("localize", "--all").returncode == 0
     assert note.read_text() == original
+
+
+def snapshot(root: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_sync_dry_run_lists_and_changes_nothing(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    populate(v)
+    before = snapshot(tmp_path)
+    code, plan = v.run_json("sync", "--once", "--dry-run")
+    assert code == 0, plan
+    uploads = {Path(u["file"]).name for u in plan["would_upload"]}
+    assert uploads == {"shot one.png", "beside.png", "pic.png", "wiki.png", "ref.png", "html.png"}
+    assert [(Path(r["note"]).name, r["links"]) for r in plan["would_rewrite"]] == [("Trip.md", 8)]
+    assert snapshot(tmp_path) == before, "a dry run changed a file"
+    assert not (tmp_path / "state").exists() and not v.remote.exists()
+    # after a real run, a dry run has nothing left to do
+    assert v.run("sync", "--once").returncode == 0
+    code, plan = v.run_json("sync", "--once", "--dry-run")
+    assert plan["would_upload"] == [] and plan["would_rewrite"] == []
+
+
+def test_only_restricts_a_run_to_part_of_the_vault(tmp_path: Path) -> None:
+    v = make_vault(tmp_path, images_folder=False)
+    for part, seed in (("A", 1), ("B", 2)):
+        (v.vault / part).mkdir()
+        (v.vault / part / "img.png").write_bytes(png(seed=seed))
+        (v.vault / part / "n.md").write_text("![i](img.png)\n")
+    code, out = v.run_json("sync", "--once", "--only", str(v.vault / "A"))
+    assert code == 0, out
+    assert BASE in (v.vault / "A" / "n.md").read_text()
+    assert (v.vault / "B" / "n.md").read_text() == "![i](img.png)\n"
+    assert len(list(v.remote.rglob("*.png"))) == 1
+    code, out = v.run_json("sync", "--once")
+    assert code == 0 and BASE in (v.vault / "B" / "n.md").read_text()
+    assert len(list(v.remote.rglob("*.png"))) == 2
