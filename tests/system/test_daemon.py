@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -288,3 +289,34 @@ def test_sigterm_mid_upload_exits_cleanly(
     (uploading,) = con.execute("SELECT COUNT(*) FROM items WHERE state='uploading'").fetchone()
     con.close()
     assert uploading == 0, "a claim was left behind by a graceful stop"
+
+
+def test_sighup_reloads_the_configuration(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    config = write_config(tmp_path)
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start()
+    assert d.proc is not None and d.notify is not None
+    extra = tmp_path / "screenshots"
+    extra.mkdir()
+    config.write_text(
+        config.read_text().replace(
+            'images = ["vault/attachments"]', 'images = ["vault/attachments", "screenshots"]'
+        )
+    )
+    d.proc.send_signal(signal.SIGHUP)
+    d.notify.wait_for("RELOADING", "1")
+    wait_until(lambda: sum("READY" in m for m in d.notify.messages) >= 2, what="READY again")
+    data = png(seed=42)
+    (extra / "new.png").write_bytes(data)
+    wait_until(
+        lambda: hashlib.sha256(data).hexdigest() + ".png" in remote_objects(tmp_path),
+        what="an upload from the folder added by the reload",
+    )
+    # a broken config on reload is refused; the daemon keeps running on the old one
+    config.write_text(config.read_text().replace('backend = "local"', 'backend = "nope"'))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "the new configuration is not used" in d.log_text(), what="refusal")
+    assert d.proc.poll() is None
+    assert d.stop() == 0
