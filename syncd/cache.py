@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from syncd.errors import StorageError, TransientStorageError
+from syncd.errors import CorruptDownload, StorageError
 from syncd.rewriter import fetch_verified
 from syncd.storage.base import Storage
 from syncd.storage.local import LocalStorage
@@ -37,13 +37,6 @@ _SHARD = re.compile(r"^[0-9a-f]{2}$")
 _TEMP_NAME = re.compile(r"^\.[0-9a-f]{64}(\.[a-z0-9]{1,15})?\..+\.part$")
 # A temp file this old belongs to a download that was killed; a live one is younger.
 STALE_TEMP_SECONDS = 3600.0
-
-
-class CorruptDownload(TransientStorageError):
-    """The bytes received do not hash to the SHA-256 the key promises; nothing was kept.
-
-    Transient: a proxy or a broken connection can garble one download and not the next.
-    """
 
 
 @dataclass(frozen=True)
@@ -128,15 +121,11 @@ class ObjectCache:
         target = self.path_for(sha256, ext_from_key(key))
         self._make_root()
         try:
-            fetch_verified(storage, key, sha256, target)
+            fetch_verified(storage, key, sha256, target, mode=0o600)
         except FileExistsError:
             if not target.is_file():
                 raise
             # Another process put the same (verified) bytes there first.
-        except StorageError as exc:
-            if type(exc) is StorageError:  # fetch_verified's hash mismatch
-                raise CorruptDownload(str(exc)) from None
-            raise
         return target
 
     def copy_to(self, sha256: str, target: Path) -> Path | None:
@@ -153,12 +142,12 @@ class ObjectCache:
         key = found.relative_to(self.root).as_posix()
         try:
             fetch_verified(LocalStorage(self.root), key, sha256, target)
-        except StorageError as exc:
-            if type(exc) is not StorageError:  # the file went away under us
-                return None
+        except CorruptDownload:
             with contextlib.suppress(FileNotFoundError):
-                found.unlink()
+                found.unlink()  # the cached bytes went bad: it will be downloaded again
             return None
+        except StorageError:
+            return None  # the file went away under us
         self.touch(found)
         return target
 

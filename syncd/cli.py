@@ -79,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("start", parents=[common], help="the daemon, detached (without systemd)")
     sub.add_parser("stop", parents=[common], help="stop a daemon started with `syncd start`")
     sub.add_parser("doctor", parents=[common], help="check the setup and say how to fix it")
+    pull = sub.add_parser(
+        "pull", parents=[common], help="download the remote images notes use into the cache"
+    )
+    pull.add_argument(
+        "keys", nargs="*", metavar="KEY", help="object keys or URLs (default: all that notes use)"
+    )
+    cache = sub.add_parser("cache", parents=[common], help="the local object cache")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cache_sub.add_parser("stats", parents=[common], help="files and bytes in the cache")
+    cache_sub.add_parser("clear", parents=[common], help="empty the cache")
+    prune = cache_sub.add_parser("prune", parents=[common], help="least recently used first")
+    prune.add_argument("--max-size", required=True, metavar="SIZE", help="e.g. 2G")
     remote = sub.add_parser("remote", parents=[common], help="the index of the bucket")
     remote_sub = remote.add_subparsers(dest="remote_command", metavar="ACTION", required=True)
     index = remote_sub.add_parser(
@@ -264,9 +276,19 @@ def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False)
 
     scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds)
     vault = Vault(config.paths.notes, config.paths.images)
+    from syncd.cache import ObjectCache, default_cache_dir
+
     storage = open_storage(config.storage) if with_storage else None
     download_dir = config.paths.images[0] if config.paths.images else None
-    return Rewriter(queue, scanner, vault, storage=storage, download_dir=download_dir)
+    return Rewriter(
+        queue,
+        scanner,
+        vault,
+        storage=storage,
+        download_dir=download_dir,
+        cache=ObjectCache(default_cache_dir(os.environ)),
+        public_base_url=config.storage.public_base_url,
+    )
 
 
 def _note_args(config: Config, notes: list[str]) -> list[Path]:
@@ -769,6 +791,74 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_UNDONE if result is not None and result.errors else EXIT_OK
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Download what notes show and this machine lacks into the cache, verified."""
+    from syncd.pull import PullEventKind, run_pull
+
+    config = _config(args)
+    with UploadQueue(config.queue_path) as queue:
+
+        def have_local(sha: str) -> bool:
+            item = queue.by_sha256(sha)
+            return item is not None and any(p.is_file() for p in queue.paths_for(item.id))
+
+        def progress(event: Any) -> None:
+            if args.json or args.quiet:
+                return
+            if event.kind is PullEventKind.DOWNLOADED:
+                print(f"[{event.done}/{event.total}] {event.key}", flush=True)
+            elif event.kind in (PullEventKind.FAILED, PullEventKind.SKIPPED):
+                print(f"  {event.key}: {redact.scrub(event.reason or '')}", flush=True)
+
+        report = run_pull(config, keys=args.keys, have_local=have_local, progress=progress)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print(
+            f"downloaded {report.downloaded} ({format_size(report.bytes)}), already cached "
+            f"{report.already_cached}, already on this machine {report.already_local}, "
+            f"failed {len(report.failed)}"
+        )
+        for key, reason in report.failed:
+            print(f"  failed {key}: {redact.scrub(reason)}")
+    return EXIT_OK if report.ok else EXIT_UNDONE
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """The object cache needs no config: it must work on a fresh machine."""
+    from syncd.cache import ObjectCache, default_cache_dir, parse_size
+
+    cache = ObjectCache(default_cache_dir(os.environ))
+    if args.cache_command == "stats":
+        st = cache.stats()
+        result: dict[str, Any] = {"files": st.files, "bytes": st.bytes, "path": str(cache.root)}
+        text = f"{_plural(st.files, 'file')}, {format_size(st.bytes)} in {cache.root}"
+    elif args.cache_command == "clear":
+        n = cache.clear()
+        result, text = {"removed": n}, f"removed {_plural(n, 'file')}"
+    else:
+        try:
+            limit = parse_size(args.max_size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        r = cache.prune(limit)
+        result = {
+            "removed": r.removed_files,
+            "removed_bytes": r.removed_bytes,
+            "kept": r.kept_files,
+            "kept_bytes": r.kept_bytes,
+        }
+        text = (
+            f"removed {_plural(r.removed_files, 'file')} ({format_size(r.removed_bytes)}), "
+            f"kept {r.kept_files} ({format_size(r.kept_bytes)})"
+        )
+    if args.json:
+        _print_json(result)
+    else:
+        print(text)
+    return EXIT_OK
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     """Failed items back into the queue: through the daemon if one runs, else directly."""
     from syncd.control import DaemonNotRunning
@@ -836,6 +926,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "watch": cmd_watch,
     "remote": cmd_remote,
     "gc": cmd_gc,
+    "pull": cmd_pull,
+    "cache": cmd_cache,
 }
 
 

@@ -64,6 +64,13 @@ class OfflineError(TransientStorageError):
     """The store could not be reached at all (DNS, refused, reset): evidence of being offline."""
 
 
+class CorruptDownload(TransientStorageError):
+    """The bytes received do not hash to the SHA-256 the key promises; nothing was kept.
+
+    Transient: a proxy or a broken connection can garble one download and not the next.
+    """
+
+
 class PermanentStorageError(StorageError):
     """Retrying will not help until a person acts: bad credentials, no bucket, object refused."""
 

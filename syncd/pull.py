@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncd.cache import CorruptDownload, ObjectCache, default_cache_dir
+from syncd.cache import ObjectCache, default_cache_dir
 from syncd.config import Config
-from syncd.errors import OfflineError, StorageError, TransientStorageError
+from syncd.errors import CorruptDownload, OfflineError, StorageError, TransientStorageError
 from syncd.keys import KeyTemplateError, check_key, key_from_url, sha256_in_key
 from syncd.links import find_image_refs
 from syncd.notewriter import NoteError, read_note

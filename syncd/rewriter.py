@@ -20,9 +20,9 @@ import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from syncd.errors import StorageError
+from syncd.errors import CorruptDownload, StorageError
 from syncd.keys import key_from_url, sha256_in_key
 from syncd.links import (
     ImageRef,
@@ -41,6 +41,12 @@ from syncd.vault import Vault
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
+
+
+class LocalCopies(Protocol):
+    """Where localize finds an object without the network (the object cache)."""
+
+    def copy_to(self, sha256: str, target: Path) -> Path | None: ...
 
 
 @dataclass
@@ -75,12 +81,16 @@ class Rewriter:
         *,
         storage: Storage | None = None,
         download_dir: Path | None = None,
+        cache: LocalCopies | None = None,
+        public_base_url: str | None = None,
     ) -> None:
         self.queue = queue
         self.scanner = scanner
         self.vault = vault
         self.storage = storage
         self.download_dir = download_dir
+        self.cache = cache
+        self.public_base_url = public_base_url or (storage.public_base_url if storage else None)
 
     # -- index ----------------------------------------------------------------
 
@@ -347,10 +357,12 @@ class Rewriter:
     def _download_for(
         self, ref: ImageRef, note: Path, *, dry_run: bool, problems: list[str]
     ) -> Path | None:
-        """The local copy of a URL under public_base_url (downloaded if needed), or None."""
-        if self.storage is None:
-            return None
-        key = key_from_url(ref.target, self.storage.public_base_url)
+        """The local copy of a URL under public_base_url, or None.
+
+        From the object cache if `syncd pull` put it there (no network needed), else
+        downloaded from the store.
+        """
+        key = key_from_url(ref.target, self.public_base_url)
         if key is None:
             return None
         sha = sha256_in_key(key)
@@ -369,6 +381,11 @@ class Rewriter:
                 return target
         if dry_run:
             return target
+        if self.cache is not None and self.cache.copy_to(sha, target) is not None:
+            return target
+        if self.storage is None:
+            problems.append(f"{ref.target}: not in the cache (run `syncd pull`)")
+            return None
         try:
             fetch_verified(self.storage, key, sha, target)
         except (StorageError, OSError) as exc:
@@ -401,12 +418,15 @@ class _OriginalsInOrder:
         return self._last.get(text)
 
 
-def fetch_verified(storage: Storage, key: str, sha256: str, target: Path) -> None:
+def fetch_verified(
+    storage: Storage, key: str, sha256: str, target: Path, *, mode: int | None = None
+) -> None:
     """Download `key` to `target`, only if its bytes hash to `sha256`.
 
     A partial or corrupt download never appears under the final name: it is written to a
-    hidden temp file in the same folder, checked, then linked into place (never over an
-    existing file).
+    hidden temp file in the same folder, checked (CorruptDownload if it does not match),
+    then linked into place (never over an existing file: FileExistsError). The file gets
+    `mode`, by default what a new file gets under the process umask (0644 usually).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -418,11 +438,22 @@ def fetch_verified(storage: Storage, key: str, sha256: str, target: Path) -> Non
             out.flush()
             os.fsync(out.fileno())
         if hashing.digest.hexdigest() != sha256:
-            raise StorageError(f"downloaded bytes of {key} do not match its SHA-256; not saved")
+            raise CorruptDownload(f"downloaded bytes of {key} do not match its SHA-256; not saved")
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         os.link(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _default_mode() -> int:
+    """0666 minus the umask, read without os.umask (which would race other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = 0o022
+    return 0o666 & ~umask
 
 
 class _HashingWriter:

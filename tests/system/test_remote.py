@@ -166,3 +166,61 @@ def test_a_reference_added_during_gc_keeps_its_object(
     assert sorted(o.key for o in result.deleted) == [keys[3], keys[5]]
     storage.head(keys[4])  # still there
     storage.close()
+
+
+def test_two_machines_converge_through_pull_and_localize(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    assert s3_server.credentials is not None
+    images = {f"p{i}.png": png(seed=100 + i, noise=2000) for i in range(4)}
+
+    def machine(name: str) -> tuple[Path, dict[str, str]]:
+        root = tmp_path / name
+        (root / "vault" / "attachments").mkdir(parents=True)
+        (root / "config.toml").write_text(
+            f'[paths]\nnotes = ["vault"]\nimages = ["vault/attachments"]\nstate_dir = "state"\n'
+            f'[storage]\nbackend = "s3"\nbucket = "{s3_bucket}"\n'
+            f'endpoint_url = "{s3_server.url}"\npublic_base_url = "{BASE}"\n'
+            "[upload]\nsettle_seconds = 0\n"
+        )
+        assert s3_server.credentials is not None
+        env = dict(
+            os.environ,
+            XDG_CACHE_HOME=str(root / "cache"),
+            SYNCD_ACCESS_KEY_ID=s3_server.credentials.access_key_id,
+            SYNCD_SECRET_ACCESS_KEY=s3_server.credentials.secret_access_key,
+        )
+        return root, env
+
+    a, env_a = machine("a")
+    for name, data in images.items():
+        (a / "vault" / "attachments" / name).write_bytes(data)
+    note_text = "".join(f"![{n}](attachments/{n})\n" for n in images) + "![[p0.png|120]]\n"
+    (a / "vault" / "Trip.md").write_text(note_text)
+    assert syncd(a / "config.toml", env_a, "sync", "--once")[0] == 0
+    rewritten = (a / "vault" / "Trip.md").read_text()
+    assert "attachments/" not in rewritten
+
+    # machine B: a git clone of the notes only, a fresh state folder, an empty cache
+    b, env_b = machine("b")
+    (b / "vault" / "Trip.md").write_text(rewritten)
+    code, report = syncd(b / "config.toml", env_b, "pull")
+    assert code == 0, report
+    assert report["downloaded"] == len(images) and not report["failed"]
+    code, again = syncd(b / "config.toml", env_b, "pull")
+    assert again["downloaded"] == 0 and again["already_cached"] == len(images)
+
+    # offline from now on: the store is emptied, localize must work from the cache
+    client = s3_server.client()
+    for obj in client.list_objects_v2(Bucket=s3_bucket)["Contents"]:
+        client.delete_object(Bucket=s3_bucket, Key=obj["Key"])
+    code, out = syncd(b / "config.toml", env_b, "localize", "--all")
+    assert code == 0, out
+    text_b = (b / "vault" / "Trip.md").read_text()
+    assert BASE not in text_b
+    local_b = {p.read_bytes() for p in (b / "vault" / "attachments").iterdir()}
+    assert local_b == set(images.values())
+    for p in (b / "vault" / "attachments").iterdir():
+        assert p.stat().st_mode & 0o044, "a restored image should be readable like any other"
+    # machine A still shows URLs; both notes point at the same pictures
+    assert (a / "vault" / "Trip.md").read_text() == rewritten
