@@ -519,10 +519,14 @@ def _steer(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
         result: dict[str, Any] = _client().post(path, body)
     except DaemonNotRunning as exc:
-        error = SyncdError(f"no syncd daemon is running ({exc})")
-        error.hint = "start it (`systemctl --user start syncd` or `syncd start`)"
-        raise error from None
+        raise _no_daemon(exc) from None
     return result
+
+
+def _no_daemon(exc: Exception) -> SyncdError:
+    error = SyncdError(f"no syncd daemon is running ({exc})")
+    error.hint = "start it (`systemctl --user start syncd` or `syncd start`)"
+    return error
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -556,9 +560,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         status = client.get("/v1/status")
         events = client.stream("/v1/events")
     except DaemonNotRunning as exc:
-        error = SyncdError(f"no syncd daemon is running ({exc})")
-        error.hint = "start it (`systemctl --user start syncd` or `syncd start`)"
-        raise error from None
+        raise _no_daemon(exc) from None
     view = ProgressView(sys.stdout, status, json_lines=args.json)
     try:
         for event in events:
