@@ -95,11 +95,17 @@ class UploadConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    prefetch: bool = False  # the daemon keeps the object cache filled (`syncd pull`)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     paths: PathsConfig
     storage: StorageConfig
     upload: UploadConfig
+    cache: CacheConfig = CacheConfig()
 
     @property
     def queue_path(self) -> Path:
@@ -167,6 +173,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "retry_max_seconds",
         "settle_seconds",
     ),
+    "cache": ("prefetch",),
 }
 
 
@@ -231,10 +238,20 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
     paths = _parse_paths(checker, _table(data, "paths"), env)
     storage = _parse_storage(checker, _table(data, "storage"), env, source)
     upload = _parse_upload(checker, _table(data, "upload"))
+    prefetch = _table(data, "cache").get("prefetch", False)
+    if not isinstance(prefetch, bool):
+        checker.problem("cache.prefetch", "must be true or false", "write prefetch = true")
+        prefetch = False
     if checker.problems:
         raise ConfigError(checker.problems)
     assert paths is not None and storage is not None and upload is not None
-    return Config(source=source, paths=paths, storage=storage, upload=upload)
+    return Config(
+        source=source,
+        paths=paths,
+        storage=storage,
+        upload=upload,
+        cache=CacheConfig(prefetch=prefetch),
+    )
 
 
 def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:

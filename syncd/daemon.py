@@ -175,6 +175,7 @@ class Daemon:
         self._last_loop = time.monotonic()
         self.pinger: WatchdogPinger | None = None
         self._in_rescan = False
+        self._prefetching = threading.Event()
         self.events = EventBus()
         self.control: ControlServer | None = None
         self._online_source = "none"
@@ -382,6 +383,36 @@ class Daemon:
 
     # -- intake -----------------------------------------------------------------
 
+    def _prefetch(self) -> None:
+        """With `[cache] prefetch = true`: fill the object cache in the background."""
+        if not self.config.cache.prefetch or self._prefetching.is_set():
+            return
+        self._prefetching.set()
+
+        def run() -> None:
+            from syncd.pull import run_pull
+
+            try:
+                queue = self.queue
+
+                def have_local(sha: str) -> bool:
+                    item = queue.by_sha256(sha)
+                    return item is not None and any(p.is_file() for p in queue.paths_for(item.id))
+
+                report = run_pull(self.config, have_local=have_local)
+                if report.downloaded or report.failed:
+                    log.info(
+                        "prefetch: %d downloaded into the cache, %d failed",
+                        report.downloaded,
+                        len(report.failed),
+                    )
+            except Exception:
+                log.exception("prefetch failed; the next rescan tries again")
+            finally:
+                self._prefetching.clear()
+
+        threading.Thread(target=run, name="syncd-prefetch", daemon=True).start()
+
     def reconcile(self) -> None:
         """Catch up with everything that changed while nobody watched."""
         started = time.monotonic()
@@ -391,6 +422,8 @@ class Daemon:
         report = self.scanner.scan(self.config.paths.images)
         refs = sum(self.rewriter.index_note(note) for note in self.vault.notes())
         self._rewrite_pending_notes()
+        if self._online is not Online.OFFLINE:
+            self._prefetch()
         log.info(
             "reconciled in %.2f s: %d files checked, %d note references",
             time.monotonic() - started,

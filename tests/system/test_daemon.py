@@ -320,3 +320,23 @@ def test_sighup_reloads_the_configuration(
     wait_until(lambda: "the new configuration is not used" in d.log_text(), what="refusal")
     assert d.proc.poll() is None
     assert d.stop() == 0
+
+
+def test_prefetch_keeps_the_cache_filled(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text() + "\n[cache]\nprefetch = true\n")
+    data = png(seed=77)
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"{sha[:2]}/{sha}.png"
+    (tmp_path / "remote" / sha[:2]).mkdir(parents=True)
+    (tmp_path / "remote" / key).write_bytes(data)  # uploaded by another machine
+    (tmp_path / "vault" / "from-elsewhere.md").write_text(f"![x]({BASE}/{key})\n")
+    cache = tmp_path / "cache"
+    d = new_daemon(daemon_factory, tmp_path, XDG_CACHE_HOME=str(cache))
+    d.start()
+    wait_until(lambda: any(cache.rglob(f"{sha}*")), what="the object in the cache")
+    cached = next(p for p in cache.rglob(f"{sha}*") if not p.name.startswith("."))
+    assert cached.read_bytes() == data
+    assert d.stop() == 0
