@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import select
+import selectors
 import socket
 import socketserver
 import stat
@@ -68,7 +69,6 @@ ITEMS_LIMIT_MAX = 10_000
 ITEM_STATES = ("pending", "uploading", "uploaded", "failed")  # syncd.queue.State values
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the final NUL
 _STOP_GRACE = 1.0  # stop() lets handlers finish this long, then cuts their sockets
-_POLL = 0.1  # the accept loop notices stop() within this
 _STREAM_POLL = 0.5  # an idle stream notices a client that left within this
 _LOG_HINT = "see the daemon's log: journalctl --user -u syncd, or syncd.log in its state folder"
 
@@ -679,8 +679,9 @@ class ControlServer:
             raise
         self._stopping.clear()
         self._server = server
+        self._wake_r, self._wake_w = os.pipe()
         self._accept_thread = threading.Thread(
-            target=server.serve_forever, args=(_POLL,), name="syncd-control"
+            target=self._accept_loop, args=(server, self._wake_r), name="syncd-control"
         )
         self._accept_thread.start()
         log.info("control socket listening on %s", path)
@@ -690,8 +691,10 @@ class ControlServer:
         if server is None or accept_thread is None:
             return
         self._stopping.set()
-        server.shutdown()  # the accept loop ends within _POLL
+        os.write(self._wake_w, b"x")  # the accept loop wakes and ends
         accept_thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         with self._lock:
             subscriptions = list(self._subscriptions)
             connections = list(self._connections)
@@ -715,6 +718,34 @@ class ControlServer:
             self._lock_fd = None
         self._server = self._accept_thread = None
         log.info("control socket closed")
+
+    @staticmethod
+    def _accept_loop(server: _UnixServer, wake: int) -> None:
+        """Accept connections until woken through the pipe.
+
+        socketserver's own serve_forever() wakes every poll interval to look for a
+        shutdown request; this loop sleeps in select() until a client or stop() comes:
+        an idle daemon uses no CPU here.
+        """
+        with selectors.DefaultSelector() as selector:
+            selector.register(server.fileno(), selectors.EVENT_READ, "accept")
+            selector.register(wake, selectors.EVENT_READ, "wake")
+            while True:
+                for key, _events in selector.select():
+                    if key.data == "wake":
+                        return
+                    try:
+                        request, address = server.get_request()
+                    except OSError:
+                        continue
+                    if not server.verify_request(request, address):
+                        server.shutdown_request(request)
+                        continue
+                    try:
+                        server.process_request(request, address)  # a thread per connection
+                    except Exception:
+                        server.handle_error(request, address)
+                        server.shutdown_request(request)
 
     def __enter__(self) -> ControlServer:
         self.start()

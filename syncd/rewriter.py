@@ -130,7 +130,8 @@ class Rewriter:
         return count
 
     def _item_id_for(self, image: Path) -> int | None:
-        outcome = self.scanner.consider(image)
+        # A note that shows the image was saved after it: the image is complete.
+        outcome = self.scanner.consider(image, complete=True)
         if outcome in (Outcome.NOT_IMAGE, Outcome.IGNORED, Outcome.GONE, Outcome.UNREADABLE):
             return None
         record = self.queue.file_record(image)

@@ -105,8 +105,13 @@ class Scanner:
                     self.queue.forget_file(Path(gone))
         return report
 
-    def consider(self, path: Path) -> Outcome:
-        """Look at one file now (after an inotify event, or before an upload)."""
+    def consider(self, path: Path, *, complete: bool = False) -> Outcome:
+        """Look at one file now (after an inotify event, or before an upload).
+
+        `complete`: we know the writer is done (it closed the file, or a note that shows
+        it was saved), so a young mtime is no reason to wait; a file that changes while we
+        hash it is still refused.
+        """
         if is_ignored_name(path.name):
             return Outcome.IGNORED
         try:
@@ -119,10 +124,15 @@ class Scanner:
             return Outcome.UNREADABLE
         if not stat.S_ISREG(st.st_mode):
             return Outcome.IGNORED
-        return self._consider(path, st)[0]
+        return self._consider(path, st, complete=complete)[0]
 
     def _consider(
-        self, path: Path, st: os.stat_result, *, cached_checked: bool = False
+        self,
+        path: Path,
+        st: os.stat_result,
+        *,
+        cached_checked: bool = False,
+        complete: bool = False,
     ) -> tuple[Outcome, str]:
         fstat = FileStat.of(st)
         if not cached_checked:
@@ -131,7 +141,7 @@ class Scanner:
                 return Outcome.UNCHANGED, ""
         # Being written now means mtime ≈ now. An mtime far in the future (a camera's wrong
         # clock, an unpacked archive) is no sign of writing and must not block it forever.
-        if abs(self._clock() - st.st_mtime) < self.settle_seconds:
+        if not complete and abs(self._clock() - st.st_mtime) < self.settle_seconds:
             return Outcome.UNSETTLED, ""
         try:
             with path.open("rb") as f:

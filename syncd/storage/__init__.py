@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from syncd.config import StorageConfig
 from syncd.storage.base import (
     CONTENT_ADDRESSED_CACHE,
@@ -11,7 +13,9 @@ from syncd.storage.base import (
     Storage,
 )
 from syncd.storage.local import LocalStorage
-from syncd.storage.s3 import S3Storage
+
+if TYPE_CHECKING:
+    from syncd.storage.s3 import S3Storage
 
 __all__ = [
     "CONTENT_ADDRESSED_CACHE",
@@ -25,11 +29,23 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # requests and botocore cost ~10 MB of memory: a daemon on the local backend never
+    # loads them.
+    if name == "S3Storage":
+        from syncd.storage.s3 import S3Storage
+
+        return S3Storage
+    raise AttributeError(name)
+
+
 def open_storage(config: StorageConfig, *, pool_size: int = 8) -> Storage:
     """The backend that `config` describes. Config has been checked: no errors here."""
     if config.backend == "local":
         assert config.path is not None
         return LocalStorage(config.path, config.public_base_url)
+    from syncd.storage.s3 import S3Storage
+
     assert config.endpoint_url and config.access_key_id and config.secret_access_key
     return S3Storage(
         name=config.backend,

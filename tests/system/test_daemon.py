@@ -340,3 +340,21 @@ def test_prefetch_keeps_the_cache_filled(
     cached = next(p for p in cache.rglob(f"{sha}*") if not p.name.startswith("."))
     assert cached.read_bytes() == data
     assert d.stop() == 0
+
+
+def test_a_closed_image_is_queued_without_waiting_to_settle(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    config = write_config(tmp_path)
+    # A long settle time: only the scan of a folder waits it out, a closed file does not.
+    config.write_text(config.read_text().replace("settle_seconds = 0", "settle_seconds = 30"))
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start()
+    data = png(seed=5)
+    (tmp_path / "vault" / "attachments" / "pasted.png").write_bytes(data)
+    wait_until(
+        lambda: hashlib.sha256(data).hexdigest() + ".png" in remote_objects(tmp_path),
+        timeout=15,
+        what="the pasted image uploaded well before 30 s",
+    )
+    assert d.stop() == 0
