@@ -14,16 +14,18 @@ a 500 MB Python process reports 511 MB), so it would measure this script, not th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from tests.support.images import png  # noqa: E402
 from tests.support.s3server import MotoServer  # noqa: E402
 
 __all__ = [
+    "BASE_URL",
     "REPORT_ENV",
     "ROOT",
     "SYNCD",
@@ -44,17 +47,24 @@ __all__ = [
     "MotoServer",
     "bucket_objects",
     "drop_bucket",
+    "local_storage",
     "median",
     "moto_pid",
+    "percentile",
     "png",
     "process_cpu",
+    "py_spy",
     "rclone_env",
     "report",
     "require_rclone",
     "run_child",
+    "s3_storage",
+    "summarize_stacks",
     "syncd_env",
     "vm_hwm_kb",
+    "vm_rss_kb",
     "write_syncd_config",
+    "write_vault_config",
 ]
 
 SYNCD = Path(sys.executable).parent / "syncd"
@@ -284,3 +294,131 @@ def report(bench: str, line: str, figures: Sequence[Figure], **extra: Any) -> No
         data = {"bench": bench, "line": line, "figures": [asdict(f) for f in figures]}
         data.update(extra)
         Path(path).write_text(json.dumps(data, indent=2))
+
+
+# -- the daemon benchmarks: a vault with notes, any backend -----------------------------
+
+BASE_URL = "https://img.example.com"
+
+
+def write_vault_config(
+    path: Path,
+    *,
+    notes: Sequence[Path],
+    images: Sequence[Path],
+    state_dir: Path,
+    storage: Mapping[str, str],
+    workers: int = 4,
+    settle_seconds: float = 0.0,
+) -> Path:
+    """A config with note and image roots; `storage` is the [storage] table (see below)."""
+    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in storage.items())
+    path.write_text(
+        "[paths]\n"
+        f"notes = {json.dumps([str(p) for p in notes])}\n"
+        f"images = {json.dumps([str(p) for p in images])}\n"
+        f"state_dir = {json.dumps(str(state_dir))}\n"
+        f"[storage]\n{table}"
+        "[upload]\n"
+        f"workers = {workers}\n"
+        f"settle_seconds = {settle_seconds}\n"
+    )
+    return path
+
+
+def local_storage(remote: Path) -> dict[str, str]:
+    """The [storage] table of the local backend: objects written under `remote`."""
+    return {"backend": "local", "path": str(remote), "public_base_url": BASE_URL}
+
+
+def s3_storage(server: MotoServer, bucket: str) -> dict[str, str]:
+    """The [storage] table of the S3 backend on `server` (secrets come from syncd_env)."""
+    return {
+        "backend": "s3",
+        "bucket": bucket,
+        "endpoint_url": server.url,
+        "public_base_url": BASE_URL,
+    }
+
+
+def vm_rss_kb(pid: int) -> int | None:
+    """Resident memory now (VmRSS), or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of nothing")
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# -- profiling a child with py-spy (`--profile` of the daemon benchmarks) --------------
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path | None, *, idle: bool = False, rate: int = 200) -> Iterator[None]:
+    """Sample `pid` with py-spy for the duration of the block, as collapsed stacks in `out`.
+
+    Nothing happens when `out` is None. `idle` keeps the stacks of waiting threads (for
+    latency: where a path waits, not only where the CPU goes). Read the file with
+    `summarize_stacks`, or feed it to flamegraph.pl.
+    """
+    if out is None:
+        yield
+        return
+    exe = Path(sys.executable).parent / "py-spy"
+    argv = [str(exe), "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", str(rate)]
+    argv += ["-t", "--nonblocking"] + (["--idle"] if idle else [])
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)  # py-spy attaches before the interesting part begins
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        _, err = spy.communicate(timeout=60)
+        if not out.exists():
+            print(f"py-spy wrote nothing: {err.decode(errors='replace')[-2000:]}", file=sys.stderr)
+
+
+def summarize_stacks(raw: Path, top: int = 25, *, thread: str | None = None) -> str:
+    """The functions with the most samples in a py-spy raw file: inclusive and own shares.
+
+    `thread` keeps only the stacks whose thread frame contains that text (py-spy `-t`).
+    """
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        if thread is not None and not any(thread in f for f in frames[:1]):
+            continue
+        count = int(count_text)
+        total += count
+        for frame in set(frames[1:]):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples" + (f" in threads matching {thread!r}" if thread else "")]
+    lines.append("inclusive:")
+    for frame, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * n / total:5.1f}%  {frame}")
+    lines.append("own:")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * n / total:5.1f}%  {frame}")
+    return "\n".join(lines)

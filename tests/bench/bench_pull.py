@@ -1,0 +1,252 @@
+"""pull: download the images a vault shows into an empty cache, syncd against rclone.
+
+300 distinct PNGs of ~200 KB are put once into a bucket on one moto server (signatures
+checked), under content-addressed keys (`<sha[:2]>/<sha>.png`), and a vault of 30 notes
+shows each of them by its public URL. Each round, into a fresh empty folder:
+
+- syncd: a child process loads the config and calls `syncd.pull.run_pull` (read every
+  note, find the URLs, download each object with 4 workers, verify its SHA-256, link it
+  into the cache). Until the CLI has `syncd pull`, the child is `python -c` on a few
+  lines; the work is the same.
+- peer: `rclone copy bench:BUCKET DIR`, default flags (4 transfers): it lists the bucket
+  one "folder" at a time (the root, then each `<sha[:2]>/` prefix: ~200 listings for
+  300 objects), then downloads every object and checks it against its MD5 ETag.
+  `--fast-list` (one recursive listing) is measured as well, for information: moto
+  scans the whole bucket for every listing, so the folder-by-folder walk costs it more.
+
+Rounds alternate who goes first; medians are reported. Both must have written every
+object with the right bytes (syncd: each file's SHA-256 is its name; rclone: sizes and
+SHA-256 of every file) or the benchmark fails. moto is the bottleneck (FACTS.md), so
+the info line also gives moto's CPU per run and the clients' CPU.
+
+Target (issue 6): wall <= 1.0x rclone.
+
+Run alone: `.venv/bin/python tests/bench/bench_pull.py [--images N] [--rounds N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import (
+    BASE_URL,
+    ChildStats,
+    Figure,
+    MotoServer,
+    drop_bucket,
+    median,
+    moto_pid,
+    png,
+    process_cpu,
+    rclone_env,
+    report,
+    require_rclone,
+    run_child,
+    s3_storage,
+    syncd_env,
+    write_vault_config,
+)
+
+from syncd.storage import S3Storage
+
+IMAGE_NOISE = 200_000  # bytes of random payload per image: ~200 KB files
+NOTES = 30
+WALL_TARGET = 1.0
+
+# The child that stands in for `syncd pull` until the CLI has it: config in, report out.
+RUNNER = """\
+import json, sys
+from pathlib import Path
+from syncd.cache import ObjectCache
+from syncd.config import load_config
+from syncd.pull import run_pull
+report = run_pull(load_config(Path(sys.argv[1])), cache=ObjectCache(Path(sys.argv[2])))
+print(json.dumps(report.as_dict()))
+sys.exit(0 if report.ok else 1)
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    child: ChildStats
+    server_cpu: float  # moto's CPU seconds during the run
+
+
+@dataclass(frozen=True)
+class Objects:
+    keys: dict[str, str]  # key -> SHA-256
+    sizes: dict[str, int]  # key -> bytes
+
+    @property
+    def total(self) -> int:
+        return sum(self.sizes.values())
+
+
+def fill_bucket(server: MotoServer, bucket: str, count: int) -> Objects:
+    """`count` distinct ~200 KB PNGs in `bucket` under content-addressed keys."""
+    assert server.credentials is not None
+    storage = S3Storage(
+        endpoint_url=server.url,
+        bucket=bucket,
+        region="us-east-1",
+        access_key_id=server.credentials.access_key_id,
+        secret_access_key=server.credentials.secret_access_key,
+        public_base_url=BASE_URL,
+    )
+
+    def put(i: int) -> tuple[str, str, int]:
+        data = png(seed=i, noise=IMAGE_NOISE)
+        sha = hashlib.sha256(data).hexdigest()
+        key = f"{sha[:2]}/{sha}.png"
+        storage.put(key, io.BytesIO(data), size=len(data), sha256=sha, content_type="image/png")
+        return key, sha, len(data)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            made = list(pool.map(put, range(count)))
+    finally:
+        storage.close()
+    return Objects({k: s for k, s, _ in made}, {k: n for k, _, n in made})
+
+
+def make_vault(root: Path, objects: Objects) -> None:
+    """NOTES notes that together show every object once, by URL."""
+    root.mkdir(parents=True)
+    keys = sorted(objects.keys)
+    for n in range(NOTES):
+        lines = [f"# Notes {n}\n\n"]
+        for i, key in enumerate(keys[n::NOTES]):
+            lines.append(f"Step {i}, as it looked:\n\n![step {i}]({BASE_URL}/{key})\n\n")
+        (root / f"note-{n:02d}.md").write_text("".join(lines))
+
+
+def measured(server: MotoServer, argv: list[str], env: dict[str, str]) -> Run:
+    before = process_cpu(moto_pid(server))
+    child = run_child(argv, env=env).check()
+    return Run(child, process_cpu(moto_pid(server)) - before)
+
+
+def sha_of(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def run_syncd(server: MotoServer, config: Path, cache: Path, objects: Objects) -> Run:
+    run = measured(
+        server, [sys.executable, "-c", RUNNER, str(config), str(cache)], syncd_env(server)
+    )
+    result = json.loads(run.child.stdout)
+    if result["downloaded"] != len(objects.keys) or result["failed"]:
+        raise RuntimeError(f"syncd pulled {result['downloaded']} objects: {result}")
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    wrong = [p for p in files if p.name != f"{sha_of(p)}.png"]
+    if len(files) != len(objects.keys) or wrong:
+        raise RuntimeError(f"syncd left {len(files)} files in {cache}, {len(wrong)} wrong")
+    return run
+
+
+def run_rclone(
+    server: MotoServer, work: Path, bucket: str, dest: Path, objects: Objects, *flags: str
+) -> Run:
+    env = rclone_env(server, work / "rclone.conf")
+    run = measured(server, ["rclone", "copy", *flags, f"bench:{bucket}", str(dest)], env)
+    for key, sha in objects.keys.items():
+        path = dest / key
+        if not path.is_file() or path.stat().st_size != objects.sizes[key] or sha_of(path) != sha:
+            raise RuntimeError(f"rclone did not copy {key} correctly")
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    require_rclone()
+    n: int = args.images
+
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-pull-") as tmp:
+        work = Path(tmp)
+        (work / "rclone.conf").touch()
+        syncd: list[Run] = []
+        rclone: list[Run] = []
+        fast_list: list[Run] = []
+        with MotoServer() as server:
+            client = server.client()
+            bucket = server.new_bucket()
+            try:
+                objects = fill_bucket(server, bucket, n)
+                make_vault(work / "vault", objects)
+                config = write_vault_config(
+                    work / "syncd.toml",
+                    notes=[work / "vault"],
+                    images=[],
+                    state_dir=work / "state",
+                    storage=s3_storage(server, bucket),
+                )
+                for r in range(args.rounds):
+                    cache, dest = work / f"cache-{r}", work / f"rclone-{r}"
+
+                    def one_syncd(cache: Path = cache) -> None:
+                        syncd.append(run_syncd(server, config, cache, objects))
+
+                    def one_rclone(dest: Path = dest) -> None:
+                        rclone.append(run_rclone(server, work, bucket, dest, objects))
+
+                    # Alternate who goes first, so neither always meets a warmer server.
+                    for step in (one_syncd, one_rclone) if r % 2 == 0 else (one_rclone, one_syncd):
+                        step()
+                    shutil.rmtree(cache)
+                    shutil.rmtree(dest)
+                    fast_list.append(run_rclone(server, work, bucket, dest, objects, "--fast-list"))
+                    shutil.rmtree(dest)
+            finally:
+                drop_bucket(client, bucket)
+
+    def wall(runs: list[Run]) -> float:
+        return median(run.child.wall for run in runs)
+
+    def cpu_ms_per_file(runs: list[Run]) -> float:
+        return median(run.child.cpu for run in runs) / n * 1000
+
+    def server_cpu(runs: list[Run]) -> float:
+        return median(run.server_cpu for run in runs)
+
+    ratio = wall(syncd) / wall(rclone)
+    size_kb = objects.total / n / 1000
+    line = (
+        f"pull: wall {ratio:.2f}x rclone (syncd {wall(syncd):.2f} s, "
+        f"rclone {wall(rclone):.2f} s; target <= {WALL_TARGET}x) "
+        f"[{n} x {size_kb:.0f} KB into an empty cache, median of {len(syncd)}]"
+    )
+    info = (
+        f"pull (info): rclone --fast-list wall {wall(fast_list):.2f} s "
+        f"({wall(syncd) / wall(fast_list):.2f}x); client CPU/file syncd "
+        f"{cpu_ms_per_file(syncd):.1f} ms, rclone {cpu_ms_per_file(rclone):.1f} ms, "
+        f"--fast-list {cpu_ms_per_file(fast_list):.1f} ms; moto CPU per run: "
+        f"syncd {server_cpu(syncd):.2f} s, rclone {server_cpu(rclone):.2f} s, "
+        f"--fast-list {server_cpu(fast_list):.2f} s; all walls: "
+        f"syncd {[round(r.child.wall, 2) for r in syncd]}, "
+        f"rclone {[round(r.child.wall, 2) for r in rclone]}, "
+        f"--fast-list {[round(r.child.wall, 2) for r in fast_list]}"
+    )
+    print(info)
+    report(
+        "pull",
+        line,
+        [Figure("wall", ratio, "x rclone", f"<= {WALL_TARGET}", ratio <= WALL_TARGET)],
+        info=info,
+    )
+
+
+if __name__ == "__main__":
+    main()
