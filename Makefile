@@ -26,8 +26,10 @@ demo: $(STAMP)
 	$(PY) contrib/demo.py
 
 bench: $(STAMP)
-	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone) \
-	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq rclone'
+	# the peers the benchmarks measure against: rclone, inotifywait
+	(command -v rclone && command -v inotifywait) >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq rclone inotify-tools) \
+	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq rclone inotify-tools'
 	$(PY) tests/bench/run_all.py
 
 clean:
