@@ -14,12 +14,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The shells whose completions the tests load for real (Debian packages; CI runs as root).
+SHELLS_STAMP := $(VENV)/.shells
+$(SHELLS_STAMP):
+	command -v fish >/dev/null && command -v zsh >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq fish zsh) \
+	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq fish zsh'
+	mkdir -p $(VENV) && touch $(SHELLS_STAMP)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check syncd tests contrib
 	$(VENV)/bin/ruff format --check syncd tests contrib
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(SHELLS_STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
