@@ -450,7 +450,7 @@ class Daemon:
             with self._cond:
                 for path in report.unsettled:
                     self._recheck[path] = due
-        refs = sum(self.rewriter.index_note(note) for note in self.vault.notes())
+        refs = self.rewriter.index_notes(self.vault.notes())
         self._rewrite_pending_notes()
         if self._online is not Online.OFFLINE:
             self._prefetch()

@@ -114,13 +114,13 @@ def sync_once(
             drain.start()
             try:
                 scan = _scan_settled(scanner, image_roots, config, clock)
-                references = sum(rewriter.index_note(note) for note in notes)
+                references = rewriter.index_notes(notes)
             finally:
                 drain.intake_done()
         else:
             # The scope is known only after intake: items under the path, or shown there.
             scan = _scan_settled(scanner, image_roots, config, clock)
-            references = sum(rewriter.index_note(note) for note in notes)
+            references = rewriter.index_notes(notes)
             scope = queue.items_under(only)
             drain = _Drain(queue, uploader, config, on_outcome, clock, only_ids=scope)
             drain.start()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import peewee
 
@@ -64,15 +64,16 @@ class UploadItem:
     uploaded_at: float | None
 
 
-@dataclass(frozen=True)
-class FileStat:
+class FileStat(NamedTuple):
+    """What the stat cache compares. A tuple: a rescan compares many thousands of them."""
+
     size: int
     mtime_ns: int
     inode: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> FileStat:
-        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -369,6 +370,13 @@ class UploadQueue:
             (str(path), stat.size, stat.mtime_ns, stat.inode, sha256, item_id, now),
         )
 
+    def record_others(self, entries: list[tuple[Path, FileStat]]) -> None:
+        """`record_other` for many files in one transaction (a first scan of a big vault)."""
+        now = self._clock()
+        with self._write():
+            for path, stat in entries:
+                self._put_file(path, stat, None, None, now)
+
     def forget_file(self, path: Path) -> None:
         with self._write():
             self._sql("DELETE FROM files WHERE path = ?", (str(path),))
@@ -383,7 +391,7 @@ class UploadQueue:
                 ).rowcount
             )
 
-    def known_files(self, under: Path) -> dict[str, FileStat]:
+    def known_files(self, under: Path) -> dict[str, tuple[int, int, int]]:
         """The stat cache for every recorded path under the folder `under`, in one query."""
         prefix = str(under).rstrip("/") + "/"
         # A range on the primary key instead of LIKE: uses the index, no escaping needed.
@@ -391,7 +399,7 @@ class UploadQueue:
             "SELECT path, size, mtime_ns, inode FROM files WHERE path >= ? AND path < ?",
             (prefix, prefix[:-1] + "0"),  # "0" is the character after "/"
         )
-        return {p: FileStat(size, mtime, inode) for p, size, mtime, inode in rows}
+        return {p: (size, mtime, inode) for p, size, mtime, inode in rows}
 
     def paths_for(self, item_id: int) -> list[Path]:
         rows = self._sql("SELECT path FROM files WHERE item_id = ? ORDER BY path", (item_id,))
@@ -663,6 +671,12 @@ class UploadQueue:
 
     # -- notes' stat cache ---------------------------------------------------
 
+    def indexed_notes(self) -> dict[str, tuple[int, int, int, int, float]]:
+        """The notes' stat cache in one query: path -> (size, mtime_ns, inode, unresolved,
+        indexed_at). For a rescan, which would otherwise ask once per note."""
+        rows = self._sql("SELECT path, size, mtime_ns, inode, unresolved, indexed_at FROM notes")
+        return {path: tuple(rest) for path, *rest in rows}
+
     def note_is_indexed(self, note: Path, stat: FileStat) -> bool:
         """True if `note` was indexed at exactly this stat and nothing was left open.
 
@@ -673,14 +687,7 @@ class UploadQueue:
             "SELECT size, mtime_ns, inode, unresolved, indexed_at FROM notes WHERE path = ?",
             (str(note),),
         ).fetchone()
-        if row is None:
-            return False
-        size, mtime_ns, inode, unresolved, indexed_at = row
-        return (
-            FileStat(size, mtime_ns, inode) == stat
-            and unresolved == 0
-            and mtime_ns / 1e9 < indexed_at - 1.0
-        )
+        return row is not None and note_cache_valid(tuple(row), stat)
 
     def record_note_indexed(self, note: Path, stat: FileStat, unresolved: int) -> None:
         with self._write():
@@ -838,6 +845,19 @@ _ITEM_FIELDS = (
     "uploaded_at",
 )
 _ITEM_COLUMNS = ", ".join(_ITEM_FIELDS)
+
+
+def note_cache_valid(row: tuple[Any, ...], stat: tuple[int, int, int]) -> bool:
+    """Whether a notes-cache row (size, mtime_ns, inode, unresolved, indexed_at) still
+    describes a note with this stat, fully resolved. Like git's index, a note modified
+    within a second of its indexing is read again: a write in the same clock tick would
+    not change its mtime."""
+    size, mtime_ns, inode, unresolved, indexed_at = row
+    return (
+        (size, mtime_ns, inode) == tuple(stat)
+        and unresolved == 0
+        and mtime_ns / 1e9 < indexed_at - 1.0
+    )
 
 
 def _disk_full(exc: BaseException | None) -> bool:

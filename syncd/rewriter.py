@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -33,7 +34,15 @@ from syncd.links import (
     target_path,
 )
 from syncd.notewriter import NoteChanged, NoteError, NoteSnapshot, read_note, write_note
-from syncd.queue import FileStat, RefRecord, RefState, State, UploadItem, UploadQueue
+from syncd.queue import (
+    FileStat,
+    RefRecord,
+    RefState,
+    State,
+    UploadItem,
+    UploadQueue,
+    note_cache_valid,
+)
 from syncd.scanner import Outcome, Scanner
 from syncd.storage import Storage
 from syncd.vault import Vault
@@ -127,6 +136,22 @@ class Rewriter:
             self.queue.record_ref(note, original, ref.syntax.value, image, item_id)
             count += 1
         self.queue.record_note_indexed(note, stat, unresolved)
+        return count
+
+    def index_notes(self, notes: Iterable[Path]) -> int:
+        """`index_note` for many notes, with the notes' stat cache read in one query."""
+        cache = self.queue.indexed_notes()
+        count = 0
+        for note in notes:
+            row = cache.get(str(note))
+            if row is not None:
+                try:
+                    st = os.stat(note)
+                except OSError:
+                    continue
+                if note_cache_valid(row, (st.st_size, st.st_mtime_ns, st.st_ino)):
+                    continue
+            count += self.index_note(note, use_cache=False)
         return count
 
     def _item_id_for(self, image: Path) -> int | None:

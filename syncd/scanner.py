@@ -37,6 +37,7 @@ _TEMP_SUFFIXES = (
     "~",
 )
 _CHUNK = 1 << 20
+_BATCH = 1000  # stat-cache rows of non-images written per transaction during a scan
 
 
 def is_ignored_name(name: str) -> bool:
@@ -89,20 +90,39 @@ class Scanner:
         self.on_queued: Callable[[UploadItem], None] | None = None
 
     def scan(self, roots: Iterable[Path]) -> ScanReport:
-        """Consider every file under `roots`; forget cached files that are gone."""
+        """Consider every file under `roots`; forget cached files that are gone.
+
+        The hot loop of a rescan: one stat per file compared with the cache as plain
+        tuples; a Path is made only for a file that changed.
+        """
         report = ScanReport()
-        for root in roots:
-            known = self.queue.known_files(root)
-            for path, st in walk_files(root):
-                cached = known.pop(str(path), None)
-                if cached is not None and cached == FileStat.of(st):
-                    report.add(path, Outcome.UNCHANGED)
-                    continue
-                outcome, reason = self._consider(path, st, cached_checked=True)
-                report.add(path, outcome, reason)
-            for gone in known:  # recorded before, not found now
-                if not os.path.lexists(gone):
-                    self.queue.forget_file(Path(gone))
+        others: list[tuple[Path, FileStat]] = []  # not-images, written a batch at a time
+        try:
+            for root in roots:
+                known = self.queue.known_files(root)
+                for entry in iter_files(root):
+                    try:
+                        st = entry.stat(follow_symlinks=True)
+                    except OSError:
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    cached = known.pop(entry.path, None)
+                    if cached == (st.st_size, st.st_mtime_ns, st.st_ino):
+                        report.counts[Outcome.UNCHANGED] += 1
+                        continue
+                    path = Path(entry.path)
+                    outcome, reason = self._consider(path, st, cached_checked=True, others=others)
+                    report.add(path, outcome, reason)
+                    if len(others) >= _BATCH:
+                        self.queue.record_others(others)
+                        others.clear()
+                for gone in known:  # recorded before, not found now
+                    if not os.path.lexists(gone):
+                        self.queue.forget_file(Path(gone))
+        finally:
+            if others:
+                self.queue.record_others(others)
         return report
 
     def consider(self, path: Path, *, complete: bool = False) -> Outcome:
@@ -133,6 +153,7 @@ class Scanner:
         *,
         cached_checked: bool = False,
         complete: bool = False,
+        others: list[tuple[Path, FileStat]] | None = None,
     ) -> tuple[Outcome, str]:
         fstat = FileStat.of(st)
         if not cached_checked:
@@ -148,7 +169,10 @@ class Scanner:
                 head = f.read(SNIFF_BYTES)
                 kind = sniff(head)
                 if kind is None:
-                    self.queue.record_other(path, fstat)
+                    if others is not None:  # during a scan: one commit per batch
+                        others.append((path, fstat))
+                    else:
+                        self.queue.record_other(path, fstat)
                     return Outcome.NOT_IMAGE, ""
                 digest = hashlib.sha256(head)
                 while chunk := f.read(_CHUNK):

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import syncd.rewriter as rewriter_module
 from syncd.links import find_image_refs, target_path
 from syncd.queue import UploadQueue
 from syncd.rewriter import Rewriter
@@ -456,3 +459,35 @@ def test_only_restricts_a_run_to_part_of_the_vault(tmp_path: Path) -> None:
     code, out = v.run_json("sync", "--once")
     assert code == 0 and BASE in (v.vault / "B" / "n.md").read_text()
     assert len(list(v.remote.rglob("*.png"))) == 2
+
+
+def test_unchanged_resolved_notes_are_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v = make_vault(tmp_path)
+    (v.vault / "attachments" / "a.png").write_bytes(png(seed=1))
+    resolved = v.vault / "ok.md"
+    resolved.write_text("![a](attachments/a.png)\n")
+    dangling = v.vault / "waiting.md"
+    dangling.write_text("![b](attachments/b.png)\n")  # the image has not arrived yet
+    old = time.time() - 10  # modified well before indexing: the cache may trust it
+    for note in (resolved, dangling):
+        os.utime(note, (old, old))
+    queue = UploadQueue(tmp_path / "state" / "queue.db")
+    rewriter = Rewriter(queue, Scanner(queue, settle_seconds=0), Vault([v.vault], []))
+    assert rewriter.index_notes([resolved, dangling]) == 1
+
+    reads: list[Path] = []
+    real_read = rewriter_module.read_note
+    monkeypatch.setattr(rewriter_module, "read_note", lambda p: reads.append(p) or real_read(p))
+    rewriter.index_notes([resolved, dangling])
+    assert reads == [dangling], "an unchanged, resolved note was read again"
+    (v.vault / "attachments" / "b.png").write_bytes(png(seed=2))  # it arrives
+    reads.clear()
+    assert rewriter.index_notes([resolved, dangling]) == 1
+    assert reads == [dangling]
+    resolved.write_text("![a](attachments/a.png)\nedited\n")
+    reads.clear()
+    rewriter.index_notes([resolved, dangling])
+    assert resolved in reads
+    queue.close()

@@ -31,10 +31,8 @@ class CountingScanner(Scanner):
 
     reads = 0
 
-    def _consider(
-        self, path: Path, st: os.stat_result, *, cached_checked: bool = False
-    ) -> tuple[Outcome, str]:
-        outcome, reason = super()._consider(path, st, cached_checked=cached_checked)
+    def _consider(self, path: Path, st: os.stat_result, **kw: object) -> tuple[Outcome, str]:
+        outcome, reason = super()._consider(path, st, **kw)  # type: ignore[arg-type]
         if outcome not in (Outcome.UNCHANGED, Outcome.UNSETTLED):
             CountingScanner.reads += 1
         return outcome, reason
