@@ -95,6 +95,11 @@ class UploadConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    notify: bool = False  # a desktop notice when an upload fails for good
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     prefetch: bool = False  # the daemon keeps the object cache filled (`syncd pull`)
 
@@ -106,6 +111,7 @@ class Config:
     storage: StorageConfig
     upload: UploadConfig
     cache: CacheConfig = CacheConfig()
+    daemon: DaemonConfig = DaemonConfig()
 
     @property
     def queue_path(self) -> Path:
@@ -174,6 +180,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "settle_seconds",
     ),
     "cache": ("prefetch",),
+    "daemon": ("notify",),
 }
 
 
@@ -242,6 +249,10 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
     if not isinstance(prefetch, bool):
         checker.problem("cache.prefetch", "must be true or false", "write prefetch = true")
         prefetch = False
+    notify = _table(data, "daemon").get("notify", False)
+    if not isinstance(notify, bool):
+        checker.problem("daemon.notify", "must be true or false", "write notify = true")
+        notify = False
     if checker.problems:
         raise ConfigError(checker.problems)
     assert paths is not None and storage is not None and upload is not None
@@ -251,6 +262,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
         storage=storage,
         upload=upload,
         cache=CacheConfig(prefetch=prefetch),
+        daemon=DaemonConfig(notify=notify),
     )
 
 

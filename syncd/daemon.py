@@ -33,13 +33,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from syncd import __version__
+from syncd import __version__, redact
 from syncd.config import Config, load_config
 from syncd.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
 from syncd.control import ControlServer, default_socket_path
 from syncd.errors import ConfigError, QueueError, SyncdError
 from syncd.events import EventBus
 from syncd.notewriter import is_note
+from syncd.notify import DesktopNotifier
 from syncd.oneshot import owner_id, pid_alive
 from syncd.queue import State, UploadItem, UploadQueue
 from syncd.retry import RetryPolicy
@@ -624,6 +625,11 @@ class Daemon:
             self.counters.failed += 1
             self.counters.last_error = outcome.error
             self.events.publish("failed", id=item.id, name=item.name, error=outcome.error)
+            if self.config.daemon.notify:
+                DesktopNotifier().notify(
+                    f"syncd could not upload {item.name}",
+                    redact.scrub(f"{outcome.error}\nFix it, then run: syncd retry"),
+                )
         elif outcome.result is Result.RETRY:
             self.counters.last_error = outcome.error
             after = self.queue.get(item.id)
