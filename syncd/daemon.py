@@ -493,6 +493,8 @@ class Daemon:
             self.scanner.consider(path, complete=True)
 
     def _note_changed(self, note: Path) -> None:
+        if self.rewriter.is_own_write(note):
+            return  # the echo of our own rewrite: nothing new in it
         self.rewriter.index_note(note)
         self._rewrite(note)
 

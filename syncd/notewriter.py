@@ -89,10 +89,11 @@ def unchanged_since(snapshot: NoteSnapshot) -> bool:
         return False
 
 
-def write_note(snapshot: NoteSnapshot, new_text: str) -> None:
+def write_note(snapshot: NoteSnapshot, new_text: str) -> tuple[int, int, int]:
     """Replace the note's content with `new_text`, atomically, if it has not changed.
 
-    Raises NoteChanged (nothing written) if the note differs from `snapshot`.
+    Raises NoteChanged (nothing written) if the note differs from `snapshot`. Returns the
+    written file's (size, mtime_ns, inode), by which its own inotify echo is recognised.
     """
     target = snapshot.real_path
     data = new_text.encode("utf-8")
@@ -115,6 +116,7 @@ def write_note(snapshot: NoteSnapshot, new_text: str) -> None:
         # The last moment to notice a person's edit: if the note moved on, keep theirs.
         if not unchanged_since(snapshot):
             raise NoteChanged(f"{snapshot.path} changed while it was being rewritten")
+        written = os.stat(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
     except OSError as exc:
@@ -122,3 +124,4 @@ def write_note(snapshot: NoteSnapshot, new_text: str) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    return written.st_size, written.st_mtime_ns, written.st_ino

@@ -100,6 +100,19 @@ class Rewriter:
         self.download_dir = download_dir
         self.cache = cache
         self.public_base_url = public_base_url or (storage.public_base_url if storage else None)
+        # The last version of each note that syncd itself wrote: (size, mtime_ns, inode).
+        self._own_writes: dict[str, tuple[int, int, int]] = {}
+
+    def is_own_write(self, note: Path) -> bool:
+        """True if the note on disk is exactly what syncd last wrote (an inotify echo)."""
+        written = self._own_writes.get(str(note))
+        if written is None:
+            return False
+        try:
+            st = os.stat(note)
+        except OSError:
+            return False
+        return (st.st_size, st.st_mtime_ns, st.st_ino) == written
 
     # -- index ----------------------------------------------------------------
 
@@ -189,7 +202,7 @@ class Rewriter:
             if dry_run:
                 return change
             try:
-                write_note(snap, change.after)
+                self._own_writes[str(note)] = write_note(snap, change.after)
             except NoteChanged:
                 log.info("%s changed while being rewritten; reading it again", note)
                 continue
@@ -333,7 +346,7 @@ class Rewriter:
             if dry_run:
                 return change
             try:
-                write_note(snap, change.after)
+                self._own_writes[str(note)] = write_note(snap, change.after)
             except NoteChanged:
                 continue
             except NoteError as exc:
