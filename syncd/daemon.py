@@ -178,6 +178,7 @@ class Daemon:
         self._last_loop = time.monotonic()
         self.pinger: WatchdogPinger | None = None
         self._in_rescan = False
+        self._threads_started = False
         self._prefetching = threading.Event()
         self._recheck: dict[Path, float] = {}  # files still being written -> when to look
         self.events = EventBus()
@@ -205,7 +206,8 @@ class Daemon:
                 self._main_loop()
             finally:
                 self.notifier.stopping()
-                self._stop_threads()
+                if self._threads_started:
+                    self._stop_threads()
                 if self.control is not None:
                     self.control.stop()
                 self._teardown()
@@ -273,6 +275,7 @@ class Daemon:
         self.queue.close()
 
     def _start_threads(self) -> None:
+        self._threads_started = True
         self.keeper.start()
         self.watcher.start()
         if self.watcher.degraded:
@@ -305,6 +308,7 @@ class Daemon:
         for t in self._workers:
             t.join()  # in-flight uploads finish (TimeoutStopSec in the unit leaves room)
         self._workers = []
+        self._threads_started = False
         self.watcher.stop()
         self.monitor.stop()
         self.keeper.stop()
