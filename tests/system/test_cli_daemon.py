@@ -183,3 +183,25 @@ def test_no_secret_in_status_or_items(
             assert s3_server.credentials.access_key_id not in out
     finally:
         d.stop()
+
+
+def test_start_and_stop_without_systemd(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    started = syncd(config, "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        wait_until(
+            lambda: syncd(config, "status", "--json").stdout.find('"running"') >= 0,
+            what="the detached daemon",
+        )
+        pid = syncd_json(config, "status")["pid"]
+        assert (tmp_path / "state" / "syncd.pid").read_text().strip() == str(pid)
+        again = syncd(config, "start")
+        assert again.returncode == 0 and f"already running (pid {pid})" in again.stdout
+        (tmp_path / "vault" / "attachments" / "bg.png").write_bytes(png(seed=8))
+        wait_until(lambda: uploaded(tmp_path) == 1, what="an upload by the detached daemon")
+    finally:
+        stopped = syncd(config, "stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert syncd_json(config, "status")["daemon"] == "not running"
+    assert "syncd stopped" in (tmp_path / "state" / "syncd.log").read_text()
