@@ -224,3 +224,25 @@ def test_two_machines_converge_through_pull_and_localize(
         assert p.stat().st_mode & 0o044, "a restored image should be readable like any other"
     # machine A still shows URLs; both notes point at the same pictures
     assert (a / "vault" / "Trip.md").read_text() == rewritten
+
+
+def test_human_output_of_remote_and_gc(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    config, env = setup(tmp_path, s3_server, s3_bucket)
+    keys = put_objects(config, env, 3)
+    (tmp_path / "vault" / "n.md").write_text(f"![x]({BASE}/{keys[0]})\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SYNCD, "--config", str(config), *args], capture_output=True, text=True, env=env
+        )
+
+    index = run("remote", "index")
+    assert index.returncode == 0 and "index complete: 3 objects" in index.stdout
+    ls = run("remote", "ls")
+    assert all(k in ls.stdout for k in keys) and "3 objects (complete)" in ls.stdout
+    gc = run("gc", "--grace-days", "0")
+    assert gc.returncode == 0
+    assert "3 objects: 1 referenced" in gc.stdout and "2 orphans" in gc.stdout
+    assert "nothing deleted" in gc.stdout

@@ -491,3 +491,30 @@ def test_unchanged_resolved_notes_are_not_read_again(
     rewriter.index_notes([resolved, dangling])
     assert resolved in reads
     queue.close()
+
+
+def test_items_pull_and_cache_commands_without_a_daemon(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    data = png(seed=11, noise=500)
+    image = v.vault / "attachments" / "p.png"
+    image.write_bytes(data)
+    (v.vault / "n.md").write_text("![p](attachments/p.png)\n")
+    assert v.run("sync", "--once").returncode == 0
+
+    code, listing = v.run_json("items")
+    assert code == 0 and [(i["name"], i["state"]) for i in listing["items"]] == [
+        ("p.png", "uploaded")
+    ]
+    assert "uploaded" in v.run("items", "--state", "uploaded").stdout
+
+    code, pulled = v.run_json("pull")
+    assert code == 0 and pulled["already_local"] == 1 and pulled["downloaded"] == 0
+    image.unlink()  # this machine no longer has it: pull fetches it into the cache
+    code, pulled = v.run_json("pull")
+    assert code == 0 and pulled["downloaded"] == 1, pulled
+    code, stats = v.run_json("cache", "stats")
+    assert stats["files"] == 1 and stats["bytes"] == len(data)
+    code, pruned = v.run_json("cache", "prune", "--max-size", "0")
+    assert pruned["removed"] == 1
+    assert v.run("cache", "prune", "--max-size", "lots").returncode == 2
+    assert v.run_json("cache", "clear")[1]["removed"] == 0
