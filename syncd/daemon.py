@@ -445,6 +445,7 @@ class Daemon:
     def reconcile(self) -> None:
         """Catch up with everything that changed while nobody watched."""
         started = time.monotonic()
+        self.vault.forget_index()  # names of files that arrived unseen (overflow, downtime)
         released = self.queue.release_orphans(socket.gethostname(), pid_alive)
         if released:
             log.info("took back %d uploads claimed by a process that died", released)
@@ -481,6 +482,7 @@ class Daemon:
     def _intake(self, event: PathEvent) -> None:
         path = event.path
         if event.kind is EventKind.RESCAN:
+            self.vault.forget_index()
             if any(root == path or root in path.parents for root in self.vault.image_roots):
                 self.scanner.scan([path])
             for note in self.vault.notes([path]):
@@ -489,7 +491,8 @@ class Daemon:
         if event.kind is EventKind.DELETED:
             self.queue.forget_file(path)
             self.queue.forget_under(path)  # it may have been a folder
-            return
+            return  # the name index keeps the path; lookups check that it still exists
+        self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
         if is_note(path):
             self._note_changed(path)
         elif any(root in path.parents for root in self.vault.image_roots):

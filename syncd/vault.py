@@ -70,15 +70,19 @@ class Vault:
         return None
 
     def _existing(self, relative: str, note: Path) -> Path | None:
+        root = self.root_of(note)
         if relative.startswith("/"):
-            root = self.root_of(note)
             options = [root / relative.lstrip("/")] if root else []
             options.append(Path(relative))  # an absolute path inside a root is fine too
         else:
-            options = [note.parent / relative]
+            # Relative to the note; else Obsidian's "absolute path in vault" form.
+            options = [note.parent / relative] + ([root / relative] if root else [])
         for option in options:
             if self._is_image_file(option):
                 return Path(os.path.normpath(option))
+        if "/" not in relative:
+            # Obsidian's "shortest path when possible": a bare name found anywhere.
+            return self._by_shortest_name(relative, note)
         return None
 
     def _resolve_wiki(self, target: str, note: Path) -> Path | None:
@@ -90,7 +94,11 @@ class Vault:
             return None
         if self._is_image_file(note.parent / target):
             return note.parent / target
-        matches = self._name_index().get(target) or self._name_index().get(target.lower(), [])
+        return self._by_shortest_name(target, note)
+
+    def _by_shortest_name(self, name: str, note: Path) -> Path | None:
+        matches = self._name_index().get(name) or self._name_index().get(name.lower(), [])
+        matches = [m for m in matches if self._is_image_file(m)]
         if not matches:
             return None
         root = self.root_of(note)
@@ -102,6 +110,18 @@ class Vault:
             return in_vault, len(rel.parts), str(rel)
 
         return min(matches, key=rank)
+
+    def file_added(self, path: Path) -> None:
+        """Keep the name index current as files arrive (the daemon tells us)."""
+        if self._by_name is not None and path.is_file():
+            for key in {path.name, path.name.lower()}:
+                paths = self._by_name.setdefault(key, [])
+                if path not in paths:
+                    paths.append(path)
+
+    def forget_index(self) -> None:
+        """Build the name index afresh at the next lookup (after a rescan)."""
+        self._by_name = None
 
     def _name_index(self) -> dict[str, list[Path]]:
         if self._by_name is None:

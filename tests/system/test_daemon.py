@@ -378,3 +378,23 @@ def test_a_second_daemon_on_the_same_socket_says_so(
     assert proc.returncode == 1
     assert "control.sock" in proc.stderr and "Traceback" not in proc.stderr
     assert first.stop() == 0
+
+
+def test_a_pasted_image_embedded_by_name_in_another_folder(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    """Obsidian's default: the image lands in the attachments folder, the note in its own
+    folder says `![[Pasted image ….png]]`; the name is found although it is new."""
+    write_config(tmp_path)
+    (tmp_path / "vault" / "Daily").mkdir()
+    # An older embed by name: the first reconcile builds the vault's name index.
+    (tmp_path / "vault" / "old.md").write_text("![[not here yet.png]]\n")
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start()
+    data = png(seed=31)
+    (tmp_path / "vault" / "attachments" / "Pasted image 20261123.png").write_bytes(data)
+    note = tmp_path / "vault" / "Daily" / "today.md"
+    note.write_text("# today\n![[Pasted image 20261123.png|400]]\n")
+    wait_until(lambda: url_of(data) in note.read_text(), what="the embed rewritten")
+    assert note.read_text() == f"# today\n![Pasted image 20261123.png|400]({url_of(data)})\n"
+    assert d.stop() == 0

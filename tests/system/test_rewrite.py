@@ -518,3 +518,21 @@ def test_items_pull_and_cache_commands_without_a_daemon(tmp_path: Path) -> None:
     assert pruned["removed"] == 1
     assert v.run("cache", "prune", "--max-size", "lots").returncode == 2
     assert v.run_json("cache", "clear")[1]["removed"] == 0
+
+
+def test_obsidian_markdown_link_formats_resolve(tmp_path: Path) -> None:
+    """With wikilinks off, Obsidian writes "shortest path" or "absolute path in vault"."""
+    v = make_vault(tmp_path)
+    data = png(seed=21)
+    (v.vault / "attachments" / "Pasted image 1.png").write_bytes(data)
+    (v.vault / "Daily").mkdir()
+    note = v.vault / "Daily" / "2026-11-23.md"
+    note.write_text(
+        "shortest: ![](<Pasted image 1.png>)\n"
+        "vault path: ![](attachments/Pasted%20image%201.png)\n"
+        "missing: ![](Nowhere.png)\n"
+    )
+    assert v.run("sync", "--once").returncode == 0
+    assert note.read_text() == (
+        f"shortest: ![]({v.url(data)})\nvault path: ![]({v.url(data)})\nmissing: ![](Nowhere.png)\n"
+    )
