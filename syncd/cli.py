@@ -486,19 +486,7 @@ def cmd_items(args: argparse.Namespace) -> int:
         else:
             with UploadQueue(config.queue_path, readonly=True) as queue:
                 state = State(args.state) if args.state else None
-                items = [
-                    {
-                        "id": i.id,
-                        "name": i.name,
-                        "size": i.size,
-                        "state": i.state.value,
-                        "attempts": i.attempts,
-                        "last_error": i.last_error,
-                        "url": i.url,
-                        "paths": [str(p) for p in queue.paths_for(i.id)],
-                    }
-                    for i in queue.items(state, args.limit)
-                ]
+                items = queue.item_listing(state, args.limit)
     if args.json:
         _print_json({"items": items})
         return EXIT_OK
@@ -800,10 +788,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
     config = _config(args)
     with UploadQueue(config.queue_path) as queue:
 
-        def have_local(sha: str) -> bool:
-            item = queue.by_sha256(sha)
-            return item is not None and any(p.is_file() for p in queue.paths_for(item.id))
-
         def progress(event: Any) -> None:
             if args.json or args.quiet:
                 return
@@ -812,7 +796,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
             elif event.kind in (PullEventKind.FAILED, PullEventKind.SKIPPED):
                 print(f"  {event.key}: {redact.scrub(event.reason or '')}", flush=True)
 
-        report = run_pull(config, keys=args.keys, have_local=have_local, progress=progress)
+        report = run_pull(
+            config, keys=args.keys, have_local=queue.has_local_copy, progress=progress
+        )
     if args.json:
         _print_json(report.as_dict())
     else:

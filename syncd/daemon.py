@@ -422,13 +422,7 @@ class Daemon:
             from syncd.pull import run_pull
 
             try:
-                queue = self.queue
-
-                def have_local(sha: str) -> bool:
-                    item = queue.by_sha256(sha)
-                    return item is not None and any(p.is_file() for p in queue.paths_for(item.id))
-
-                report = run_pull(self.config, have_local=have_local)
+                report = run_pull(self.config, have_local=self.queue.has_local_copy)
                 if report.downloaded or report.failed:
                     log.info(
                         "prefetch: %d downloaded into the cache, %d failed",
@@ -707,22 +701,7 @@ class DaemonControl:
         return self.daemon.status()
 
     def items(self, state: str | None, limit: int) -> list[dict[str, Any]]:
-        queue = self.daemon.queue
-        rows = queue.items(State(state) if state else None, limit)
-        return [
-            {
-                "id": i.id,
-                "name": i.name,
-                "size": i.size,
-                "state": i.state.value,
-                "attempts": i.attempts,
-                "last_error": i.last_error,
-                "next_attempt_at": i.next_attempt_at if i.state is State.PENDING else None,
-                "url": i.url,
-                "paths": [str(p) for p in queue.paths_for(i.id)],
-            }
-            for i in rows
-        ]
+        return self.daemon.queue.item_listing(State(state) if state else None, limit)
 
     def sync_now(self) -> dict[str, Any]:
         return {"due_now": self.daemon.sync_now()}

@@ -650,6 +650,28 @@ class UploadQueue:
         ).fetchone()
         return int(n)
 
+    def has_local_copy(self, sha256: str) -> bool:
+        """Whether a file on this machine still holds this content."""
+        item = self.by_sha256(sha256)
+        return item is not None and any(p.is_file() for p in self.paths_for(item.id))
+
+    def item_listing(self, state: State | None, limit: int) -> list[dict[str, Any]]:
+        """The items as `syncd items` and `GET /v1/items` show them."""
+        return [
+            {
+                "id": i.id,
+                "name": i.name,
+                "size": i.size,
+                "state": i.state.value,
+                "attempts": i.attempts,
+                "last_error": i.last_error,
+                "next_attempt_at": i.next_attempt_at if i.state is State.PENDING else None,
+                "url": i.url,
+                "paths": [str(p) for p in self.paths_for(i.id)],
+            }
+            for i in self.items(state, limit)
+        ]
+
     def notes_of_item(self, item_id: int) -> list[Path]:
         """Notes with a pending reference to `item_id` (to rewrite once it is uploaded)."""
         rows = self._sql(
