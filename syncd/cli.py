@@ -414,6 +414,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     if status["watching"] != "ok":
         print("watching: degraded (see the log); rescanning every 5 minutes")
+    if status.get("disk_full"):
+        print(f"paused: {status['disk_full']}")
     queue = status["queue"]
     c = queue["counts"]
     print(

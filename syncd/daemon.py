@@ -11,14 +11,22 @@ READY=1 and watch. From then on:
     main loop ──> sleeps until the next retry is due or the periodic rescan, no polling
 
 Signals only set flags and wake the main loop: SIGTERM/SIGINT stop gracefully (no new
-claims; in-flight uploads finish; any claim still held is released), SIGHUP reloads the
-configuration (RELOADING=1, then READY=1; a bad new config is logged and the old one
+claims; in-flight uploads get `STOP_GRACE` seconds to finish, then are cut off and their
+claims released; a stop asked for during a reload is never forgotten), SIGHUP reloads
+the configuration (RELOADING=1, then READY=1; a bad new config is logged and the old one
 kept).
+
+Retries are scheduled in memory on the monotonic clock (`syncd.schedule`), so a wall
+clock set back does not delay them, and every reschedule re-arms the main loop. A full
+disk under the state folder pauses the work that needs it, says so in `status`, and
+resumes by itself when space returns. No thread dies of an error: each loop logs and
+carries on, and the watchdog's health check covers every one of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -47,6 +55,7 @@ from syncd.retry import RetryPolicy
 from syncd.rewriter import Rewriter
 from syncd.scanner import Outcome as ScanOutcome
 from syncd.scanner import Scanner
+from syncd.schedule import RetrySchedule
 from syncd.sdnotify import Notifier, WatchdogPinger
 from syncd.storage import Storage, open_storage
 from syncd.uploader import LeaseKeeper, Outcome, Result, Uploader
@@ -58,6 +67,14 @@ log = logging.getLogger(__name__)
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
 WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
+STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
+DISK_CHECK_MIN, DISK_CHECK_MAX = 1.0, 30.0  # how often a full disk is looked at again
+DISK_FREE_ENOUGH = 1 << 20  # bytes free before work resumes on a disk that was full
+ERROR_PAUSE = 1.0  # a loop that hit an unexpected error waits this long before going on
+
+
+class UploadAborted(Exception):
+    """Raised from an upload's progress callback to cut it off when the daemon stops."""
 
 
 class DaemonRunning(SyncdError):
@@ -170,8 +187,15 @@ class Daemon:
         self.counters = Counters()
         self.paused = False
         self._cond = threading.Condition()
-        self._stopping = False
+        self._stopping = False  # threads are being stopped (a stop, or a reload)
+        self._stop_requested = False  # the daemon is to stop: never cleared once set
+        self._abort_uploads = threading.Event()
         self._reload_requested = False
+        self.schedule = RetrySchedule()
+        self._disk_full: str | None = None  # why work is paused, while the disk is full
+        self._disk_check_gap = DISK_CHECK_MIN
+        self._next_disk_check = 0.0
+        self._unreleased: list[tuple[int, str]] = []  # claims a full disk kept us from releasing
         self._work_generation = 0
         self._online = Online.UNKNOWN
         self._workers: list[threading.Thread] = []
@@ -216,6 +240,7 @@ class Daemon:
 
     def request_stop(self) -> None:
         with self._cond:
+            self._stop_requested = True
             self._stopping = True
             self._cond.notify_all()
 
@@ -242,6 +267,9 @@ class Daemon:
     def _build(self, config: Config) -> None:
         self.config = config
         self.queue = open_checked_queue(config.queue_path)
+        with self._cond:
+            self.schedule = RetrySchedule()
+            self.schedule.load(self.queue.waiting(), config.upload.retry_max_seconds)
         self.storage = self._given_storage or open_storage(
             config.storage, pool_size=config.upload.workers
         )
@@ -305,15 +333,27 @@ class Daemon:
         if self.pinger is not None:
             self.pinger.stop()
             self.pinger = None
+        # In-flight uploads get a grace period to finish; then they are cut off (their
+        # claims go back to pending: content-addressed keys make the next try safe).
+        deadline = time.monotonic() + STOP_GRACE
         for t in self._workers:
-            t.join()  # in-flight uploads finish (TimeoutStopSec in the unit leaves room)
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._workers):
+            log.info("cutting off the uploads still running; they resume at the next start")
+            self._abort_uploads.set()
+            deadline = time.monotonic() + STOP_GRACE
+            for t in self._workers:
+                t.join(max(0.0, deadline - time.monotonic()))
         self._workers = []
         self._threads_started = False
         self.watcher.stop()
         self.monitor.stop()
         self.keeper.stop()
         self._release_own_claims()
-        self._stopping = False
+        with self._cond:
+            # A stop asked for while a reload waited here must not be forgotten.
+            self._stopping = self._stop_requested
+            self._abort_uploads.clear()
 
     def _release_own_claims(self) -> None:
         # Our own claims count as orphans now (our workers have stopped), and so do those
@@ -333,6 +373,12 @@ class Daemon:
         """
         if not all(t.is_alive() for t in self._workers):
             return False
+        alive = {t.name for t in threading.enumerate() if t.is_alive()}
+        if self._threads_started and not self._stopping:
+            expected = {"syncd-lease", "syncd-connectivity", "syncd-watch-delivery"}
+            if not expected <= alive:
+                log.error("a daemon thread died: %s", ", ".join(sorted(expected - alive)))
+                return False
         interval = self.pinger.interval if self.pinger is not None else 30.0
         return self._in_rescan or time.monotonic() - self._last_loop < 3 * interval + 30
 
@@ -341,32 +387,98 @@ class Daemon:
     def _main_loop(self) -> None:
         while True:
             with self._cond:
-                if self._stopping:
+                if self._stop_requested:
                     return
                 reload = self._reload_requested
                 self._reload_requested = False
             self._last_loop = time.monotonic()
-            if reload:
-                self._reload()
-                continue
-            self._recheck_due()
-            if time.monotonic() >= self._next_rescan:
-                log.info("periodic rescan")
-                self._in_rescan = True
-                try:
-                    self.reconcile()
-                finally:
-                    self._in_rescan = False
-                interval = self.rescan_interval
-                if self.watcher.degraded:
-                    interval = min(interval, DEGRADED_RESCAN)
-                self._next_rescan = time.monotonic() + interval
-            self.notifier.status(self._status_line())
-            timeout = self._next_wakeup()
+            try:
+                if reload:
+                    self._reload()
+                    continue
+                self._turn()
+                timeout = self._next_wakeup()
+            except QueueError as exc:
+                self._note_queue_error(exc)
+                timeout = DISK_CHECK_MIN
+            except Exception:  # a bug must not end the daemon: log it and keep turning
+                log.exception("unexpected error in the main loop; carrying on")
+                timeout = ERROR_PAUSE
             with self._cond:
-                if not self._stopping and not self._reload_requested:
+                if not self._stop_requested and not self._reload_requested:
                     self._cond.wait(timeout)
             self.wake_workers()  # a retry may have come due
+
+    def _turn(self) -> None:
+        """One turn of the main loop: whatever has come due."""
+        self._check_disk()
+        if self._disk_full is not None:
+            return
+        self._take_due_retries()
+        self._recheck_due()
+        if time.monotonic() >= self._next_rescan:
+            log.info("periodic rescan")
+            self._in_rescan = True
+            try:
+                self.reconcile()
+            finally:
+                self._in_rescan = False
+            interval = self.rescan_interval
+            if self.watcher.degraded:
+                interval = min(interval, DEGRADED_RESCAN)
+            self._next_rescan = time.monotonic() + interval
+        self.notifier.status(self._status_line())
+
+    def _take_due_retries(self) -> None:
+        if self._online is Online.OFFLINE:
+            return  # coming back online makes them all due at once
+        with self._cond:
+            ids = self.schedule.take_due()
+        if ids:
+            self.queue.make_due(ids)
+            self.wake_workers()
+
+    # -- a full disk ------------------------------------------------------------
+
+    def _note_queue_error(self, exc: QueueError) -> None:
+        """The queue cannot record anything (the disk is full): pause the work that needs
+        it, say so once, and look at the disk again with backoff."""
+        with self._cond:
+            first = self._disk_full is None
+            self._disk_full = str(exc)
+            self._disk_check_gap = DISK_CHECK_MIN
+            self._next_disk_check = time.monotonic() + DISK_CHECK_MIN
+            self._cond.notify_all()
+        if not first:
+            return
+        log.error("work paused: %s", exc)
+        self.counters.last_error = str(exc)
+        self.events.publish("paused_disk_full", error=str(exc))
+        self.notifier.status(self._status_line())
+        if self.config.daemon.notify:
+            DesktopNotifier().notify("syncd paused: the disk is full", redact.scrub(str(exc)))
+
+    def _check_disk(self) -> None:
+        """While paused for a full disk: resume once the state folder has room again."""
+        if self._disk_full is None or time.monotonic() < self._next_disk_check:
+            return
+        if _free_bytes(self.config.paths.state_dir) >= DISK_FREE_ENOUGH:
+            try:
+                for item_id, owner in self._unreleased:
+                    self.queue.release(item_id, owner)
+                self._unreleased.clear()
+                self._disk_full = None
+                self.reconcile()  # what arrived while nothing could be recorded
+            except QueueError as exc:
+                self._disk_full = str(exc)
+            else:
+                log.info("the disk has room again: work resumes")
+                self.events.publish("resumed_disk")
+                self._disk_check_gap = DISK_CHECK_MIN
+                self.wake_workers()
+                return
+        self._disk_check_gap = min(self._disk_check_gap * 2, DISK_CHECK_MAX)
+        self._next_disk_check = time.monotonic() + self._disk_check_gap
 
     def _recheck_due(self) -> None:
         now = time.monotonic()
@@ -386,6 +498,11 @@ class Daemon:
         with self._cond:
             if self._recheck:
                 due.append(min(self._recheck.values()) - time.monotonic())
+            retry = self.schedule.seconds_to_next()
+            if retry is not None and self._online is not Online.OFFLINE:
+                due.append(retry)
+            if self._disk_full is not None:
+                due.append(self._next_disk_check - time.monotonic())
         if self.pinger is not None:
             due.append(self.pinger.interval)  # keep _last_loop fresh for the health check
         summary = self.queue.summary()
@@ -394,16 +511,20 @@ class Daemon:
         return max(0.05, min(due))
 
     def _reload(self) -> None:
+        if self.config.source is None:
+            log.error("this daemon was given no configuration file; there is nothing to reload")
+            return
         self.notifier.reloading()
         try:
-            assert self.config.source is not None
             new = load_config(self.config.source)
-        except (ConfigError, AssertionError) as exc:
+        except ConfigError as exc:
             log.error("the new configuration is not used, the old one stays: %s", exc)
             self.notifier.ready(self._status_line())
             return
         log.info("reloading the configuration from %s", new.source)
         self._stop_threads()
+        if self._stop_requested:
+            return  # a SIGTERM came while the workers finished: stop, do not rebuild
         self._teardown()
         self._build(new)
         self.reconcile()
@@ -468,9 +589,8 @@ class Daemon:
             for event in events:
                 self._intake(event)
         except QueueError as exc:
-            # e.g. the disk is full: stop intake for now, the periodic rescan resumes it
-            log.error("could not record changes: %s; will rescan later", exc)
-            self._next_rescan = min(self._next_rescan, time.monotonic() + 60)
+            # The disk is full: intake pauses; the rescan on resuming catches up.
+            self._note_queue_error(exc)
         self.wake_workers()
 
     def _intake(self, event: PathEvent) -> None:
@@ -512,10 +632,15 @@ class Daemon:
             self._online_since = time.time()
         self._online_source = event.source
         self.events.publish(event.state.name.lower(), source=event.source)
-        if event.state is Online.ONLINE and previous is not Online.ONLINE:
-            reset = self.queue.reset_backoff()
-            if reset:
-                log.info("back online: %d waiting uploads are due now", reset)
+        if event.state is Online.ONLINE:
+            with self._cond:
+                waiting = self.schedule.healthy()
+            if previous is not Online.ONLINE:
+                reset = self.queue.reset_backoff()
+                if reset:
+                    log.info("back online: %d waiting uploads are due now", reset)
+            elif waiting:
+                self.queue.make_due(waiting)
         self.wake_workers()
         with self._cond:
             self._cond.notify_all()
@@ -559,6 +684,8 @@ class Daemon:
         self.wake_workers()
 
     def _on_progress(self, item: UploadItem, sent: int) -> None:
+        if self._abort_uploads.is_set():
+            raise UploadAborted(item.name)
         now = time.monotonic()
         with self._inflight_lock:
             entry = self._inflight.get(item.id)
@@ -571,9 +698,16 @@ class Daemon:
         self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.size)
 
     def _may_claim(self) -> bool:
-        return not self._stopping and not self.paused and self._online is not Online.OFFLINE
+        return (
+            not self._stopping
+            and not self.paused
+            and self._online is not Online.OFFLINE
+            and self._disk_full is None
+        )
 
     def _work(self) -> None:
+        """One upload worker. Nothing ends it but a stop: errors are logged, and a full
+        disk pauses it until the main loop sees room again."""
         owner = owner_id()
         lease = self.config.upload.lease_seconds
         while True:
@@ -582,44 +716,80 @@ class Daemon:
                 if self._stopping:
                     return
                 allowed = self._may_claim()
+            item: UploadItem | None = None
+            pause = 0.0
             try:
                 item = self.queue.claim_next(owner, lease) if allowed else None
-            except QueueError as exc:  # e.g. a full disk: wait for the next wake-up
-                log.error("%s", exc)
+                if item is not None:
+                    self._upload(item, owner)
+            except QueueError as exc:
+                self._note_queue_error(exc)
+                if item is not None:
+                    with self._cond:
+                        self._unreleased.append((item.id, owner))
                 item = None
+            except Exception:
+                log.exception("unexpected error in an upload worker; it carries on")
+                item, pause = None, ERROR_PAUSE
             if item is None:
                 with self._cond:
+                    if pause:
+                        self._cond.wait(pause)
                     while self._work_generation == seen and not self._stopping:
                         self._cond.wait()
-                continue
-            self.keeper.hold(item.id, owner)
+
+    def _upload(self, item: UploadItem, owner: str) -> None:
+        self.keeper.hold(item.id, owner)
+        with self._inflight_lock:
+            self._inflight[item.id] = {
+                "id": item.id,
+                "name": item.name,
+                "size": item.size,
+                "sent": 0,
+                "started_at": time.time(),
+                "_started": time.monotonic(),
+                "_reported": 0.0,
+            }
+        self.events.publish("upload_started", id=item.id, name=item.name, size=item.size)
+        try:
+            outcome = self.uploader.process(item, owner)
+        except UploadAborted:
+            self.queue.release(item.id, owner)
+            log.info("stopped uploading %s; it is uploaded at the next start", item.name)
+            return
+        except QueueError:
+            raise
+        except Exception:  # a bug must not kill the worker: log, back off, go on
+            log.exception("unexpected error while uploading %s", item.name)
+            self.queue.reschedule(item.id, owner, "internal error (see the log)", 60)
+            with self._cond:
+                self.schedule.wait(item.id, 60)
+                self._cond.notify_all()
+            return
+        finally:
+            self.keeper.drop(item.id)
             with self._inflight_lock:
-                self._inflight[item.id] = {
-                    "id": item.id,
-                    "name": item.name,
-                    "size": item.size,
-                    "sent": 0,
-                    "started_at": time.time(),
-                    "_started": time.monotonic(),
-                    "_reported": 0.0,
-                }
-            self.events.publish("upload_started", id=item.id, name=item.name, size=item.size)
-            try:
-                outcome = self.uploader.process(item, owner)
-            except Exception:  # a bug must not kill the worker: log, back off, go on
-                log.exception("unexpected error while uploading %s", item.name)
-                self.queue.reschedule(item.id, owner, "internal error (see the log)", 60)
-                continue
-            finally:
-                self.keeper.drop(item.id)
-                with self._inflight_lock:
-                    self._inflight.pop(item.id, None)
-            self._after_upload(item, outcome)
+                self._inflight.pop(item.id, None)
+        self._after_upload(item, outcome)
 
     def _after_upload(self, item: UploadItem, outcome: Outcome) -> None:
         if outcome.offline:
             self.monitor.report_network_failure()
+        if outcome.result is Result.RETRY:
+            after = self.queue.get(item.id)
+            delay = (after.next_attempt_at - self.clock()) if after else 0.0
+            with self._cond:
+                self.schedule.wait(item.id, delay)
+                self._cond.notify_all()  # the main loop sleeps until this retry is due
+        else:
+            with self._cond:
+                self.schedule.forget(item.id)
         if outcome.result in (Result.UPLOADED, Result.ALREADY_THERE):
+            # The store answers: whatever waits on a transient error is due now.
+            with self._cond:
+                waiting = self.schedule.healthy()
+            if self.queue.make_due(waiting):
+                self.wake_workers()
             self.counters.uploaded += 1
             self.events.publish("uploaded", id=item.id, name=item.name, url=outcome.url)
             for note in self.queue.notes_of_item(item.id):
@@ -635,7 +805,6 @@ class Daemon:
                 )
         elif outcome.result is Result.RETRY:
             self.counters.last_error = outcome.error
-            after = self.queue.get(item.id)
             self.events.publish(
                 "retry",
                 id=item.id,
@@ -677,17 +846,29 @@ class Daemon:
             "uploading": uploading,
             "since_start": {k: v for k, v in asdict(self.counters).items() if k != "last_error"},
             "last_error": self.counters.last_error,
+            "disk_full": self._disk_full,
         }
 
     def _status_line(self) -> str:
         c = self.queue.summary().counts
         state = "paused" if self.paused else self._online.name.lower()
+        if self._disk_full is not None:
+            state = "paused: the disk holding the queue is full (frees itself when space returns)"
         if self.watcher.degraded:
             state += ", watching degraded (rescans every 5 min)"
         return (
             f"{state}; {c[State.PENDING]} pending, {c[State.UPLOADING]} uploading, "
             f"{c[State.UPLOADED]} uploaded, {c[State.FAILED]} failed"
         )
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use on `folder`'s file system."""
+    try:
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return 0 if exc.errno == errno.ENOSPC else 1 << 62
+    return st.f_bavail * st.f_frsize
 
 
 class DaemonControl:

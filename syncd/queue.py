@@ -562,6 +562,29 @@ class UploadQueue:
                 ).rowcount
             )
 
+    def make_due(self, ids: Collection[int]) -> int:
+        """These pending items are due now, whatever their backoff said."""
+        if not ids:
+            return 0
+        now = self._clock()
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET next_attempt_at = ?, updated_at = ? WHERE state = "
+                    "'pending' AND next_attempt_at > ? AND id IN (SELECT value FROM json_each(?))",
+                    (now, now, now, json.dumps(sorted(ids))),
+                ).rowcount
+            )
+
+    def waiting(self) -> list[tuple[int, float]]:
+        """Pending items not due yet, as (id, seconds until due)."""
+        now = self._clock()
+        rows = self._sql(
+            "SELECT id, next_attempt_at FROM items WHERE state = 'pending' AND next_attempt_at > ?",
+            (now,),
+        )
+        return [(int(item_id), float(when) - now) for item_id, when in rows]
+
     # -- note references ----------------------------------------------------
 
     def record_ref(
