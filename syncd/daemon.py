@@ -216,6 +216,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT. Returns the exit code."""
+        self._route_uncaught_errors()
         self._install_signals()
         with state_lock(self.config.paths.state_dir):
             self._build(self.config)
@@ -248,6 +249,20 @@ class Daemon:
         with self._cond:
             self._reload_requested = True
             self._cond.notify_all()
+
+    @staticmethod
+    def _route_uncaught_errors() -> None:
+        """An exception nobody caught goes to the log (redacted), never raw to stderr."""
+
+        def hook(args: threading.ExceptHookArgs) -> None:
+            name = args.thread.name if args.thread is not None else "?"
+            log.error(
+                "unexpected error in thread %s",
+                name,
+                exc_info=args.exc_value or True,
+            )
+
+        threading.excepthook = hook
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
