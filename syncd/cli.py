@@ -742,7 +742,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
     with queue:
         index = index_remote(queue, storage, config.storage.prefix)
         assert index.complete
-        plan = plan_gc(queue, vault, storage, config.storage.prefix, grace_days=args.grace_days)
+        plan = plan_gc(
+            queue,
+            vault,
+            storage,
+            config.storage.prefix,
+            template=config.storage.key_template,
+            grace_days=args.grace_days,
+        )
         result = None
         if args.delete:
             result = collect_garbage(
@@ -755,6 +762,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
                 "objects": plan.under_prefix,
                 "referenced": plan.referenced,
                 "younger_than_grace": plan.young,
+                "foreign": plan.foreign,
                 "orphans": [o.key for o in plan.orphans],
                 "deleted": [o.key for o in result.deleted] if result else [],
                 "kept_after_recheck": result.kept_after_recheck if result else [],
@@ -765,7 +773,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(
             f"{plan.under_prefix} objects: {plan.referenced} referenced, {plan.young} "
             f"unreferenced but younger than {args.grace_days:g} days, "
-            f"{len(plan.orphans)} orphans"
+            f"{len(plan.orphans)} orphans; {plan.foreign} not written by syncd, left alone"
         )
         if result is None:
             for o in plan.orphans:
