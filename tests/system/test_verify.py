@@ -207,7 +207,7 @@ def test_the_daemon_checks_in_the_background_and_status_shows_it(
 
         def last_check() -> Any:
             code, status = vault.run_json("status")
-            assert status["daemon"] == "running"
+            assert code == 0 and status["daemon"] == "running"
             return status.get("verify")
 
         wait_until(
