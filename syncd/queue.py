@@ -836,6 +836,13 @@ class UploadQueue:
     def item_by_remote_key(self, key: str) -> UploadItem | None:
         return self._one_item("remote_key = ? ORDER BY id LIMIT 1", (key,))
 
+    def items_by_remote_key(self) -> dict[str, UploadItem]:
+        """Every item that has a key, by key, in one query (remote_key has no index)."""
+        rows = self._sql(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE remote_key IS NOT NULL ORDER BY id DESC"
+        )
+        return {item.remote_key: item for item in map(_item, rows) if item.remote_key}
+
     def object_needed(self, key: str, sha256: str | None) -> bool:
         """Whether an item needs the object at `key`: a note shows it or is about to, or
         an upload of this content is under way (it would find the object and count it)."""

@@ -156,10 +156,11 @@ def verify_links(
     links = linked_keys(vault, storage.public_base_url)
     index = _fresh_index(queue, clock())
     gap = 1.0 / heads_per_second if heads_per_second else 0.0
+    items = queue.items_by_remote_key()
     pause = wait or _sleep
     for key, (url, notes) in sorted(links.items()):
         report.checked += 1
-        item = queue.item_by_remote_key(key)
+        item = items.get(key)
         expected_sha = item.sha256 if item else (template.sha256_of(key) or sha256_in_key(key))
         expected_size = item.size if item else None
         listed = index.get(key) if index is not None else None

@@ -30,6 +30,7 @@ _CHUNK = 1 << 20
 _TEMP_PREFIX = ".syncd-tmp-"
 _META_PREFIX = ".syncd-meta-"
 _HIDDEN_PREFIX = ".syncd-"  # temp files and sidecars: never objects
+_NAME_MAX = 255  # bytes in one file name, on every Linux file system
 
 
 class LocalStorage(Storage):
@@ -186,7 +187,10 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
 
 
 def _sidecar(path: Path) -> Path:
-    return path.with_name(f"{_META_PREFIX}{path.name}.json")
+    name = f"{_META_PREFIX}{path.name}.json"
+    if len(name.encode()) > _NAME_MAX:  # a long object name: its hash names the sidecar
+        name = f"{_META_PREFIX}{hashlib.sha256(path.name.encode()).hexdigest()}.json"
+    return path.with_name(name)
 
 
 def _write_sidecar(target: Path, meta: dict[str, object]) -> None:

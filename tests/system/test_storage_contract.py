@@ -179,6 +179,13 @@ class TestLocalStorage(StorageContract):
         names = [p.name for p in storage.root.rglob("*")]
         assert sorted(names) == [".syncd-meta-b.png.json", "a", "b.png"]  # its sha256 sidecar
 
+    def test_a_long_object_name_still_gets_its_sidecar(self, storage: LocalStorage) -> None:
+        key = "l/" + "n" * 250 + ".png"
+        put_bytes(storage, key, png(seed=6))
+        assert storage.head(key).sha256 == hashlib.sha256(png(seed=6)).hexdigest()
+        storage.delete(key)
+        assert not storage.root.exists() or not any(storage.root.rglob("*"))
+
     def test_a_file_another_tool_put_has_no_sha256(self, storage: LocalStorage) -> None:
         put_bytes(storage, "x/ours.png", png(seed=1))
         (storage.root / "x" / "theirs.png").write_bytes(png(seed=2))
