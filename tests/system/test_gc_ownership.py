@@ -21,7 +21,10 @@ import pytest
 
 from syncd.config import load_config
 from syncd.errors import NotFoundError
+from syncd.queue import FileStat, State, UploadQueue
+from syncd.remote import collect_garbage, index_remote, plan_gc
 from syncd.storage import Storage, open_storage
+from syncd.vault import Vault
 from tests.support.daemonproc import SYNCD
 from tests.support.images import png
 from tests.support.s3server import MotoServer
@@ -207,3 +210,34 @@ def test_an_image_gc_deleted_is_uploaded_again_when_a_new_note_shows_it(bucket: 
     storage.get(key, got)  # the URL the note got works
     storage.close()
     assert got.getvalue() == data
+
+
+def test_gc_asks_the_queue_again_right_before_deleting(bucket: Bucket) -> None:
+    """A note indexed while gc runs (the daemon records its reference) keeps the object."""
+    config = load_config(bucket.config, bucket.env)
+    data = png(seed=11)
+    key = own_put(bucket, data)
+    image = bucket.root / "vault" / "attachments" / "late.png"
+    image.write_bytes(data)
+    storage = bucket.storage()
+    vault = Vault(config.paths.notes, config.paths.images)
+    with UploadQueue(config.queue_path) as queue:
+        item, _ = queue.record_image(
+            image, FileStat.of(image.stat()), hashlib.sha256(data).hexdigest(), "image/png", ".png"
+        )
+        queue.mark_uploaded(item.id, key, storage.url_for(key))
+        index_remote(queue, storage, "")
+        plan = plan_gc(
+            queue, vault, storage, "", template=config.storage.key_template, grace_days=0
+        )
+        assert [o.key for o in plan.orphans] == [key]
+        # meanwhile the daemon indexes a new note that shows the image
+        queue.record_ref(
+            bucket.root / "vault" / "n.md", "![](attachments/late.png)", "inline", image, item.id
+        )
+        result = collect_garbage(plan, queue, vault, storage, bucket.root / "gc", force=True)
+        assert result.kept_after_recheck == [key] and result.deleted == []
+        after = queue.get(item.id)
+        assert after is not None and after.state is State.UPLOADED
+    storage.close()
+    assert bucket.exists(key)
