@@ -30,6 +30,7 @@ from syncd.cache import ObjectCache, default_cache_dir
 from syncd.config import Config
 from syncd.errors import (
     NotFoundError,
+    OfflineError,
     PreconditionFailed,
     StorageError,
     TransientStorageError,
@@ -150,7 +151,8 @@ def verify_links(
     """Check (and with `repair`, mend) every object the notes show.
 
     `heads_per_second` spaces the store requests out; `wait(seconds)` is how to pause
-    (True: stop now, the report is marked interrupted).
+    (True: stop now, the report is marked interrupted). Raises OfflineError when the
+    store cannot be reached at all.
     """
     report = VerifyReport(at=clock())
     links = linked_keys(vault, storage.public_base_url)
@@ -213,6 +215,8 @@ def _check(
         info = storage.head(key)
     except NotFoundError:
         return LinkCheck(key, url, notes, Problem.MISSING, "not in the bucket")
+    except OfflineError:
+        raise  # the store is out of reach: every other link would wait for it too
     except StorageError as exc:
         return LinkCheck(key, url, notes, Problem.UNCHECKED, str(exc))
     if size is not None and info.size != size:

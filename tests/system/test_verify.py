@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
 from tests.support.images import png
-from tests.support.s3server import MotoServer
+from tests.support.s3server import MotoServer, free_port
 
 BASE = "https://img.example.com"
 
@@ -224,3 +224,11 @@ def test_the_daemon_checks_in_the_background_and_status_shows_it(
         )
     finally:
         assert daemon.stop() == 0
+
+
+def test_an_unreachable_store_is_a_clear_error(vault: Vault) -> None:
+    text = vault.config.read_text().replace(vault.server.url, f"http://127.0.0.1:{free_port()}")
+    vault.config.write_text(text)
+    proc = vault.run("verify")
+    assert proc.returncode == 1
+    assert "cannot reach" in proc.stderr and "Traceback" not in proc.stderr
