@@ -184,6 +184,8 @@ def verify_links(
             log.warning("%s is not in the bucket: no new note gets its URL", key)
         if repair and expected_sha is not None:
             _repair(check, queue, storage, cache, item, expected_sha)
+        elif repair:
+            check.detail += "; neither the queue nor its key says which bytes belong there"
         (report.repaired if check.repaired else report.broken).append(check)
     return report
 
