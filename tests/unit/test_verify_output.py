@@ -13,7 +13,7 @@ from syncd.verify import printable
         ("Trip.md", "Trip.md"),
         ("Été 日本/ñ.md", "Été 日本/ñ.md"),
         ("red\x1b[31m.md", "red\\x1b[31m.md"),
-        ("two\nlines.md", "two\\nlines.md".replace("\\n", "\\x0a")),
+        ("two\nlines.md", "two\\x0alines.md"),
         ("bell\x07\x7f\x9b.md", "bell\\x07\\x7f\\x9b.md"),
         ("evil\u202egpj.md", "evil\\u202egpj.md"),
     ],
