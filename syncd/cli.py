@@ -103,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--delete", action="store_true", help="delete them (default: only list)")
     gc.add_argument("--force", action="store_true", help="even if more than half would go")
     gc.add_argument("--grace-days", type=float, default=30.0, help="keep younger objects (30 days)")
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="check that every object the notes link to is in the bucket",
+    )
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="upload missing or wrong objects again from local copies",
+    )
     sub.add_parser(
         "install-service", parents=[common], help="install and start the systemd user unit"
     )
@@ -430,6 +440,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if queue["next_attempt_at"]:
         print(f"next retry: in {_duration(max(0.0, queue['next_attempt_at'] - time.time()))}")
     _print_last_error(queue["last_error"], c["failed"])
+    _print_verify(status.get("verify"))
     return EXIT_OK
 
 
@@ -443,12 +454,14 @@ def _status_offline(args: argparse.Namespace, config: Config) -> int:
     else:
         with queue:
             summary = queue.summary()
+            verify = queue.last_verify()
     if args.json:
         _print_json(
             {
                 "daemon": "not running",
                 "queue_path": str(config.queue_path),
                 "queue": _summary_json(summary) if summary else None,
+                "verify": verify if summary else None,
             }
         )
         return EXIT_OK
@@ -462,7 +475,19 @@ def _status_offline(args: argparse.Namespace, config: Config) -> int:
         wait = max(0.0, summary.next_attempt_at - time.time())
         print(f"next retry: in {_duration(wait)}")
     _print_last_error(summary.last_error, summary.counts[State.FAILED])
+    _print_verify(verify)
     return EXIT_OK
+
+
+def _print_verify(last: dict[str, Any] | None) -> None:
+    """The last `syncd verify` (or the daemon's background check), if any ran."""
+    if not last:
+        return
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.get("at") or 0))
+    print(
+        f"verify: {when}, {_plural(int(last.get('checked', 0)), 'linked object')} checked, "
+        f"{last.get('broken', 0)} broken"
+    )
 
 
 def _print_last_error(error: str | None, failed: int) -> None:
@@ -744,7 +769,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
     with queue:
         index = index_remote(queue, storage, config.storage.prefix)
         assert index.complete
-        plan = plan_gc(queue, vault, storage, config.storage.prefix, grace_days=args.grace_days)
+        plan = plan_gc(
+            queue,
+            vault,
+            storage,
+            config.storage.prefix,
+            template=config.storage.key_template,
+            grace_days=args.grace_days,
+        )
         result = None
         if args.delete:
             result = collect_garbage(
@@ -757,6 +789,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
                 "objects": plan.under_prefix,
                 "referenced": plan.referenced,
                 "younger_than_grace": plan.young,
+                "foreign": plan.foreign,
                 "orphans": [o.key for o in plan.orphans],
                 "deleted": [o.key for o in result.deleted] if result else [],
                 "kept_after_recheck": result.kept_after_recheck if result else [],
@@ -767,7 +800,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(
             f"{plan.under_prefix} objects: {plan.referenced} referenced, {plan.young} "
             f"unreferenced but younger than {args.grace_days:g} days, "
-            f"{len(plan.orphans)} orphans"
+            f"{len(plan.orphans)} orphans; {plan.foreign} not written by syncd, left alone"
         )
         if result is None:
             for o in plan.orphans:
@@ -781,6 +814,48 @@ def cmd_gc(args: argparse.Namespace) -> int:
             for key, error in result.errors:
                 print(f"  could not delete {key}: {redact.scrub(error)}")
     return EXIT_UNDONE if result is not None and result.errors else EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Every URL in the notes that points into the bucket, checked (and with --repair, mended)."""
+    from syncd.storage import open_storage
+    from syncd.vault import Vault
+    from syncd.verify import open_cache, printable, verify_links
+
+    config = _config(args)
+    vault = Vault(config.paths.notes, config.paths.images)
+    storage = open_storage(config.storage)
+    with UploadQueue(config.queue_path) as queue:
+        try:
+            report = verify_links(
+                queue,
+                vault,
+                storage,
+                config.storage.key_template,
+                repair=args.repair,
+                cache=open_cache(),
+            )
+        finally:
+            storage.close()
+        queue.record_verify(report.summary("cli"))
+    if args.json:
+        _print_json(report.as_dict())
+        return EXIT_OK if report.all_good else EXIT_UNDONE
+    for check in report.repaired:
+        print(f"repaired {printable(check.key)}: {printable(redact.scrub(check.detail))}")
+    for check in [*report.broken, *report.unchecked]:
+        problem = check.problem.value.replace("_", " ")
+        print(f"{problem}: {printable(check.key)} ({printable(redact.scrub(check.detail))})")
+        for note in check.notes:
+            print(f"  shown by {printable(str(note))}")
+    print(
+        f"{_plural(report.checked, 'linked object')} checked: {report.ok} ok, "
+        f"{len(report.repaired)} repaired, {len(report.broken)} broken"
+        + (f", {len(report.unchecked)} could not be checked" if report.unchecked else "")
+    )
+    if report.broken and not args.repair:
+        print("run `syncd verify --repair` to upload them again from local copies")
+    return EXIT_OK if report.all_good else EXIT_UNDONE
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -916,6 +991,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "watch": cmd_watch,
     "remote": cmd_remote,
     "gc": cmd_gc,
+    "verify": cmd_verify,
     "pull": cmd_pull,
     "cache": cmd_cache,
 }

@@ -97,6 +97,7 @@ class UploadConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     notify: bool = False  # a desktop notice when an upload fails for good
+    verify_interval_hours: float = 24.0  # the background `verify`; 0 = off
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "settle_seconds",
     ),
     "cache": ("prefetch",),
-    "daemon": ("notify",),
+    "daemon": ("notify", "verify_interval_hours"),
 }
 
 
@@ -253,6 +254,13 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
     if not isinstance(notify, bool):
         checker.problem("daemon.notify", "must be true or false", "write notify = true")
         notify = False
+    verify_interval = checker.number(
+        _table(data, "daemon"),
+        "verify_interval_hours",
+        "daemon.verify_interval_hours",
+        DaemonConfig.verify_interval_hours,
+        0,
+    )
     if checker.problems:
         raise ConfigError(checker.problems)
     assert paths is not None and storage is not None and upload is not None
@@ -262,7 +270,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
         storage=storage,
         upload=upload,
         cache=CacheConfig(prefetch=prefetch),
-        daemon=DaemonConfig(notify=notify),
+        daemon=DaemonConfig(notify=notify, verify_interval_hours=verify_interval),
     )
 
 

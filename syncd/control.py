@@ -66,7 +66,7 @@ STREAM_WRITE_TIMEOUT = 30.0  # a `watch` suspended longer than this loses its st
 MAX_CONNECTIONS = 128  # event streams included; beyond it new connections get 503
 ITEMS_LIMIT_DEFAULT = 100
 ITEMS_LIMIT_MAX = 10_000
-ITEM_STATES = ("pending", "uploading", "uploaded", "failed")  # syncd.queue.State values
+ITEM_STATES = ("pending", "uploading", "uploaded", "failed", "removed")  # syncd.queue.State
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the final NUL
 _STOP_GRACE = 1.0  # stop() lets handlers finish this long, then cuts their sockets
 _STREAM_POLL = 0.5  # an idle stream notices a client that left within this
@@ -75,7 +75,7 @@ _LOG_HINT = "see the daemon's log: journalctl --user -u syncd, or syncd.log in i
 # path -> (method, what it does). One method per path keeps 405 answers simple.
 ROUTES: dict[str, tuple[str, str]] = {
     "/v1/status": ("GET", "the daemon's state and the queue's counts"),
-    "/v1/items": ("GET", "queue items; ?state=pending|uploading|uploaded|failed&limit=N"),
+    "/v1/items": ("GET", "queue items; ?state=pending|uploading|uploaded|failed|removed&limit=N"),
     "/v1/sync": ("POST", "drain the queue now"),
     "/v1/pause": ("POST", "stop claiming new uploads"),
     "/v1/resume": ("POST", "claim uploads again"),

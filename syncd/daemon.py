@@ -332,6 +332,28 @@ class Daemon:
         ]
         for t in self._workers:
             t.start()
+        self._start_background_verify()
+
+    # -- background verify (see syncd.verify) ------------------------------------
+
+    def _start_background_verify(self) -> None:
+        from syncd.verify import BackgroundVerify
+
+        hours = self.config.daemon.verify_interval_hours
+        self._verifier: BackgroundVerify | None = None
+        if hours > 0:
+            self._verifier = BackgroundVerify(
+                self.config, self.queue, self.vault, self.storage, interval_seconds=hours * 3600
+            )
+            self._verifier.start()
+
+    def _stop_background_verify(self) -> None:
+        verifier = getattr(self, "_verifier", None)
+        if verifier is not None:
+            verifier.stop()
+            self._verifier = None
+
+    # ------------------------------------------------------------------------------
 
     def _ready(self) -> None:
         """READY=1, then the watchdog pings (systemd expects READY first)."""
@@ -361,6 +383,7 @@ class Daemon:
                 t.join(max(0.0, deadline - time.monotonic()))
         self._workers = []
         self._threads_started = False
+        self._stop_background_verify()
         self.watcher.stop()
         self.monitor.stop()
         self.keeper.stop()
@@ -862,6 +885,7 @@ class Daemon:
             "since_start": {k: v for k, v in asdict(self.counters).items() if k != "last_error"},
             "last_error": self.counters.last_error,
             "disk_full": self._disk_full,
+            "verify": self.queue.last_verify(),  # the last check, by the daemon or the CLI
         }
 
     def _status_line(self) -> str:

@@ -69,6 +69,50 @@ class KeyTemplate:
         check_key(full)
         return full
 
+    def sha256_of(self, key: str) -> str | None:
+        """The content hash in `key` if this template (and prefix) could have rendered it.
+
+        None for a key the template cannot produce: another tool's object, or one of a
+        different template. Shortened hashes (`{sha256:.2}`) must agree with the full one.
+        """
+        match = self._pattern().fullmatch(key)
+        if match is None:
+            return None
+        full = match["sha256"]
+        for name, short in match.groupdict().items():
+            if name.startswith("short") and not full.startswith(short):
+                return None
+        return str(full)
+
+    def _pattern(self) -> re.Pattern[str]:
+        parts = [re.escape(self.prefix)]
+        seen_sha = False
+        for n, (literal, name, spec, _conv) in enumerate(string.Formatter().parse(self.template)):
+            parts.append(re.escape(literal))
+            if name is None:
+                continue
+            if name == "sha256" and spec:
+                parts.append(f"(?P<short{n}>[0-9a-f]{{{int(spec[1:])}}})")
+            elif name == "sha256":
+                # A second full {sha256} must repeat the first.
+                parts.append("(?P=sha256)" if seen_sha else "(?P<sha256>[0-9a-f]{64})")
+                seen_sha = True
+            else:
+                parts.append(_PLACEHOLDER_PATTERNS[name])
+        if not seen_sha:  # only shortened hashes: the key cannot name its content
+            return re.compile(r"(?!)")
+        return re.compile("".join(parts))
+
+
+# What each placeholder can render to (see `render` and `safe_stem`).
+_PLACEHOLDER_PATTERNS = {
+    "ext": r"(?:\.[a-z0-9]+)?",
+    "stem": r"[A-Za-z0-9._-]{1,80}",
+    "yyyy": r"[0-9]{4}",
+    "mm": r"[0-9]{2}",
+    "dd": r"[0-9]{2}",
+}
+
 
 def safe_stem(stem: str) -> str:
     """A file stem reduced to characters that are safe in any key and URL."""

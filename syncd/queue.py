@@ -40,6 +40,9 @@ class State(enum.StrEnum):
     UPLOADING = "uploading"
     UPLOADED = "uploaded"
     FAILED = "failed"
+    # Its object left the bucket (`syncd gc` deleted it, or `verify` found it missing): no
+    # note gets its URL; a new reference to it queues it again (pending).
+    REMOVED = "removed"
 
 
 @dataclass(frozen=True)
@@ -602,6 +605,8 @@ class UploadQueue:
                 (str(note), original, syntax, str(image_path), item_id, now, now),
             )
             ref = self._one_ref("note = ? AND original = ?", (str(note), original))
+            if ref is not None and ref.state is RefState.PENDING:
+                self._requeue_removed(item_id, now)
         assert ref is not None
         return ref
 
@@ -637,6 +642,12 @@ class UploadQueue:
     def reset_localized(self, note: Path) -> int:
         """References that `localize` left local may be rewritten again."""
         with self._write():
+            self._sql(
+                "UPDATE items SET state = 'pending', next_attempt_at = 0, updated_at = ? "
+                "WHERE state = 'removed' AND id IN (SELECT item_id FROM refs "
+                "WHERE note = ? AND state = 'localized')",
+                (self._clock(), str(note)),
+            )
             return int(
                 self._sql(
                     "UPDATE refs SET state = 'pending', updated_at = ? "
@@ -667,7 +678,7 @@ class UploadQueue:
     def outstanding_among(self, ids: Collection[int]) -> int:
         """How many of these items are not uploaded yet (pending, uploading or failed)."""
         (n,) = self._sql(
-            "SELECT COUNT(*) FROM items WHERE state != 'uploaded' "
+            "SELECT COUNT(*) FROM items WHERE state IN ('pending', 'uploading', 'failed') "
             "AND id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted(ids)),),
         ).fetchone()
@@ -829,6 +840,92 @@ class UploadQueue:
             "WHERE items.remote_key IS NOT NULL AND refs.state != 'localized'"
         )
         return {key for (key,) in rows}
+
+    # -- objects leaving the bucket (gc, verify) ------------------------------
+
+    def _requeue_removed(self, item_id: int, now: float) -> None:
+        """A note shows this content again: if its object left the bucket, upload it again."""
+        self._sql(
+            "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
+            "updated_at = ? WHERE id = ? AND state = 'removed'",
+            (now, item_id),
+        )
+
+    def own_remote_keys(self) -> set[str]:
+        """Every key this queue ever uploaded to (whatever the item's state now)."""
+        rows = self._sql("SELECT remote_key FROM items WHERE remote_key IS NOT NULL")
+        return {key for (key,) in rows}
+
+    def item_by_remote_key(self, key: str) -> UploadItem | None:
+        return self._one_item("remote_key = ? ORDER BY id LIMIT 1", (key,))
+
+    def items_by_remote_key(self) -> dict[str, UploadItem]:
+        """Every item that has a key, by key, in one query (remote_key has no index)."""
+        rows = self._sql(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE remote_key IS NOT NULL ORDER BY id DESC"
+        )
+        return {item.remote_key: item for item in map(_item, rows) if item.remote_key}
+
+    def object_needed(self, key: str, sha256: str | None) -> bool:
+        """Whether an item needs the object at `key`: a note shows it or is about to, or
+        an upload of this content is under way (it would find the object and count it)."""
+        (n,) = self._sql(
+            "SELECT COUNT(*) FROM items WHERE (remote_key = ? OR sha256 = ?) AND "
+            "(state IN ('pending', 'uploading') OR EXISTS (SELECT 1 FROM refs WHERE "
+            "refs.item_id = items.id AND refs.state != 'localized'))",
+            (key, sha256 or ""),
+        ).fetchone()
+        return bool(n)
+
+    def remove_unless_needed(self, key: str, sha256: str | None) -> bool:
+        """Before deleting `key`: in one transaction, check that no item needs it and mark
+        the items uploaded there `removed`, so no note gets their URL from now on.
+        False (nothing changed) if it is needed."""
+        with self._write():
+            if self.object_needed(key, sha256):
+                return False
+            self._mark_removed(key)
+        return True
+
+    def mark_removed(self, key: str) -> int:
+        """The object at `key` is not in the bucket (found missing): its items are no
+        longer uploaded. Returns how many items that concerned."""
+        with self._write():
+            return self._mark_removed(key)
+
+    def _mark_removed(self, key: str) -> int:
+        return int(
+            self._sql(
+                "UPDATE items SET state = 'removed', url = NULL, updated_at = ? "
+                "WHERE remote_key = ? AND state = 'uploaded'",
+                (self._clock(), key),
+            ).rowcount
+        )
+
+    def requeue_key(self, key: str) -> int:
+        """Items of `key` must be uploaded again (their object went away under a use)."""
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
+                    "url = NULL, updated_at = ? WHERE remote_key = ? "
+                    "AND state IN ('uploaded', 'removed')",
+                    (self._clock(), key),
+                ).rowcount
+            )
+
+    def record_verify(self, result: dict[str, Any]) -> None:
+        """The outcome of the last `verify` (CLI or daemon), for `status`."""
+        with self._write():
+            self._set_meta("verify.last", json.dumps(result, sort_keys=True))
+
+    def last_verify(self) -> dict[str, Any] | None:
+        raw = self._meta("verify.last")
+        try:
+            value = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     # -- reading ------------------------------------------------------------
 

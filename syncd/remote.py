@@ -7,21 +7,28 @@ and never counts an object twice; objects gone from the bucket leave the index w
 listing completes.
 
 `plan_gc` / `collect_garbage`: objects under the prefix that no note references any
-more and that are older than a grace period. Nothing is deleted without `delete=True`;
-never more than half of the objects without `force=True`; and the notes are read again
-right before deleting, so a reference added while the GC ran keeps its object.
+more and that are older than a grace period. Only objects syncd wrote are candidates:
+a key of one of the queue's items, or a key the key template can render whose stored
+SHA-256 (`x-amz-meta-sha256`, the local backend's sidecar) is the hash in the key. Any
+other object is foreign: counted, never listed as an orphan, never deleted, whatever
+the flags. Nothing is deleted without `delete=True`; never more than half of syncd's
+objects without `force=True`; the notes are read again right before deleting, and the
+queue is asked once more per object, in the same transaction that marks its items
+`removed` (so no note gets their URL any more, and a later reference uploads them again).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.errors import SyncdError
-from syncd.keys import key_from_url
+from syncd.config import DEFAULT_KEY_TEMPLATE
+from syncd.errors import NotFoundError, SyncdError
+from syncd.keys import KeyTemplate, key_from_url
 from syncd.links import find_image_refs
 from syncd.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadQueue
@@ -91,12 +98,55 @@ def referenced_keys(vault: Vault, public_base_url: str | None) -> set[str]:
     return keys
 
 
+class Ownership(enum.Enum):
+    OURS = "ours"  # syncd wrote it
+    FOREIGN = "foreign"  # another tool's object, or one syncd cannot vouch for
+    GONE = "gone"  # left the bucket since it was listed
+
+
+def ownership(
+    key: str,
+    storage: Storage,
+    template: KeyTemplate,
+    own_key_sha: str | None,
+    *,
+    own_key: bool,
+) -> tuple[Ownership, str | None]:
+    """Whether syncd wrote the object at `key`, and the content hash it should hold.
+
+    `own_key`: some queue item was uploaded to `key` (its hash is `own_key_sha`). Otherwise
+    the key must parse against the template, which costs nothing; only then is the store
+    asked (one HEAD) whether the object's recorded SHA-256 is the one in its key.
+    """
+    sha = template.sha256_of(key) or own_key_sha
+    if not own_key and sha is None:
+        return Ownership.FOREIGN, None
+    try:
+        info = storage.head(key)
+    except NotFoundError:
+        return Ownership.GONE, sha
+    if info.sha256 is not None and info.sha256 == sha:
+        return Ownership.OURS, sha
+    # An own key without recorded hash (written before hashes were recorded) is still
+    # ours; a recorded hash that disagrees means someone else's bytes are there now.
+    if own_key and info.sha256 is None:
+        return Ownership.OURS, sha
+    return Ownership.FOREIGN, sha
+
+
 @dataclass
 class GcPlan:
     under_prefix: int  # objects in the index under the prefix
-    orphans: list[RemoteObject]  # unreferenced and older than the grace period
+    orphans: list[RemoteObject]  # syncd's, unreferenced and older than the grace period
     young: int  # unreferenced but within the grace period
     referenced: int
+    foreign: int = 0  # not written by syncd: left alone
+    orphan_sha: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def ours(self) -> int:
+        """Objects that may be syncd's (the base of the more-than-half guard)."""
+        return self.referenced + self.young + len(self.orphans)
 
 
 @dataclass
@@ -114,22 +164,39 @@ def plan_gc(
     storage: Storage,
     prefix: str,
     *,
+    template: KeyTemplate | None = None,
     grace_days: float = DEFAULT_GRACE_DAYS,
     now: float | None = None,
 ) -> GcPlan:
+    template = template or KeyTemplate(DEFAULT_KEY_TEMPLATE, prefix=prefix)
     in_use = _in_use(queue, vault, storage)
+    own_keys = queue.own_remote_keys()
     cutoff = (time.time() if now is None else now) - grace_days * 86400
     objects = queue.remote_objects(prefix)
-    orphans: list[RemoteObject] = []
-    young = 0
+    plan = GcPlan(len(objects), [], 0, 0)
     for obj in objects:
         if obj.key in in_use:
+            plan.referenced += 1
+            continue
+        own_key = obj.key in own_keys
+        if not own_key and template.sha256_of(obj.key) is None:
+            plan.foreign += 1  # no request needed: the template cannot make this key
             continue
         if obj.last_modified is not None and obj.last_modified > cutoff:
-            young += 1
+            plan.young += 1
+            continue
+        item = queue.item_by_remote_key(obj.key) if own_key else None
+        owner, sha = ownership(
+            obj.key, storage, template, item.sha256 if item else None, own_key=own_key
+        )
+        if owner is Ownership.OURS:
+            plan.orphans.append(obj)
+            plan.orphan_sha[obj.key] = sha
+        elif owner is Ownership.FOREIGN:
+            plan.foreign += 1
         else:
-            orphans.append(obj)
-    return GcPlan(len(objects), orphans, young, len(objects) - len(orphans) - young)
+            plan.under_prefix -= 1  # gone already
+    return plan
 
 
 def collect_garbage(
@@ -145,9 +212,9 @@ def collect_garbage(
     result = GcResult(plan)
     if not plan.orphans:
         return result
-    if len(plan.orphans) * 2 > plan.under_prefix and not force:
+    if len(plan.orphans) * 2 > plan.ours and not force:
         raise GcRefused(
-            f"{len(plan.orphans)} of the {plan.under_prefix} objects under the prefix are "
+            f"{len(plan.orphans)} of the {plan.ours} objects syncd wrote are "
             "unreferenced: deleting more than half is refused (a wrong prefix or notes "
             "folder looks like this); check `syncd gc` without --delete, then add --force"
         )
@@ -158,7 +225,10 @@ def collect_garbage(
     with result.log_path.open("a", encoding="utf-8") as record:
         record.write("# objects deleted by syncd gc: key, size, last modified (epoch)\n")
         for obj in plan.orphans:
-            if obj.key in in_use:
+            sha = plan.orphan_sha.get(obj.key)
+            # The queue too: a note indexed meanwhile, or an upload of these bytes under
+            # way. In the same transaction its items stop being `uploaded`.
+            if obj.key in in_use or not queue.remove_unless_needed(obj.key, sha):
                 result.kept_after_recheck.append(obj.key)
                 continue
             try:
@@ -166,6 +236,10 @@ def collect_garbage(
             except SyncdError as exc:
                 result.errors.append((obj.key, str(exc)))
                 continue
+            if queue.object_needed(obj.key, sha):
+                # Needed again in the instant between the check and the delete: upload
+                # it again rather than leave a link to nothing.
+                queue.requeue_key(obj.key)
             record.write(f"{obj.key}\t{obj.size}\t{obj.last_modified}\n")
             record.flush()
             result.deleted.append(obj)

@@ -34,9 +34,9 @@ _syncd() {
     ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
 
     local common="-h --help --config --json -v --verbose -q --quiet"
-    local commands="sync status run start stop doctor pull cache remote gc install-service
+    local commands="sync status run start stop doctor pull cache remote gc verify install-service
         rewrite localize retry items pause resume watch"
-    local states="pending uploading uploaded failed"
+    local states="pending uploading uploaded failed removed"
     # Options that take a value (the next word, or after "=").
     local with_value="--config|--only|--state|--limit|--max-size|--max-pages|--page-size|--grace-days"
 
@@ -109,6 +109,7 @@ _syncd() {
             esac
             ;;
         gc) opts="--delete --force --grace-days" ;;
+        verify) opts="--repair" ;;
         rewrite) opts="--dry-run" notes=1 ;;
         localize) opts="--all --dry-run" notes=1 ;;
         retry) opts="--all-failed" ;; # ID...: item ids, see `syncd items`

@@ -70,6 +70,7 @@ complete -c syncd -n '__syncd_at' -a pull -d 'download the remote images notes u
 complete -c syncd -n '__syncd_at' -a cache -d 'the local object cache'
 complete -c syncd -n '__syncd_at' -a remote -d 'the index of the bucket'
 complete -c syncd -n '__syncd_at' -a gc -d 'find (and delete) unreferenced objects'
+complete -c syncd -n '__syncd_at' -a verify -d 'check that every object the notes link to is in the bucket'
 complete -c syncd -n '__syncd_at' -a install-service -d 'install and start the systemd user unit'
 complete -c syncd -n '__syncd_at' -a rewrite -d 'point links to uploaded images at their URLs'
 complete -c syncd -n '__syncd_at' -a localize -d 'turn URLs back into local image references'
@@ -101,6 +102,9 @@ complete -c syncd -n '__syncd_at gc' -l delete -d 'delete them (default: only li
 complete -c syncd -n '__syncd_at gc' -l force -d 'even if more than half would go'
 complete -c syncd -n '__syncd_at gc' -l grace-days -x -d 'keep younger objects (30 days)'
 
+# verify
+complete -c syncd -n '__syncd_at verify' -l repair -d 'upload missing or wrong objects again from local copies'
+
 # rewrite [NOTE...]
 complete -c syncd -n '__syncd_at rewrite' -l dry-run -d 'show a diff, change nothing'
 complete -c syncd -n '__syncd_at rewrite' -a '(__syncd_notes)'
@@ -114,5 +118,5 @@ complete -c syncd -n '__syncd_at localize' -a '(__syncd_notes)'
 complete -c syncd -n '__syncd_at retry' -l all-failed -d 'every failed item (default)'
 
 # items
-complete -c syncd -n '__syncd_at items' -l state -x -a 'pending uploading uploaded failed' -d 'only this state'
+complete -c syncd -n '__syncd_at items' -l state -x -a 'pending uploading uploaded failed removed' -d 'only this state'
 complete -c syncd -n '__syncd_at items' -l limit -x -d 'at most this many (200)'

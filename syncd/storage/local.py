@@ -3,12 +3,19 @@
 For the demo, for tests, and for people whose "remote" is a synced folder (a NAS mount,
 a Syncthing share served by a web server). Writes are atomic: a hidden temp file in the
 target folder, fsync, rename, fsync of the folder, so a reader never sees half an object.
+
+What S3 keeps as object metadata (`x-amz-meta-sha256`, the content type) is kept in a
+hidden sidecar next to the object, `.syncd-meta-<name>.json`, written after the object
+and removed before it. It is how `head` tells an object syncd wrote from a file another
+tool put in the folder; a sidecar whose size disagrees with the file is ignored. Hidden
+`.syncd-` files are never listed as objects.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +28,9 @@ from syncd.storage.base import ContentMismatch, ObjectInfo, ObjectPage, Storage
 
 _CHUNK = 1 << 20
 _TEMP_PREFIX = ".syncd-tmp-"
+_META_PREFIX = ".syncd-meta-"
+_HIDDEN_PREFIX = ".syncd-"  # temp files and sidecars: never objects
+_NAME_MAX = 255  # bytes in one file name, on every Linux file system
 
 
 class LocalStorage(Storage):
@@ -84,6 +94,7 @@ class LocalStorage(Storage):
                 tmp.unlink()
             else:
                 os.replace(tmp, target)
+            _write_sidecar(target, {"sha256": sha256, "size": size, "content_type": content_type})
             fsync_dir(target.parent)
         except OSError as exc:
             raise PermanentStorageError(f"cannot write {target}: {exc.strerror}") from None
@@ -97,7 +108,16 @@ class LocalStorage(Storage):
             st = path.stat()
         except FileNotFoundError:
             raise NotFoundError(f"no object {key}") from None
-        return _info(key, st)
+        meta = _read_sidecar(path, st.st_size)
+        info = _info(key, st)
+        return ObjectInfo(
+            key=info.key,
+            size=info.size,
+            etag=info.etag,
+            last_modified=info.last_modified,
+            sha256=meta.get("sha256"),
+            content_type=meta.get("content_type"),
+        )
 
     def get(self, key: str, out: BinaryIO) -> int:
         path = self._path(key)
@@ -114,6 +134,10 @@ class LocalStorage(Storage):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
+        # The sidecar first: a crash in between leaves an object that looks foreign (kept
+        # by gc), never a sidecar that would vouch for a file someone else puts there.
+        with contextlib.suppress(FileNotFoundError):
+            _sidecar(path).unlink()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         # Like a bucket, the folder has no empty "directories": remove those the key made.
@@ -148,7 +172,7 @@ def _walk(root: Path) -> list[str]:
     for dirpath, _dirs, files in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         for name in files:
-            if not name.startswith(_TEMP_PREFIX):
+            if not name.startswith(_HIDDEN_PREFIX):
                 found.append(name if rel == "." else f"{rel}/{name}")
     return found
 
@@ -160,3 +184,35 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
         etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
         last_modified=st.st_mtime,
     )
+
+
+def _sidecar(path: Path) -> Path:
+    name = f"{_META_PREFIX}{path.name}.json"
+    if len(name.encode()) > _NAME_MAX:  # a long object name: its hash names the sidecar
+        name = f"{_META_PREFIX}{hashlib.sha256(path.name.encode()).hexdigest()}.json"
+    return path.with_name(name)
+
+
+def _write_sidecar(target: Path, meta: dict[str, object]) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(meta, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, _sidecar(target))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
+def _read_sidecar(path: Path, size: int) -> dict[str, str]:
+    """The object's metadata, or {} if it has no sidecar (another tool's file)."""
+    try:
+        meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict) or meta.get("size") != size:
+        return {}
+    return {k: v for k, v in meta.items() if k in ("sha256", "content_type") and isinstance(v, str)}

@@ -66,6 +66,16 @@ class StorageContract:
         assert info.size == len(data)
         assert get_bytes(storage, "ab/one.png") == data
 
+    def test_head_tells_the_sha256_the_object_was_put_with(self, storage: Storage) -> None:
+        # gc and verify rely on it to tell syncd's objects from other tools' files.
+        data = png(seed=4)
+        put_bytes(storage, "s/h.png", data)
+        assert storage.head("s/h.png").sha256 == hashlib.sha256(data).hexdigest()
+        put_bytes(storage, "s/h.png", png(seed=5), if_absent=False)
+        assert storage.head("s/h.png").sha256 == hashlib.sha256(png(seed=5)).hexdigest()
+        storage.delete("s/h.png")
+        assert storage.list(prefix="s/").objects == []
+
     def test_if_absent_refuses_to_overwrite(self, storage: Storage) -> None:
         put_bytes(storage, "k.png", png(seed=1))
         with pytest.raises(PreconditionFailed):
@@ -167,7 +177,23 @@ class TestLocalStorage(StorageContract):
         with pytest.raises(PreconditionFailed):
             put_bytes(storage, "a/b.png", png())
         names = [p.name for p in storage.root.rglob("*")]
-        assert sorted(names) == ["a", "b.png"]
+        assert sorted(names) == [".syncd-meta-b.png.json", "a", "b.png"]  # its sha256 sidecar
+
+    def test_a_long_object_name_still_gets_its_sidecar(self, storage: LocalStorage) -> None:
+        key = "l/" + "n" * 250 + ".png"
+        put_bytes(storage, key, png(seed=6))
+        assert storage.head(key).sha256 == hashlib.sha256(png(seed=6)).hexdigest()
+        storage.delete(key)
+        assert not storage.root.exists() or not any(storage.root.rglob("*"))
+
+    def test_a_file_another_tool_put_has_no_sha256(self, storage: LocalStorage) -> None:
+        put_bytes(storage, "x/ours.png", png(seed=1))
+        (storage.root / "x" / "theirs.png").write_bytes(png(seed=2))
+        assert storage.head("x/theirs.png").sha256 is None
+        # a sidecar that does not describe the file (it was replaced) vouches for nothing
+        (storage.root / "x" / "ours.png").write_bytes(png(seed=3, noise=500))
+        assert storage.head("x/ours.png").sha256 is None
+        assert [o.key for o in storage.list().objects] == ["x/ours.png", "x/theirs.png"]
 
     def test_file_url_without_public_base(self, tmp_path: Path) -> None:
         storage = LocalStorage(tmp_path / "r", None)

@@ -130,7 +130,13 @@ def test_two_hundred_images_uploaded_verified_and_not_twice(
     code, out = setup.run_json("sync", "--once")
     assert code == 0, out
     assert out["results"]["uploaded"] == 200
-    assert out["queue"]["counts"] == {"pending": 0, "uploading": 0, "uploaded": 200, "failed": 0}
+    assert out["queue"]["counts"] == {
+        "pending": 0,
+        "uploading": 0,
+        "uploaded": 200,
+        "failed": 0,
+        "removed": 0,
+    }
     assert_remote_matches(setup, made)
     assert {p: p.read_bytes() for p in setup.images.rglob("*.png")} == before
 

@@ -150,7 +150,9 @@ def test_bash_completes_commands_and_state_values() -> None:
         ]
     )
     assert rem == ["remote"]
-    assert set(state) == state_choices() == {"pending", "uploading", "uploaded", "failed"}
+    assert (
+        set(state) == state_choices() == {"pending", "uploading", "uploaded", "failed", "removed"}
+    )
     assert set(state_eq) == {"uploading", "uploaded"}
     assert after_config == ["remote"]
 
@@ -312,7 +314,7 @@ def test_zsh_file_lists_exactly_the_parsers_options_and_commands() -> None:
     assert zsh_names("_syncd_commands") == children(())
     for path in NESTED[1:]:
         assert zsh_names(f"_syncd_{path[0]}") == children(path), path
-    assert "(pending uploading uploaded failed)" in zsh_function("_syncd_items")
+    assert "(pending uploading uploaded failed removed)" in zsh_function("_syncd_items")
 
 
 needs_zsh = _require("zsh")

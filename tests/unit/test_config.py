@@ -396,6 +396,23 @@ def test_bad_numbers_are_named(vault: Path, env: dict[str, str]) -> None:
     assert set(problems) == {"storage.read_timeout", "upload.workers"}
 
 
+def test_verify_interval_defaults_to_a_day_and_zero_turns_it_off(
+    vault: Path, env: dict[str, str]
+) -> None:
+    env = {**env, **SECRET_ENV}
+    assert load_config(r2_config(vault), env).daemon.verify_interval_hours == 24
+    off = r2_config(vault, "[daemon]\nverify_interval_hours = 0\n")
+    assert load_config(off, env).daemon.verify_interval_hours == 0
+
+
+@pytest.mark.parametrize("value", ["-1", '"daily"', "true"])
+def test_bad_verify_interval_is_named(vault: Path, env: dict[str, str], value: str) -> None:
+    path = r2_config(vault, f"[daemon]\nverify_interval_hours = {value}\n")
+    problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))
+    assert set(problems) == {"daemon.verify_interval_hours"}
+    assert "number >= 0" in problems["daemon.verify_interval_hours"]
+
+
 # ---------------------------------------------------------------------------
 # Secrets
 

@@ -155,3 +155,52 @@ def test_refusal_messages_say_what_is_wrong() -> None:
         KeyTemplate("{sha256}/{stem:>5}")
     with pytest.raises(KeyTemplateError, match="/"):
         KeyTemplate("/{sha256}")
+
+
+# -- parsing a key back into its content hash (what gc uses to tell its own objects) ---
+
+PARSE_TEMPLATES = [
+    DEFAULT_KEY_TEMPLATE,
+    "{sha256}{ext}",
+    "{yyyy}/{mm}/{dd}/{stem}-{sha256}{ext}",
+    "img-{sha256:.8}/{stem}.{sha256}{ext}",
+    "{sha256}",
+]
+
+
+@pytest.mark.parametrize("template", PARSE_TEMPLATES)
+@pytest.mark.parametrize("prefix", ["", "notes/"])
+@given(
+    data=st.binary(max_size=64),
+    stem=st.text(max_size=100),
+    ext=st.sampled_from([".png", ".JPG", ".webp", ""]),
+    day=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2999, 1, 1)),
+)
+def test_every_rendered_key_parses_back_to_its_sha256(
+    template: str, prefix: str, data: bytes, stem: str, ext: str, day: datetime
+) -> None:
+    sha = hashlib.sha256(data).hexdigest()
+    t = KeyTemplate(template, prefix=prefix)
+    assert t.sha256_of(t.render(sha, ext, stem, day.replace(tzinfo=UTC))) == sha
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "backup/db.sqlite",
+        "site/index.html",
+        "x.png",
+        "ab/" + "c" * 64 + ".png",  # shard does not match the hash
+        "ab/" + "ab" * 32 + ".png.bak",
+        "other/ab/" + "ab" * 32 + ".png",  # outside the prefix
+        "AB/" + "AB" * 32 + ".png",  # upper case: syncd never writes it
+    ],
+)
+def test_keys_the_template_cannot_make_have_no_sha256(key: str) -> None:
+    assert KeyTemplate(DEFAULT_KEY_TEMPLATE).sha256_of(key) is None
+
+
+def test_a_template_with_only_a_short_hash_vouches_for_nothing() -> None:
+    t = KeyTemplate("{sha256:.12}{ext}")
+    sha = hashlib.sha256(b"x").hexdigest()
+    assert t.sha256_of(t.render(sha, ".png", "x", datetime(2024, 1, 1, tzinfo=UTC))) is None

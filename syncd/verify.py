@@ -1,0 +1,404 @@
+"""`syncd verify`: every URL in the notes that points into the bucket, checked against it.
+
+Owns the link check. `verify_links` collects the keys that notes show through
+`public_base_url`, and asks the store about each once (HEAD; or the remote index, when
+a complete listing is fresh and holds the key with the right size). An object is
+broken when it is missing, or its size or recorded SHA-256 is not what the queue or
+its key promise. With `repair`, a broken object is uploaded again from a local file
+with the right bytes, or from the object cache; an object syncd did not write is never
+overwritten. A missing object's items stop being `uploaded`, so no new note gets its
+URL before it is back.
+
+`BackgroundVerify` runs the same check in the daemon, rarely (`[daemon]
+verify_interval_hours`) and slowly (a few HEADs per second), on its own thread; the
+last result of either is kept in the queue for `syncd status`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncd.cache import ObjectCache, default_cache_dir
+from syncd.config import Config
+from syncd.errors import (
+    NotFoundError,
+    OfflineError,
+    PreconditionFailed,
+    StorageError,
+    TransientStorageError,
+)
+from syncd.imagetype import sniff_file
+from syncd.keys import KeyTemplate, key_from_url, sha256_in_key
+from syncd.links import find_image_refs
+from syncd.notewriter import NoteError, read_note
+from syncd.queue import RemoteObject, UploadItem, UploadQueue
+from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
+from syncd.vault import Vault
+
+log = logging.getLogger(__name__)
+
+INDEX_FRESH_SECONDS = 600.0  # a complete listing younger than this answers for HEADs
+DAEMON_HEADS_PER_SECOND = 2.0  # the background check stays off the uploads' way
+FIRST_CHECK_DELAY = 600.0  # never checked before: not in the rush of a daemon's start
+
+
+class Problem(enum.StrEnum):
+    MISSING = "missing"
+    WRONG_SIZE = "wrong_size"
+    WRONG_SHA256 = "wrong_sha256"
+    UNCHECKED = "unchecked"  # the store did not answer: nothing known
+
+
+@dataclass
+class LinkCheck:
+    """One object that notes show, and what is wrong with it."""
+
+    key: str
+    url: str
+    notes: list[Path]
+    problem: Problem
+    detail: str
+    repaired: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "url": self.url,
+            "notes": [str(n) for n in self.notes],
+            "problem": self.problem.value,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0  # distinct objects
+    ok: int = 0
+    from_index: int = 0  # settled by a fresh remote index, without a request
+    broken: list[LinkCheck] = field(default_factory=list)  # left broken
+    repaired: list[LinkCheck] = field(default_factory=list)
+    unchecked: list[LinkCheck] = field(default_factory=list)
+    at: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def all_good(self) -> bool:
+        return not self.broken and not self.unchecked and not self.interrupted
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "checked": self.checked,
+            "ok": self.ok,
+            "from_index": self.from_index,
+            "broken": [c.as_dict() for c in self.broken],
+            "repaired": [c.as_dict() for c in self.repaired],
+            "unchecked": [c.as_dict() for c in self.unchecked],
+            "interrupted": self.interrupted,
+        }
+
+    def summary(self, source: str) -> dict[str, Any]:
+        """What `status` shows of the last check."""
+        return {
+            "at": self.at,
+            "source": source,
+            "checked": self.checked,
+            "broken": len(self.broken),
+            "repaired": len(self.repaired),
+            "unchecked": len(self.unchecked),
+            "complete": not self.interrupted,
+        }
+
+
+def linked_keys(vault: Vault, public_base_url: str | None) -> dict[str, tuple[str, list[Path]]]:
+    """key -> (a URL that shows it, the notes that show it), for every URL under the base."""
+    found: dict[str, tuple[str, list[Path]]] = {}
+    for note in vault.notes():
+        try:
+            text = read_note(note).text
+        except NoteError:
+            continue
+        for ref in find_image_refs(text):
+            key = key_from_url(ref.target, public_base_url)
+            if key is None:
+                continue
+            notes = found.setdefault(key, (ref.target, []))[1]
+            if note not in notes:
+                notes.append(note)
+    return found
+
+
+def verify_links(
+    queue: UploadQueue,
+    vault: Vault,
+    storage: Storage,
+    template: KeyTemplate,
+    *,
+    repair: bool = False,
+    cache: ObjectCache | None = None,
+    heads_per_second: float | None = None,
+    wait: Callable[[float], bool] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> VerifyReport:
+    """Check (and with `repair`, mend) every object the notes show.
+
+    `heads_per_second` spaces the store requests out; `wait(seconds)` is how to pause
+    (True: stop now, the report is marked interrupted). Raises OfflineError when the
+    store cannot be reached at all.
+    """
+    report = VerifyReport(at=clock())
+    links = linked_keys(vault, storage.public_base_url)
+    index = _fresh_index(queue, clock())
+    gap = 1.0 / heads_per_second if heads_per_second else 0.0
+    items = queue.items_by_remote_key()
+    pause = wait or _sleep
+    for key, (url, notes) in sorted(links.items()):
+        report.checked += 1
+        item = items.get(key)
+        expected_sha = item.sha256 if item else (template.sha256_of(key) or sha256_in_key(key))
+        expected_size = item.size if item else None
+        listed = index.get(key) if index is not None else None
+        if listed is not None and expected_size in (None, listed.size):
+            report.ok += 1
+            report.from_index += 1
+            continue
+        if gap and pause(gap):
+            report.interrupted = True
+            break
+        check = _check(storage, key, url, notes, expected_sha, expected_size)
+        if check is None:
+            report.ok += 1
+            continue
+        if check.problem is Problem.UNCHECKED:
+            report.unchecked.append(check)
+            continue
+        if check.problem is Problem.MISSING and queue.mark_removed(key):
+            log.warning("%s is not in the bucket: no new note gets its URL", key)
+        if repair and expected_sha is not None:
+            _repair(check, queue, storage, cache, item, expected_sha)
+        elif repair:
+            check.detail += "; neither the queue nor its key says which bytes belong there"
+        (report.repaired if check.repaired else report.broken).append(check)
+    return report
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+def _fresh_index(queue: UploadQueue, now: float) -> dict[str, RemoteObject] | None:
+    listing = queue.remote_listing()
+    if listing.in_progress or listing.complete_at is None:
+        return None
+    if now - listing.complete_at > INDEX_FRESH_SECONDS:
+        return None
+    return {o.key: o for o in queue.remote_objects(listing.prefix)}
+
+
+def _check(
+    storage: Storage,
+    key: str,
+    url: str,
+    notes: list[Path],
+    sha: str | None,
+    size: int | None,
+) -> LinkCheck | None:
+    """None when the object is as expected; else what is wrong with it."""
+    try:
+        info = storage.head(key)
+    except NotFoundError:
+        return LinkCheck(key, url, notes, Problem.MISSING, "not in the bucket")
+    except OfflineError:
+        raise  # the store is out of reach: every other link would wait for it too
+    except StorageError as exc:
+        return LinkCheck(key, url, notes, Problem.UNCHECKED, str(exc))
+    if size is not None and info.size != size:
+        detail = f"{info.size} bytes in the bucket, {size} expected"
+        return LinkCheck(key, url, notes, Problem.WRONG_SIZE, detail)
+    if sha is not None and info.sha256 is not None and info.sha256 != sha:
+        detail = "the object's recorded SHA-256 is not the one its key names"
+        return LinkCheck(key, url, notes, Problem.WRONG_SHA256, detail)
+    return None
+
+
+def _repair(
+    check: LinkCheck,
+    queue: UploadQueue,
+    storage: Storage,
+    cache: ObjectCache | None,
+    item: UploadItem | None,
+    sha: str,
+) -> None:
+    """Upload the right bytes under `check.key` again, if syncd may write there."""
+    overwrite = check.problem is not Problem.MISSING
+    if overwrite and not _written_by_syncd(storage, check.key, sha, item):
+        check.detail += "; not written by syncd, so not overwritten"
+        return
+    sources = [*queue_paths(queue, sha), *([cache.find(sha)] if cache is not None else [])]
+    for path in sources:
+        if path is None:
+            continue
+        try:
+            _put_file(storage, check.key, path, sha, item, overwrite=overwrite)
+        except ContentMismatch:
+            continue  # this copy is not (or no longer) those bytes: try the next one
+        except PreconditionFailed:
+            pass  # it came back meanwhile (another device uploaded it)
+        except (OSError, StorageError) as exc:
+            check.detail += f"; could not upload it again: {exc}"
+            return
+        if item is not None:
+            queue.mark_uploaded(item.id, check.key, storage.url_for(check.key))
+        check.repaired = True
+        check.detail += f"; uploaded again from {path}"
+        return
+    check.detail += "; no local copy with these bytes (nor in the object cache)"
+
+
+def queue_paths(queue: UploadQueue, sha: str) -> list[Path]:
+    item = queue.by_sha256(sha)
+    return [p for p in queue.paths_for(item.id) if p.is_file()] if item else []
+
+
+def _written_by_syncd(storage: Storage, key: str, sha: str, item: UploadItem | None) -> bool:
+    try:
+        info: ObjectInfo = storage.head(key)
+    except NotFoundError:
+        return True  # gone meanwhile: nothing to overwrite
+    if info.sha256 is not None:
+        return info.sha256 == sha  # syncd records the hash its key names
+    return item is not None  # no hash recorded: only a key the queue uploaded to
+
+
+def _put_file(
+    storage: Storage, key: str, path: Path, sha: str, item: UploadItem | None, *, overwrite: bool
+) -> None:
+    kind = sniff_file(path)
+    mime = item.mime if item else (kind.mime if kind else "application/octet-stream")
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        storage.put(
+            key,
+            f,
+            size=size,
+            sha256=sha,
+            content_type=mime,
+            cache_control=CONTENT_ADDRESSED_CACHE,
+            if_absent=not overwrite,
+        )
+
+
+def printable(text: str) -> str:
+    """`text` with control and format characters escaped (`\\x1b`, `\\u202e`): a note's
+    name must not steer the terminal it is printed on."""
+    out = []
+    for c in text:
+        code = ord(c)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append(f"\\x{code:02x}")
+        elif (
+            c in "\u200e\u200f\u2028\u2029" or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069
+        ):
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+class BackgroundVerify:
+    """The daemon's slow, periodic verify, on its own thread.
+
+    Sleeps on an event until the next check is due (the last one's time is kept in the
+    queue, so a restart does not check again at once); stop() wakes it at once, also in
+    the middle of a check (between two requests).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        queue: UploadQueue,
+        vault: Vault,
+        storage: Storage,
+        *,
+        interval_seconds: float,
+        heads_per_second: float = DAEMON_HEADS_PER_SECOND,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.vault = vault
+        self.storage = storage
+        self.interval = interval_seconds
+        self.heads_per_second = heads_per_second
+        self._clock = clock
+        self._stop = threading.Event()
+        self._started = clock()
+        self._thread = threading.Thread(target=self._run, name="syncd-verify", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _next_due(self) -> float:
+        last = self.queue.last_verify()
+        at = last.get("at") if last else None
+        if not isinstance(at, int | float):
+            return self._started + min(self.interval, FIRST_CHECK_DELAY)
+        return at + self.interval
+
+    def _run(self) -> None:
+        retry_at: float | None = None
+        while True:
+            due = retry_at if retry_at is not None else self._next_due()
+            if self._stop.wait(max(0.0, due - self._clock())):
+                return
+            retry_at = None
+            try:
+                report = verify_links(
+                    self.queue,
+                    self.vault,
+                    self.storage,
+                    self.config.storage.key_template,
+                    heads_per_second=self.heads_per_second,
+                    wait=self._stop.wait,
+                    clock=self._clock,
+                )
+            except TransientStorageError as exc:
+                log.info("background verify postponed: %s", exc)
+                retry_at = self._clock() + min(self.interval, 900.0)
+                continue
+            except Exception:  # a bug must not end the daemon: log, try again next time
+                log.exception("background verify failed; trying again next time")
+                retry_at = self._clock() + self.interval
+                continue
+            if report.interrupted:
+                return
+            if report.unchecked and not report.broken and report.ok == 0:
+                # The store did not answer at all (offline): try again sooner, keep the last.
+                retry_at = self._clock() + min(self.interval, 900.0)
+                continue
+            self.queue.record_verify(report.summary("daemon"))
+            if report.broken:
+                log.warning(
+                    "verify: %d of %d linked objects are broken; run `syncd verify --repair`",
+                    len(report.broken),
+                    report.checked,
+                )
+            else:
+                log.info("verify: %d linked objects checked, none broken", report.checked)
+
+
+def open_cache() -> ObjectCache:
+    return ObjectCache(default_cache_dir(os.environ))

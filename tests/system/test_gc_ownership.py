@@ -1,0 +1,243 @@
+"""gc only ever touches what syncd wrote, and never leaves a note with a broken link.
+
+Against the real S3 server and the local backend: other tools' objects in the same
+bucket (a backup, a web site, an image with no hash metadata or a wrong one) survive
+`gc --grace-days 0 --delete --force` and are counted; syncd's own orphan goes; and an
+image whose object gc deleted is uploaded again when a new note shows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.config import load_config
+from syncd.errors import NotFoundError
+from syncd.queue import FileStat, State, UploadQueue
+from syncd.remote import collect_garbage, index_remote, plan_gc
+from syncd.storage import Storage, open_storage
+from syncd.vault import Vault
+from tests.support.daemonproc import SYNCD
+from tests.support.images import png
+from tests.support.s3server import MotoServer
+
+BASE = "https://img.example.com"
+FOREIGN = {
+    "backup/db.sqlite": b"SQLite format 3\x00" + b"\x00" * 100,
+    "site/index.html": b"<html>hello</html>",
+    "x.png": png(seed=900),
+}
+
+
+@dataclass
+class Bucket:
+    """One test's config and bucket, whichever backend holds it."""
+
+    root: Path
+    config: Path
+    env: dict[str, str]
+    put_foreign: Any  # (key, bytes, sha256 metadata or None) -> None
+
+    def storage(self) -> Storage:
+        return open_storage(load_config(self.config, self.env).storage)
+
+    def keys(self) -> set[str]:
+        storage = self.storage()
+        try:
+            return {o.key for o in storage.list().objects}
+        finally:
+            storage.close()
+
+    def exists(self, key: str) -> bool:
+        storage = self.storage()
+        try:
+            storage.head(key)
+        except NotFoundError:
+            return False
+        finally:
+            storage.close()
+        return True
+
+    def syncd(self, *args: str) -> tuple[int, Any]:
+        proc = subprocess.run(
+            [SYNCD, "--config", str(self.config), *args, "--json"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+        )
+        return proc.returncode, json.loads(proc.stdout) if proc.stdout else proc.stderr
+
+
+def _config_text(storage_table: str) -> str:
+    return (
+        '[paths]\nnotes = ["vault"]\nimages = ["vault/attachments"]\nstate_dir = "state"\n'
+        f'[storage]\npublic_base_url = "{BASE}"\n{storage_table}'
+        "[upload]\nsettle_seconds = 0\n"
+    )
+
+
+@pytest.fixture(params=["s3", "local"])
+def bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Bucket:
+    (tmp_path / "vault" / "attachments").mkdir(parents=True)
+    config = tmp_path / "config.toml"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    if request.param == "local":
+        folder = tmp_path / "remote"
+        config.write_text(_config_text(f'backend = "local"\npath = "{folder}"\n'))
+
+        def put_local(key: str, data: bytes, sha: str | None) -> None:
+            assert sha is None, "another tool leaves no syncd sidecar"
+            (folder / key).parent.mkdir(parents=True, exist_ok=True)
+            (folder / key).write_bytes(data)
+
+        return Bucket(tmp_path, config, env, put_local)
+    server: MotoServer = request.getfixturevalue("s3_server")
+    name: str = request.getfixturevalue("s3_bucket")
+    assert server.credentials is not None
+    config.write_text(
+        _config_text(
+            f'backend = "s3"\nbucket = "{name}"\nendpoint_url = "{server.url}"\n',
+        )
+    )
+    env.update(
+        SYNCD_ACCESS_KEY_ID=server.credentials.access_key_id,
+        SYNCD_SECRET_ACCESS_KEY=server.credentials.secret_access_key,
+    )
+
+    def put_s3(key: str, data: bytes, sha: str | None) -> None:
+        meta = {"sha256": sha} if sha else {}
+        server.client().put_object(Bucket=name, Key=key, Body=data, Metadata=meta)
+
+    return Bucket(tmp_path, config, env, put_s3)
+
+
+def own_put(bucket: Bucket, data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"{sha[:2]}/{sha}.png"
+    storage = bucket.storage()
+    storage.put(key, io.BytesIO(data), size=len(data), sha256=sha, content_type="image/png")
+    storage.close()
+    return key
+
+
+def test_foreign_objects_survive_gc_delete_force_and_are_counted(bucket: Bucket) -> None:
+    for key, data in FOREIGN.items():
+        bucket.put_foreign(key, data, None)
+    # Shaped like syncd's keys, but not syncd's: no hash recorded (both backends), and
+    # a recorded hash that is not the one in the key (S3 only: a sidecar is syncd's own).
+    lookalike = png(seed=901)
+    sha = hashlib.sha256(lookalike).hexdigest()
+    foreign = {**FOREIGN, f"{sha[:2]}/{sha}.png": lookalike}
+    bucket.put_foreign(f"{sha[:2]}/{sha}.png", lookalike, None)
+    if "s3" in bucket.config.read_text():
+        other = hashlib.sha256(b"x").hexdigest()
+        bucket.put_foreign(f"{other[:2]}/{other}.png", png(seed=902), "0" * 64)
+        foreign[f"{other[:2]}/{other}.png"] = png(seed=902)
+    kept = own_put(bucket, png(seed=1))
+    orphan = own_put(bucket, png(seed=2))
+    (bucket.root / "vault" / "n.md").write_text(f"![kept]({BASE}/{kept})\n")
+
+    code, listed = bucket.syncd("gc", "--grace-days", "0")
+    assert code == 0, listed
+    assert listed["orphans"] == [orphan]
+    assert listed["foreign"] == len(foreign)
+
+    code, done = bucket.syncd("gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0, done
+    assert done["deleted"] == [orphan]
+    assert done["foreign"] == len(foreign)
+    assert bucket.keys() == {kept, *foreign}
+    storage = bucket.storage()
+    for key, data in foreign.items():
+        out = io.BytesIO()
+        storage.get(key, out)
+        assert out.getvalue() == data, f"{key} was changed"
+    storage.close()
+
+    human = subprocess.run(
+        [SYNCD, "--config", str(bucket.config), "gc", "--grace-days", "0"],
+        capture_output=True,
+        text=True,
+        env=bucket.env,
+    )
+    assert f"{len(foreign)} not written by syncd, left alone" in human.stdout
+
+
+def test_only_foreign_objects_in_the_bucket_nothing_is_refused_or_deleted(
+    bucket: Bucket,
+) -> None:
+    for key, data in FOREIGN.items():
+        bucket.put_foreign(key, data, None)
+    code, done = bucket.syncd("gc", "--grace-days", "0", "--delete")
+    assert code == 0, done  # no "more than half" refusal: none of them is a candidate
+    assert done["orphans"] == [] and done["deleted"] == [] and done["foreign"] == 3
+    assert bucket.keys() == set(FOREIGN)
+
+
+def test_an_image_gc_deleted_is_uploaded_again_when_a_new_note_shows_it(bucket: Bucket) -> None:
+    data = png(seed=7, noise=800)
+    (bucket.root / "vault" / "attachments" / "shot.png").write_bytes(data)
+    assert bucket.syncd("sync", "--once")[0] == 0  # uploaded; no note shows it yet
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"{sha[:2]}/{sha}.png"
+    assert bucket.exists(key)
+
+    code, done = bucket.syncd("gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0 and done["deleted"] == [key], done
+    assert not bucket.exists(key)
+    code, items = bucket.syncd("items")
+    assert [i["state"] for i in items["items"]] == ["removed"], items
+    # gc is not undone behind its back: nothing shows the image, nothing goes up
+    assert bucket.syncd("sync", "--once")[0] == 0
+    assert not bucket.exists(key)
+
+    note = bucket.root / "vault" / "new.md"
+    note.write_text("Look:\n![shot](attachments/shot.png)\n")
+    code, out = bucket.syncd("sync", "--once")
+    assert code == 0, out
+    assert note.read_text() == f"Look:\n![shot]({BASE}/{key})\n"
+    storage = bucket.storage()
+    got = io.BytesIO()
+    storage.get(key, got)  # the URL the note got works
+    storage.close()
+    assert got.getvalue() == data
+
+
+def test_gc_asks_the_queue_again_right_before_deleting(bucket: Bucket) -> None:
+    """A note indexed while gc runs (the daemon records its reference) keeps the object."""
+    config = load_config(bucket.config, bucket.env)
+    data = png(seed=11)
+    key = own_put(bucket, data)
+    image = bucket.root / "vault" / "attachments" / "late.png"
+    image.write_bytes(data)
+    storage = bucket.storage()
+    vault = Vault(config.paths.notes, config.paths.images)
+    with UploadQueue(config.queue_path) as queue:
+        item, _ = queue.record_image(
+            image, FileStat.of(image.stat()), hashlib.sha256(data).hexdigest(), "image/png", ".png"
+        )
+        queue.mark_uploaded(item.id, key, storage.url_for(key))
+        index_remote(queue, storage, "")
+        plan = plan_gc(
+            queue, vault, storage, "", template=config.storage.key_template, grace_days=0
+        )
+        assert [o.key for o in plan.orphans] == [key]
+        # meanwhile the daemon indexes a new note that shows the image
+        queue.record_ref(
+            bucket.root / "vault" / "n.md", "![](attachments/late.png)", "inline", image, item.id
+        )
+        result = collect_garbage(plan, queue, vault, storage, bucket.root / "gc", force=True)
+        assert result.kept_after_recheck == [key] and result.deleted == []
+        after = queue.get(item.id)
+        assert after is not None and after.state is State.UPLOADED
+    storage.close()
+    assert bucket.exists(key)
