@@ -144,7 +144,6 @@ def test_backoff_grows_and_never_fails(setup: tuple) -> None:
     [
         ("SignatureDoesNotMatch", "secret key is wrong"),
         ("InvalidAccessKeyId", "does not know this access key"),
-        ("AccessDenied", "access denied"),
     ],
 )
 @responses.activate
