@@ -325,7 +325,7 @@ def test_throttling_slows_every_worker(
 
 @responses.activate
 def test_a_success_decays_the_pace(setup: tuple) -> None:
-    uploader, queue, vault = setup
+    uploader, queue, _ = setup
     responses.put(OBJECT_URL, status=429)
     item = claim(queue)
     uploader.process(item, "w")
