@@ -2,7 +2,7 @@
 
 `responses` plays the store (the real S3 server cannot be made to answer these); the
 uploader-level consequences are in test_uploader_faults.py, multipart on the real
-server in tests/system/test_multipart.py.
+server in tests/system/test_multipart_upload.py.
 """
 
 from __future__ import annotations

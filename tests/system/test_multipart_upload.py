@@ -322,10 +322,13 @@ def test_the_uploader_puts_a_big_image_through_and_forgets_its_journal(
     scanner.scan([vault])
     storage = storage_for(s3_server, s3_bucket)
     uploader = Uploader(queue, storage, scanner, KeyTemplate("{sha256}{ext}"), RetryPolicy(5, 3600))
+    progress: list[int] = []
+    uploader.on_progress = lambda _item, sent: progress.append(sent)
     item = queue.claim_next("w", 60)
     assert item is not None and item.size > 10 * MiB
     outcome = uploader.process(item, "w")
     assert outcome.result is Result.UPLOADED
+    assert progress == sorted(progress) and progress[-1] == item.size  # parts in order
     done = queue.get(item.id)
     assert done is not None and done.state is State.UPLOADED
     key = f"{item.sha256}.png"

@@ -1,6 +1,6 @@
 """Multipart uploads: part sizes within R2's rules, the journal, and the store's odd answers.
 
-The real S3 server runs the whole protocol (tests/system/test_multipart.py); here
+The real S3 server runs the whole protocol (tests/system/test_multipart_upload.py); here
 `responses` plays a store that misbehaves in ways the real one cannot be made to.
 """
 
