@@ -26,7 +26,7 @@ import requests
 from syncd import redact
 from syncd.config import Config, find_config_path, load_config, runtime_dir
 from syncd.errors import ConfigError, StorageError
-from syncd.storage import CLOCK_OFF_SECONDS, Storage, describe_clock_offset, open_storage
+from syncd.storage import Storage, clock_problem, open_storage
 
 OK, WARN, FAIL = "ok", "warning", "problem"
 
@@ -136,17 +136,17 @@ def _storage_round_trip(
 
 def _clock(storage: Storage) -> Iterator[Check]:
     """The clock check, from the answers of the round trip (none: nothing to compare)."""
-    offset = storage.clock_offset()
-    if offset is None:
+    if storage.clock_offset() is None:
         return
-    if abs(offset) < CLOCK_OFF_SECONDS:
+    problem = clock_problem(storage.clock_offset())
+    if problem is None:
         yield Check("clock", OK, "this machine's clock agrees with the store's")
         return
     yield Check(
         "clock",
         WARN,
-        f"this machine's clock is {describe_clock_offset(offset)} the store's: syncd signs "
-        "its requests with the store's time, but other tools and TLS checks may fail",
+        f"{problem}: syncd signs its requests with the store's time, but other tools and "
+        "TLS checks may fail",
         "enable time sync: timedatectl set-ntp true",
     )
 

@@ -15,6 +15,7 @@ from syncd.storage.base import (
     ObjectPage,
     Storage,
     StoreNotImplemented,
+    clock_problem,
     describe_clock_offset,
 )
 from syncd.storage.local import LocalStorage
@@ -34,6 +35,7 @@ __all__ = [
     "S3Storage",
     "Storage",
     "StoreNotImplemented",
+    "clock_problem",
     "describe_clock_offset",
     "open_storage",
 ]

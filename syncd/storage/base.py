@@ -71,6 +71,14 @@ def describe_clock_offset(seconds: float) -> str:
     return f"{amount} behind" if seconds > 0 else f"{amount} ahead of"
 
 
+def clock_problem(offset: float | None) -> str | None:
+    """The line `status` and `doctor` show for a `clock_offset()`, or None if the clocks
+    agree (or there is nothing to compare)."""
+    if offset is None or abs(offset) < CLOCK_OFF_SECONDS:
+        return None
+    return f"this machine's clock is {describe_clock_offset(offset)} the store's"
+
+
 class ContentMismatch(PermanentStorageError):
     """The bytes sent did not hash to the SHA-256 promised: the local file changed."""
 

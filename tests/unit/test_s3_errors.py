@@ -32,6 +32,7 @@ from syncd.storage import (
     ContentMismatch,
     S3Storage,
     StoreNotImplemented,
+    clock_problem,
 )
 from syncd.storage.multipart import NoSuchUpload
 
@@ -330,3 +331,17 @@ def test_clock_offset_is_seen_in_every_answer(storage: S3Storage) -> None:
     offset = storage.clock_offset()
     assert offset is not None and offset == pytest.approx(-90, abs=1)
     assert amz_date(responses.calls[0]) == "20270115T080000Z"  # no refusal: no correction
+
+
+@pytest.mark.parametrize(
+    ("offset", "line"),
+    [
+        (None, None),
+        (0.4, None),
+        (-29.0, None),
+        (45.0, "this machine's clock is 45 s behind the store's"),
+        (-425.2, "this machine's clock is 7 min 5 s ahead of the store's"),
+    ],
+)
+def test_clock_problem_wording(offset: float | None, line: str | None) -> None:
+    assert clock_problem(offset) == line
