@@ -3,7 +3,8 @@
 Each check is a function returning `Check` values; nothing here changes the user's
 setup, except the credentials check, which writes, reads and deletes one small probe
 object (`<prefix>.syncd-doctor/<random>.txt`) — an object round trip, never HeadBucket,
-which an R2 "Object Read & Write" token may not call (FACTS.md).
+which an R2 "Object Read & Write" token may not call. The store's answers to that
+round trip also tell how far this machine's clock is from the store's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import requests
 from syncd import redact
 from syncd.config import Config, find_config_path, load_config, runtime_dir
 from syncd.errors import ConfigError, StorageError
-from syncd.storage import Storage, open_storage
+from syncd.storage import Storage, clock_problem, open_storage
 
 OK, WARN, FAIL = "ok", "warning", "problem"
 
@@ -54,7 +55,9 @@ def run_doctor(
     checks = [Check("config", OK, f"{path} is valid")]
     checks += list(_state_folder(config))
     factory = storage_factory or (lambda c: open_storage(c.storage))
-    checks += list(_storage_round_trip(config, factory(config), http_get))
+    storage = factory(config)
+    checks += list(_storage_round_trip(config, storage, http_get))
+    checks += list(_clock(storage))
     checks += list(_dbus(env))
     checks += list(_inotify(config))
     checks += list(_socket(env))
@@ -129,6 +132,23 @@ def _storage_round_trip(
         except StorageError as exc:
             yield Check("credentials", WARN, f"could not delete the probe object {key}: {exc}")
         storage.close()
+
+
+def _clock(storage: Storage) -> Iterator[Check]:
+    """The clock check, from the answers of the round trip (none: nothing to compare)."""
+    if storage.clock_offset() is None:
+        return
+    problem = clock_problem(storage.clock_offset())
+    if problem is None:
+        yield Check("clock", OK, "this machine's clock agrees with the store's")
+        return
+    yield Check(
+        "clock",
+        WARN,
+        f"{problem}: syncd signs its requests with the store's time, but other tools and "
+        "TLS checks may fail",
+        "enable time sync: timedatectl set-ntp true",
+    )
 
 
 def _public_url(

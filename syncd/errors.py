@@ -53,11 +53,23 @@ class TransientStorageError(StorageError):
     """Worth retrying later: network down, timeout, 408, 429, 5xx.
 
     `retry_after` is the server's own hint in seconds (Retry-After), if it gave one.
+    `network`: the network or the store's health failed (connection, timeout, 5xx, 429),
+    so a success elsewhere is news for this item too; False for a race or a local cause.
+    `throttled`: the store asked us to slow down (429, 503 SlowDown), all workers at once.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        network: bool = True,
+        throttled: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.network = network
+        self.throttled = throttled
 
 
 class OfflineError(TransientStorageError):
@@ -72,7 +84,13 @@ class CorruptDownload(TransientStorageError):
 
 
 class PermanentStorageError(StorageError):
-    """Retrying will not help until a person acts: bad credentials, no bucket, object refused."""
+    """Retrying will not help until a person acts: bad credentials, no bucket, object refused.
+
+    `retry_once_after`: seconds after which one more try is worth it before giving up (a
+    refusal the store may lift by itself, such as a token's permissions still spreading).
+    """
+
+    retry_once_after: float | None = None
 
 
 class NotFoundError(PermanentStorageError):

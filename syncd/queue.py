@@ -31,7 +31,7 @@ import peewee
 
 from syncd.errors import QueueError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 Clock = Callable[[], float]
 
 
@@ -43,6 +43,14 @@ class State(enum.StrEnum):
     # Its object left the bucket (`syncd gc` deleted it, or `verify` found it missing): no
     # note gets its URL; a new reference to it queues it again (pending).
     REMOVED = "removed"
+
+
+class WaitReason(enum.StrEnum):
+    """Why a pending item waits for its next attempt (set by `reschedule`)."""
+
+    NETWORK = "network"  # the network or the store's health: a success elsewhere ends it
+    ACCESS = "access"  # refused once; permissions may still be spreading (one more try)
+    OTHER = "other"  # a race, a file being written, an internal error
 
 
 @dataclass(frozen=True)
@@ -463,16 +471,44 @@ class UploadQueue:
                 (remote_key, url, now, now, item_id),
             )
 
-    def reschedule(self, item_id: int, owner: str, error: str, delay: float) -> bool:
+    def reschedule(
+        self,
+        item_id: int,
+        owner: str,
+        error: str,
+        delay: float,
+        reason: WaitReason = WaitReason.OTHER,
+    ) -> bool:
         """A transient failure: back to pending, due again after `delay` seconds."""
         now = self._clock()
         return self._update_owned(
             item_id,
             owner,
             "state = 'pending', next_attempt_at = ?, last_error = ?, last_error_at = ?, "
-            "lease_owner = NULL, lease_until = NULL, updated_at = ?",
-            (now + max(0.0, delay), error, now, now),
+            "lease_owner = NULL, lease_until = NULL, updated_at = ?, wait_reason = ?",
+            (now + max(0.0, delay), error, now, now, reason.value),
         )
+
+    def wait_reason(self, item_id: int) -> WaitReason | None:
+        """Why the item last waited (None: it never did, or a person retried it since)."""
+        row = self._sql("SELECT wait_reason FROM items WHERE id = ?", (item_id,)).fetchone()
+        return WaitReason(row[0]) if row and row[0] else None
+
+    def bring_forward_transient(self) -> int:
+        """The store answered again: items waiting on a network error are due now.
+
+        Items waiting for another reason (a permission retry, a race) and failed items
+        keep their schedule.
+        """
+        now = self._clock()
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET next_attempt_at = ?, updated_at = ? WHERE state = "
+                    "'pending' AND next_attempt_at > ? AND wait_reason = ?",
+                    (now, now, now, WaitReason.NETWORK.value),
+                ).rowcount
+            )
 
     def mark_failed(self, item_id: int, owner: str, error: str) -> bool:
         """A permanent failure: kept, shown by `status`, retried only by `syncd retry`."""
@@ -548,7 +584,7 @@ class UploadQueue:
             return int(
                 self._sql(
                     "UPDATE items SET state = 'pending', next_attempt_at = ?, attempts = 0, "
-                    f"updated_at = ? WHERE {where}",
+                    f"wait_reason = NULL, updated_at = ? WHERE {where}",
                     params,
                 ).rowcount
             )
@@ -1094,9 +1130,16 @@ def _migration_4(queue: UploadQueue) -> None:
     )
 
 
+def _migration_5(queue: UploadQueue) -> None:
+    """Why each pending item waits (`WaitReason`), so a recovery brings forward only
+    the items a network error held back."""
+    queue._sql("ALTER TABLE items ADD COLUMN wait_reason TEXT")
+
+
 _MIGRATIONS: list[tuple[int, Callable[[UploadQueue], None]]] = [
     (1, _migration_1),
     (2, _migration_2),
     (3, _migration_3),
     (4, _migration_4),
+    (5, _migration_5),
 ]

@@ -1,6 +1,6 @@
 """When to try a transiently failed upload again.
 
-Exponential backoff with full jitter, capped (DESIGN.md). The schedule comes from the
+Exponential backoff with full jitter, capped. The schedule comes from the
 `backoff` package's `expo` generator, so the curve is the well-known one; the jitter
 takes an injected `random.Random` so tests are deterministic. A server's Retry-After
 is a floor: we never come back sooner than it asked.

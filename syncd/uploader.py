@@ -1,11 +1,15 @@
 """One upload, start to finish: claimed item in, verified object and queue transition out.
 
-Owns the decision of what a storage error means for an item (DESIGN.md): a transient
-error reschedules it with backoff, a permanent one marks it failed with a reason a
-person can act on, a changed or vanished local file sends the path back to intake.
-The item becomes `uploaded` only after the store confirmed the bytes. Also owns the
-lease keeper that renews the leases of uploads still in flight, so a long upload is
-never mistaken for a crashed one.
+Owns the decision of what a storage error means for an item: a transient error
+reschedules it with backoff (and records whether the network was to blame, so a later
+success can bring it forward); a throttle also slows every worker through the shared
+`Pacer`; a permanent one marks it failed with a reason a person can act on, except a
+refusal the store may lift by itself (a new token's permissions), which is tried once
+more first; a changed or vanished local file sends the path back to intake. The item
+becomes `uploaded` only after the store confirmed the bytes. Big files go up in parts
+whose progress is journalled under the state folder (`multipart/`), so a restart
+resumes them. Also owns the lease keeper that renews the leases of uploads still in
+flight, so a long upload is never mistaken for a crashed one.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from syncd.errors import (
     TransientStorageError,
 )
 from syncd.keys import KeyTemplate
-from syncd.queue import UploadItem, UploadQueue
+from syncd.pacing import Pacer
+from syncd.queue import UploadItem, UploadQueue, WaitReason
 from syncd.retry import RetryPolicy
 from syncd.scanner import Scanner
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, Storage
+from syncd.storage.multipart import UploadJournal
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +54,16 @@ class Result(enum.Enum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What happened to one item. On RETRY: `offline`, the store could not be reached
+    at all; `network`, the network or the store's health failed (any `offline` too, and
+    timeouts, 5xx, 429): the item waits with `WaitReason.NETWORK`."""
+
     item: UploadItem
     result: Result
     url: str | None = None
     error: str | None = None
     offline: bool = False
+    network: bool = False
 
 
 class Uploader:
@@ -65,6 +76,7 @@ class Uploader:
         policy: RetryPolicy,
         *,
         clock: Callable[[], float] = time.time,
+        pacer: Pacer | None = None,
     ) -> None:
         self.queue = queue
         self.storage = storage
@@ -72,6 +84,8 @@ class Uploader:
         self.template = template
         self.policy = policy
         self._clock = clock
+        self.pacer = pacer or Pacer()
+        self.journal_dir = queue.path.parent / "multipart"
         # Called from the uploading thread with (item, bytes read so far), per chunk.
         self.on_progress: Callable[[UploadItem, int], None] | None = None
 
@@ -83,18 +97,34 @@ class Uploader:
             item.sha256, item.ext, stem, datetime.fromtimestamp(item.created_at, UTC)
         )
 
+    def journal_for(self, item: UploadItem) -> UploadJournal:
+        """Where a multipart upload of `item` keeps its progress across restarts."""
+        return UploadJournal(self.journal_dir / f"{item.id}-{item.sha256}.json")
+
     def process(self, item: UploadItem, owner: str) -> Outcome:
         """Upload a claimed item and record the outcome. Never raises StorageError."""
         try:
-            return self._process(item, owner)
+            outcome = self._process(item, owner)
         except TransientStorageError as exc:
+            if exc.throttled:
+                self.pacer.slow_down(exc.retry_after)
+            reason = WaitReason.NETWORK if exc.network else WaitReason.OTHER
             return self._retry(
-                item, owner, str(exc), exc.retry_after, isinstance(exc, OfflineError)
+                item, owner, str(exc), exc.retry_after, reason, isinstance(exc, OfflineError)
             )
         except PermanentStorageError as exc:
+            if exc.retry_once_after is not None and (
+                self.queue.wait_reason(item.id) is not WaitReason.ACCESS
+            ):
+                return self._retry(
+                    item, owner, str(exc), exc.retry_once_after, WaitReason.ACCESS, exact=True
+                )
             return self._fail(item, owner, str(exc))
         except StorageError as exc:  # a precondition we did not expect: look again later
-            return self._retry(item, owner, str(exc), None, False)
+            return self._retry(item, owner, str(exc), None, WaitReason.OTHER)
+        if outcome.result in (Result.UPLOADED, Result.ALREADY_THERE):
+            self.pacer.on_success()
+        return outcome
 
     def _process(self, item: UploadItem, owner: str) -> Outcome:
         key = self.key_for(item)
@@ -114,7 +144,7 @@ class Uploader:
                     body: BinaryIO = f
                     if self.on_progress is not None:
                         body = _ProgressReader(f, item, self.on_progress)  # type: ignore[assignment]
-                    self.storage.put(
+                    self.storage.put_resumable(
                         key,
                         body,
                         size=item.size,
@@ -122,6 +152,7 @@ class Uploader:
                         content_type=item.mime,
                         cache_control=CONTENT_ADDRESSED_CACHE,
                         if_absent=True,
+                        journal=self.journal_for(item),
                     )
                 except PreconditionFailed:
                     return self._already_there(item, key)
@@ -152,21 +183,37 @@ class Uploader:
         for path in self.queue.paths_for(item.id):
             self.scanner.consider(path)
         if not self.queue.paths_for(item.id):
+            self.storage.discard_resumable(self.journal_for(item))
             self.queue.drop(item.id)
             log.info("dropped %s: no local file holds this content any more", item.name)
             return Outcome(item, Result.DROPPED)
         if unreadable:
             return self._fail(item, owner, "; ".join(unreadable) + " — fix its permissions")
-        return self._retry(item, owner, f"{item.name} is being changed; will look again", 1, False)
+        return self._retry(
+            item, owner, f"{item.name} is being changed; will look again", 1, WaitReason.OTHER
+        )
 
     def _retry(
-        self, item: UploadItem, owner: str, error: str, retry_after: float | None, offline: bool
+        self,
+        item: UploadItem,
+        owner: str,
+        error: str,
+        retry_after: float | None,
+        reason: WaitReason,
+        offline: bool = False,
+        *,
+        exact: bool = False,
     ) -> Outcome:
-        delay = self.policy.delay(item.attempts, retry_after)
-        if not self.queue.reschedule(item.id, owner, error, delay):
+        """Reschedule: backoff with `retry_after` as a floor, or exactly `retry_after`."""
+        if exact and retry_after is not None:
+            delay = retry_after
+        else:
+            delay = self.policy.delay(item.attempts, retry_after)
+        if not self.queue.reschedule(item.id, owner, error, delay, reason):
             return Outcome(item, Result.LOST_LEASE, error=error)
         log.warning("%s: %s (retry in %.0f s)", item.name, error, delay)
-        return Outcome(item, Result.RETRY, error=error, offline=offline)
+        network = reason is WaitReason.NETWORK
+        return Outcome(item, Result.RETRY, error=error, offline=offline, network=network)
 
     def _fail(self, item: UploadItem, owner: str, error: str) -> Outcome:
         if not self.queue.mark_failed(item.id, owner, error):
@@ -176,7 +223,10 @@ class Uploader:
 
 
 class _ProgressReader:
-    """A file that reports how far it has been read (= sent) as the store reads it."""
+    """A file that reports how far it has been read (= sent) as the store reads it.
+
+    Seekable, for uploads in parts: the position reported is the offset in the file.
+    """
 
     def __init__(
         self, f: BinaryIO, item: UploadItem, report: Callable[[UploadItem, int], None]
@@ -191,6 +241,16 @@ class _ProgressReader:
         self._read += len(chunk)
         self._report(self._item, self._read)
         return chunk
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._read = self._f.seek(offset, whence)
+        return self._read
+
+    def tell(self) -> int:
+        return self._read
+
+    def fileno(self) -> int:
+        return self._f.fileno()
 
 
 class LeaseKeeper:

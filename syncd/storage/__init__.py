@@ -6,11 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.config import StorageConfig
 from syncd.storage.base import (
+    CLOCK_OFF_SECONDS,
     CONTENT_ADDRESSED_CACHE,
+    AccessDenied,
+    ClockSkewed,
     ContentMismatch,
     ObjectInfo,
     ObjectPage,
     Storage,
+    StoreNotImplemented,
+    clock_problem,
+    describe_clock_offset,
 )
 from syncd.storage.local import LocalStorage
 
@@ -18,13 +24,19 @@ if TYPE_CHECKING:
     from syncd.storage.s3 import S3Storage
 
 __all__ = [
+    "CLOCK_OFF_SECONDS",
     "CONTENT_ADDRESSED_CACHE",
+    "AccessDenied",
+    "ClockSkewed",
     "ContentMismatch",
     "LocalStorage",
     "ObjectInfo",
     "ObjectPage",
     "S3Storage",
     "Storage",
+    "StoreNotImplemented",
+    "clock_problem",
+    "describe_clock_offset",
     "open_storage",
 ]
 

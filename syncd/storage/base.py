@@ -30,6 +30,15 @@ Methods, their preconditions and what they raise (all errors derive from Storage
         The public URL of `key`.
     reachable() -> bool
         Whether the store answers at all (any HTTP answer counts); never raises.
+    put_resumable(key, body, *, ..., journal)
+        `put` for a body that may be sent in parts: a backend that does so records each
+        finished part in `journal` (an `UploadJournal`), so a later call with the same
+        journal after a crash sends only the missing parts. Others simply `put`.
+        `body` must then also be seekable. `discard_resumable(journal)` gives up such an
+        upload (the store's parts are released) and forgets the journal.
+    clock_offset() -> float | None
+        Seconds the store's clock is ahead of ours (negative: behind), as last seen in
+        its answers; None for a backend without a clock or before any answer.
 
 Errors are classified here, at the boundary: TransientStorageError (OfflineError when
 the store could not be reached at all) means try again later; PermanentStorageError
@@ -40,16 +49,56 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
 from syncd.errors import PermanentStorageError
 
+if TYPE_CHECKING:
+    from syncd.storage.multipart import UploadJournal
+
 CONTENT_ADDRESSED_CACHE = "public, max-age=31536000, immutable"
+# A clock this far from the store's is worth telling a person about (`doctor`, `status`):
+# the store's Date header has whole seconds, and stores refuse requests minutes off.
+CLOCK_OFF_SECONDS = 30.0
+
+
+def describe_clock_offset(seconds: float) -> str:
+    """How our clock stands to the store's, given `clock_offset()` (store minus ours):
+    "3 min 5 s behind" or "42 s ahead of", to be followed by "the store's"."""
+    whole = round(abs(seconds))
+    amount = f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"
+    return f"{amount} behind" if seconds > 0 else f"{amount} ahead of"
+
+
+def clock_problem(offset: float | None) -> str | None:
+    """The line `status` and `doctor` show for a `clock_offset()`, or None if the clocks
+    agree (or there is nothing to compare)."""
+    if offset is None or abs(offset) < CLOCK_OFF_SECONDS:
+        return None
+    return f"this machine's clock is {describe_clock_offset(offset)} the store's"
 
 
 class ContentMismatch(PermanentStorageError):
     """The bytes sent did not hash to the SHA-256 promised: the local file changed."""
+
+
+class AccessDenied(PermanentStorageError):
+    """The credentials are valid but may not do this (HTTP 403 AccessDenied).
+
+    R2 applies a token's new permissions within a minute, so a token created or changed
+    just now may be refused at first: worth one more try a minute later.
+    """
+
+    retry_once_after = 60.0
+
+
+class ClockSkewed(PermanentStorageError):
+    """The store refused our request time, and signing with its time did not help."""
+
+
+class StoreNotImplemented(PermanentStorageError):
+    """The store lacks a feature syncd used (HTTP 501 NotImplemented)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +162,37 @@ class Storage(abc.ABC):
     def reachable(self) -> bool:
         """Whether the store answers at all (the connectivity probe). Never raises."""
         return True
+
+    def put_resumable(
+        self,
+        key: str,
+        body: BinaryIO,
+        *,
+        size: int,
+        sha256: str,
+        content_type: str,
+        cache_control: str | None = None,
+        if_absent: bool = True,
+        journal: UploadJournal,
+    ) -> None:
+        """`put`, resuming from `journal` where the backend sends big bodies in parts."""
+        self.put(
+            key,
+            body,
+            size=size,
+            sha256=sha256,
+            content_type=content_type,
+            cache_control=cache_control,
+            if_absent=if_absent,
+        )
+
+    def discard_resumable(self, journal: UploadJournal) -> None:
+        """Give up the upload `journal` describes, if any, and forget it."""
+        journal.clear()
+
+    def clock_offset(self) -> float | None:
+        """Seconds the store's clock is ahead of ours, if it has one and has answered."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release pooled connections."""

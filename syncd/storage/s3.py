@@ -1,32 +1,69 @@
 """The `s3` and `r2` backends: any S3-compatible store over HTTP.
 
 Requests are sent by one pooled `requests.Session` and signed with botocore's
-`S3SigV4Auth` (FACTS.md: the S3 variant, because plain SigV4 normalises paths and
-breaks keys with `%`, `..` or `//`). We do not use boto3's client: its upload path reads
-small bodies into memory, adds CRC32 checksum headers that R2 rejects, and costs far
-more CPU per request than a signed `requests` call. The payload hash we sign is the
-SHA-256 syncd already computed, so the store itself verifies every byte (a mismatch is
+`S3SigV4Auth` (the S3 variant, because plain SigV4 normalises paths and breaks keys with
+`%`, `..` or `//`). We do not use boto3's client: its upload path reads small bodies
+into memory, adds CRC32 checksum headers that R2 rejects, and costs far more CPU per
+request than a signed `requests` call. The payload hash we sign is the SHA-256 syncd
+already computed, so the store itself verifies every byte (a mismatch is
 `XAmzContentSHA256Mismatch`) while the body streams from disk; the same bytes are also
 hashed as they are sent, so a file that changed mid-upload is caught even by a store
 that does not check. `r2` is this backend with R2's defaults: endpoint from the account
 id, region `auto`, no ACL headers, no CRC32 headers, no bucket-level calls.
+
+Bodies bigger than one PUT may carry go up in parts (`syncd.storage.multipart`).
+
+Every answer's `Date` header tells how far our clock is from the store's
+(`clock_offset`). When the store refuses our request time (`RequestTimeTooSkewed`,
+R2's `ExpiredRequest`, or a bare 400/403 while the clocks are a minute or more apart),
+the request is signed again with the store's time and sent once more, as the AWS SDKs
+do; requests after that keep the corrected time.
+
+How answers are classified (`_classify`), first match wins:
+
+    connection refused/reset, DNS, connect timeout   OfflineError (transient, network)
+    read timeout, other transport errors             transient, network
+    400/403 RequestTimeTooSkewed, ExpiredRequest     re-signed with the store's clock once,
+                                                     then ClockSkewed (permanent)
+    501 (NotImplemented)                             StoreNotImplemented (permanent)
+    429, 503 (SlowDown)                              transient, network, throttled
+    408, other 5xx                                   transient, network
+    400 IncompleteBody, ClientDisconnect,
+        RequestTimeout                               transient, network
+    409 ConditionalRequestConflict, OperationAborted transient (a race, not the network)
+    412                                              PreconditionFailed
+    404 NoSuchBucket                                 permanent
+    404 NoSuchUpload                                 NoSuchUpload (the multipart restarts)
+    404                                              NotFoundError
+    400 XAmzContentSHA256Mismatch, BadDigest,
+        InvalidDigest                                ContentMismatch
+    401                                              permanent: invalid credentials
+    403 InvalidAccessKeyId                           permanent: unknown access key
+    403 SignatureDoesNotMatch                        permanent: wrong secret
+    403 NotEntitled                                  permanent: no R2 subscription
+    403 AccessDenied (and a bare 403)                AccessDenied: retried once after 60 s
+    400 EntityTooLarge                               permanent
+    anything else                                    permanent
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 import requests
-from botocore.auth import S3SigV4Auth
+from botocore.auth import SIGV4_TIMESTAMP, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests.adapters import HTTPAdapter
@@ -37,25 +74,67 @@ from syncd.errors import (
     OfflineError,
     PermanentStorageError,
     PreconditionFailed,
+    StorageError,
     TransientStorageError,
 )
 from syncd.keys import KeyTemplateError, check_key
-from syncd.storage.base import ContentMismatch, ObjectInfo, ObjectPage, Storage
+from syncd.storage.base import (
+    AccessDenied,
+    ClockSkewed,
+    ContentMismatch,
+    ObjectInfo,
+    ObjectPage,
+    Storage,
+    StoreNotImplemented,
+    describe_clock_offset,
+)
+from syncd.storage.multipart import (
+    DEFAULT_PART_SIZE,
+    MAX_SINGLE_PUT,
+    NoSuchUpload,
+    UploadJournal,
+    abort_quietly,
+    part_size_for,
+    upload_multipart,
+)
+
+log = logging.getLogger(__name__)
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _CHUNK = 1 << 20
+SKEW_CODES = frozenset({"RequestTimeTooSkewed", "ExpiredRequest"})
+# A bare 400/403 from a store whose clock is this far from ours is taken for a clock
+# refusal: HEAD answers have no body to name the error, and S3 allows 15 minutes.
+SKEW_SUSPECT_SECONDS = 60.0
+_NETWORK_400 = frozenset({"IncompleteBody", "ClientDisconnect", "RequestTimeout"})
+_RACE_409 = frozenset({"ConditionalRequestConflict", "OperationAborted"})
+_BYTES_REJECTED = frozenset({"XAmzContentSHA256Mismatch", "BadDigest", "InvalidDigest"})
 
 
 class _PrehashedAuth(S3SigV4Auth):
-    """SigV4 for S3 with a payload hash we supply instead of one botocore computes."""
+    """SigV4 for S3 with a payload hash we supply instead of one botocore computes, and
+    a request time we supply (our clock corrected by the store's, see `clock_offset`)."""
 
-    def __init__(self, credentials: Credentials, region: str, payload_hash: str) -> None:
+    def __init__(
+        self, credentials: Credentials, region: str, payload_hash: str, timestamp: float
+    ) -> None:
         super().__init__(credentials, "s3", region)
         self._payload_hash = payload_hash
+        self._timestamp = timestamp
 
     def payload(self, request: AWSRequest) -> str:
         return self._payload_hash
+
+    def add_auth(self, request: AWSRequest) -> None:
+        # botocore's add_auth, with our time instead of the system clock's.
+        when = datetime.fromtimestamp(self._timestamp, UTC)
+        request.context["timestamp"] = when.strftime(SIGV4_TIMESTAMP)
+        self._modify_request_before_signing(request)
+        canonical_request = self.canonical_request(request)
+        string_to_sign = self.string_to_sign(request, canonical_request)
+        signature = self.signature(string_to_sign, request)
+        self._inject_signature_to_request(request, signature)
 
 
 class _HashingReader:
@@ -104,6 +183,9 @@ class S3Storage(Storage):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         pool_size: int = 8,
+        multipart_threshold: int = MAX_SINGLE_PUT,
+        part_size: int = DEFAULT_PART_SIZE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(public_base_url)
         self.name = name
@@ -116,6 +198,13 @@ class S3Storage(Storage):
         self._timeout = (connect_timeout, read_timeout)
         self._local = threading.local()
         self._pool_size = pool_size
+        # Bodies above the threshold go in parts (tests lower both to a few MiB).
+        self.multipart_threshold = min(multipart_threshold, MAX_SINGLE_PUT)
+        self.part_size = part_size
+        self._clock = clock
+        self._seen_offset: float | None = None  # the store's clock minus ours, last seen
+        self._sign_offset = 0.0  # added to our clock when signing, once the store objected
+        self._conditional_complete = True  # until the store says If-None-Match is not for it
 
     @property
     def _session(self) -> requests.Session:
@@ -137,6 +226,9 @@ class S3Storage(Storage):
     def close(self) -> None:
         for session in getattr(self, "_sessions", []):
             session.close()
+
+    def clock_offset(self) -> float | None:
+        return self._seen_offset
 
     # -- requests -----------------------------------------------------------
 
@@ -167,7 +259,8 @@ class S3Storage(Storage):
         what: str,
     ) -> requests.Response:
         aws = AWSRequest(method=method, url=url, headers=dict(headers or {}))
-        _PrehashedAuth(self._credentials, self.region, payload_hash).add_auth(aws)
+        timestamp = self._clock() + self._sign_offset
+        _PrehashedAuth(self._credentials, self.region, payload_hash, timestamp).add_auth(aws)
         signed = {k: v for k, v in aws.headers.items()}
         try:
             response = self._session.request(
@@ -191,51 +284,161 @@ class S3Storage(Storage):
             raise TransientStorageError(f"{what}: {self.endpoint_url} stopped answering") from None
         except requests.exceptions.RequestException as exc:
             raise TransientStorageError(f"{what}: {type(exc).__name__}") from None
+        self._observe_clock(response)
         return response
 
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        headers: dict[str, str] | None = None,
+        body: BinaryIO | None = None,
+        start: int = 0,
+        size: int = 0,
+        payload_hash: str = EMPTY_SHA256,
+        stream: bool = False,
+    ) -> tuple[requests.Response, _HashingReader | None]:
+        """One request; sent a second time, re-signed, if the store refused our clock.
+
+        `body`: `size` bytes from offset `start` of a seekable file. Returns the answer,
+        unclassified, and the reader that sent the body (for its hash).
+        """
+        for attempt in (1, 2):
+            reader = None
+            if body is not None:
+                if attempt == 2:
+                    body.seek(start)
+                reader = _HashingReader(body, size)
+            response = self._send(
+                method,
+                url,
+                headers=headers,
+                body=reader,
+                payload_hash=payload_hash,
+                stream=stream,
+                what=what,
+            )
+            if attempt == 1 and self._corrected_clock(response):
+                response.close()
+                continue
+            return response, reader
+        raise AssertionError("unreachable")
+
+    def _observe_clock(self, response: requests.Response) -> None:
+        server = _http_date(response.headers.get("Date"))
+        if server is not None:
+            self._seen_offset = server - self._clock()
+
+    def _corrected_clock(self, response: requests.Response) -> bool:
+        """If `response` refuses our request time and the store's clock says by how much,
+        sign with the store's time from now on; True if the request should be resent."""
+        if response.status_code not in (400, 403) or self._seen_offset is None:
+            return False
+        code, _ = _s3_error(response)
+        drift = self._seen_offset - self._sign_offset
+        if code in SKEW_CODES:
+            suspect = abs(drift) >= 1.0  # Date has whole seconds: closer is all we can do
+        else:
+            suspect = code in (None, "AccessDenied", "SignatureDoesNotMatch") and (
+                abs(drift) >= SKEW_SUSPECT_SECONDS
+            )
+        if not suspect:
+            return False
+        self._sign_offset = round(self._seen_offset)
+        log.warning(
+            "this machine's clock is %s the store's: signing requests with the store's time "
+            "(enable time sync to fix it)",
+            describe_clock_offset(self._seen_offset),
+        )
+        return True
+
     def _raise_for(self, response: requests.Response, what: str, key: str | None) -> None:
-        status = response.status_code
-        if status < 300:
+        if response.status_code < 300:
             return
+        raise self._classify(response, what, key)
+
+    def _classify(self, response: requests.Response, what: str, key: str | None) -> StorageError:
+        """The error an unsuccessful answer means (the table in the module docstring)."""
+        status = response.status_code
         code, message = _s3_error(response)
         detail = f"HTTP {status}" + (f" {code}" if code else "")
         detail += f": {message}" if message else ""
-        if status in (408, 429) or status >= 500:
-            raise TransientStorageError(
-                f"{what}: the store is busy or failing ({detail})",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+        retry_after = _retry_after(response.headers.get("Retry-After"), self._now_at_store())
+        if code in SKEW_CODES:
+            offset = self._seen_offset
+            where = f"is {describe_clock_offset(offset)}" if offset is not None else "is off"
+            return ClockSkewed(
+                f"{what}: the store refused this machine's clock, which {where} the store's "
+                f"({detail}) — enable time sync: timedatectl set-ntp true"
+            )
+        if status == 501:
+            return StoreNotImplemented(
+                f"{what}: the store does not support a request syncd sent ({detail}) — "
+                f"{self.endpoint_url} lacks an S3 feature syncd needs"
+            )
+        if status in (429, 503) or code == "SlowDown":
+            return TransientStorageError(
+                f"{what}: the store asks us to slow down ({detail})",
+                retry_after=retry_after,
+                throttled=True,
+            )
+        if status == 408 or status >= 500 or (status == 400 and code in _NETWORK_400):
+            return TransientStorageError(
+                f"{what}: the store is busy or failing ({detail})", retry_after=retry_after
+            )
+        if status == 409 and code in _RACE_409:
+            return TransientStorageError(
+                f"{what}: another upload of {key} was under way ({detail})",
+                retry_after=retry_after,
+                network=False,
             )
         if status == 412:
-            raise PreconditionFailed(f"{what}: {key} already exists")
+            return PreconditionFailed(f"{what}: {key} already exists")
         if status == 404:
             if code == "NoSuchBucket":
-                raise PermanentStorageError(
+                return PermanentStorageError(
                     f"{what}: bucket {self.bucket!r} does not exist at {self.endpoint_url} — "
                     "create it or fix storage.bucket"
                 )
-            raise NotFoundError(f"{what}: no object {key}")
-        if code in ("XAmzContentSHA256Mismatch", "BadDigest", "InvalidDigest"):
-            raise ContentMismatch(f"{what}: the store rejected the bytes ({detail})")
+            if code == "NoSuchUpload":
+                return NoSuchUpload(f"{what}: the store no longer has this multipart upload")
+            return NotFoundError(f"{what}: no object {key}")
+        if code in _BYTES_REJECTED:
+            return ContentMismatch(f"{what}: the store rejected the bytes ({detail})")
+        if status == 401:
+            return PermanentStorageError(
+                f"{what}: the store rejected the credentials as invalid ({detail}) — check "
+                "storage.access_key_id and storage.secret_access_key (SYNCD_ACCESS_KEY_ID / "
+                "SYNCD_SECRET_ACCESS_KEY); the token may have expired or been revoked"
+            )
         if code == "InvalidAccessKeyId":
-            raise PermanentStorageError(
+            return PermanentStorageError(
                 f"{what}: the store does not know this access key ({detail}) — check "
                 "storage.access_key_id / SYNCD_ACCESS_KEY_ID"
             )
         if code == "SignatureDoesNotMatch":
-            raise PermanentStorageError(
+            return PermanentStorageError(
                 f"{what}: the secret key is wrong ({detail}) — check storage.secret_access_key "
                 "/ SYNCD_SECRET_ACCESS_KEY"
             )
-        if code == "RequestTimeTooSkewed":
-            raise PermanentStorageError(
-                f"{what}: this machine's clock is off ({detail}) — enable time sync (NTP)"
+        if code == "NotEntitled":
+            return PermanentStorageError(
+                f"{what}: the account may not use this store ({detail}) — enable R2 "
+                "(a subscription) for the account"
             )
-        if status in (401, 403):
-            raise PermanentStorageError(
+        if status == 403:
+            return AccessDenied(
                 f"{what}: access denied ({detail}) — the token needs object read and write "
                 f"permission on bucket {self.bucket!r}"
             )
-        raise PermanentStorageError(f"{what}: the store refused the request ({detail})")
+        if code == "EntityTooLarge":
+            return PermanentStorageError(f"{what}: the store refused the size ({detail})")
+        return PermanentStorageError(f"{what}: the store refused the request ({detail})")
+
+    def _now_at_store(self) -> float:
+        return self._clock() + (self._seen_offset or 0.0)
 
     # -- the contract -------------------------------------------------------
 
@@ -250,6 +453,55 @@ class S3Storage(Storage):
         cache_control: str | None = None,
         if_absent: bool = True,
     ) -> None:
+        self.put_resumable(
+            key,
+            body,
+            size=size,
+            sha256=sha256,
+            content_type=content_type,
+            cache_control=cache_control,
+            if_absent=if_absent,
+            journal=UploadJournal(None),
+        )
+
+    def put_resumable(
+        self,
+        key: str,
+        body: BinaryIO,
+        *,
+        size: int,
+        sha256: str,
+        content_type: str,
+        cache_control: str | None = None,
+        if_absent: bool = True,
+        journal: UploadJournal,
+    ) -> None:
+        if size > self.multipart_threshold:
+            upload_multipart(
+                self,
+                key,
+                body,
+                size=size,
+                sha256=sha256,
+                content_type=content_type,
+                cache_control=cache_control,
+                if_absent=if_absent,
+                part_size=part_size_for(size, self.part_size),
+                journal=journal,
+            )
+            return
+        self._put_single(key, body, size, sha256, content_type, cache_control, if_absent)
+
+    def _put_single(
+        self,
+        key: str,
+        body: BinaryIO,
+        size: int,
+        sha256: str,
+        content_type: str,
+        cache_control: str | None,
+        if_absent: bool,
+    ) -> None:
         what = f"upload {key}"
         headers = {
             "Content-Type": content_type,
@@ -261,17 +513,30 @@ class S3Storage(Storage):
             headers["Cache-Control"] = cache_control
         if if_absent:
             headers["If-None-Match"] = "*"
-        reader = _HashingReader(body, size)
-        response = self._send(
-            "PUT", self._url(key), headers=headers, body=reader, payload_hash=sha256, what=what
+        response, reader = self._call(
+            "PUT",
+            self._url(key),
+            headers=headers,
+            body=body,
+            start=_tell(body),
+            size=size,
+            payload_hash=sha256,
+            what=what,
         )
         with response:
             self._raise_for(response, what, key)
+        assert reader is not None
         if reader.sent != size or reader.digest.hexdigest() != sha256:
             # The store accepted bytes that are not what the key promises (a store that does
             # not check payload hashes, and a file that changed under us): take them back.
             self.delete(key)
             raise ContentMismatch(f"{what}: the file changed while it was sent")
+
+    def discard_resumable(self, journal: UploadJournal) -> None:
+        state = journal.load()
+        if state is not None:
+            abort_quietly(self, state.key, state.upload_id)
+        journal.clear()
 
     def reachable(self) -> bool:
         # Any HTTP answer means the network path to the store works; the answer itself
@@ -284,7 +549,7 @@ class S3Storage(Storage):
 
     def head(self, key: str) -> ObjectInfo:
         what = f"check {key}"
-        response = self._send("HEAD", self._url(key), what=what)
+        response, _ = self._call("HEAD", self._url(key), what=what)
         with response:
             self._raise_for(response, what, key)
             h = response.headers
@@ -299,7 +564,7 @@ class S3Storage(Storage):
 
     def get(self, key: str, out: BinaryIO) -> int:
         what = f"download {key}"
-        response = self._send("GET", self._url(key), stream=True, what=what)
+        response, _ = self._call("GET", self._url(key), stream=True, what=what)
         with response:
             self._raise_for(response, what, key)
             total = 0
@@ -316,7 +581,7 @@ class S3Storage(Storage):
 
     def delete(self, key: str) -> None:
         what = f"delete {key}"
-        response = self._send("DELETE", self._url(key), what=what)
+        response, _ = self._call("DELETE", self._url(key), what=what)
         with response:
             if response.status_code == 404:
                 return
@@ -327,7 +592,7 @@ class S3Storage(Storage):
         if token:
             query["continuation-token"] = token
         what = f"list {self.bucket}/{prefix}"
-        response = self._send("GET", self._url(query=query), what=what)
+        response, _ = self._call("GET", self._url(query=query), what=what)
         with response:
             self._raise_for(response, what, None)
             try:
@@ -348,6 +613,134 @@ class S3Storage(Storage):
         next_token = root.findtext(f"{ns}NextContinuationToken") if truncated else None
         return ObjectPage(objects=objects, next_token=next_token or None)
 
+    # -- multipart steps (see syncd.storage.multipart) ------------------------
+
+    def create_multipart(
+        self, key: str, *, sha256: str, content_type: str, cache_control: str | None
+    ) -> str:
+        what = f"upload {key}"
+        headers = {"Content-Type": content_type, "x-amz-meta-sha256": sha256}
+        if cache_control:
+            headers["Cache-Control"] = cache_control
+        response, _ = self._call(
+            "POST", self._url(key, {"uploads": ""}), headers=headers, what=what
+        )
+        with response:
+            self._raise_for(response, what, key)
+            upload_id = _xml_text(response.content, "UploadId")
+        if not upload_id:
+            raise TransientStorageError(f"{what}: the store started no multipart upload")
+        return upload_id
+
+    def upload_part(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: BinaryIO,
+        *,
+        start: int,
+        length: int,
+        sha256: str,
+    ) -> str:
+        what = f"upload {key} (part {number})"
+        body.seek(start)
+        response, reader = self._call(
+            "PUT",
+            self._url(key, {"partNumber": str(number), "uploadId": upload_id}),
+            headers={"Content-Length": str(length)},
+            body=body,
+            start=start,
+            size=length,
+            payload_hash=sha256,
+            what=what,
+        )
+        with response:
+            self._raise_for(response, what, key)
+            etag = response.headers.get("ETag") or ""
+        assert reader is not None
+        if reader.sent != length or reader.digest.hexdigest() != sha256:
+            raise ContentMismatch(f"{what}: the file changed while it was sent")
+        if not etag:
+            raise TransientStorageError(f"{what}: the store did not acknowledge the part")
+        return etag
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], *, if_absent: bool
+    ) -> None:
+        what = f"upload {key}"
+        xml = "<CompleteMultipartUpload>" + "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+            for n, etag in parts
+        )
+        data = (xml + "</CompleteMultipartUpload>").encode()
+        headers = {"Content-Type": "application/xml", "Content-Length": str(len(data))}
+        if if_absent and self._conditional_complete:
+            headers["If-None-Match"] = "*"
+        try:
+            self._complete(key, upload_id, data, headers, what)
+        except StoreNotImplemented:
+            if "If-None-Match" not in headers:
+                raise
+            # This store cannot complete conditionally: the HEAD before the upload and
+            # the one after it still keep the object write-once in all but a narrow race.
+            self._conditional_complete = False
+            log.info("%s completes multipart uploads without If-None-Match", self.endpoint_url)
+            del headers["If-None-Match"]
+            try:
+                self.head(key)
+            except NotFoundError:
+                self._complete(key, upload_id, data, headers, what)
+            else:
+                raise PreconditionFailed(f"{what}: {key} already exists") from None
+
+    def _complete(
+        self, key: str, upload_id: str, data: bytes, headers: dict[str, str], what: str
+    ) -> None:
+        response, _ = self._call(
+            "POST",
+            self._url(key, {"uploadId": upload_id}),
+            headers=headers,
+            body=io.BytesIO(data),
+            size=len(data),
+            payload_hash=hashlib.sha256(data).hexdigest(),
+            what=what,
+        )
+        with response:
+            self._raise_for(response, what, key)
+            # S3 may answer 200 and still report an error in the body.
+            code = _xml_text(response.content, "Code") if b"<Error" in response.content else None
+        if code is not None:
+            if code in ("InternalError", "SlowDown", "ServiceUnavailable"):
+                raise TransientStorageError(f"{what}: the store failed to finish ({code})")
+            raise PermanentStorageError(f"{what}: the store could not finish ({code})")
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        what = f"abort the upload of {key}"
+        response, _ = self._call("DELETE", self._url(key, {"uploadId": upload_id}), what=what)
+        with response:
+            if response.status_code == 404:
+                return
+            self._raise_for(response, what, key)
+
+
+def _tell(body: BinaryIO) -> int:
+    try:
+        return body.tell()
+    except (AttributeError, OSError):
+        return 0
+
+
+def _xml_text(content: bytes, tag: str) -> str | None:
+    try:
+        root = ET.fromstring(content)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag == tag or el.tag.endswith("}" + tag):
+            return el.text
+    return None
+
 
 def _s3_error(response: requests.Response) -> tuple[str | None, str | None]:
     """S3's error Code and Message. Only these two: the rest may echo request details,
@@ -360,17 +753,17 @@ def _s3_error(response: requests.Response) -> tuple[str | None, str | None]:
     return (redact.scrub(code) if code else None), (redact.scrub(message) if message else None)
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Retry-After in seconds: a number, or an HTTP date (compared with `now`, the
+    store's idea of the time, so our clock's error does not matter)."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    when = _http_date(value)
+    return None if when is None else max(0.0, when - now)
 
 
 def _http_date(value: str | None) -> float | None:

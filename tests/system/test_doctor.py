@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,50 @@ def test_unusable_state_folder_is_named(tmp_path: Path) -> None:
     assert code == 1
     check = by_name(checks, "state folder")
     assert check["status"] == "problem" and "chmod 700" in check["fix"]
+
+
+def test_a_clock_far_from_the_stores_is_named(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    import time
+
+    from syncd.doctor import run_doctor
+    from syncd.storage import S3Storage
+
+    (tmp_path / "vault").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        f'[storage]\nbackend = "s3"\nbucket = "{s3_bucket}"\nendpoint_url = "{s3_server.url}"\n'
+        f'public_base_url = "{s3_server.url}/no-such-public-site"\n'
+    )
+    assert s3_server.credentials is not None
+    env = {
+        "SYNCD_ACCESS_KEY_ID": s3_server.credentials.access_key_id,
+        "SYNCD_SECRET_ACCESS_KEY": s3_server.credentials.secret_access_key,
+    }
+
+    def storage_with_clock(offset: float) -> S3Storage:
+        assert s3_server.credentials is not None
+        return S3Storage(
+            endpoint_url=s3_server.url,
+            bucket=s3_bucket,
+            region="us-east-1",
+            access_key_id=s3_server.credentials.access_key_id,
+            secret_access_key=s3_server.credentials.secret_access_key,
+            public_base_url=f"{s3_server.url}/no-such-public-site",
+            clock=lambda: time.time() + offset,
+        )
+
+    checks = run_doctor(str(config), env, storage_factory=lambda _c: storage_with_clock(-600))
+    clock = next(c for c in checks if c.name == "clock")
+    assert clock.status == "warning"
+    # the store's Date has whole seconds: 599 or 600 s
+    assert re.match(
+        r"this machine's clock is (9 min 59|10 min 0) s behind the store's", clock.detail
+    )
+    assert clock.fix is not None and "timedatectl" in clock.fix
+    assert next(c for c in checks if c.name == "credentials").status == "ok"
+
+    checks = run_doctor(str(config), env, storage_factory=lambda _c: storage_with_clock(0))
+    assert next(c for c in checks if c.name == "clock").status == "ok"

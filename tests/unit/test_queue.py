@@ -46,7 +46,7 @@ def test_wal_and_full_sync_are_on(queue: UploadQueue) -> None:
 
 def test_schema_version_is_recorded(queue: UploadQueue) -> None:
     con = sqlite3.connect(queue.path)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("4",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)
     con.close()
 
 
@@ -59,6 +59,7 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     con.execute("DROP TABLE refs")
     con.execute("DROP TABLE remote_objects")
     con.execute("DROP TABLE notes")
+    con.execute("ALTER TABLE items DROP COLUMN wait_reason")
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()

@@ -2,7 +2,9 @@
 
 The real S3 server covers the happy paths (tests/system); here the store misbehaves on
 purpose: 5xx, 429 with Retry-After, resets and timeouts are transient (rescheduled,
-never failed); 403 is permanent with a reason a person can act on.
+never failed, and marked as network trouble); 429/503 also slow every worker through
+the shared pacer; 401, 501 and a wrong key are permanent with a reason a person can act
+on; AccessDenied is tried once more a minute later before the item fails.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import requests
 import responses
 
 from syncd.keys import KeyTemplate
-from syncd.queue import State, UploadItem, UploadQueue
+from syncd.pacing import Pacer
+from syncd.queue import State, UploadItem, UploadQueue, WaitReason
 from syncd.retry import RetryPolicy
 from syncd.scanner import Scanner
 from syncd.storage import S3Storage
@@ -59,6 +62,7 @@ def setup(tmp_path: Path) -> tuple[Uploader, UploadQueue, Path]:
         KeyTemplate("{sha256:.2}/{sha256}{ext}"),
         RetryPolicy(5, 3600, rng=random.Random(1)),
         clock=clock,
+        pacer=Pacer(clock=clock),
     )
     yield uploader, queue, vault  # type: ignore[misc]
     storage.close()
@@ -144,7 +148,6 @@ def test_backoff_grows_and_never_fails(setup: tuple) -> None:
     [
         ("SignatureDoesNotMatch", "secret key is wrong"),
         ("InvalidAccessKeyId", "does not know this access key"),
-        ("AccessDenied", "access denied"),
     ],
 )
 @responses.activate
@@ -216,3 +219,119 @@ def test_vanished_file_drops_the_item(setup: tuple) -> None:
     assert uploader.process(item, "w").result is Result.DROPPED
     assert queue.items() == []
     assert len(responses.calls) == 0
+
+
+def error(code: str) -> str:
+    return f"<Error><Code>{code}</Code><Message>{code} {SECRET}</Message></Error>"
+
+
+@responses.activate
+def test_access_denied_is_tried_once_more_after_a_minute_then_fails(setup: tuple) -> None:
+    uploader, queue, _ = setup
+    responses.put(OBJECT_URL, status=403, body=error("AccessDenied"))
+    item = claim(queue)
+    first = uploader.process(item, "w")
+    assert first.result is Result.RETRY and not first.network
+    waiting = queue.get(item.id)
+    assert waiting is not None and waiting.state is State.PENDING
+    assert waiting.next_attempt_at == queue._clock() + 60  # R2: permissions spread in a minute
+    assert queue.wait_reason(item.id) is WaitReason.ACCESS
+    assert queue.claim_next("w", 60) is None  # not before the minute is over
+
+    queue._clock.now += 60
+    second = uploader.process(claim(queue), "w")
+    assert second.result is Result.FAILED
+    failed = queue.get(item.id)
+    assert failed is not None and failed.state is State.FAILED
+    assert "access denied" in (failed.last_error or "")
+    assert SECRET not in (failed.last_error or "")
+
+
+@responses.activate
+def test_a_retried_failure_gets_its_minute_again(setup: tuple) -> None:
+    uploader, queue, _ = setup
+    responses.put(OBJECT_URL, status=403, body=error("AccessDenied"))
+    item = claim(queue)
+    uploader.process(item, "w")
+    uploader.process(queue.claim_next("w", 60, ignore_schedule=True), "w")  # type: ignore[arg-type]
+    assert queue.get(item.id).state is State.FAILED  # type: ignore[union-attr]
+    assert queue.retry_failed() == 1  # the person changed the token's permissions
+    assert uploader.process(claim(queue), "w").result is Result.RETRY
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "words"),
+    [
+        (401, "Unauthorized", "credentials as invalid"),
+        (501, "NotImplemented", "does not support"),
+    ],
+)
+@responses.activate
+def test_permanent_answers_fail_at_once(setup: tuple, status: int, code: str, words: str) -> None:
+    uploader, queue, _ = setup
+    responses.put(OBJECT_URL, status=status, body=error(code))
+    item = claim(queue)
+    assert uploader.process(item, "w").result is Result.FAILED
+    after = queue.get(item.id)
+    assert after is not None and after.state is State.FAILED
+    assert words in (after.last_error or "") and SECRET not in (after.last_error or "")
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(400, "IncompleteBody"), (400, "ClientDisconnect"), (400, "RequestTimeout"), (500, "")],
+)
+@responses.activate
+def test_network_answers_wait_as_network_errors(setup: tuple, status: int, code: str) -> None:
+    uploader, queue, _ = setup
+    responses.put(OBJECT_URL, status=status, body=error(code) if code else "")
+    item = claim(queue)
+    outcome = uploader.process(item, "w")
+    assert outcome.result is Result.RETRY and outcome.network and not outcome.offline
+    assert queue.get(item.id).state is State.PENDING  # type: ignore[union-attr]
+    assert queue.wait_reason(item.id) is WaitReason.NETWORK
+    assert uploader.pacer.wait_seconds() == 0  # failing is not throttling
+
+
+@responses.activate
+def test_a_conditional_write_race_is_retried_but_is_no_network_error(setup: tuple) -> None:
+    uploader, queue, _ = setup
+    responses.put(OBJECT_URL, status=409, body=error("ConditionalRequestConflict"))
+    item = claim(queue)
+    outcome = uploader.process(item, "w")
+    assert outcome.result is Result.RETRY and not outcome.network
+    assert queue.get(item.id).state is State.PENDING  # type: ignore[union-attr]
+    assert queue.wait_reason(item.id) is WaitReason.OTHER
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "pause"),
+    [(429, {"Retry-After": "120"}, 120.0), (503, {}, 1.0)],
+)
+@responses.activate
+def test_throttling_slows_every_worker(
+    setup: tuple, status: int, headers: dict[str, str], pause: float
+) -> None:
+    uploader, queue, _ = setup
+    responses.put(OBJECT_URL, status=status, headers=headers, body=error("SlowDown"))
+    item = claim(queue)
+    outcome = uploader.process(item, "w")
+    assert outcome.result is Result.RETRY and outcome.network
+    # the pause is shared: a worker about to claim any other item waits too
+    assert uploader.pacer.wait_seconds() == pause
+    queue._clock.now += pause
+    assert uploader.pacer.wait_seconds() == 0
+
+
+@responses.activate
+def test_a_success_decays_the_pace(setup: tuple) -> None:
+    uploader, queue, _ = setup
+    responses.put(OBJECT_URL, status=429)
+    item = claim(queue)
+    uploader.process(item, "w")
+    assert uploader.pacer.state().step_seconds == 1.0
+    queue._clock.now += 10
+    responses.replace(responses.PUT, OBJECT_URL, status=200)
+    done = uploader.process(queue.claim_next("w", 60, ignore_schedule=True), "w")  # type: ignore[arg-type]
+    assert done.result is Result.UPLOADED
+    assert uploader.pacer.state().step_seconds == 0
