@@ -426,6 +426,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("watching: degraded (see the log); rescanning every 5 minutes")
     if status.get("disk_full"):
         print(f"paused: {status['disk_full']}")
+    if status.get("clock"):
+        print(f"clock: {status['clock']}")
     queue = status["queue"]
     c = queue["counts"]
     print(

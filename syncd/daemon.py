@@ -58,6 +58,7 @@ from syncd.scanner import Scanner
 from syncd.schedule import RetrySchedule
 from syncd.sdnotify import Notifier, WatchdogPinger
 from syncd.storage import Storage, open_storage
+from syncd.storage.base import clock_problem
 from syncd.uploader import LeaseKeeper, Outcome, Result, Uploader
 from syncd.vault import Vault
 from syncd.watcher import EventKind, PathEvent, Watcher
@@ -674,7 +675,7 @@ class Daemon:
             with self._cond:
                 waiting = self.schedule.healthy()
             if previous is not Online.ONLINE:
-                reset = self.queue.reset_backoff()
+                reset = self.queue.bring_forward_transient()
                 if reset:
                     log.info("back online: %d waiting uploads are due now", reset)
             elif waiting:
@@ -754,6 +755,11 @@ class Daemon:
                 if self._stopping:
                     return
                 allowed = self._may_claim()
+                # The store asked to slow down (429/503): every worker waits together.
+                pace = self.uploader.pacer.wait_seconds() if allowed else 0.0
+                if pace > 0:
+                    self._cond.wait(pace)
+                    continue
             item: UploadItem | None = None
             pause = 0.0
             try:
@@ -801,7 +807,7 @@ class Daemon:
             log.exception("unexpected error while uploading %s", item.name)
             self.queue.reschedule(item.id, owner, "internal error (see the log)", 60)
             with self._cond:
-                self.schedule.wait(item.id, 60)
+                self.schedule.wait(item.id, 60, network=False)
                 self._cond.notify_all()
             return
         finally:
@@ -817,7 +823,7 @@ class Daemon:
             after = self.queue.get(item.id)
             delay = (after.next_attempt_at - self.clock()) if after else 0.0
             with self._cond:
-                self.schedule.wait(item.id, delay)
+                self.schedule.wait(item.id, delay, network=outcome.network)
                 self._cond.notify_all()  # the main loop sleeps until this retry is due
         else:
             with self._cond:
@@ -862,6 +868,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
+        offset = self.storage.clock_offset()
         with self._inflight_lock:
             uploading = [
                 {
@@ -885,6 +892,9 @@ class Daemon:
             "since_start": {k: v for k, v in asdict(self.counters).items() if k != "last_error"},
             "last_error": self.counters.last_error,
             "disk_full": self._disk_full,
+            "clock_offset": offset,
+            "clock": clock_problem(offset),
+            "pacing": asdict(self.uploader.pacer.state()),
             "verify": self.queue.last_verify(),  # the last check, by the daemon or the CLI
         }
 

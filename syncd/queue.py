@@ -615,14 +615,18 @@ class UploadQueue:
                 ).rowcount
             )
 
-    def waiting(self) -> list[tuple[int, float]]:
-        """Pending items not due yet, as (id, seconds until due)."""
+    def waiting(self) -> list[tuple[int, float, bool]]:
+        """Pending items not due yet: (id, seconds until due, waiting on the network)."""
         now = self._clock()
         rows = self._sql(
-            "SELECT id, next_attempt_at FROM items WHERE state = 'pending' AND next_attempt_at > ?",
+            "SELECT id, next_attempt_at, wait_reason FROM items WHERE state = 'pending' "
+            "AND next_attempt_at > ?",
             (now,),
         )
-        return [(int(item_id), float(when) - now) for item_id, when in rows]
+        return [
+            (int(item_id), float(when) - now, reason in (None, WaitReason.NETWORK.value))
+            for item_id, when, reason in rows
+        ]
 
     # -- note references ----------------------------------------------------
 

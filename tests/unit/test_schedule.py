@@ -83,6 +83,18 @@ def test_forgetting_the_last_item_stops_the_canaries() -> None:
 def test_waits_of_an_earlier_run_are_capped() -> None:
     clock = Clock()
     s = RetrySchedule(clock=clock, canary_min=1e9, canary_max=1e9)
-    s.load([(1, 5.0), (2, 1_000_000.0)], max_delay=3600.0)
+    s.load([(1, 5.0, True), (2, 1_000_000.0, False)], max_delay=3600.0)
     clock.now += 3600.0
     assert sorted(s.take_due()) == [1, 2]
+
+
+def test_waits_that_are_not_about_the_network_keep_their_time() -> None:
+    clock = Clock()
+    s = RetrySchedule(clock=clock, canary_min=1.0, canary_max=5.0)
+    s.wait(1, 60.0, network=False)  # e.g. a minute for a new permission to apply
+    s.wait(2, 600.0)
+    assert s.healthy() == [2]
+    clock.now += 30
+    assert s.take_due() == []  # and it is never a canary
+    clock.now += 30
+    assert s.take_due() == [1]
