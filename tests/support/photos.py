@@ -4,6 +4,7 @@ place, ICC profiles, animations."""
 from __future__ import annotations
 
 import io
+import random
 from typing import Any
 
 from PIL import Image, ImageCms, PngImagePlugin
@@ -52,8 +53,9 @@ def exif(*, gps: bool = True, orientation: int | None = 6) -> Image.Exif:
 
 
 def picture(width: int = 96, height: int = 64, *, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    """A noisy gradient: enough entropy that encoders have work to do."""
-    noise = Image.effect_noise((width, height), 30 + seed % 40)
+    """A noisy gradient, the same for the same seed: entropy for encoders to work on."""
+    grain = random.Random(seed).randbytes(width * height)
+    noise = Image.frombytes("L", (width, height), grain).point(lambda v: 96 + v // 4)
     red = Image.linear_gradient("L").resize((width, height))
     blue = red.transpose(Image.Transpose.ROTATE_90).resize((width, height))
     im = Image.merge("RGB", (red, noise, blue))
