@@ -105,8 +105,7 @@ def _converted(
     exif = None if options.strip_metadata else metadata.exif_of(data, kind)
     try:
         if exif is not None and options.strip_location:
-            # Not every output format is checked after encoding (AVIF is not): what goes
-            # into the encoder is already clean.
+            # Clean before it goes in, not only after: the encoder may lay it out anew.
             exif, _ = tiff.strip_location(exif, blank_location)
         encoded = convert.encode(
             data,
@@ -115,7 +114,7 @@ def _converted(
             max_dimension=options.max_dimension,
             exif=exif,
         )
-        # The encoder copies the EXIF it was given: location goes the same way as always.
+        # The output goes through the same strip as any upload (belt and braces).
         result = metadata.strip(
             encoded.data,
             target,

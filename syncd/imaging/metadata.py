@@ -24,8 +24,9 @@ What is removed, per format (location; "all" adds `strip_metadata`):
   comes back when there was an Orientation tag. ICCP stays.
 - TIFF: location: the GPS IFD (the file is one TIFF structure). All: not done (note).
 - GIF, BMP, ICO: carry no EXIF; GIF XMP is not checked (note when present).
-- HEIC/AVIF, SVG: not checked (note): a lossless edit needs a HEIF item editor, and
-  a metadata strip never re-encodes.
+- HEIC/AVIF: location: the GPS IFD of the EXIF item and XMP location in the XMP item,
+  in place (see `heif.py`). All: not done (note): removing items means rewriting `iloc`.
+- SVG: not checked (note).
 
 Location edits keep every length (see `tiff.py`), so offsets elsewhere in the file stay
 right; only the "all" strip splices.
@@ -40,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd import imagetype
-from syncd.imaging import tiff
+from syncd.imaging import heif, tiff
 from syncd.imaging.errors import Unparseable
 from syncd.imaging.xmp import blank_location
 
@@ -74,6 +75,12 @@ def strip(data: bytes, kind: imagetype.ImageType, *, location: bool, everything:
         return Stripped(data, ())
     if kind in (imagetype.BMP, imagetype.ICO):
         return Stripped(data, ())
+    if kind in (imagetype.HEIC, imagetype.AVIF) and location:
+        out, removed, checked = heif.strip_location(data)
+        notes = [] if checked else [f"{kind.ext[1:].upper()}: some metadata not checked"]
+        if everything:
+            notes.append(f"{kind.ext[1:].upper()}: only location is removed")
+        return Stripped(out, removed, "; ".join(notes) or None, location_checked=checked)
     return Stripped(
         data,
         (),

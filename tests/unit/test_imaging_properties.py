@@ -12,7 +12,7 @@ from syncd.imaging import ImageOptions, prepare
 from syncd.imaging.metadata import strip
 from tests.support import photos
 
-FORMATS = {"JPEG": "RGB", "PNG": "RGBA", "WEBP": "RGB"}
+FORMATS = {"JPEG": "RGB", "PNG": "RGBA", "WEBP": "RGB", "AVIF": "RGB"}
 
 
 @st.composite

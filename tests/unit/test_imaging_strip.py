@@ -222,13 +222,68 @@ def test_unparseable_files_come_back_unchanged_with_a_note(data: bytes, mime: st
     assert result.stripped == ()
 
 
-def test_heic_and_avif_are_passed_through_with_a_note_not_reencoded() -> None:
-    avif = photos.encode(photos.picture(), "AVIF", exif=photos.exif().tobytes())
+def _avif(*, gps: bool = True, xmp: bool = True) -> bytes:
+    options: dict[str, object] = {"exif": photos.exif(gps=gps).tobytes()}
+    if xmp:
+        options["xmp"] = photos.XMP.encode()
+    return photos.encode(photos.picture(), "AVIF", quality=70, **options)
 
-    result = prepare(avif, "image/avif", LOCATION)
 
-    assert result.data is avif
-    assert result.note is not None and "location could not be checked" in result.note
+def test_avif_loses_gps_and_xmp_location_in_place() -> None:
+    original = _avif()
+    assert photos.opened(original).getexif().get_ifd(photos.GPS_IFD)  # the premise
+
+    result = prepare(original, "image/avif", LOCATION)
+
+    _assert_no_location(result, original)
+    assert len(result.data) == len(original)
+    exif = photos.opened(result.data).getexif()
+    assert exif[photos.MAKE] == "Canon"
+    assert exif.get_ifd(0x8769)[0x9003] == "2024:05:01 18:30:00"
+    xmp = _xmp_text(result.data)
+    assert not [word for word in photos.XMP_PLACES if word in xmp] and "Headline" in xmp
+    assert set(result.stripped) == {"GPS", "XMP location"}
+    assert result.location_checked and result.note is None
+
+
+def test_heic_is_read_the_same_way() -> None:
+    # Pillow writes AVIF, not HEIC; both are HEIF, told apart by the ftyp brand only.
+    avif = _avif(xmp=False)
+    assert avif[8:12] == b"avif"
+    original = avif[:8] + b"heic" + avif[12:]
+
+    result = prepare(original, "image/heic", LOCATION)
+
+    assert (result.mime, result.stripped) == ("image/heic", ("GPS",))
+    readable = result.data[:8] + b"avif" + result.data[12:]
+    assert photos.opened(readable).getexif().get_ifd(photos.GPS_IFD) == {}
+    assert photos.decoded(readable) == photos.decoded(avif)
+
+
+def test_avif_without_location_comes_back_as_the_same_object() -> None:
+    original = _avif(gps=False, xmp=False)
+
+    result = prepare(original, "image/avif", LOCATION)
+
+    assert result.data is original and result.location_checked
+
+
+def test_avif_strip_everything_removes_location_and_says_the_rest_stays() -> None:
+    original = _avif()
+
+    result = prepare(original, "image/avif", EVERYTHING)
+
+    _assert_no_location(result, original)
+    assert result.note == "AVIF: only location is removed"
+
+
+def test_a_cut_avif_comes_back_unchanged_with_a_note() -> None:
+    original = _avif()[:100]
+
+    result = prepare(original, "image/avif", LOCATION)
+
+    assert result.data is original
+    assert result.note is not None and "uploaded unchanged" in result.note
     assert not result.location_checked
 
 
