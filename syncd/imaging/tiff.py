@@ -52,9 +52,13 @@ class _Tiff:
             raise Unparseable("EXIF offset outside the block")
 
     def entries(self, ifd: int) -> list[tuple[int, int, int, int]]:
-        """(tag, type, count, position of the entry) of each entry of the IFD at `ifd`."""
+        """(tag, type, count, position of the entry) of each entry of the IFD at `ifd`.
+
+        A table cut short by the end of the block yields the entries that are whole, as
+        lenient readers (Pillow's among them) would: a GPS pointer among them still goes.
+        """
         count = self.u16(ifd)
-        self._need(ifd + 2, 12 * count + 4)
+        count = min(count, (len(self.buf) - ifd - 2) // 12)
         out = []
         for i in range(count):
             pos = ifd + 2 + 12 * i
@@ -63,7 +67,7 @@ class _Tiff:
         return out
 
     def table_span(self, ifd: int) -> tuple[int, int]:
-        return ifd, ifd + 2 + 12 * self.u16(ifd) + 4
+        return ifd, min(len(self.buf), ifd + 2 + 12 * self.u16(ifd) + 4)
 
     def value_span(self, kind: int, count: int, pos: int) -> tuple[int, int] | None:
         """Where an entry's value lies when it is not inside the entry itself."""
@@ -74,12 +78,17 @@ class _Tiff:
         return start, start + size
 
     def chain(self) -> list[int]:
-        """IFD0, IFD1, ...: the offsets of the main IFD chain."""
+        """IFD0, IFD1, ...: the offsets of the main IFD chain, as far as it can be followed."""
         out: list[int] = []
         ifd = self.u32(4)
+        self.u16(ifd)  # IFD0 must be there; a broken link later only ends the chain
         while ifd and ifd not in out and len(out) < _MAX_IFDS:
             out.append(ifd)
-            ifd = self.u32(self.table_span(ifd)[1] - 4)
+            try:
+                ifd = self.u32(ifd + 2 + 12 * self.u16(ifd))
+                self.u16(ifd)
+            except Unparseable:
+                break
         return out
 
     def sub_ifds(self, ifds: list[int]) -> list[int]:
@@ -90,6 +99,8 @@ class _Tiff:
             for tag, _, _, pos in self.entries(todo.pop()):
                 if tag in (EXIF_IFD, INTEROP_IFD):
                     sub = self.u32(pos + 8)
+                    if sub + 2 > len(self.buf):
+                        continue  # dangling: nothing there to protect
                     if sub not in found and sub not in ifds and len(found) < _MAX_IFDS:
                         found.append(sub)
                         todo.append(sub)
@@ -106,7 +117,7 @@ def _zero(buf: bytearray, span: tuple[int, int], keep: list[tuple[int, int]]) ->
 def _remove_entry(t: _Tiff, ifd: int, index: int) -> None:
     count = t.u16(ifd)
     first = ifd + 2 + 12 * index
-    end = ifd + 2 + 12 * count + 4  # the entry table and the next-IFD offset
+    end = min(len(t.buf), ifd + 2 + 12 * count + 4)  # the entry table and next-IFD offset
     t.buf[first:end] = t.buf[first + 12 : end] + bytes(12)
     struct.pack_into(t.order + "H", t.buf, ifd, count - 1)
 
@@ -118,7 +129,8 @@ def strip_location(
 
     Returns the same object and () when there was nothing to remove; otherwise a block
     of the same length and what was removed ("GPS", "XMP location").
-    Raises Unparseable when the block is not a consistent TIFF structure.
+    Raises Unparseable when the block has no TIFF header or no IFD0 (then no reader
+    finds a GPS IFD in it either).
     """
     t = _Tiff(bytearray(blob))
     ifds = t.chain()

@@ -312,3 +312,39 @@ def test_jpeg_iptc_location_is_blanked() -> None:
     assert b"Title" in result.data
     assert result.stripped == ("IPTC location",)
     assert photos.decoded(result.data) == photos.decoded(original)
+
+
+def _with_exif(jpeg: bytes, blob: bytes) -> bytes:
+    payload = b"Exif\x00\x00" + blob
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def test_a_makernote_stays_at_its_offset_so_its_absolute_pointers_stay_right() -> None:
+    exif = photos.exif()
+    exif[0x8769] = {0x9003: "2024:05:01 18:30:00", 0x927C: b"MAKERNOTE:" + bytes(range(64))}
+    blob = exif.tobytes()[6:]  # Pillow's block starts with the APP1 "Exif\0\0" prefix
+    original = _with_exif(photos.jpeg(gps=False, orientation=None), blob)
+    at = original.index(b"MAKERNOTE:")
+
+    result = prepare(original, "image/jpeg", LOCATION)
+
+    assert result.stripped == ("GPS",)
+    assert result.data.index(b"MAKERNOTE:") == at
+    assert result.data[at : at + 74] == original[at : at + 74]
+    assert len(result.data) == len(original)
+
+
+def test_gps_goes_even_when_the_ifd_chain_is_broken_further_on() -> None:
+    blob = bytearray(photos.exif().tobytes()[6:])
+    assert blob[:2] == b"MM"
+    count = int.from_bytes(blob[8:10], "big")
+    next_ifd = 8 + 2 + 12 * count
+    blob[next_ifd : next_ifd + 4] = (0x7FFFFF00).to_bytes(4, "big")  # IFD1 nowhere
+    original = _with_exif(photos.jpeg(gps=False, orientation=None), bytes(blob))
+    assert _exif_block(original).get_ifd(photos.GPS_IFD)  # a lenient reader finds it
+
+    result = prepare(original, "image/jpeg", LOCATION)
+
+    assert result.stripped == ("GPS",)
+    assert _exif_block(result.data).get_ifd(photos.GPS_IFD) == {}
+    assert _exif_block(result.data)[photos.MAKE] == "Canon"
