@@ -5,7 +5,8 @@ carry libwebp and, since Pillow 11.3, libavif (`PIL.features.check("avif")`), so
 needs no plugin package; HEIC is not read (that would need pillow-heif), so HEIC files
 are never converted.
 
-What a conversion keeps: every frame of an animation with its durations and loop count,
+What a conversion keeps: every frame of an animation with its durations and (WebP only:
+Pillow's AVIF writer has no loop setting, players loop forever) its loop count,
 alpha, the ICC profile, and the EXIF block (with its Orientation tag taken out, since the
 pixels are turned upright first: a viewer must not turn them again). Location and, when
 asked, all metadata are then stripped from the result as from any upload.
