@@ -13,7 +13,7 @@ is held in memory here, and photos that large are not what phones make.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from syncd import imagetype
 from syncd.imaging import convert, metadata, tiff
@@ -49,17 +49,24 @@ class ImageOptions:
 
 @dataclass(frozen=True)
 class Prepared:
+    """An image ready for upload: its bytes, the type they are now, and what was done."""
+
     data: bytes
     mime: str
     ext: str  # with the dot
     stripped: tuple[str, ...] = ()  # what was removed: "GPS", "XMP location", ...
     converted_from: str | None = None  # the source's mime type, when re-encoded
     note: str | None = None  # for the log: why something was not done
-    location_checked: bool = field(default=True)  # False: location may still be in there
+    # False: location was to be removed but could not be looked for; it may be in there.
+    location_checked: bool = True
 
 
 def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
-    """`data` (of type `mime`, as sniffed by the caller) ready for upload. Never raises."""
+    """`data` ready for upload. Never raises.
+
+    The bytes decide the type (sniffed again here); `mime`, the caller's idea of it, is
+    only handed back for bytes that are no image this module knows.
+    """
     kind = imagetype.sniff(data[: imagetype.SNIFF_BYTES])
     if kind is None:
         return _unchanged(data, mime, None, "not a recognised image: uploaded unchanged")
@@ -138,19 +145,11 @@ def _converted(
         target.ext,
         removed,
         kind.mime,
-        plain.note,
-        plain.location_checked,
+        result.note,  # the source's notes were about the bytes that are not sent
+        result.location_checked,
     )
 
 
 def _with_note(prepared: Prepared, note: str) -> Prepared:
     joined = f"{prepared.note}; {note}" if prepared.note else note
-    return Prepared(
-        prepared.data,
-        prepared.mime,
-        prepared.ext,
-        prepared.stripped,
-        prepared.converted_from,
-        joined,
-        prepared.location_checked,
-    )
+    return replace(prepared, note=joined)

@@ -3,6 +3,7 @@ place, ICC profiles, animations."""
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 from typing import Any
@@ -36,6 +37,7 @@ XMP = (
 XMP_PLACES = ("GPSLatitude", "GPSLongitude", "Paris", "France")
 
 
+@functools.cache  # the profile's header holds its creation time: made once, same bytes
 def srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
