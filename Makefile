@@ -34,10 +34,13 @@ demo: $(STAMP)
 	$(PY) contrib/demo.py
 
 bench: $(STAMP)
-	# the peers the benchmarks measure against: rclone, inotifywait
+	# the peers the benchmarks measure against: rclone, inotifywait, cwebp, avifenc
 	(command -v rclone && command -v inotifywait) >/dev/null \
 	  || (apt-get update -qq && apt-get install -y -qq rclone inotify-tools) \
 	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq rclone inotify-tools'
+	(command -v cwebp && command -v avifenc) >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq webp libavif-bin) \
+	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq webp libavif-bin'
 	$(PY) tests/bench/run_all.py
 
 clean:

@@ -1,0 +1,155 @@
+"""The image core of an upload: bytes in, bytes out, no file I/O.
+
+`prepare(data, mime, options)` is the one entry point. It takes location out of the
+metadata (on by default; `metadata.py`, lossless, byte level), optionally all metadata
+but orientation and colour profile, and optionally re-encodes to WebP or AVIF
+(`convert.py`). It never raises: a file it cannot parse comes back unchanged with a
+`note`, and `location_checked` says whether location was looked for at all, so the
+caller can decide what to do with a file whose location is unknown.
+
+Files above `MAX_IMAGE_BYTES` (64 MiB) pass through unchanged with a note: the whole file
+is held in memory here, and photos that large are not what phones make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from syncd import imagetype
+from syncd.imaging import convert, metadata, tiff
+from syncd.imaging.convert import Target
+from syncd.imaging.errors import Unparseable
+from syncd.imaging.xmp import blank_location
+
+__all__ = ["MAX_IMAGE_BYTES", "ImageOptions", "Prepared", "Target", "prepare"]
+
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What to do to an image before upload.
+
+    `max_dimension` (longest side in pixels, 0 = keep) applies only when converting:
+    resizing means re-encoding, and a plain upload is never re-encoded.
+    """
+
+    strip_location: bool = True
+    strip_metadata: bool = False
+    convert: Target = Target.NONE
+    quality: int = 82
+    max_dimension: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be 1..100, not {self.quality}")
+        if self.max_dimension < 0:
+            raise ValueError(f"max_dimension must be 0 or more, not {self.max_dimension}")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image ready for upload: its bytes, the type they are now, and what was done."""
+
+    data: bytes
+    mime: str
+    ext: str  # with the dot
+    stripped: tuple[str, ...] = ()  # what was removed: "GPS", "XMP location", ...
+    converted_from: str | None = None  # the source's mime type, when re-encoded
+    note: str | None = None  # for the log: why something was not done
+    # False: location was to be removed but could not be looked for; it may be in there.
+    location_checked: bool = True
+
+
+def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
+    """`data` ready for upload. Never raises.
+
+    The bytes decide the type (sniffed again here); `mime`, the caller's idea of it, is
+    only handed back for bytes that are no image this module knows.
+    """
+    kind = imagetype.sniff(data[: imagetype.SNIFF_BYTES])
+    if kind is None:
+        return _unchanged(data, mime, None, "not a recognised image: uploaded unchanged")
+    if len(data) > MAX_IMAGE_BYTES:
+        note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: uploaded unchanged, not checked"
+        return _unchanged(data, kind.mime, kind, note)
+    try:
+        stripped = metadata.strip(
+            data, kind, location=options.strip_location, everything=options.strip_metadata
+        )
+    except Unparseable as exc:
+        return _unchanged(data, kind.mime, kind, f"could not parse ({exc}): uploaded unchanged")
+    except Exception as exc:  # a parser bug must not lose an upload
+        note = f"could not parse ({type(exc).__name__}): uploaded unchanged"
+        return _unchanged(data, kind.mime, kind, note)
+    plain = Prepared(
+        stripped.data,
+        kind.mime,
+        kind.ext,
+        stripped.removed,
+        None,
+        stripped.note,
+        stripped.location_checked or not options.strip_location,
+    )
+    if options.convert is Target.NONE:
+        return plain
+    return _converted(data, kind, options, plain)
+
+
+def _unchanged(data: bytes, mime: str, kind: imagetype.ImageType | None, note: str) -> Prepared:
+    ext = kind.ext if kind else ""
+    return Prepared(data, mime, ext, (), None, note, location_checked=False)
+
+
+def _converted(
+    data: bytes, kind: imagetype.ImageType, options: ImageOptions, plain: Prepared
+) -> Prepared:
+    target = options.convert.image_type
+    if kind not in convert.CONVERTIBLE:
+        return _with_note(plain, f"{kind.ext[1:].upper()} is not converted")
+    if kind is target and not options.max_dimension:
+        return plain
+    exif = None if options.strip_metadata else metadata.exif_of(data, kind)
+    try:
+        if exif is not None and options.strip_location:
+            # Clean before it goes in, not only after: the encoder may lay it out anew.
+            exif, _ = tiff.strip_location(exif, blank_location)
+        encoded = convert.encode(
+            data,
+            options.convert,
+            quality=options.quality,
+            max_dimension=options.max_dimension,
+            exif=exif,
+        )
+        # The output goes through the same strip as any upload (belt and braces).
+        result = metadata.strip(
+            encoded.data,
+            target,
+            location=options.strip_location,
+            everything=options.strip_metadata,
+        )
+    except convert.CannotConvert as exc:
+        return _with_note(plain, f"not converted: {exc}")
+    except Exception as exc:  # Pillow raises many types on odd input; the upload goes on
+        return _with_note(plain, f"not converted ({type(exc).__name__}: {exc})")
+    if len(result.data) >= len(plain.data):
+        note = (
+            f"{options.convert.value} would not be smaller "
+            f"({len(result.data)} vs {len(plain.data)} bytes): kept as it was"
+        )
+        return _with_note(plain, note)
+    removed = tuple(dict.fromkeys([*plain.stripped, *result.removed]))
+    return Prepared(
+        result.data,
+        target.mime,
+        target.ext,
+        removed,
+        kind.mime,
+        result.note,  # the source's notes were about the bytes that are not sent
+        result.location_checked,
+    )
+
+
+def _with_note(prepared: Prepared, note: str) -> Prepared:
+    joined = f"{prepared.note}; {note}" if prepared.note else note
+    return replace(prepared, note=joined)
