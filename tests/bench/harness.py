@@ -253,10 +253,13 @@ def peer_versions() -> str:
     return line + f"; Debian's rclone {rclone_version(debian)} ({debian}), for information"
 
 
-def rclone_env(server: MotoServer, config_file: Path) -> dict[str, str]:
+def rclone_env(
+    server: MotoServer, config_file: Path, *, endpoint: str | None = None
+) -> dict[str, str]:
     """An S3 remote named `bench:` for moto, from environment variables only.
 
     `config_file` should be an empty file: rclone then reads no user configuration.
+    `endpoint` replaces the server's URL (a proxy in front of it).
     AWS_CA_BUNDLE is removed: Debian's rclone 1.60 fails with LoadCustomCABundleError
     whenever it is set, even to a valid bundle.
     """
@@ -271,7 +274,7 @@ def rclone_env(server: MotoServer, config_file: Path) -> dict[str, str]:
             prefix + "ENV_AUTH": "false",
             prefix + "ACCESS_KEY_ID": server.credentials.access_key_id,
             prefix + "SECRET_ACCESS_KEY": server.credentials.secret_access_key,
-            prefix + "ENDPOINT": server.url,
+            prefix + "ENDPOINT": endpoint or server.url,
             prefix + "REGION": "us-east-1",
             prefix + "FORCE_PATH_STYLE": "true",
         }
