@@ -66,10 +66,6 @@ class DelayProxy:
         self._acceptor = threading.Thread(target=self._accept, name="delayproxy-accept")
         self._acceptor.start()
 
-    def set_rtt(self, rtt: float) -> None:
-        """Change the delay for bytes read from now on."""
-        self.one_way = rtt / 2
-
     def reset_counts(self) -> None:
         with self._lock:
             self.connections = 0

@@ -57,18 +57,6 @@ def rclone_exe() -> Path:
     return exe
 
 
-def rclone_version(exe: Path | str) -> str:
-    """`rclone version`'s first word pair, e.g. `v1.75.2`; "" when it does not run."""
-    try:
-        out = subprocess.run(
-            [str(exe), "version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except OSError:
-        return ""
-    first = out.splitlines()[0] if out else ""
-    return first.split()[-1] if first.startswith("rclone ") else ""
-
-
 class RcloneS3Server:
     """`rclone serve s3` as a child process, like `MotoServer`. Use as a context manager.
 
