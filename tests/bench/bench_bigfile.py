@@ -4,7 +4,7 @@ A 1 GiB PNG (a valid file: signature, header, one huge ancillary chunk of random
 pixels) is written to a temporary folder on disk and uploaded to moto by
 `syncd sync --once`. The figure is the syncd process's peak RSS growth: its peak RSS
 (VmHWM, sampled from /proc) minus the peak RSS of the same command on an empty vault.
-Target (issue 2): < 32 MB. The peer, measured the same way in the same run, is
+Target: < 32 MB. The peer, measured the same way in the same run, is
 `rclone copy` of the same file with default flags (a multipart upload for rclone).
 
 The object must arrive whole: its size, and the `x-amz-meta-sha256` syncd sets compared
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    RCLONE,
     SYNCD,
     ChildStats,
     Figure,
@@ -99,7 +100,7 @@ def run_syncd(server: MotoServer, work: Path, vault: Path, name: str) -> tuple[C
 def run_rclone(server: MotoServer, work: Path, source: Path) -> tuple[ChildStats, str]:
     bucket = server.new_bucket()
     env = rclone_env(server, work / "rclone.conf")
-    argv = ["rclone", "copy", str(source), f"bench:{bucket}"]
+    argv = [str(RCLONE), "copy", str(source), f"bench:{bucket}"]
     return run_child(argv, env=env, sample_rss=True).check(), bucket
 
 

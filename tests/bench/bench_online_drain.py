@@ -14,9 +14,10 @@ copies of it, with fresh buckets on one moto server (signatures checked) and fre
 
 Rounds alternate who goes first; medians are reported. Both must leave every object in
 their bucket and every note pointing at its image's URL, or the benchmark fails. moto is
-the bottleneck (FACTS.md), so the info line also gives moto's CPU and the client's CPU.
+the bottleneck (about 4 ms of server CPU per request), so the info line also gives moto's
+CPU and the client's CPU.
 
-Target (issue 4): daemon drain <= 1.2x `sync --once`.
+Target: daemon drain <= 1.2x `sync --once`.
 
 Run alone: `.venv/bin/python tests/bench/bench_online_drain.py [--images N] [--rounds N]`.
 """

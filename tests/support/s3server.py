@@ -1,9 +1,10 @@
 """A real S3 HTTP server for tests and benchmarks: moto's server mode on 127.0.0.1.
 
-Signature checking is switched on (FACTS.md): moto allows INITIAL_NO_AUTH_ACTION_COUNT
-unauthenticated calls, which we spend creating an IAM user, its access key and an
-allow-all policy; from then on a wrong secret is 403 SignatureDoesNotMatch. Tests get
-isolation from a fresh bucket each (a moto reset would also wipe the IAM user).
+Signature checking is switched on (by default moto checks no signature): moto allows
+INITIAL_NO_AUTH_ACTION_COUNT unauthenticated calls, which we spend creating an IAM user,
+its access key and an allow-all policy; from then on a wrong secret is 403
+SignatureDoesNotMatch. Tests get isolation from a fresh bucket each (a moto reset would
+also wipe the IAM user).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Real servers for system tests, started once per session."""
+"""Real servers for system tests, started once per session.
+
+Two S3 implementations: moto (every system test) and `rclone serve s3` (the storage
+contract suite runs against both, so behaviour that only moto accepts is caught). The
+rclone server starts only when a test asks for it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.rclone_s3 import RcloneS3Server
 from tests.support.s3server import MotoServer
 
 
@@ -19,3 +25,9 @@ def s3_server() -> Iterator[MotoServer]:
 def s3_bucket(s3_server: MotoServer) -> str:
     """A fresh bucket per test (a moto reset would also wipe the IAM user)."""
     return s3_server.new_bucket()
+
+
+@pytest.fixture(scope="session")
+def rclone_s3_server() -> Iterator[RcloneS3Server]:
+    with RcloneS3Server() as server:
+        yield server

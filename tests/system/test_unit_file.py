@@ -1,7 +1,7 @@
 """The systemd user unit: shipped copies agree, systemd accepts it, installing it works.
 
 `systemd-analyze verify --user` is the real parser: it needs `XDG_RUNTIME_DIR` set to an
-existing 0700 folder, and it exits 0 on warnings, so stderr must be empty too (FACTS.md).
+existing 0700 folder, and it exits 0 on warnings, so stderr must be empty too.
 It also checks that ExecStart='s program exists, which makes it a test of our quoting.
 """
 

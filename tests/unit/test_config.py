@@ -1,4 +1,4 @@
-"""Config loading: the keys of DESIGN.md, every problem at once, secrets kept secret."""
+"""Config loading: every documented key, every problem at once, secrets kept secret."""
 
 from __future__ import annotations
 
