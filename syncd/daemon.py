@@ -466,7 +466,12 @@ class Daemon:
         """Called from the watcher's delivery thread with a debounced batch."""
         try:
             for event in events:
-                self._intake(event)
+                try:
+                    self._intake(event)
+                except QueueError:
+                    raise
+                except Exception:  # one odd file must not cost the rest of its batch
+                    log.exception("could not handle %s (%s)", event.path, event.kind.value)
         except QueueError as exc:
             # e.g. the disk is full: stop intake for now, the periodic rescan resumes it
             log.error("could not record changes: %s; will rescan later", exc)
