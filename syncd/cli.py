@@ -275,8 +275,11 @@ def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False)
     from syncd.storage import open_storage
     from syncd.vault import Vault
 
-    scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds)
-    vault = Vault(config.paths.notes, config.paths.images)
+    roots = [*config.paths.notes, *config.paths.images]
+    scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds, roots=roots)
+    vault = Vault(
+        config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
+    )
     from syncd.cache import ObjectCache, default_cache_dir
 
     storage = open_storage(config.storage) if with_storage else None

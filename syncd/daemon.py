@@ -245,9 +245,12 @@ class Daemon:
         self.storage = self._given_storage or open_storage(
             config.storage, pool_size=config.upload.workers
         )
-        self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds)
+        roots = [*config.paths.notes, *config.paths.images]
+        self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds, roots=roots)
         self.scanner.on_queued = self._on_queued
-        self.vault = Vault(config.paths.notes, config.paths.images)
+        self.vault = Vault(
+            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
+        )
         self.rewriter = Rewriter(self.queue, self.scanner, self.vault)
         self.uploader = Uploader(
             self.queue,
@@ -493,7 +496,8 @@ class Daemon:
             return  # the name index keeps the path; lookups check that it still exists
         self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
         if is_note(path):
-            self._note_changed(path)
+            if self.vault.may_read(path):  # not a FIFO, not too big: checked before reading
+                self._note_changed(path)
         elif any(root in path.parents for root in self.vault.image_roots):
             # CHANGED means closed after writing, or renamed into place: complete.
             self.scanner.consider(path, complete=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import syncd.scanner as scanner_module
 from syncd.queue import State, UploadQueue
 from syncd.scanner import Outcome, Scanner, is_ignored_name
 from tests.support.images import GIF, JPEG, SVG, png
@@ -149,14 +150,14 @@ def test_unreadable_file_is_reported_not_fatal(
     image = vault / "locked.png"
     image.write_bytes(png(seed=1))
     (vault / "fine.png").write_bytes(png(seed=2))
-    real_open = Path.open
+    real_open = scanner_module.open_regular
 
-    def guarded_open(self: Path, *args: object, **kwargs: object) -> object:
-        if self == image:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+    def guarded_open(path: Path) -> object:
+        if path == image:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path)
 
-    monkeypatch.setattr(Path, "open", guarded_open)
+    monkeypatch.setattr(scanner_module, "open_regular", guarded_open)
     report = Scanner(queue, settle_seconds=0).scan([vault])
     assert report.counts[Outcome.UNREADABLE] == 1
     assert report.unreadable == [(image, "Permission denied")]
