@@ -417,7 +417,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f" (from {status['online_source']})"
     )
     if status["watching"] != "ok":
-        print("watching: degraded (see the log); rescanning every 5 minutes")
+        print(f"watching: {printable(status['watching'])}; rescanning every 5 minutes")
     queue = status["queue"]
     c = queue["counts"]
     print(

@@ -680,7 +680,7 @@ class Daemon:
             "online_source": self._online_source,
             "online_since": self._online_since,
             "paused": self.paused,
-            "watching": "degraded" if self.watcher.degraded else "ok",
+            "watching": self.watcher.health(),
             "queue_path": str(self.config.queue_path),
             "queue": self.queue.summary().as_dict(),
             "uploading": uploading,
