@@ -7,12 +7,17 @@ share), a newline or a terminal escape in a name, a FIFO named like a note.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.server
 import os
+import re
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,3 +261,120 @@ def test_error_text_in_the_queue_file_is_escaped(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "state" / "queue.db")
     rows = db.execute("SELECT path, typeof(path) FROM files").fetchall()
     assert rows == [(raw(tmp_path, b"vault", b"attachments", b"bad\xff.png"), "blob")]
+
+
+# -- secrets echoed back --------------------------------------------------------------
+
+
+def _lower_hex(percent_encoded: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), percent_encoded)
+
+
+class _EchoingStore(http.server.BaseHTTPRequestHandler):
+    """A store that refuses every request and quotes the secret back, encoded."""
+
+    secret = ""
+
+    def _refuse(self) -> None:
+        raw_secret = self.secret.encode()
+        echoes = [
+            base64.b64encode(b"user:" + raw_secret).decode(),  # inside longer data
+            base64.urlsafe_b64encode(b"xy" + raw_secret).decode().rstrip("="),
+            base64.b64encode(raw_secret).decode(),
+            _lower_hex(urllib.parse.quote(self.secret, safe="")),
+        ]
+        body = (
+            "<?xml version='1.0'?><Error><Code>SignatureDoesNotMatch</Code><Message>"
+            f"signature mismatch for {' '.join(echoes)}</Message></Error>"
+        ).encode()
+        if self.command != "HEAD":
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = do_POST = _refuse
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echoing_store() -> Iterator[tuple[str, str]]:
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzEXAMPLEKEY"
+    handler = type("Handler", (_EchoingStore,), {"secret": secret})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="echoing-store")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", secret
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_secret_echoed_encoded_by_the_store_is_redacted_everywhere(
+    tmp_path: Path, echoing_store: tuple[str, str]
+) -> None:
+    endpoint, secret = echoing_store
+    (tmp_path / "vault" / "attachments").mkdir(parents=True)
+    (tmp_path / "vault" / "attachments" / "a.png").write_bytes(png(seed=13))
+    (tmp_path / "config.toml").write_text(
+        f"""
+[paths]
+notes = ["vault"]
+images = ["vault/attachments"]
+state_dir = "state"
+
+[storage]
+backend = "s3"
+bucket = "notes"
+endpoint_url = "{endpoint}"
+public_base_url = "https://img.example.com/notes"
+connect_timeout = 2
+read_timeout = 5
+
+[upload]
+settle_seconds = 0
+"""
+    )
+    env = DaemonProcess.base_env(SYNCD_ACCESS_KEY_ID="AKIDHOSTILE", SYNCD_SECRET_ACCESS_KEY=secret)
+    raw_secret = secret.encode()
+    forms = {
+        secret,
+        base64.b64encode(raw_secret).decode(),
+        _lower_hex(urllib.parse.quote(secret, safe="")),
+        # the middle of the secret, as it shows inside the longer encoded strings
+        base64.b64encode(raw_secret[1:-2]).decode(),
+        base64.urlsafe_b64encode(raw_secret[1:-2]).decode(),
+    }
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [SYNCD, "--config", str(tmp_path / "config.toml"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in proc.stderr
+        return proc.stdout + proc.stderr
+
+    outputs = {
+        "sync --once": run("sync", "--once"),
+        "status": run("status"),
+        "items": run("items"),
+        "doctor": run("doctor"),
+    }
+    assert "signature mismatch" in outputs["sync --once"] + outputs["items"]  # it was echoed
+    db = sqlite3.connect(tmp_path / "state" / "queue.db")
+    stored = " ".join(str(e) for (e,) in db.execute("SELECT last_error FROM items"))
+    assert "signature mismatch" in stored
+    outputs["queue.db last_error"] = stored
+    for where, text in outputs.items():
+        for form in forms:
+            assert form not in text, f"{where} shows the secret as {form}"
