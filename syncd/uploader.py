@@ -28,6 +28,7 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
+from syncd.fsutil import open_regular
 from syncd.keys import KeyTemplate
 from syncd.queue import UploadItem, UploadQueue
 from syncd.retry import RetryPolicy
@@ -101,7 +102,7 @@ class Uploader:
         unreadable: list[str] = []
         for path in self.queue.paths_for(item.id):
             try:
-                f = path.open("rb")
+                f = open_regular(path)  # a file swapped for a FIFO must not hang a worker
             except FileNotFoundError:
                 continue
             except OSError as exc:
