@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from syncd import __version__, redact
 from syncd.config import Config, find_config_path, load_config
+from syncd.display import printable
 from syncd.errors import ConfigError, QueueError, SyncdError, UsageError
 from syncd.logs import setup_logging
 from syncd.progress import format_size
@@ -161,9 +162,9 @@ def report_error(exc: SyncdError, out: TextIO | None = None) -> int:
     if isinstance(exc, ConfigError):
         print("syncd: the configuration has problems:", file=out)
         for problem in exc.problems:
-            print(f"  {redact.scrub(str(problem))}", file=out)
+            print(f"  {printable(redact.scrub(str(problem)))}", file=out)
         return EXIT_CONFIG
-    print(f"syncd: {redact.scrub(str(exc))}", file=out)
+    print(f"syncd: {printable(redact.scrub(str(exc)))}", file=out)
     if exc.hint:
         print(f"  hint: {redact.scrub(exc.hint)}", file=out)
     if isinstance(exc, UsageError):
@@ -242,7 +243,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             f"failed: {res[Result.FAILED]}, retry later: {res[Result.RETRY]}"
         )
         for name, error in report.errors:
-            print(f"  {name}: {redact.scrub(error)}")
+            print(f"  {printable(name)}: {printable(redact.scrub(error))}")
         if report.offline:
             print("offline: the store could not be reached; the queue is kept for the next run")
         print(
@@ -268,9 +269,9 @@ def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -
         )
         return EXIT_OK
     for path, size in plan.uploads:
-        print(f"would upload  {path} ({format_size(size)})")
+        print(f"would upload  {printable(path)} ({format_size(size)})")
     for note, links in plan.rewrites:
-        print(f"would rewrite {note} ({_plural(links, 'link')})")
+        print(f"would rewrite {printable(note)} ({_plural(links, 'link')})")
     print(
         f"dry run: {_plural(len(plan.uploads), 'image')} to upload, "
         f"{_plural(len(plan.rewrites), 'note')} to rewrite; nothing was changed"
@@ -284,8 +285,11 @@ def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False)
     from syncd.storage import open_storage
     from syncd.vault import Vault
 
-    scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds)
-    vault = Vault(config.paths.notes, config.paths.images)
+    roots = [*config.paths.notes, *config.paths.images]
+    scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds, roots=roots)
+    vault = Vault(
+        config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
+    )
     from syncd.cache import ObjectCache, default_cache_dir
 
     storage = open_storage(config.storage) if with_storage else None
@@ -345,11 +349,11 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     else:
         for change in changes:
             if args.dry_run:
-                sys.stdout.write(change.diff(rewriter.vault.root_of(change.note)))
+                sys.stdout.write(_printable_lines(change.diff(rewriter.vault.root_of(change.note))))
             else:
-                print(f"{change.note}: {_plural(change.replaced, 'link')} rewritten")
+                print(f"{printable(change.note)}: {_plural(change.replaced, 'link')} rewritten")
             for problem in change.problems:
-                print(f"  {problem}")
+                print(f"  {printable(problem)}")
         if not changes:
             print("nothing to rewrite")
     return EXIT_OK if pending == 0 or args.dry_run else EXIT_UNDONE
@@ -388,11 +392,11 @@ def cmd_localize(args: argparse.Namespace) -> int:
     else:
         for change in changes:
             if args.dry_run:
-                sys.stdout.write(change.diff(rewriter.vault.root_of(change.note)))
+                sys.stdout.write(_printable_lines(change.diff(rewriter.vault.root_of(change.note))))
             elif change.replaced:
-                print(f"{change.note}: {_plural(change.replaced, 'link')} made local")
+                print(f"{printable(change.note)}: {_plural(change.replaced, 'link')} made local")
             for problem in change.problems:
-                print(f"  {change.note}: {redact.scrub(problem)}")
+                print(f"  {printable(change.note)}: {printable(redact.scrub(problem))}")
         if not changes:
             print("nothing to localize")
     return EXIT_UNDONE if problems else EXIT_OK
@@ -423,7 +427,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f" (from {status['online_source']})"
     )
     if status["watching"] != "ok":
-        print("watching: degraded (see the log); rescanning every 5 minutes")
+        print(f"watching: {printable(status['watching'])}; rescanning every 5 minutes")
     if status.get("disk_full"):
         print(f"paused: {status['disk_full']}")
     if status.get("clock"):
@@ -495,7 +499,7 @@ def _print_verify(last: dict[str, Any] | None) -> None:
 def _print_last_error(error: str | None, failed: int) -> None:
     if not error:
         return
-    print(f"last error: {redact.scrub(error)}")
+    print(f"last error: {printable(redact.scrub(error))}")
     if failed:
         print("  fix the cause, then run `syncd retry` (and `syncd sync --once` without a daemon)")
 
@@ -521,9 +525,10 @@ def cmd_items(args: argparse.Namespace) -> int:
         return EXIT_OK
     for i in items:
         where = i["paths"][0] if i["paths"] else i["name"]
-        print(f"{i['id']:>6}  {i['state']:<9} {format_size(i['size']):>9}  {where}")
+        print(f"{i['id']:>6}  {i['state']:<9} {format_size(i['size']):>9}  {printable(where)}")
         if i["state"] != "uploaded" and i["last_error"]:
-            print(f"        attempts {i['attempts']}: {redact.scrub(i['last_error'])}")
+            error = printable(redact.scrub(i["last_error"]))
+            print(f"        attempts {i['attempts']}: {error}")
     if not items:
         print("no items" + (f" in state {args.state}" if args.state else ""))
     return EXIT_OK
@@ -961,6 +966,14 @@ def _summary_json(summary: QueueSummary) -> dict[str, Any]:
 
 def _print_json(data: dict[str, Any]) -> None:
     print(redact.scrub(json.dumps(data, indent=2, sort_keys=True)))
+
+
+def _printable_lines(text: str) -> str:
+    """A multi-line text (a diff) with each line made printable, the line ends kept."""
+    lines = text.split("\n")
+    return "\n".join(
+        printable(line[:-1]) + "\r" if line.endswith("\r") else printable(line) for line in lines
+    )
 
 
 def _plural(n: int, word: str) -> str:

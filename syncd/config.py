@@ -30,6 +30,7 @@ from syncd.keys import KeyTemplate, KeyTemplateError
 
 BACKENDS = ("r2", "s3", "local")
 DEFAULT_KEY_TEMPLATE = "{sha256:.2}/{sha256}{ext}"
+DEFAULT_MAX_NOTE_BYTES = 16 * 1024 * 1024
 SECRET_KEYS = ("access_key_id", "secret_access_key")
 SECRET_ENV = {
     "access_key_id": "SYNCD_ACCESS_KEY_ID",
@@ -66,6 +67,8 @@ class PathsConfig:
     notes: tuple[Path, ...]
     images: tuple[Path, ...]
     state_dir: Path
+    # A bigger note is skipped with a warning: reading and parsing it would stall intake.
+    max_note_bytes: int = DEFAULT_MAX_NOTE_BYTES
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
 _ENV_VAR = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
 
 _KNOWN: dict[str, tuple[str, ...]] = {
-    "paths": ("notes", "images", "state_dir"),
+    "paths": ("notes", "images", "state_dir", "max_note_bytes"),
     "storage": (
         "backend",
         "bucket",
@@ -348,7 +351,24 @@ def _parse_paths(checker: _Checker, table: dict[str, Any], env: Mapping[str, str
         )
     state_raw = checker.string(table, "state_dir", "paths.state_dir")
     state_dir = checker.path(state_raw) if state_raw else default_state_dir(env)
-    return PathsConfig(notes=lists["notes"], images=lists["images"], state_dir=state_dir)
+    max_note_bytes = table.get("max_note_bytes", DEFAULT_MAX_NOTE_BYTES)
+    if (
+        isinstance(max_note_bytes, bool)
+        or not isinstance(max_note_bytes, int)
+        or max_note_bytes < 1
+    ):
+        checker.problem(
+            "paths.max_note_bytes",
+            "must be a whole number of bytes >= 1",
+            f"e.g. max_note_bytes = {DEFAULT_MAX_NOTE_BYTES} (16 MiB)",
+        )
+        max_note_bytes = DEFAULT_MAX_NOTE_BYTES
+    return PathsConfig(
+        notes=lists["notes"],
+        images=lists["images"],
+        state_dir=state_dir,
+        max_note_bytes=max_note_bytes,
+    )
 
 
 def _parse_storage(

@@ -45,6 +45,7 @@ from syncd import __version__, redact
 from syncd.config import Config, load_config
 from syncd.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
 from syncd.control import ControlServer, default_socket_path
+from syncd.display import printable
 from syncd.errors import ConfigError, QueueError, SyncdError
 from syncd.events import EventBus
 from syncd.notewriter import is_note
@@ -289,9 +290,12 @@ class Daemon:
         self.storage = self._given_storage or open_storage(
             config.storage, pool_size=config.upload.workers
         )
-        self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds)
+        roots = [*config.paths.notes, *config.paths.images]
+        self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds, roots=roots)
         self.scanner.on_queued = self._on_queued
-        self.vault = Vault(config.paths.notes, config.paths.images)
+        self.vault = Vault(
+            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
+        )
         self.rewriter = Rewriter(self.queue, self.scanner, self.vault)
         self.uploader = Uploader(
             self.queue,
@@ -626,7 +630,12 @@ class Daemon:
         """Called from the watcher's delivery thread with a debounced batch."""
         try:
             for event in events:
-                self._intake(event)
+                try:
+                    self._intake(event)
+                except QueueError:
+                    raise
+                except Exception:  # one odd file must not cost the rest of its batch
+                    log.exception("could not handle %s (%s)", event.path, event.kind.value)
         except QueueError as exc:
             # The disk is full: intake pauses; the rescan on resuming catches up.
             self._note_queue_error(exc)
@@ -647,7 +656,8 @@ class Daemon:
             return  # the name index keeps the path; lookups check that it still exists
         self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
         if is_note(path):
-            self._note_changed(path)
+            if self.vault.may_read(path):  # not a FIFO, not too big: checked before reading
+                self._note_changed(path)
         elif any(root in path.parents for root in self.vault.image_roots):
             # CHANGED means closed after writing, or renamed into place: complete.
             self.scanner.consider(path, complete=True)
@@ -844,7 +854,7 @@ class Daemon:
             self.events.publish("failed", id=item.id, name=item.name, error=outcome.error)
             if self.config.daemon.notify:
                 DesktopNotifier().notify(
-                    f"syncd could not upload {item.name}",
+                    f"syncd could not upload {printable(item.name)}",
                     redact.scrub(f"{outcome.error}\nFix it, then run: syncd retry"),
                 )
         elif outcome.result is Result.RETRY:
@@ -885,7 +895,7 @@ class Daemon:
             "online_source": self._online_source,
             "online_since": self._online_since,
             "paused": self.paused,
-            "watching": "degraded" if self.watcher.degraded else "ok",
+            "watching": self.watcher.health(),
             "queue_path": str(self.config.queue_path),
             "queue": self.queue.summary().as_dict(),
             "uploading": uploading,

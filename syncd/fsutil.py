@@ -1,9 +1,23 @@
-"""Small filesystem helpers shared by the modules that write atomically."""
+"""Small filesystem helpers: atomic writes made durable, and reading vault files safely.
+
+A vault may hold anything a user (or a sync tool) put there: a FIFO named `x.md` blocks
+whoever opens it until a writer comes, a device file never ends. syncd reads regular
+files only: `regular_size` says whether a path is one (without opening it), and
+`open_regular` opens with O_NONBLOCK, so that even a file swapped for a FIFO between
+the check and the open cannot block, then checks what it really opened.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import stat
 from pathlib import Path
+
+
+class NotRegularFileError(OSError):
+    """The path is a FIFO, a socket, a device or a folder: syncd does not read it."""
 
 
 def fsync_dir(path: Path) -> None:
@@ -13,3 +27,31 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def regular_size(path: Path) -> int | None:
+    """The size of `path` (symlinks followed) if it is a regular file, else None.
+
+    Raises OSError if it cannot be looked at (FileNotFoundError when it is gone).
+    """
+    st = os.stat(path)
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def open_regular(path: Path) -> io.BufferedReader:
+    """Open a regular file for reading; never blocks, whatever `path` turns out to be.
+
+    Raises NotRegularFileError for anything but a regular file, OSError as `open` does.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file", os.fspath(path))
+        # O_NONBLOCK means nothing for a regular file; cleared all the same, so that a
+        # reader never sees EAGAIN.
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

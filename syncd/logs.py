@@ -2,7 +2,9 @@
 
 When stderr goes to the journal (`JOURNAL_STREAM` is set, FACTS.md), each line starts
 with a `<N>` syslog priority so `journalctl -p warning` works; otherwise lines carry a
-short level name. Every handler gets the redacting filter, so no secret is ever printed.
+short level name. Every handler gets the redacting filter, so no secret is ever printed,
+and the escaping filter, so a file name with a newline or a terminal escape sequence in
+it cannot forge a log line or drive the terminal (`syncd.display.printable`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import os
 import sys
 
+from syncd.display import printable
 from syncd.redact import RedactingFilter
 
 _PRIORITY = {
@@ -28,6 +31,20 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in super().format(record).splitlines())
 
 
+class EscapingFilter(logging.Filter):
+    """Rewrites each record's final message with `printable`: one record, one line.
+
+    A traceback is added by the formatter after this, and keeps its own lines.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        safe = printable(message)
+        if safe != message or record.args:
+            record.msg, record.args = safe, None
+        return True
+
+
 def setup_logging(verbosity: int = 0, *, stream: object = None) -> None:
     """Configure the root logger once: INFO by default, DEBUG with -v, WARNING with -q."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
@@ -37,6 +54,7 @@ def setup_logging(verbosity: int = 0, *, stream: object = None) -> None:
     else:
         handler.setFormatter(logging.Formatter("syncd: %(levelname)s %(message)s"))
     handler.addFilter(RedactingFilter())
+    handler.addFilter(EscapingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.config import Config
+from syncd.fsutil import open_regular
 from syncd.imagetype import SNIFF_BYTES, sniff
 from syncd.links import find_image_refs
 from syncd.notewriter import NoteError, read_note
@@ -90,7 +91,12 @@ def sync_once(
     own_storage = storage is None
     storage = storage or open_storage(config.storage, pool_size=config.upload.workers)
     with UploadQueue(config.queue_path, clock=clock) as queue:
-        scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds, clock=clock)
+        scanner = Scanner(
+            queue,
+            settle_seconds=config.upload.settle_seconds,
+            clock=clock,
+            roots=[*config.paths.notes, *config.paths.images],
+        )
         released = queue.release_orphans(socket.gethostname(), pid_alive)
         if released:
             log.info("took back %d uploads claimed by a process that died", released)
@@ -102,7 +108,9 @@ def sync_once(
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
             clock=clock,
         )
-        vault = Vault(config.paths.notes, config.paths.images)
+        vault = Vault(
+            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
+        )
         rewriter = Rewriter(queue, scanner, vault)
         image_roots = scoped_roots(config.paths.images, only)
         notes = list(vault.notes([only] if only else ()))
@@ -287,7 +295,7 @@ def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
     def state_of(path: Path) -> str | None:
         """'uploaded', 'new' (would be queued and uploaded), 'pending' … or None: no image."""
         try:
-            with path.open("rb") as f:
+            with open_regular(path) as f:
                 if sniff(f.read(SNIFF_BYTES)) is None:
                     return None
                 f.seek(0)
@@ -307,7 +315,9 @@ def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
                 if state in ("new", "pending", "uploading") and path not in seen:
                     seen.add(path)
                     plan.uploads.append((path, st.st_size))
-        vault = Vault(config.paths.notes, config.paths.images)
+        vault = Vault(
+            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
+        )
         for note in vault.notes([only] if only else ()):
             try:
                 text = read_note(note).text

@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 from syncd import redact
+from syncd.display import printable
 
 _BAR = 24
 
@@ -95,7 +96,7 @@ class ProgressView:
     def _line(self, text: str) -> None:
         if self.tty and self._drawn:
             self.out.write("\r\x1b[K")
-        self.out.write(text + "\n")
+        self.out.write(printable(text) + "\n")
         self.out.flush()
         self._drawn = False
 

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 
 import peewee
 
+from syncd import redact
+from syncd.display import printable
 from syncd.errors import QueueError
 
 SCHEMA_VERSION = 5
@@ -329,11 +331,11 @@ class UploadQueue:
     def file_record(self, path: Path) -> FileRecord | None:
         row = self._sql(
             "SELECT path, size, mtime_ns, inode, sha256, item_id FROM files WHERE path = ?",
-            (str(path),),
+            (db_path(path),),
         ).fetchone()
         if row is None:
             return None
-        return FileRecord(row[0], FileStat(row[1], row[2], row[3]), row[4], row[5])
+        return FileRecord(path_text(row[0]), FileStat(row[1], row[2], row[3]), row[4], row[5])
 
     def record_image(
         self, path: Path, stat: FileStat, sha256: str, mime: str, ext: str
@@ -350,7 +352,16 @@ class UploadQueue:
                 self._sql(
                     "INSERT INTO items (sha256, size, mime, ext, name, state, attempts, "
                     "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,0,0,?,?)",
-                    (sha256, stat.size, mime, ext, path.name, State.PENDING.value, now, now),
+                    (
+                        sha256,
+                        stat.size,
+                        mime,
+                        ext,
+                        db_path(path.name),
+                        State.PENDING.value,
+                        now,
+                        now,
+                    ),
                 )
                 item = self._one_item("sha256 = ?", (sha256,))
                 assert item is not None
@@ -363,7 +374,7 @@ class UploadQueue:
             self._sql(
                 "UPDATE refs SET item_id = ?, state = 'pending', updated_at = ? "
                 "WHERE image_path = ? AND item_id IS NOT ? AND state != 'localized'",
-                (item.id, now, str(path), item.id),
+                (item.id, now, db_path(path), item.id),
             )
         return item, new
 
@@ -378,7 +389,7 @@ class UploadQueue:
         self._sql(
             "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, sha256, item_id, "
             "seen_at) VALUES (?,?,?,?,?,?,?)",
-            (str(path), stat.size, stat.mtime_ns, stat.inode, sha256, item_id, now),
+            (db_path(path), stat.size, stat.mtime_ns, stat.inode, sha256, item_id, now),
         )
 
     def record_others(self, entries: list[tuple[Path, FileStat]]) -> None:
@@ -390,31 +401,28 @@ class UploadQueue:
 
     def forget_file(self, path: Path) -> None:
         with self._write():
-            self._sql("DELETE FROM files WHERE path = ?", (str(path),))
+            self._sql("DELETE FROM files WHERE path = ?", (db_path(path),))
 
     def forget_under(self, folder: Path) -> int:
         """A folder went away: forget the stat cache of everything that was in it."""
-        prefix = str(folder).rstrip("/") + "/"
         with self._write():
             return int(
                 self._sql(
-                    "DELETE FROM files WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0")
+                    f"DELETE FROM files WHERE {_UNDER.format('path')}", _bounds_under(folder)
                 ).rowcount
             )
 
     def known_files(self, under: Path) -> dict[str, tuple[int, int, int]]:
         """The stat cache for every recorded path under the folder `under`, in one query."""
-        prefix = str(under).rstrip("/") + "/"
-        # A range on the primary key instead of LIKE: uses the index, no escaping needed.
         rows = self._sql(
-            "SELECT path, size, mtime_ns, inode FROM files WHERE path >= ? AND path < ?",
-            (prefix, prefix[:-1] + "0"),  # "0" is the character after "/"
+            f"SELECT path, size, mtime_ns, inode FROM files WHERE {_UNDER.format('path')}",
+            _bounds_under(under),
         )
-        return {p: (size, mtime, inode) for p, size, mtime, inode in rows}
+        return {path_text(p): (size, mtime, inode) for p, size, mtime, inode in rows}
 
     def paths_for(self, item_id: int) -> list[Path]:
         rows = self._sql("SELECT path FROM files WHERE item_id = ? ORDER BY path", (item_id,))
-        return [Path(p) for (p,) in rows]
+        return [Path(path_text(p)) for (p,) in rows]
 
     # -- worker transitions -------------------------------------------------
 
@@ -486,7 +494,7 @@ class UploadQueue:
             owner,
             "state = 'pending', next_attempt_at = ?, last_error = ?, last_error_at = ?, "
             "lease_owner = NULL, lease_until = NULL, updated_at = ?, wait_reason = ?",
-            (now + max(0.0, delay), error, now, now, reason.value),
+            (now + max(0.0, delay), _stored_error(error), now, now, reason.value),
         )
 
     def wait_reason(self, item_id: int) -> WaitReason | None:
@@ -518,7 +526,7 @@ class UploadQueue:
             owner,
             "state = 'failed', last_error = ?, last_error_at = ?, lease_owner = NULL, "
             "lease_until = NULL, updated_at = ?",
-            (error, now, now),
+            (_stored_error(error), now, now),
         )
 
     def release(self, item_id: int, owner: str) -> bool:
@@ -642,9 +650,9 @@ class UploadQueue:
                 "ON CONFLICT (note, original) DO UPDATE SET item_id = excluded.item_id, "
                 "image_path = excluded.image_path, updated_at = excluded.updated_at "
                 "WHERE refs.item_id IS NOT excluded.item_id AND refs.state = 'pending'",
-                (str(note), original, syntax, str(image_path), item_id, now, now),
+                (db_path(note), original, syntax, db_path(image_path), item_id, now, now),
             )
-            ref = self._one_ref("note = ? AND original = ?", (str(note), original))
+            ref = self._one_ref("note = ? AND original = ?", (db_path(note), original))
             if ref is not None and ref.state is RefState.PENDING:
                 self._requeue_removed(item_id, now)
         assert ref is not None
@@ -652,7 +660,7 @@ class UploadQueue:
 
     def refs_of_note(self, note: Path) -> list[RefRecord]:
         rows = self._sql(
-            f"SELECT {_REF_COLUMNS} FROM refs WHERE note = ? ORDER BY id", (str(note),)
+            f"SELECT {_REF_COLUMNS} FROM refs WHERE note = ? ORDER BY id", (db_path(note),)
         )
         return [_ref(row) for row in rows]
 
@@ -686,13 +694,13 @@ class UploadQueue:
                 "UPDATE items SET state = 'pending', next_attempt_at = 0, updated_at = ? "
                 "WHERE state = 'removed' AND id IN (SELECT item_id FROM refs "
                 "WHERE note = ? AND state = 'localized')",
-                (self._clock(), str(note)),
+                (self._clock(), db_path(note)),
             )
             return int(
                 self._sql(
                     "UPDATE refs SET state = 'pending', updated_at = ? "
                     "WHERE note = ? AND state = 'localized'",
-                    (self._clock(), str(note)),
+                    (self._clock(), db_path(note)),
                 ).rowcount
             )
 
@@ -702,15 +710,14 @@ class UploadQueue:
             "SELECT DISTINCT refs.note FROM refs JOIN items ON items.id = refs.item_id "
             "WHERE refs.state = 'pending' AND items.state = 'uploaded' ORDER BY refs.note"
         )
-        return [Path(n) for (n,) in rows]
+        return [Path(path_text(n)) for (n,) in rows]
 
     def items_under(self, folder: Path) -> set[int]:
         """Items with a local file under `folder`, or shown by a note under it."""
-        prefix = str(folder).rstrip("/") + "/"
-        bounds = (prefix, prefix[:-1] + "0")
+        bounds = _bounds_under(folder)
         rows = self._sql(
-            "SELECT item_id FROM files WHERE item_id IS NOT NULL AND path >= ? AND path < ? "
-            "UNION SELECT item_id FROM refs WHERE item_id IS NOT NULL AND note >= ? AND note < ?",
+            f"SELECT item_id FROM files WHERE item_id IS NOT NULL AND {_UNDER.format('path')} "
+            f"UNION SELECT item_id FROM refs WHERE item_id IS NOT NULL AND {_UNDER.format('note')}",
             (*bounds, *bounds),
         )
         return {item_id for (item_id,) in rows}
@@ -752,7 +759,7 @@ class UploadQueue:
             "SELECT DISTINCT note FROM refs WHERE item_id = ? AND state = 'pending' ORDER BY note",
             (item_id,),
         )
-        return [Path(n) for (n,) in rows]
+        return [Path(path_text(n)) for (n,) in rows]
 
     def pending_ref_count(self) -> int:
         (n,) = self._sql(
@@ -771,7 +778,7 @@ class UploadQueue:
         """The notes' stat cache in one query: path -> (size, mtime_ns, inode, unresolved,
         indexed_at). For a rescan, which would otherwise ask once per note."""
         rows = self._sql("SELECT path, size, mtime_ns, inode, unresolved, indexed_at FROM notes")
-        return {path: tuple(rest) for path, *rest in rows}
+        return {path_text(path): tuple(rest) for path, *rest in rows}
 
     def note_is_indexed(self, note: Path, stat: FileStat) -> bool:
         """True if `note` was indexed at exactly this stat and nothing was left open.
@@ -781,7 +788,7 @@ class UploadQueue:
         """
         row = self._sql(
             "SELECT size, mtime_ns, inode, unresolved, indexed_at FROM notes WHERE path = ?",
-            (str(note),),
+            (db_path(note),),
         ).fetchone()
         return row is not None and note_cache_valid(tuple(row), stat)
 
@@ -790,7 +797,7 @@ class UploadQueue:
             self._sql(
                 "INSERT OR REPLACE INTO notes (path, size, mtime_ns, inode, unresolved, "
                 "indexed_at) VALUES (?,?,?,?,?,?)",
-                (str(note), stat.size, stat.mtime_ns, stat.inode, unresolved, self._clock()),
+                (db_path(note), stat.size, stat.mtime_ns, stat.inode, unresolved, self._clock()),
             )
 
     # -- remote index -------------------------------------------------------
@@ -1029,6 +1036,49 @@ _ITEM_FIELDS = (
 _ITEM_COLUMNS = ", ".join(_ITEM_FIELDS)
 
 
+def _stored_error(error: str) -> str:
+    """Error text as kept in `last_error`: no secret (a server may have echoed one back),
+    and no undecodable byte of a file name (SQLite accepts only valid text)."""
+    return printable(redact.scrub(error))
+
+
+# Paths in the database. Almost every path is UTF-8 and is stored as TEXT. A name that
+# is not (an old archive, a Samba share, an unzipped file: Python holds its bytes as
+# surrogate escapes, which SQLite refuses) is stored as a BLOB of its bytes. The mapping
+# is one-to-one, so `WHERE path = ?` finds either; a BLOB sorts after every TEXT, so a
+# folder's range query asks for both ranges (`_UNDER`). No schema change is needed.
+
+
+def db_path(path: Path | str) -> str | bytes:
+    """`path` as stored in a path column: TEXT if its bytes are UTF-8, else a BLOB."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def path_text(value: str | bytes) -> str:
+    """A path column's value as a str (the inverse of `db_path`)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+# Everything under a folder: a range on the (indexed) column instead of LIKE, so no
+# escaping is needed; "0" is the character after "/". Takes the 4 values of `_bounds_under`.
+_UNDER = "(({0} >= ? AND {0} < ?) OR ({0} >= ? AND {0} < ?))"
+
+
+def _bounds_under(folder: Path) -> tuple[str, str, bytes, bytes]:
+    """The values of `_UNDER` for `folder`: its TEXT range, then its BLOB range."""
+    prefix = str(folder).rstrip("/") + "/"
+    raw = os.fsencode(prefix)
+    text = db_path(prefix)
+    # A folder whose own name is not UTF-8 has only BLOB paths under it: an empty range.
+    low, high = (text, text[:-1] + "0") if isinstance(text, str) else ("", "")
+    return low, high, raw, raw[:-1] + b"0"
+
+
 def note_cache_valid(row: tuple[Any, ...], stat: tuple[int, int, int]) -> bool:
     """Whether a notes-cache row (size, mtime_ns, inode, unresolved, indexed_at) still
     describes a note with this stat, fully resolved. Like git's index, a note modified
@@ -1068,6 +1118,8 @@ _REF_COLUMNS = ", ".join(_REF_FIELDS)
 
 def _ref(row: tuple[Any, ...]) -> RefRecord:
     values = dict(zip(_REF_FIELDS, row, strict=True))
+    values["note"] = path_text(values["note"])
+    values["image_path"] = path_text(values["image_path"])
     values["state"] = RefState(values["state"])
     values["positions"] = tuple(json.loads(values["positions"]))
     return RefRecord(**values)
@@ -1075,6 +1127,7 @@ def _ref(row: tuple[Any, ...]) -> RefRecord:
 
 def _item(row: tuple[Any, ...]) -> UploadItem:
     values = dict(zip(_ITEM_FIELDS, row, strict=True))
+    values["name"] = path_text(values["name"])
     values["state"] = State(values["state"])
     return UploadItem(**values)
 

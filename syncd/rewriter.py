@@ -135,9 +135,19 @@ class Rewriter:
             log.warning("%s", exc)
             return 0
         count = unresolved = 0
+        # A note may show the same image thousands of times: each distinct target is
+        # resolved, looked up and recorded once per pass.
+        resolved: dict[tuple[Syntax, str], Path | None] = {}
+        item_ids: dict[Path, int | None] = {}
+        recorded: set[str] = set()
         for ref in find_image_refs(snap.text):
-            image = self.vault.resolve(ref, note)
-            item_id = self._item_id_for(image) if image is not None else None
+            target = (ref.syntax, ref.target)
+            if target not in resolved:
+                resolved[target] = self.vault.resolve(ref, note)
+            image = resolved[target]
+            if image is not None and image not in item_ids:
+                item_ids[image] = self._item_id_for(image)
+            item_id = item_ids[image] if image is not None else None
             if item_id is None:
                 # A local reference that does not resolve (yet): the image may arrive
                 # later, so this note is read again on the next rescan.
@@ -146,7 +156,9 @@ class Rewriter:
                 continue
             original = snap.text[ref.start : ref.end]
             assert image is not None
-            self.queue.record_ref(note, original, ref.syntax.value, image, item_id)
+            if original not in recorded:
+                recorded.add(original)
+                self.queue.record_ref(note, original, ref.syntax.value, image, item_id)
             count += 1
         self.queue.record_note_indexed(note, stat, unresolved)
         return count
@@ -232,6 +244,10 @@ class Rewriter:
         settled: list[int] = []
         present: set[str] = set()
         planned: dict[int, tuple[str, list[int]]] = {}
+        # Each distinct target resolved, each image looked up, each text recorded once.
+        resolved: dict[tuple[Syntax, str], Path | None] = {}
+        items: dict[Path, UploadItem | None] = {}
+        recorded: dict[str, int] = {}
         for ref in find_image_refs(snap.text):
             original = snap.text[ref.start : ref.end]
             present.add(original)
@@ -240,21 +256,29 @@ class Rewriter:
             rec = records.get(original)
             if rec is not None and rec.state is RefState.LOCALIZED and not include_localized:
                 continue  # the person asked for it to stay local
-            image = self.vault.resolve(ref, snap.path)
+            target = (ref.syntax, ref.target)
+            if target not in resolved:
+                resolved[target] = self.vault.resolve(ref, snap.path)
+            image = resolved[target]
             if image is None:
                 continue
-            if record:
-                item_id = self._item_id_for(image)
-                item = self.queue.get(item_id) if item_id is not None else None
-            else:
-                item = self._peek_item(image)
+            if image not in items:
+                if record:
+                    item_id = self._item_id_for(image)
+                    items[image] = self.queue.get(item_id) if item_id is not None else None
+                else:
+                    items[image] = self._peek_item(image)
+            item = items[image]
             if item is None or item.state is not State.UPLOADED or item.url is None:
                 continue
             replacement = render_replacement(ref, item.url)
             edits.append((ref.start, ref.end, replacement))
             if record:
-                rec = self.queue.record_ref(snap.path, original, ref.syntax.value, image, item.id)
-                planned.setdefault(rec.id, (replacement, []))[1].append(ref.start)
+                if original not in recorded:
+                    recorded[original] = self.queue.record_ref(
+                        snap.path, original, ref.syntax.value, image, item.id
+                    ).id
+                planned.setdefault(recorded[original], (replacement, []))[1].append(ref.start)
         # Recorded before the note is written: a crash in between leaves the references
         # pending, and the next pass writes the same text again.
         for rec_id, (replacement, positions) in planned.items():

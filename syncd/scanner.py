@@ -2,7 +2,10 @@
 
 Owns the rules for what gets queued: real images only (by content, `syncd.imagetype`),
 never temp or hidden files, never a file that is still being written (its mtime is
-younger than `settle_seconds`, or it changed while we hashed it). The stat cache in the
+younger than `settle_seconds`, or it changed while we hashed it), never anything but a
+regular file (a FIFO would block the reader), never a file reached through a symlink
+that leads outside every configured root (the promise is: files inside a root only).
+The stat cache in the
 queue (size, mtime_ns, inode) means an unchanged file is never read twice, so a
 rescan of a large vault costs one `stat` per file.
 """
@@ -19,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syncd.display import printable
+from syncd.fsutil import NotRegularFileError, open_regular
 from syncd.imagetype import SNIFF_BYTES, sniff
 from syncd.queue import FileStat, UploadItem, UploadQueue
 
@@ -82,10 +87,15 @@ class Scanner:
         *,
         settle_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
+        roots: Iterable[Path] = (),
     ) -> None:
+        """`roots`: every configured root; a symlink must lead inside one of them. Without
+        any, the roots a scan is given are used (and `consider` follows any symlink)."""
         self.queue = queue
         self.settle_seconds = settle_seconds
         self._clock = clock
+        self._roots = tuple(_real_prefix(r) for r in roots)
+        self._refused_links: set[str] = set()  # warned about once each
         # Called with the new item after new content is queued.
         self.on_queued: Callable[[UploadItem], None] | None = None
 
@@ -97,6 +107,8 @@ class Scanner:
         """
         report = ScanReport()
         others: list[tuple[Path, FileStat]] = []  # not-images, written a batch at a time
+        roots = list(roots)
+        allowed = self._roots or tuple(_real_prefix(r) for r in roots)
         try:
             for root in roots:
                 known = self.queue.known_files(root)
@@ -106,6 +118,9 @@ class Scanner:
                     except OSError:
                         continue
                     if not stat.S_ISREG(st.st_mode):
+                        continue
+                    if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
+                        report.counts[Outcome.IGNORED] += 1
                         continue
                     cached = known.pop(entry.path, None)
                     if cached == (st.st_size, st.st_mtime_ns, st.st_ino):
@@ -144,7 +159,23 @@ class Scanner:
             return Outcome.UNREADABLE
         if not stat.S_ISREG(st.st_mode):
             return Outcome.IGNORED
+        if self._roots and os.path.islink(path) and not self._link_allowed(str(path), self._roots):
+            return Outcome.IGNORED
         return self._consider(path, st, complete=complete)[0]
+
+    def _link_allowed(self, link: str, roots: tuple[str, ...]) -> bool:
+        """Whether the symlink `link` leads to a file inside one of `roots`."""
+        target = os.path.realpath(link)
+        if any(target.startswith(root) for root in roots):
+            return True
+        if link not in self._refused_links:
+            self._refused_links.add(link)
+            log.warning(
+                "not uploading %s: it is a symlink to %s, outside every configured folder",
+                printable(link),
+                printable(target),
+            )
+        return False
 
     def _consider(
         self,
@@ -165,7 +196,7 @@ class Scanner:
         if not complete and abs(self._clock() - st.st_mtime) < self.settle_seconds:
             return Outcome.UNSETTLED, ""
         try:
-            with path.open("rb") as f:
+            with open_regular(path) as f:
                 head = f.read(SNIFF_BYTES)
                 kind = sniff(head)
                 if kind is None:
@@ -181,6 +212,8 @@ class Scanner:
         except FileNotFoundError:
             self.queue.forget_file(path)
             return Outcome.GONE, ""
+        except NotRegularFileError:  # swapped for a FIFO or the like since the stat
+            return Outcome.IGNORED, ""
         except OSError as exc:
             log.warning("cannot read %s: %s", path, exc.strerror)
             return Outcome.UNREADABLE, exc.strerror or "unreadable"
@@ -194,6 +227,11 @@ class Scanner:
             if self.on_queued is not None:
                 self.on_queued(item)
         return (Outcome.QUEUED if new else Outcome.KNOWN), ""
+
+
+def _real_prefix(root: Path) -> str:
+    """The real path of a root, ending in a separator: what a file inside it starts with."""
+    return os.path.realpath(root).rstrip(os.sep) + os.sep
 
 
 def iter_files(root: Path) -> Iterator[os.DirEntry[str]]:

@@ -32,6 +32,7 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
+from syncd.fsutil import open_regular
 from syncd.keys import KeyTemplate
 from syncd.pacing import Pacer
 from syncd.queue import UploadItem, UploadQueue, WaitReason
@@ -131,7 +132,7 @@ class Uploader:
         unreadable: list[str] = []
         for path in self.queue.paths_for(item.id):
             try:
-                f = path.open("rb")
+                f = open_regular(path)  # a file swapped for a FIFO must not hang a worker
             except FileNotFoundError:
                 continue
             except OSError as exc:

@@ -7,32 +7,50 @@ already removed the brackets and escapes); and Obsidian's rule for wiki embeds: 
 path if one is given, else the file name anywhere in the vault, the shortest path
 winning. A resolved image must be a regular file inside a configured root: a note
 cannot make syncd upload `../../.ssh/id_rsa`.
+
+Also owns which notes are read at all: regular files only (a FIFO named `x.md` would
+block its reader forever), no bigger than `max_note_bytes` (a 200 MB "note" would stall
+intake and take hundreds of MB of memory); each skipped note is warned about once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from syncd.config import DEFAULT_MAX_NOTE_BYTES
+from syncd.display import printable
+from syncd.fsutil import regular_size
 from syncd.links import ImageRef, Syntax, target_path
 from syncd.notewriter import is_note_name
 from syncd.scanner import iter_files
 
+log = logging.getLogger(__name__)
+
 
 class Vault:
-    def __init__(self, note_roots: Iterable[Path], image_roots: Iterable[Path]) -> None:
+    def __init__(
+        self,
+        note_roots: Iterable[Path],
+        image_roots: Iterable[Path],
+        *,
+        max_note_bytes: int = DEFAULT_MAX_NOTE_BYTES,
+    ) -> None:
         self.note_roots = tuple(Path(os.path.realpath(p)) for p in note_roots)
         self.image_roots = tuple(Path(os.path.realpath(p)) for p in image_roots)
         self._roots = self.note_roots + self.image_roots
         self._by_name: dict[str, list[Path]] | None = None
+        self.max_note_bytes = max_note_bytes
+        self._skipped: dict[str, int | None] = {}  # note -> size warned about (None: not a file)
 
     def notes(self, only: Iterable[Path] = ()) -> Iterator[Path]:
         """Every note under the note roots (or the given notes/folders), sorted, once each."""
         seen: set[str] = set()
         for start in list(only) or list(self.note_roots):
-            if start.is_file():
+            if start.exists() and not start.is_dir():  # a file (or a FIFO: may_read says)
                 found: Iterable[str] = [str(start)] if is_note_name(start.name) else []
             else:
                 # Strings, sorted part by part as Paths sort: a Path per file costs more
@@ -42,7 +60,36 @@ class Vault:
             for name in found:
                 if name not in seen:
                     seen.add(name)
-                    yield Path(name)
+                    if self.may_read(Path(name)):
+                        yield Path(name)
+
+    def may_read(self, note: Path) -> bool:
+        """Whether `note` may be read: a regular file of at most `max_note_bytes`.
+
+        A note that cannot be looked at is left to the reader (it reports a missing or
+        unreadable note as it always does). Checked by stat, before any read.
+        """
+        try:
+            size = regular_size(note)
+        except OSError:
+            return True
+        key = str(note)
+        if size is not None and size <= self.max_note_bytes:
+            self._skipped.pop(key, None)
+            return True
+        if key not in self._skipped or self._skipped[key] != size:
+            self._skipped[key] = size
+            if size is None:
+                log.warning("skipping %s: not a regular file", printable(note))
+            else:
+                log.warning(
+                    "skipping %s: %d bytes, more than max_note_bytes = %d ([paths] in the "
+                    "configuration); its images are not linked",
+                    printable(note),
+                    size,
+                    self.max_note_bytes,
+                )
+        return False
 
     def root_of(self, path: Path) -> Path | None:
         real = Path(os.path.realpath(path))

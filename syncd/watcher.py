@@ -21,6 +21,9 @@ Known gaps, and what covers them (FACTS.md, "inotify and watchdog"):
 - The watch limit (`fs.inotify.max_user_watches`, per user, shared with every other
   program): folders that cannot be watched are seen only by the daemon's periodic rescan.
   We log one warning with the fix and set `degraded`.
+- A folder syncd may not read cannot be watched (inotify_add_watch fails with EACCES,
+  which watchdog ignores): we log a warning naming it, set `degraded`, and `health()`
+  lists it for `syncd status`.
 - Folders moved out of a root stay watched by watchdog under their old path, so edits
   there may be reported as CHANGED for paths that no longer exist; the daemon finds
   them gone. A root that is itself deleted stops being watched (`degraded`).
@@ -66,6 +69,7 @@ from watchdog.observers.inotify_c import (
     WatchDescriptor,
 )
 
+from syncd.display import printable
 from syncd.scanner import is_ignored_name
 
 log = logging.getLogger(__name__)
@@ -209,6 +213,28 @@ class Watcher:
         self._observer: _Observer | None = None
         self._delivery: threading.Thread | None = None
         self.degraded = False  # some folder is not watched: rely on the periodic rescan
+        self._problems: list[str] = []  # why, for `health()`
+        self._unreadable: list[str] = []  # folders that cannot be watched: no permission
+
+    def health(self) -> str:
+        """`ok`, or `degraded: ` and why (what `syncd status` shows as `watching`)."""
+        if not self.degraded:
+            return "ok"
+        with self._cond:
+            reasons = list(self._problems)
+            unreadable = list(self._unreadable)
+        if unreadable:
+            shown = ", ".join(printable(p) for p in unreadable[:5])
+            more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+            noun = "folder" if len(unreadable) == 1 else "folders"
+            reasons.append(f"{len(unreadable)} {noun} unreadable: {shown}{more}")
+        return "degraded: " + "; ".join(reasons) if reasons else "degraded"
+
+    def _degrade(self, reason: str) -> None:
+        with self._cond:
+            self.degraded = True
+            if reason not in self._problems:
+                self._problems.append(reason)
 
     @property
     def roots(self) -> list[Path]:
@@ -240,14 +266,13 @@ class Watcher:
                 log.warning(
                     "not watching %s: no such folder (create it and restart syncd; until "
                     "then only the periodic rescan looks there)",
-                    root.path,
+                    printable(root.path),
                 )
-                self.degraded = True
+                self._degrade(f"missing folder {printable(root.path)}")
                 continue
             if not os.access(root.watched, os.R_OK | os.X_OK):
                 # inotify_add_watch fails with EACCES, which watchdog ignores silently
-                log.warning("not watching %s: permission denied", root.path)
-                self.degraded = True
+                self._unwatchable(os.fsencode(root.watched))
                 continue
             try:
                 self._observer.schedule(handler, root.watched, recursive=True)
@@ -296,8 +321,11 @@ class Watcher:
         if isinstance(event, DirDeletedEvent):
             for root in self._roots:
                 if src == root.watched:
-                    log.warning("watched folder %s was removed: no longer watching it", root.path)
-                    self.degraded = True
+                    log.warning(
+                        "watched folder %s was removed: no longer watching it",
+                        printable(root.path),
+                    )
+                    self._degrade(f"folder {printable(root.path)} was removed")
             return self._reported(EventKind.DELETED, src)
         return []  # opened, modified, attributes, closed without writing, folder modified
 
@@ -339,11 +367,14 @@ class Watcher:
         self._record([PathEvent(EventKind.RESCAN, root.path) for root in self._roots])
 
     def _on_watch_failed(self, path: bytes, exc: OSError) -> None:
-        if exc.errno != errno.ENOSPC:
-            # a folder removed or unreadable while watches were being added
-            log.debug("cannot watch %s: %s", os.fsdecode(path), exc.strerror)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            self._unwatchable(path)
             return
-        self.degraded = True
+        if exc.errno != errno.ENOSPC:
+            # a folder removed while watches were being added: nothing to watch
+            log.debug("cannot watch %s: %s", printable(os.fsdecode(path)), exc.strerror)
+            return
+        self._degrade("inotify watch limit reached")
         with self._cond:
             if self._limit_warned:
                 return
@@ -357,8 +388,24 @@ class Watcher:
             _WATCH_LIMIT_FIX,
         )
 
+    def _unwatchable(self, path: bytes) -> None:
+        """A folder syncd may not read: say so once, and count it in `health()`."""
+        folder = os.fsdecode(path)
+        with self._cond:
+            self.degraded = True
+            if folder in self._unreadable:
+                return
+            self._unreadable.append(folder)
+        log.warning(
+            "cannot watch %s: permission denied; files there are not seen until it is "
+            "readable (chmod u+rx) and syncd rescans (every 5 minutes while degraded)",
+            printable(folder),
+        )
+
     def _degrade_start(self, exc: OSError, root: Path | None) -> None:
-        self.degraded = True
+        self._degrade(
+            "inotify could not start" if root is None else f"cannot watch {printable(root)}"
+        )
         if exc.errno == errno.ENOSPC:
             self._on_watch_failed(os.fsencode(str(root or "")), exc)
         elif exc.errno == errno.EMFILE:
@@ -425,7 +472,10 @@ class _InotifyFD(InotifyFD):
         # watchdog swallows failures below the root of a watch (also for a new sub-folder,
         # on its reader thread); the watch limit must not go unnoticed.
         try:
-            return super().add_callback(path, mask, callback, id_)
+            wd = super().add_callback(path, mask, callback, id_)
+            if wd == -1:  # EACCES, which watchdog ignores: no watch was added
+                self._on_watch_failed(path, PermissionError(errno.EACCES, "permission denied"))
+            return wd
         except OSError as exc:
             self._on_watch_failed(path, exc)
             raise

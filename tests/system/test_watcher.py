@@ -631,3 +631,32 @@ def test_latency_close_to_delivery(
             f"p50 {p(ours, 50):.2f} ms, p99 {p(ours, 99):.2f} ms; "
             f"raw inotify read: p50 {p(kernel, 50):.2f} ms, p99 {p(kernel, 99):.2f} ms"
         )
+
+
+def test_an_unreadable_folder_is_a_warning_and_named_in_health(
+    vault: Path,
+    start_watcher: StartWatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Tests may run as root, who may watch anything: the kernel's answer to anyone else
+    # (EACCES from inotify_add_watch) is given here instead.
+    (vault / "private").mkdir()
+    (vault / "open").mkdir()
+    _fail_add_watch(monkeypatch, lambda path: path.endswith(b"/private"), errno.EACCES)
+    w, events = start_watcher()
+    assert w.degraded
+    assert w.health() == f"degraded: 1 folder unreadable: {vault / 'private'}"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m for m in warnings if str(vault / "private") in m and "permission denied" in m]
+    (vault / "open" / "x.md").write_text("x")  # the rest is watched as before
+    events.wait_event(CHANGED, vault / "open" / "x.md")
+
+
+def test_events_for_names_that_are_not_utf8(vault: Path, start_watcher: StartWatcher) -> None:
+    w, events = start_watcher()
+    assert w.health() == "ok"
+    raw = os.fsencode(vault) + b"/caf\xe9.md"
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    events.wait_event(CHANGED, Path(os.fsdecode(raw)))

@@ -688,3 +688,30 @@ def test_cli_sync_without_once_and_without_daemon_is_a_usage_error(
     err = capsys.readouterr().err
     assert "--once" in err
     assert "daemon" in err
+
+
+def _with_max_note_bytes(vault: Path, name: str, value: str) -> Path:
+    paths = textwrap.dedent(paths_table(vault))
+    storage = (
+        '[storage]\nbackend = "r2"\nbucket = "notes"\n'
+        f'public_base_url = "https://img.example.com"\naccount_id = "{ACCOUNT}"\n'
+    )
+    return write(
+        vault / name, paths.replace("[paths]", f"[paths]\nmax_note_bytes = {value}") + storage
+    )
+
+
+def test_max_note_bytes_defaults_to_16_mib_and_can_be_set(vault: Path, env: dict[str, str]) -> None:
+    config = load_config(r2_config(vault), {**env, **SECRET_ENV})
+    assert config.paths.max_note_bytes == 16 * 1024 * 1024
+    path = _with_max_note_bytes(vault, "small.toml", "4096")
+    assert load_config(path, {**env, **SECRET_ENV}).paths.max_note_bytes == 4096
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", '"16M"', "1.5", "true"])
+def test_max_note_bytes_must_be_a_positive_whole_number(
+    vault: Path, env: dict[str, str], bad: str
+) -> None:
+    path = _with_max_note_bytes(vault, "bad.toml", bad)
+    problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))
+    assert "whole number" in problems["paths.max_note_bytes"]

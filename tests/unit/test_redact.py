@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
@@ -152,3 +154,44 @@ def test_filter_does_not_drop_records() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("world",), None)
     assert RedactingFilter().filter(record) is True
     assert record.getMessage() == "hello world"
+
+
+def _aligned(secret: str) -> list[str]:
+    """The secret inside longer data at each of the three base64 alignments."""
+    return [("x" * pad) + "user:" + secret + ":tail" for pad in range(3)]
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: quote(s, safe=""),
+        lambda s: re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(s, safe="")),
+        lambda s: quote(s),
+        lambda s: base64.b64encode(s.encode()).decode(),
+        lambda s: base64.b64encode(s.encode()).decode().rstrip("="),
+        lambda s: base64.urlsafe_b64encode(s.encode()).decode(),
+        lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),
+    ],
+    ids=["upper", "lower-hex", "slash-kept", "b64", "b64-nopad", "url", "url-nopad"],
+)
+def test_every_encoding_of_the_secret_is_replaced(encode: Callable[[str], str]) -> None:
+    secret = fresh_secret("any")
+    register(secret)
+    echoed = encode(secret)
+    out = scrub(f"server said: <{echoed}>")
+    assert echoed not in out and "***" in out
+
+
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_a_secret_inside_longer_base64_is_replaced_at_every_alignment(urlsafe: bool) -> None:
+    secret = fresh_secret("b64")
+    register(secret)
+    b64 = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    for data in _aligned(secret):
+        out = scrub("Authorization: Basic " + b64(data.encode()).decode())
+        assert "***" in out
+        left, _, right = out.split("Basic ", 1)[1].partition("***")
+        # Left: "xx" "user:" and at most 2 bytes of the secret; right: at most 2 bytes of
+        # it and ":tail" (9 and 7 bytes, 12 characters of base64 at most).
+        for part in (left, right):
+            assert len(part) <= 12

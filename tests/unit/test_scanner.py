@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import syncd.scanner as scanner_module
 from syncd.queue import State, UploadQueue
 from syncd.scanner import Outcome, Scanner, is_ignored_name
 from tests.support.images import GIF, JPEG, SVG, png
@@ -149,15 +150,61 @@ def test_unreadable_file_is_reported_not_fatal(
     image = vault / "locked.png"
     image.write_bytes(png(seed=1))
     (vault / "fine.png").write_bytes(png(seed=2))
-    real_open = Path.open
+    real_open = scanner_module.open_regular
 
-    def guarded_open(self: Path, *args: object, **kwargs: object) -> object:
-        if self == image:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+    def guarded_open(path: Path) -> object:
+        if path == image:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path)
 
-    monkeypatch.setattr(Path, "open", guarded_open)
+    monkeypatch.setattr(scanner_module, "open_regular", guarded_open)
     report = Scanner(queue, settle_seconds=0).scan([vault])
     assert report.counts[Outcome.UNREADABLE] == 1
     assert report.unreadable == [(image, "Permission denied")]
     assert [i.name for i in queue.items()] == ["fine.png"]
+
+
+def test_a_fifo_is_never_opened(vault: Path, queue: UploadQueue) -> None:
+    os.mkfifo(vault / "pipe.png")
+    scanner = Scanner(queue, settle_seconds=0)
+    assert scanner.consider(vault / "pipe.png", complete=True) is Outcome.IGNORED
+    assert scanner.scan([vault]).counts[Outcome.QUEUED] == 0
+
+
+def test_a_file_swapped_for_a_fifo_after_its_stat_is_not_read(
+    vault: Path, queue: UploadQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stat saw a regular file; by the open it is a FIFO: opening must not block.
+    image = vault / "swapped.png"
+    image.write_bytes(png(seed=1))
+    real_open = scanner_module.open_regular
+
+    def swap_then_open(path: Path) -> object:
+        path.unlink()
+        os.mkfifo(path)
+        return real_open(path)
+
+    monkeypatch.setattr(scanner_module, "open_regular", swap_then_open)
+    assert Scanner(queue, settle_seconds=0).consider(image, complete=True) is Outcome.IGNORED
+
+
+def test_a_symlink_out_of_every_root_is_refused_once_with_a_warning(
+    tmp_path: Path, vault: Path, queue: UploadQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(png(seed=2))
+    (vault / "leak.png").symlink_to(outside / "secret.png")
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    (other_root / "fine.png").write_bytes(png(seed=3))
+    (vault / "fine-link.png").symlink_to(other_root / "fine.png")
+    scanner = Scanner(queue, settle_seconds=0, roots=[vault, other_root])
+    caplog.set_level("WARNING")
+    report = scanner.scan([vault])
+    assert report.counts[Outcome.QUEUED] == 1
+    assert scanner.consider(vault / "leak.png", complete=True) is Outcome.IGNORED
+    scanner.scan([vault])
+    warnings = [r.getMessage() for r in caplog.records if "leak.png" in r.getMessage()]
+    assert len(warnings) == 1 and "outside" in warnings[0]
+    assert [i.name for i in queue.items()] == ["fine-link.png"]
