@@ -10,6 +10,7 @@ reach the store and every note must show its URL, without the hourly rescan.
 from __future__ import annotations
 
 import queue
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -88,6 +89,39 @@ def test_files_created_while_the_daemon_starts_are_all_handled(
                 time.sleep(0.05)
             assert d.stop() == 0
         assert len(images_written(vault)) > ROUNDS * AFTER_READY
+    finally:
+        d.ensure_stopped()
+
+
+def test_files_created_during_a_reload_are_all_handled(
+    tmp_path: Path, writers: list[subprocess.Popen[bytes]]
+) -> None:
+    config = write_config(tmp_path)
+    vault, remote = tmp_path / "vault", tmp_path / "remote"
+    d = DaemonProcess(config, DaemonProcess.base_env(), tmp_path)
+    try:
+        d.start()
+        assert d.proc is not None and d.notify is not None
+        notify = d.notify
+        for reload in range(3):
+            writer = start_writer(vault, f"h{reload}", seed=100 + reload)
+            writers.append(writer)
+            wait_until(lambda: len(images_written(vault)) >= 5, DEADLINE, "the writer")
+            readies = sum("READY" in m for m in notify.messages)
+            d.proc.send_signal(signal.SIGHUP)  # rebuilds, reconciles, watches anew
+            wait_until(
+                lambda n=readies: sum("READY" in m for m in notify.messages) > n,
+                DEADLINE,
+                "READY after the reload",
+            )
+            enough = len(images_written(vault)) + AFTER_READY
+            wait_until(lambda n=enough: len(images_written(vault)) >= n, DEADLINE, "the writer")
+            stop_writer(writer)
+            deadline = time.monotonic() + DEADLINE
+            while left := missing(vault, remote, BASE):
+                assert time.monotonic() < deadline, f"reload {reload}: {left}"
+                time.sleep(0.05)
+        assert d.stop() == 0
     finally:
         d.ensure_stopped()
 
