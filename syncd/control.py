@@ -369,7 +369,7 @@ class _Exchange:
 
     def __init__(self, control: ControlServer, sock: socket.socket) -> None:
         self.control = control
-        self.request = sock
+        self.sock = sock
 
     def serve(self, request: Request) -> None:
         try:
@@ -432,8 +432,8 @@ class _Exchange:
                 **(headers or {}),
             },
         )
-        self.request.settimeout(WRITE_TIMEOUT)
-        self.request.sendall(head + body)
+        self.sock.settimeout(WRITE_TIMEOUT)
+        self.sock.sendall(head + body)
 
     def _error(self, exc: HttpError) -> None:
         try:
@@ -445,7 +445,7 @@ class _Exchange:
     def _linger(self) -> None:
         # Read what the client is still sending (briefly, boundedly) before closing, so
         # that it sees our answer rather than a reset.
-        sock = self.request
+        sock = self.sock
         sock.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + 0.5
         for _ in range(16):
@@ -471,7 +471,7 @@ class _Exchange:
             }
             if chunked:
                 headers["Transfer-Encoding"] = "chunked"
-            sock = self.request
+            sock = self.sock
             sock.settimeout(STREAM_WRITE_TIMEOUT)
             sock.sendall(_head(200, headers))
             while True:
@@ -495,10 +495,12 @@ class _Exchange:
 
 
 def _client_gone(sock: socket.socket) -> bool:
-    # select first: recv on a socket with a timeout waits for that timeout, MSG_DONTWAIT
-    # or not.
+    # poll first: recv on a socket with a timeout waits for that timeout, MSG_DONTWAIT
+    # or not. (poll, not select: select fails on a descriptor numbered 1024 or above.)
     try:
-        if not select.select([sock], [], [], 0)[0]:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
             return False
         return not sock.recv(4096)  # anything a client sends on a stream is ignored
     except OSError:
