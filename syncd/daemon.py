@@ -1,9 +1,10 @@
 """`syncd run`: the long-running daemon. It wires components; it owns no logic of its own.
 
 At start: take the state folder's lock (one daemon per queue), check the queue's
-integrity (a corrupt one is moved aside and rebuilt from a rescan), reconcile (scan
-image folders, index notes, rewrite what is already uploaded), then tell systemd
-READY=1 and watch. From then on:
+integrity (a corrupt one is moved aside and rebuilt from a rescan), put the inotify
+watches in place with delivery held, reconcile (scan image folders, index notes, rewrite
+what is already uploaded), then handle what the watches saw meanwhile and tell systemd
+READY=1. From then on:
 
     watcher (inotify) ──> intake: queue new images, index and rewrite changed notes
     connectivity ──ONLINE──> reset backoff, wake the workers
