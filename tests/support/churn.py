@@ -82,16 +82,21 @@ class Missing:
         )
 
 
+_SHA_CACHE: dict[Path, str] = {}  # the writer never changes an image once written
+
+
 def missing(vault: Path, remote: Path, base_url: str) -> Missing:
     """Images under the vault without their object under `remote`, and notes that do not
     show their image's public URL yet (content-addressed: `<base>/<sha[:2]>/<sha>.png`)."""
     stored = {p.name for p in remote.rglob("*.png")} if remote.exists() else set()
     images, notes = [], []
     for image in images_written(vault):
-        try:
-            sha = hashlib.sha256(image.read_bytes()).hexdigest()
-        except FileNotFoundError:  # pragma: no cover - writers never delete
-            continue
+        sha = _SHA_CACHE.get(image)
+        if sha is None:
+            data = image.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            if data:  # empty: the writer has just created it (it writes with one call)
+                _SHA_CACHE[image] = sha
         if f"{sha}.png" not in stored:
             images.append(image.name)
         note = vault / image.with_suffix(".md").name
@@ -102,6 +107,23 @@ def missing(vault: Path, remote: Path, base_url: str) -> Missing:
         if f"{base_url}/{sha[:2]}/{sha}.png" not in text:
             notes.append(note.name)
     return Missing(images, notes)
+
+
+def wait_handled(vault: Path, remote: Path, base_url: str, what: str, stall: float) -> None:
+    """Wait until nothing is missing; fail when that stops shrinking for `stall` seconds.
+
+    A missed file never shows up (only the hourly rescan would find it), so the test
+    fails on a stall, not on a total time: a slow, loaded machine only takes longer.
+    """
+    best: int | None = None
+    progressed = time.monotonic()
+    while left := missing(vault, remote, base_url):
+        count = len(left.images) + len(left.notes)
+        if best is None or count < best:
+            best, progressed = count, time.monotonic()
+        if time.monotonic() - progressed > stall:
+            raise AssertionError(f"{what}: no progress for {stall:g} s: {left}")
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

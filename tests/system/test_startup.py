@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from syncd.watcher import EventKind, PathEvent, Watcher
-from tests.support.churn import images_written, missing, start_writer, stop_writer
+from tests.support.churn import images_written, start_writer, stop_writer, wait_handled
 from tests.support.daemonproc import DaemonProcess, wait_until
 
 BASE = "https://img.example.com/s"
@@ -27,6 +27,7 @@ ROUNDS = 10
 KILLED = {2, 5, 8}  # rounds ending in SIGKILL, the writer still writing
 AFTER_READY = 20  # images the writer adds after READY=1 before the round ends
 DEADLINE = 30.0  # seconds; only reached when something is broken
+STALL = 20.0  # seconds without an image or note more handled: something was missed
 
 
 def write_config(root: Path) -> Path:
@@ -83,10 +84,7 @@ def test_files_created_while_the_daemon_starts_are_all_handled(
                 continue
             stop_writer(writer)
             writer = None
-            deadline = time.monotonic() + DEADLINE
-            while left := missing(vault, remote, BASE):
-                assert time.monotonic() < deadline, f"round {round_}: {left}"
-                time.sleep(0.05)
+            wait_handled(vault, remote, BASE, f"round {round_}", STALL)
             assert d.stop() == 0
         assert len(images_written(vault)) > ROUNDS * AFTER_READY
     finally:
@@ -117,10 +115,7 @@ def test_files_created_during_a_reload_are_all_handled(
             enough = len(images_written(vault)) + AFTER_READY
             wait_until(lambda n=enough: len(images_written(vault)) >= n, DEADLINE, "the writer")
             stop_writer(writer)
-            deadline = time.monotonic() + DEADLINE
-            while left := missing(vault, remote, BASE):
-                assert time.monotonic() < deadline, f"reload {reload}: {left}"
-                time.sleep(0.05)
+            wait_handled(vault, remote, BASE, f"reload {reload}", STALL)
         assert d.stop() == 0
     finally:
         d.ensure_stopped()
