@@ -37,6 +37,7 @@ from syncd.errors import SyncdError, UsageError
 from syncd.events import EventBus
 from syncd.queue import State
 from tests.support.daemonproc import wait_until
+from tests.support.greedy import SlowClients, open_stream
 
 CURL = "/usr/bin/curl"
 NOBODY = 65534
@@ -600,25 +601,6 @@ def test_when_too_many_wait_the_oldest_is_dropped_not_the_newcomer(
                 s.close()
 
 
-def open_stream(sock: Path) -> tuple[socket.socket, bytes]:
-    """An event stream opened by hand: (the socket, kept open; the answer's head)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(sock))  # blocking: waits while a burst of others fills the backlog
-    s.settimeout(10)
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # refused at once
-        s.sendall(b"GET /v1/events HTTP/1.1\r\nHost: syncd\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        try:
-            chunk = s.recv(4096)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        head += chunk
-    return s, head
-
-
 def test_event_streams_have_their_own_limit_and_the_next_is_refused_clearly(
     server: ControlServer, client: ControlClient, backend: FakeBackend
 ) -> None:
@@ -675,56 +657,6 @@ def test_status_answers_while_every_request_slot_is_busy(
             assert client.get("/v1/status")["online"] is True  # a slot of its own
             release.set()
             assert all(f.result()["items"] for f in busy)
-
-
-class SlowClients:
-    """`count` connections each sending a request one byte a second, forever: when the
-    server answers or closes one, it connects again. One thread drives them all."""
-
-    def __init__(self, sock: Path, count: int) -> None:
-        self.sock = sock
-        self.count = count
-        self.answers: dict[int | None, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="slow-clients")
-
-    def __enter__(self) -> SlowClients:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _connect(self) -> tuple[socket.socket, Iterator[int]]:
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(str(self.sock))
-        s.setblocking(False)
-        return s, iter(b"GET /v1/status HTTP/1.1\r\n" + b"X-Slow: yes\r\n" * 100)
-
-    def _run(self) -> None:
-        conns = dict(self._connect() for _ in range(self.count))
-        tick = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                readable, _, _ = select.select(list(conns), [], [], 0.1)
-                for s in readable:  # answered (408, 503) or closed: come back at once
-                    with contextlib.suppress(OSError):
-                        answer = s.recv(65536)
-                        self.answers[status_of(answer)] = self.answers.get(status_of(answer), 0) + 1
-                    s.close()
-                    del conns[s]
-                    new, data = self._connect()
-                    conns[new] = data
-                if time.monotonic() < tick:
-                    continue
-                tick += 1.0  # a byte a second from each
-                for s, data in conns.items():
-                    with contextlib.suppress(OSError):
-                        s.send(bytes([next(data)]))
-        finally:
-            for s in conns:
-                s.close()
 
 
 def test_status_always_answers_beside_slow_clients_and_idle_streams(
