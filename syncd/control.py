@@ -5,14 +5,22 @@ Owns the daemon's local API (routes under `/v1/`, see `ROUTES`), its socket's sa
 replaced, a live one refused) and the client the CLI uses. The daemon supplies a
 `ControlBackend`; this module knows nothing of queues or uploads.
 
-Only the standard library: `socketserver.UnixStreamServer` runs the accept loop, one
-thread per connection serves one request and closes (`Connection: close`, which keeps
-framing trivial), and `http.client` with an AF_UNIX `connect()` is the client. The
-request parser is our own (about 80 lines) rather than `http.server`'s, because that one
-bounds each header line (64 KiB, times 100 lines) instead of the whole request, times out
-per `recv` (a client dripping a byte every few seconds would never be dropped) and
-answers errors in HTML. Ours bounds head and body together, gives each request one
-deadline, and answers every error as JSON `{"error": …, "hint": …}`.
+Only the standard library. One thread, the door, accepts connections, checks each
+peer and reads requests from non-blocking sockets (epoll), each with one deadline for the
+whole request (`read_timeout`, 5 s); a whole request gets a thread of its own, which
+answers and closes (`Connection: close`, which keeps framing trivial). A client that
+holds connections open or sends a byte a second thus costs a socket and a buffer, never
+a thread or a slot, and is cut off at its deadline. The limits are apart from each
+other: connections still sending their request (`max_waiting`, then the one waiting
+longest is dropped), requests being answered (`max_requests`, plus a few slots only
+`/v1/status` may take, so that it answers however busy the rest is), and event streams
+(`max_streams`, then a 503 that says so). `http.client` with an AF_UNIX `connect()` is
+the client. The request parser is our own (about 80 lines) rather than `http.server`'s,
+because that one bounds each header line (64 KiB, times 100 lines) instead of the whole
+request, times out per `recv` (a client dripping a byte every few seconds would never be
+dropped), answers errors in HTML and needs a thread per connection. Ours bounds head and
+body together, gives each request one deadline, and answers every error as JSON
+`{"error": …, "hint": …}`.
 
 `GET /v1/events` is NDJSON, chunked (close-framed for HTTP/1.0), one flush per event; it
 ends with the terminating chunk when the server stops. `<socket>.lock` (flock, held while
@@ -39,7 +47,6 @@ import re
 import select
 import selectors
 import socket
-import socketserver
 import stat
 import struct
 import threading
@@ -60,14 +67,21 @@ log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
 MAX_REQUEST_BYTES = 64 * 1024  # head and body together
-READ_TIMEOUT = 10.0  # for the whole request, not per recv
+READ_TIMEOUT = 5.0  # for the whole request (head and body), not per recv
 WRITE_TIMEOUT = 10.0
 STREAM_WRITE_TIMEOUT = 30.0  # a `watch` suspended longer than this loses its stream
-MAX_CONNECTIONS = 128  # event streams included; beyond it new connections get 503
+MAX_WAITING = 256  # connections still sending their request; then the oldest is dropped
+MAX_REQUESTS = 32  # requests answered at once; beyond it 503 (status has _STATUS_RESERVE more)
+MAX_STREAMS = 64  # event streams, apart from requests; beyond it 503
 ITEMS_LIMIT_DEFAULT = 100
 ITEMS_LIMIT_MAX = 10_000
 ITEM_STATES = ("pending", "uploading", "uploaded", "failed", "removed")  # syncd.queue.State
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the final NUL
+_STATUS_RESERVE = 4  # request slots only `GET /v1/status` may take
+_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
+_LINGER = 0.5  # after an error answer, read what the client still sends this long...
+_LINGER_READS = 16  # ...or this many times, so that it sees the answer, not a reset
+_ACCEPT_PAUSE = 0.1  # out of file descriptors: accept again after this
 _STOP_GRACE = 1.0  # stop() lets handlers finish this long, then cuts their sockets
 _STREAM_POLL = 0.5  # an idle stream notices a client that left within this
 _LOG_HINT = "see the daemon's log: journalctl --user -u syncd, or syncd.log in its state folder"
@@ -172,51 +186,73 @@ _LENGTH = re.compile(r"[0-9]{1,10}")
 _BAD_REQUEST_HINT = "send HTTP/1.1, e.g. curl --unix-socket SOCKET http://syncd/v1/status"
 
 
-def read_request(sock: socket.socket, *, deadline: float, limit: int) -> Request | None:
-    """Read one request from `sock`: head and body within `limit` bytes, by `deadline`
-    (time.monotonic). None if the client closed without sending anything."""
-    buf = bytearray()
-    searched = 0
-    while (end := _HEAD_END.search(buf, max(0, searched - 3))) is None:
-        if len(buf) > limit:
-            raise _too_large(limit)
-        searched = len(buf)
-        chunk = _recv(sock, limit + 1 - len(buf), deadline)
-        if not chunk:
-            if not buf:
+class RequestReader:
+    """One request, parsed as its bytes arrive: head and body within `limit` bytes.
+
+    `feed` returns the `Request` once it is whole (None until then) and raises `HttpError`
+    for a malformed or oversized one; `ended` says what to answer when the client closes
+    midway. The control server's door feeds it from a non-blocking socket, so a client
+    that sends slowly costs a buffer, never a thread.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.wants_continue = False  # the client waits for `100 Continue` before its body
+        self._buf = bytearray()
+        self._searched = 0
+        self._head: tuple[str, str, str, dict[str, str]] | None = None
+        self._body_start = 0
+        self._length = 0
+
+    @property
+    def started(self) -> bool:
+        return bool(self._buf)
+
+    def wanted(self) -> int:
+        """How many more bytes to read at most (the limit, or the rest of the body)."""
+        if self._head is None:
+            return max(1, self.limit + 1 - len(self._buf))
+        return max(1, self._body_start + self._length - len(self._buf))
+
+    def feed(self, data: bytes) -> Request | None:
+        self._buf += data
+        if self._head is None:
+            end = _HEAD_END.search(self._buf, max(0, self._searched - 3))
+            if end is None:
+                if len(self._buf) > self.limit:
+                    raise _too_large(self.limit)
+                self._searched = len(self._buf)
                 return None
-            raise HttpError(400, "the request ended before its headers did", _BAD_REQUEST_HINT)
-        buf += chunk
-    method, target, version, headers = _parse_head(bytes(buf[: end.start()]))
-    if "transfer-encoding" in headers:
-        raise HttpError(400, "chunked request bodies are not accepted", "send a Content-Length")
-    length = _content_length(headers)
-    if end.end() + length > limit:
-        raise _too_large(limit)
-    body = bytearray(buf[end.end() : end.end() + length])
-    if len(body) < length and headers.get("expect", "").lower() == "100-continue":
-        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-    while len(body) < length:
-        chunk = _recv(sock, length - len(body), deadline)
-        if not chunk:
-            raise HttpError(
-                400,
-                f"the body ended after {len(body)} of its {length} bytes (Content-Length)",
-                "send the whole body, or a Content-Length that matches it",
+            self._head = _parse_head(bytes(self._buf[: end.start()]))
+            headers = self._head[3]
+            if "transfer-encoding" in headers:
+                raise HttpError(
+                    400, "chunked request bodies are not accepted", "send a Content-Length"
+                )
+            self._length = _content_length(headers)
+            self._body_start = end.end()
+            if self._body_start + self._length > self.limit:
+                raise _too_large(self.limit)
+            body_missing = len(self._buf) < self._body_start + self._length
+            self.wants_continue = (
+                body_missing and headers.get("expect", "").lower() == "100-continue"
             )
-        body += chunk
-    return Request(method, target, version, headers, bytes(body))
+        if len(self._buf) < self._body_start + self._length:
+            return None
+        method, target, version, headers = self._head
+        body = bytes(self._buf[self._body_start : self._body_start + self._length])
+        return Request(method, target, version, headers, body)
 
-
-def _recv(sock: socket.socket, size: int, deadline: float) -> bytes:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise _timed_out()
-    sock.settimeout(remaining)
-    try:
-        return sock.recv(min(size, 65536))
-    except TimeoutError:
-        raise _timed_out() from None
+    def ended(self) -> HttpError:
+        """The answer to a client that closed before its request was whole."""
+        if self._head is None:
+            return HttpError(400, "the request ended before its headers did", _BAD_REQUEST_HINT)
+        have = len(self._buf) - self._body_start
+        return HttpError(
+            400,
+            f"the body ended after {have} of its {self._length} bytes (Content-Length)",
+            "send the whole body, or a Content-Length that matches it",
+        )
 
 
 def _too_large(limit: int) -> HttpError:
@@ -327,52 +363,25 @@ def peer_uid(sock: socket.socket) -> tuple[int, int]:
     return pid, uid
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    """One connection: check the peer, read one request, answer, close."""
+class _Exchange:
+    """One whole request on its own thread: route it, call the backend, answer, close
+    (or, for `/v1/events`, stream until the client leaves or the server stops)."""
 
-    server: _UnixServer
-    request: socket.socket
+    def __init__(self, control: ControlServer, sock: socket.socket) -> None:
+        self.control = control
+        self.sock = sock
 
-    def handle(self) -> None:
-        control = self.server.control
-        sock = self.request
+    def serve(self, request: Request) -> None:
         try:
-            pid, uid = peer_uid(sock)
-            if uid != os.geteuid():
-                log.warning("refused a control connection from uid %d (pid %d)", uid, pid)
-                raise HttpError(
-                    403,
-                    "refused: the control socket serves only the user the daemon runs as",
-                    "run the command as that user",
-                )
-            request = read_request(
-                sock,
-                deadline=time.monotonic() + control.read_timeout,
-                limit=control.max_request_bytes,
-            )
-            if request is None:
-                return
             self._serve(request)
         except HttpError as exc:
-            if not control.stopping:
+            if not self.control.stopping:
                 log.debug("control request refused: %d %s", exc.status, exc.error)
                 self._error(exc)
         except OSError as exc:  # the client went away, or stop() cut the connection
             log.debug("control connection ended: %s", exc)
 
     def _serve(self, request: Request) -> None:
-        route = ROUTES.get(request.path)
-        if route is None:
-            raise HttpError(404, f"no such route: {request.path[:200]}", f"routes: {_ROUTE_LIST}")
-        method, _ = route
-        if request.method != method:
-            raise HttpError(
-                405,
-                f"{request.path} answers {method}, not {request.method}",
-                f"use: curl{' -X POST' if method == 'POST' else ''} "
-                f"--unix-socket SOCKET http://syncd{request.path}",
-                {"Allow": method},
-            )
         if request.path == "/v1/events":
             _no_query(request)
             self._stream_events(request)
@@ -382,7 +391,7 @@ class _Handler(socketserver.BaseRequestHandler):
         self._send(status, payload)
 
     def _call_for(self, request: Request) -> Callable[[], Any]:
-        backend = self.server.control.backend
+        backend = self.control.backend
         path = request.path
         if path == "/v1/status":
             _no_query(request)
@@ -423,8 +432,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 **(headers or {}),
             },
         )
-        self.request.settimeout(WRITE_TIMEOUT)
-        self.request.sendall(head + body)
+        self.sock.settimeout(WRITE_TIMEOUT)
+        self.sock.sendall(head + body)
 
     def _error(self, exc: HttpError) -> None:
         try:
@@ -436,7 +445,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def _linger(self) -> None:
         # Read what the client is still sending (briefly, boundedly) before closing, so
         # that it sees our answer rather than a reset.
-        sock = self.request
+        sock = self.sock
         sock.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + 0.5
         for _ in range(16):
@@ -451,7 +460,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
 
     def _stream_events(self, request: Request) -> None:
-        control = self.server.control
+        control = self.control
         chunked = request.version == "HTTP/1.1"
         subscription = control._open_stream()
         try:
@@ -462,7 +471,7 @@ class _Handler(socketserver.BaseRequestHandler):
             }
             if chunked:
                 headers["Transfer-Encoding"] = "chunked"
-            sock = self.request
+            sock = self.sock
             sock.settimeout(STREAM_WRITE_TIMEOUT)
             sock.sendall(_head(200, headers))
             while True:
@@ -486,10 +495,12 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 def _client_gone(sock: socket.socket) -> bool:
-    # select first: recv on a socket with a timeout waits for that timeout, MSG_DONTWAIT
-    # or not.
+    # poll first: recv on a socket with a timeout waits for that timeout, MSG_DONTWAIT
+    # or not. (poll, not select: select fails on a descriptor numbered 1024 or above.)
     try:
-        if not select.select([sock], [], [], 0)[0]:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
             return False
         return not sock.recv(4096)  # anything a client sends on a stream is ignored
     except OSError:
@@ -551,63 +562,298 @@ def _retry_ids(fields: Mapping[str, Any]) -> list[int] | None:
     return ids
 
 
-class _UnixServer(socketserver.UnixStreamServer):
-    """The accept loop; each connection gets a tracked thread (a `ThreadingMixIn` whose
-    threads and sockets `stop()` can wake and join with a deadline)."""
-
-    request_queue_size = 64
-
-    def __init__(self, path: Path, control: ControlServer) -> None:
-        self.control = control
-        super().__init__(str(path), _Handler, bind_and_activate=False)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.control._admit(request):
-            _refuse_busy(request)
-            self.shutdown_request(request)
-            return
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name="syncd-control-conn",
+def _check_route(request: Request) -> None:
+    route = ROUTES.get(request.path)
+    if route is None:
+        raise HttpError(404, f"no such route: {request.path[:200]}", f"routes: {_ROUTE_LIST}")
+    method, _ = route
+    if request.method != method:
+        raise HttpError(
+            405,
+            f"{request.path} answers {method}, not {request.method}",
+            f"use: curl{' -X POST' if method == 'POST' else ''} "
+            f"--unix-socket SOCKET http://syncd{request.path}",
+            {"Allow": method},
         )
-        self.control._track_thread(thread)
-        try:
-            thread.start()
-        except BaseException:  # no thread to release it later
-            self.control._release(request)
-            raise
 
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
+
+def _error_bytes(exc: HttpError) -> bytes:
+    body = encode_json(_error_body(exc.error, exc.hint))
+    head = _head(
+        exc.status,
+        {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Cache-Control": "no-store",
+            "Connection": "close",
+            **exc.headers,
+        },
+    )
+    return head + body
+
+
+class _Phase(enum.Enum):
+    READING = "reading"  # its request is still arriving
+    CLOSING = "closing"  # answered with an error; reading what it still sends, briefly
+
+
+@dataclass
+class _Waiting:
+    """A connection the door holds: no thread of its own (mutable, door thread only)."""
+
+    sock: socket.socket
+    phase: _Phase
+    deadline: float
+    reader: RequestReader
+    reads_left: int = _LINGER_READS
+
+
+class _Door:
+    """The control server's one thread until a request is whole: accept, check the peer,
+    read requests from non-blocking sockets, enforce the read deadline, answer errors,
+    then hand each whole request to a thread of its own (or refuse it with a 503).
+
+    Why not a thread per connection: a client holding many connections open (or sending
+    a byte a second) would then hold that many threads and, with any bound on them,
+    every slot. Here a waiting connection costs a socket and a small buffer; the threads
+    are bounded by what they do (answering, streaming), apart from each other, and
+    `/v1/status` has slots of its own.
+    """
+
+    def __init__(self, control: ControlServer, listener: socket.socket, wake: int) -> None:
+        self.control = control
+        self.listener = listener
+        self.wake = wake
+        self.selector = selectors.DefaultSelector()
+        # Each holds connections in deadline order (a deadline is entry time + a constant).
+        self.reading: dict[socket.socket, _Waiting] = {}
+        self.closing: dict[socket.socket, _Waiting] = {}
+        self._accept_paused_until = 0.0
+
+    def run(self) -> None:
+        selector = self.selector
+        selector.register(self.listener, selectors.EVENT_READ, None)
+        selector.register(self.wake, selectors.EVENT_READ, None)
         try:
-            self.finish_request(request, client_address)
-        except Exception:
-            log.exception("control connection failed")
+            while True:
+                self._resume_accepting()
+                for key, _events in selector.select(self._timeout()):
+                    if key.fileobj == self.wake:
+                        return
+                    if key.fileobj is self.listener:
+                        self._accept()
+                    else:
+                        self._readable(key.data)
+                self._expire(time.monotonic())
         finally:
-            self.control._release(request)
-            self.shutdown_request(request)
+            for waiting in [*self.reading.values(), *self.closing.values()]:
+                self._close(waiting)
+            selector.close()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("control connection failed")
+    # -- connections arriving --------------------------------------------------------
 
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst, but not so long that the others wait
+            try:
+                sock, _address = self.listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._out_of_descriptors(exc)
+                return
+            self._admit(sock)
 
-def _refuse_busy(sock: socket.socket) -> None:
-    body = encode_json(_error_body("too many control connections", "try again in a moment"))
-    head = _head(503, {"Content-Type": "application/json", "Content-Length": str(len(body))})
-    try:
+    def _admit(self, sock: socket.socket) -> None:
         sock.setblocking(False)
-        sock.send(head + body)  # small enough for an empty socket buffer; never waits
+        control = self.control
+        while len(self.reading) + len(self.closing) >= control.max_waiting:
+            self._make_room()
+        now = time.monotonic()
+        waiting = _Waiting(
+            sock,
+            _Phase.READING,
+            now + control.read_timeout,
+            RequestReader(control.max_request_bytes),
+        )
+        self.reading[sock] = waiting
+        self.selector.register(sock, selectors.EVENT_READ, waiting)
+        try:
+            pid, uid = peer_uid(sock)
+        except OSError:
+            self._close(waiting)
+            return
+        if uid != os.geteuid():
+            log.warning("refused a control connection from uid %d (pid %d)", uid, pid)
+            self._refuse(
+                waiting,
+                HttpError(
+                    403,
+                    "refused: the control socket serves only the user the daemon runs as",
+                    "run the command as that user",
+                ),
+            )
+
+    def _make_room(self) -> None:
+        # Too many connections waiting: drop one lingering after an error, else the one
+        # that has waited longest for its request (a normal client sends it at once).
+        if self.closing:
+            self._close(next(iter(self.closing.values())))
+            return
+        oldest = next(iter(self.reading.values()))
+        _send_now(
+            oldest.sock,
+            _error_bytes(
+                HttpError(
+                    503,
+                    "too many control connections waiting for their request; "
+                    "this one waited longest",
+                    "send the whole request at once",
+                )
+            ),
+        )
+        self._close(oldest)
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        # The process is out of file descriptors: free one if the door holds any, and
+        # stop accepting for a moment rather than spin on a listener that stays readable.
+        log.warning("control socket: cannot accept a connection: %s", exc.strerror)
+        if self.reading or self.closing:
+            self._make_room()
+        self.selector.unregister(self.listener)
+        self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
+
+    def _resume_accepting(self) -> None:
+        if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self.selector.register(self.listener, selectors.EVENT_READ, None)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _readable(self, waiting: _Waiting) -> None:
+        if waiting.phase is _Phase.CLOSING:
+            self._drain(waiting)
+            return
+        reader = waiting.reader
+        try:
+            data = waiting.sock.recv(min(reader.wanted(), 65536))
+        except BlockingIOError:
+            return
+        except OSError:
+            self._close(waiting)
+            return
+        try:
+            if not data:
+                if not reader.started:
+                    self._close(waiting)  # connected and left: nothing to answer
+                    return
+                raise reader.ended()
+            request = reader.feed(data)
+            if request is None:
+                if reader.wants_continue:
+                    reader.wants_continue = False
+                    _send_now(waiting.sock, b"HTTP/1.1 100 Continue\r\n\r\n")
+                return
+            _check_route(request)
+        except HttpError as exc:
+            log.debug("control request refused: %d %s", exc.status, exc.error)
+            self._refuse(waiting, exc)
+            return
+        self._dispatch(waiting, request)
+
+    def _dispatch(self, waiting: _Waiting, request: Request) -> None:
+        del self.reading[waiting.sock]
+        self.selector.unregister(waiting.sock)
+        try:
+            self.control._start_exchange(waiting.sock, request)
+        except HttpError as exc:  # no slot for it
+            log.debug("control request refused: %d %s", exc.status, exc.error)
+            self.reading[waiting.sock] = waiting  # for _refuse, which moves it on
+            self.selector.register(waiting.sock, selectors.EVENT_READ, waiting)
+            self._refuse(waiting, exc)
+
+    # -- answering errors, and closing ---------------------------------------------------
+
+    def _refuse(self, waiting: _Waiting, exc: HttpError) -> None:
+        """Answer `exc` and linger: read what the client still sends (briefly, a bounded
+        amount) before closing, so that it sees our answer rather than a reset."""
+        sock = waiting.sock
+        if not _send_now(sock, _error_bytes(exc)):
+            self._close(waiting)
+            return
+        _shutdown(sock, socket.SHUT_WR)
+        del self.reading[sock]
+        waiting.phase = _Phase.CLOSING
+        waiting.deadline = time.monotonic() + _LINGER
+        self.closing[sock] = waiting
+
+    def _drain(self, waiting: _Waiting) -> None:
+        waiting.reads_left -= 1
+        try:
+            data = waiting.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data or waiting.reads_left <= 0:
+            self._close(waiting)
+
+    def _expire(self, now: float) -> None:
+        while self.reading:
+            waiting = next(iter(self.reading.values()))
+            if waiting.deadline > now:
+                break
+            log.debug("control request refused: 408, not complete in time")
+            self._refuse(waiting, _timed_out())
+        while self.closing:
+            waiting = next(iter(self.closing.values()))
+            if waiting.deadline > now:
+                break
+            self._close(waiting)
+
+    def _timeout(self) -> float | None:
+        deadlines = [
+            next(iter(held.values())).deadline for held in (self.reading, self.closing) if held
+        ]
+        if self._accept_paused_until:
+            deadlines.append(self._accept_paused_until)
+        if not deadlines:
+            return None  # idle: sleep until a client or stop() comes
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _close(self, waiting: _Waiting) -> None:
+        sock = waiting.sock
+        self.reading.pop(sock, None)
+        self.closing.pop(sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(sock)
+        sock.close()
+
+
+def _send_now(sock: socket.socket, data: bytes) -> bool:
+    """Send a short answer without waiting (it fits an empty socket buffer). False if the
+    client is gone."""
+    try:
+        sock.send(data)
+    except BlockingIOError:
+        return True  # a full buffer: the client is not reading; it gets what fitted
     except OSError:
-        pass
+        return False
+    return True
 
 
 class ControlServer:
     """Serves `backend` on `socket_path` until `stop()`.
 
     `start()` prepares the folder (0700, ours), replaces a stale socket, refuses to run
-    beside a live one (`ControlError`), binds 0600 and starts the accept thread.
+    beside a live one (`ControlError`), binds 0600 and starts the door thread.
     `stop()` ends event streams cleanly, cuts connections still open after a short
     grace, joins every thread and removes the socket file.
+
+    Limits, each apart from the others: a request must arrive whole within
+    `read_timeout`; at most `max_waiting` connections wait for theirs (then the one
+    waiting longest is dropped); `max_requests` are answered at once, and `/v1/status`
+    has a few more slots of its own; `max_streams` event streams (then a 503 saying so).
     """
 
     def __init__(
@@ -617,22 +863,29 @@ class ControlServer:
         *,
         read_timeout: float = READ_TIMEOUT,
         max_request_bytes: int = MAX_REQUEST_BYTES,
-        max_connections: int = MAX_CONNECTIONS,
+        max_waiting: int = MAX_WAITING,
+        max_requests: int = MAX_REQUESTS,
+        max_streams: int = MAX_STREAMS,
         stream_queue: int = 1000,
     ) -> None:
+        if min(max_waiting, max_requests, max_streams) < 1:
+            raise ValueError("the connection limits must be at least 1")
         self.socket_path = Path(socket_path)
         self.backend = backend
         self.read_timeout = read_timeout
         self.max_request_bytes = max_request_bytes
-        self.max_connections = max_connections
+        self.max_waiting = max_waiting
+        self.max_requests = max_requests
+        self.max_streams = max_streams
         self.stream_queue = stream_queue
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: _UnixServer | None = None
-        self._accept_thread: threading.Thread | None = None
+        self._listener: socket.socket | None = None
+        self._door_thread: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._inode: int | None = None
-        self._connections: set[socket.socket] = set()
+        self._requests: set[socket.socket] = set()  # being answered, each on a thread
+        self._streams: set[socket.socket] = set()  # event streams, each on a thread
         self._threads: set[threading.Thread] = set()
         self._subscriptions: set[Subscription] = set()
 
@@ -647,7 +900,7 @@ class ControlServer:
         Binding sets the process-wide umask for an instant: start the server before
         threads that create files, or accept that they create theirs 0600 meanwhile.
         """
-        if self._server is not None:
+        if self._listener is not None:
             raise ControlError("the control server is already running")
         path = self.socket_path
         if len(os.fsencode(path)) > _SUN_PATH_MAX:
@@ -660,44 +913,44 @@ class ControlServer:
         self._lock_fd = _take_lock(path)
         try:
             _remove_stale(path)
-            server = _UnixServer(path, self)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 old_umask = os.umask(0o177)  # bind creates the file 0600, never wider
                 try:
-                    server.server_bind()
+                    listener.bind(str(path))
                 finally:
                     os.umask(old_umask)
                 os.chmod(path, 0o600)
                 self._inode = os.lstat(path).st_ino
-                server.server_activate()
+                listener.listen(_BACKLOG)
+                listener.setblocking(False)
             except BaseException:
-                server.server_close()
+                listener.close()
                 raise
         except BaseException:
             os.close(self._lock_fd)
             self._lock_fd = None
             raise
         self._stopping.clear()
-        self._server = server
+        self._listener = listener
         self._wake_r, self._wake_w = os.pipe()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, args=(server, self._wake_r), name="syncd-control"
-        )
-        self._accept_thread.start()
+        door = _Door(self, listener, self._wake_r)
+        self._door_thread = threading.Thread(target=door.run, name="syncd-control")
+        self._door_thread.start()
         log.info("control socket listening on %s", path)
 
     def stop(self) -> None:
-        server, accept_thread = self._server, self._accept_thread
-        if server is None or accept_thread is None:
+        listener, door_thread = self._listener, self._door_thread
+        if listener is None or door_thread is None:
             return
         self._stopping.set()
-        os.write(self._wake_w, b"x")  # the accept loop wakes and ends
-        accept_thread.join()
+        os.write(self._wake_w, b"x")  # the door wakes, closes what it holds, and ends
+        door_thread.join()
         os.close(self._wake_r)
         os.close(self._wake_w)
         with self._lock:
             subscriptions = list(self._subscriptions)
-            connections = list(self._connections)
+            connections = [*self._requests, *self._streams]
         for subscription in subscriptions:
             subscription.close()  # streams send their last chunk and end
         for conn in connections:
@@ -706,46 +959,18 @@ class ControlServer:
         for thread in self._thread_snapshot():
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            connections = list(self._connections)
+            connections = [*self._requests, *self._streams]
         for conn in connections:  # a client that does not read our answer
             _shutdown(conn, socket.SHUT_RDWR)
         for thread in self._thread_snapshot():
             thread.join()
-        server.server_close()
+        listener.close()
         self._remove_socket_file()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        self._server = self._accept_thread = None
+        self._listener = self._door_thread = None
         log.info("control socket closed")
-
-    @staticmethod
-    def _accept_loop(server: _UnixServer, wake: int) -> None:
-        """Accept connections until woken through the pipe.
-
-        socketserver's own serve_forever() wakes every poll interval to look for a
-        shutdown request; this loop sleeps in select() until a client or stop() comes:
-        an idle daemon uses no CPU here.
-        """
-        with selectors.DefaultSelector() as selector:
-            selector.register(server.fileno(), selectors.EVENT_READ, "accept")
-            selector.register(wake, selectors.EVENT_READ, "wake")
-            while True:
-                for key, _events in selector.select():
-                    if key.data == "wake":
-                        return
-                    try:
-                        request, address = server.get_request()
-                    except OSError:
-                        continue
-                    if not server.verify_request(request, address):
-                        server.shutdown_request(request)
-                        continue
-                    try:
-                        server.process_request(request, address)  # a thread per connection
-                    except Exception:
-                        server.handle_error(request, address)
-                        server.shutdown_request(request)
 
     def __enter__(self) -> ControlServer:
         self.start()
@@ -759,7 +984,55 @@ class ControlServer:
     ) -> None:
         self.stop()
 
-    # -- for the handlers --------------------------------------------------------
+    # -- for the door and the exchanges ----------------------------------------------
+
+    def _start_exchange(self, sock: socket.socket, request: Request) -> None:
+        """Answer `request` on a thread of its own, or raise a 503 `HttpError` when its
+        kind has no free slot."""
+        streaming = request.path == "/v1/events"
+        with self._lock:
+            if streaming:
+                if len(self._streams) >= self.max_streams:
+                    raise HttpError(
+                        503,
+                        f"too many event streams ({len(self._streams)} open, the limit)",
+                        "close another `syncd watch` (or events reader), or try again later",
+                    )
+                held = self._streams
+            else:
+                room = self.max_requests
+                if request.path == "/v1/status":
+                    room += _STATUS_RESERVE  # status answers even when the rest is busy
+                if len(self._requests) >= room:
+                    raise HttpError(
+                        503, "too many control requests at once", "try again in a moment"
+                    )
+                held = self._requests
+            held.add(sock)
+        thread = threading.Thread(
+            target=self._exchange,
+            args=(sock, request, held),
+            name="syncd-control-stream" if streaming else "syncd-control-request",
+        )
+        self._track_thread(thread)
+        try:
+            thread.start()
+        except BaseException:  # no thread to release it later
+            with self._lock:
+                held.discard(sock)
+            raise
+
+    def _exchange(self, sock: socket.socket, request: Request, held: set[socket.socket]) -> None:
+        try:
+            sock.setblocking(True)
+            _Exchange(self, sock).serve(request)
+        except Exception:
+            log.exception("control connection failed")
+        finally:
+            with self._lock:
+                held.discard(sock)
+            _shutdown(sock, socket.SHUT_WR)
+            sock.close()
 
     def _open_stream(self) -> Subscription:
         subscription = self.backend.events.subscribe(self.stream_queue)
@@ -771,17 +1044,6 @@ class ControlServer:
         with self._lock:
             self._subscriptions.discard(subscription)
         subscription.close()
-
-    def _admit(self, conn: socket.socket) -> bool:
-        with self._lock:
-            if len(self._connections) >= self.max_connections:
-                return False
-            self._connections.add(conn)
-            return True
-
-    def _release(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._connections.discard(conn)
 
     def _track_thread(self, thread: threading.Thread) -> None:
         with self._lock:
@@ -892,13 +1154,32 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.socket_path))
+            _connect_waiting(sock, str(self.socket_path), self.timeout)
+            sock.settimeout(self.timeout)
         except BaseException:
             sock.close()
             raise
         self.sock = self.unix_sock = sock
+
+
+def _connect_waiting(sock: socket.socket, path: str, timeout: float | None) -> None:
+    """Connect, waiting up to `timeout` while the server's backlog is full.
+
+    With a Python timeout the socket is non-blocking, and an AF_UNIX connect to a full
+    backlog fails at once (EAGAIN) instead of waiting: a burst of other connections
+    would make the call fail. A blocking connect waits, for as long as SO_SNDTIMEO says.
+    """
+    if timeout is not None:
+        seconds = int(timeout)
+        micros = int((timeout - seconds) * 1_000_000)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micros))
+    sock.settimeout(None)
+    try:
+        sock.connect(path)
+    except BlockingIOError:
+        raise TimeoutError(errno.ETIMEDOUT, "the daemon's backlog stayed full") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
 
 
 class ControlClient:

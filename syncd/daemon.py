@@ -1,9 +1,10 @@
 """`syncd run`: the long-running daemon. It wires components; it owns no logic of its own.
 
 At start: take the state folder's lock (one daemon per queue), check the queue's
-integrity (a corrupt one is moved aside and rebuilt from a rescan), reconcile (scan
-image folders, index notes, rewrite what is already uploaded), then tell systemd
-READY=1 and watch. From then on:
+integrity (a corrupt one is moved aside and rebuilt from a rescan), put the inotify
+watches in place with delivery held, reconcile (scan image folders, index notes, rewrite
+what is already uploaded), then handle what the watches saw meanwhile and tell systemd
+READY=1. From then on:
 
     watcher (inotify) ──> intake: queue new images, index and rewrite changed notes
     connectivity ──ONLINE──> reset backoff, wake the workers
@@ -226,6 +227,7 @@ class Daemon:
                 # The socket answers during the (possibly long) first reconcile too.
                 self.control = ControlServer(default_socket_path(os.environ), DaemonControl(self))
                 self.control.start()
+                self._start_watching()
                 self.reconcile()
                 self._start_threads()
                 self._ready()
@@ -235,6 +237,8 @@ class Daemon:
                 self.notifier.stopping()
                 if self._threads_started:
                     self._stop_threads()
+                else:
+                    self.watcher.stop()  # started (held) before a reconcile that failed
                 if self.control is not None:
                     self.control.stop()
                 self._teardown()
@@ -322,13 +326,23 @@ class Daemon:
             self.storage.close()
         self.queue.close()
 
-    def _start_threads(self) -> None:
-        self._threads_started = True
-        self.keeper.start()
-        self.watcher.start()
+    def _start_watching(self) -> None:
+        """Watch before the reconcile walk, delivery held until `_start_threads`.
+
+        In the other order a file created after the walk passed its folder and before
+        the watch went in would be seen by neither (until the hourly rescan). Watching
+        first, with what the watches see during the walk handled after it (intake is
+        idempotent: an image seen twice is queued once), leaves no such gap. A folder
+        made during the walk gets its watches from watchdog and is reported for a rescan.
+        """
+        self.watcher.start(hold=True)
         if self.watcher.degraded:
             # inotify cannot see everything (watch limit, missing root): rescan more often
             self._next_rescan = min(self._next_rescan, time.monotonic() + DEGRADED_RESCAN)
+
+    def _start_threads(self) -> None:
+        self._threads_started = True
+        self.keeper.start()
         self.monitor.start()
         self.monitor.wanted(self._has_work())
         self._workers = [
@@ -338,6 +352,7 @@ class Daemon:
         for t in self._workers:
             t.start()
         self._start_background_verify()
+        self.watcher.release()  # what the watches saw during the reconcile, then the rest
 
     # -- background verify (see syncd.verify) ------------------------------------
 
@@ -570,6 +585,7 @@ class Daemon:
             return  # a SIGTERM came while the workers finished: stop, do not rebuild
         self._teardown()
         self._build(new)
+        self._start_watching()
         self.reconcile()
         self._start_threads()
         self._ready()

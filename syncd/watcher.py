@@ -208,6 +208,7 @@ class Watcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._started = False
+        self._held = False  # collect events, deliver none (until `release()`)
         self._limit_warned = False
         self._fd: _InotifyFD | None = None
         self._observer: _Observer | None = None
@@ -241,12 +242,19 @@ class Watcher:
         """The roots actually scheduled: duplicates and roots inside another root dropped."""
         return [root.path for root in self._roots]
 
-    def start(self) -> None:
+    def start(self, *, hold: bool = False) -> None:
         """Start watching. Never raises for a missing root or an inotify limit: it logs a
-        warning and sets `degraded` instead."""
+        warning and sets `degraded` instead.
+
+        With `hold`, events are collected (and debounced) but not delivered until
+        `release()`: a caller that scans the roots once at startup watches first and
+        handles what the watches saw during its scan after it, so a file created between
+        the scan passing its folder and the watch going in is not missed.
+        """
         if self._started:
             raise RuntimeError("Watcher.start() called twice")
         self._started = True
+        self._held = hold
         _quiet_watchdog_noise()
         self._delivery = threading.Thread(
             target=self._deliver_loop, name="syncd-watch-delivery", daemon=True
@@ -278,6 +286,12 @@ class Watcher:
                 self._observer.schedule(handler, root.watched, recursive=True)
             except OSError as exc:
                 self._degrade_start(exc, root.path)
+
+    def release(self) -> None:
+        """Deliver what was held since `start(hold=True)`, and from now on as it comes."""
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
 
     def stop(self) -> None:
         """Stop watching, deliver what is still pending, and join every thread."""
@@ -431,6 +445,9 @@ class Watcher:
                     if self._stopping:
                         batch, last = self._debouncer.pop_all(), True
                         break
+                    if self._held:
+                        self._cond.wait()
+                        continue
                     now = self._clock()
                     batch, last = self._debouncer.pop_due(now), False
                     if batch:

@@ -37,6 +37,7 @@ from syncd.errors import SyncdError, UsageError
 from syncd.events import EventBus
 from syncd.queue import State
 from tests.support.daemonproc import wait_until
+from tests.support.greedy import SlowClients, open_stream
 
 CURL = "/usr/bin/curl"
 NOBODY = 65534
@@ -580,25 +581,140 @@ def test_slow_and_silent_clients_are_dropped_after_the_read_timeout(
             assert answered.startswith(b"HTTP/1.1 408") or answered == b"closed"
 
 
-def test_too_many_connections_get_503(sock_path: Path, backend: FakeBackend) -> None:
-    with ControlServer(sock_path, backend, max_connections=2) as server:
-        client = ControlClient(server.socket_path)
+def test_when_too_many_wait_the_oldest_is_dropped_not_the_newcomer(
+    sock_path: Path, backend: FakeBackend
+) -> None:
+    with ControlServer(sock_path, backend, max_waiting=2) as server:
+        client = ControlClient(server.socket_path, timeout=5)
         held = [socket.socket(socket.AF_UNIX) for _ in range(2)]
-        for s in held:
-            s.connect(str(server.socket_path))
+        try:
+            for s in held:
+                s.settimeout(5)
+                s.connect(str(server.socket_path))
+                s.sendall(b"GET /v1/sta")  # and no more
+            assert client.get("/v1/status")["online"] is True
+            answer = held[0].recv(65536)  # the one waiting longest made room
+            assert status_of(answer) == 503
+            assert b"waited longest" in answer
+        finally:
+            for s in held:
+                s.close()
+
+
+def test_event_streams_have_their_own_limit_and_the_next_is_refused_clearly(
+    server: ControlServer, client: ControlClient, backend: FakeBackend
+) -> None:
+    streams: list[socket.socket] = []
+    try:
+        for _ in range(server.max_streams):
+            s, head = open_stream(server.socket_path)
+            streams.append(s)
+            assert status_of(head) == 200
+        assert server.max_streams == 64
         with pytest.raises(ControlError) as caught:
-            client.get("/v1/status")
+            next(client.stream("/v1/events"))
         assert caught.value.status == 503
-        for s in held:
+        assert "too many event streams" in str(caught.value)
+        assert caught.value.hint
+        # Streams do not take request slots: everything else still answers.
+        assert client.get("/v1/status")["online"] is True
+        assert client.post("/v1/sync")["draining"] is True
+        streams.pop().close()
+
+        def a_stream_opens() -> bool:
+            s, head = open_stream(server.socket_path)
+            streams.append(s)
+            return status_of(head) == 200
+
+        wait_until(a_stream_opens, 10, "a free stream slot")
+    finally:
+        for s in streams:
             s.close()
 
-        def answers() -> bool:
-            try:
-                return bool(client.get("/v1/status"))
-            except ControlError:
-                return False
 
-        wait_until(answers, 5, "a free connection slot")
+def test_status_answers_while_every_request_slot_is_busy(
+    sock_path: Path, backend: FakeBackend
+) -> None:
+    release = threading.Event()
+    slow_items = backend.items
+    entered: list[str | None] = []
+
+    def items(state: str | None, limit: int) -> list[dict[str, Any]]:
+        entered.append(state)
+        release.wait(10)
+        return slow_items(state, limit)
+
+    backend.items = items  # type: ignore[method-assign]
+    with ControlServer(sock_path, backend, max_requests=2) as server:
+        client = ControlClient(server.socket_path, timeout=10)
+        with ThreadPoolExecutor(2) as pool:
+            busy = [pool.submit(client.get, "/v1/items") for _ in range(2)]
+            wait_until(lambda: len(entered) == 2, 5, "both request slots taken")
+            with pytest.raises(ControlError) as caught:
+                client.post("/v1/sync")
+            assert caught.value.status == 503
+            assert "too many control requests" in str(caught.value)
+            assert client.get("/v1/status")["online"] is True  # a slot of its own
+            release.set()
+            assert all(f.result()["items"] for f in busy)
+
+
+def test_status_always_answers_beside_slow_clients_and_idle_streams(
+    server: ControlServer, client: ControlClient, backend: FakeBackend
+) -> None:
+    streams: list[socket.socket] = []
+    heads: list[bytes] = []
+    try:
+        with SlowClients(server.socket_path, 200) as slow:
+            for _ in range(130):  # idle event streams; those beyond the limit are refused
+                s, head = open_stream(server.socket_path)
+                heads.append(head)
+                if status_of(head) == 200:
+                    streams.append(s)
+                else:
+                    s.close()
+            # Calls all along, until every slow client has been cut off at least once by
+            # the read timeout and come back (and at least 23 calls): one try each, with
+            # its own deadline (the client's timeout), no retry.
+            calls = answered = 0
+            deadline = time.monotonic() + server.read_timeout + 30
+            while calls < 23 or slow.answers.get(408, 0) < 200:
+                assert time.monotonic() < deadline, f"slow clients answered: {slow.answers}"
+                calls += 1
+                answered += client.get("/v1/status")["online"] is True
+                time.sleep(0.2)  # pacing: calls spread over the slow clients' cycle
+            dripping = dict(slow.answers)
+        assert answered == calls
+        assert [status_of(h) for h in heads].count(200) == 64
+        refused = [h for h in heads if status_of(h) == 503]
+        assert len(refused) == 66
+        assert all(b"too many event streams" in h for h in refused)
+        print(f"slow clients were answered: {dripping}")
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_idle_and_dripping_connections_are_closed_after_the_header_timeout(
+    server: ControlServer,
+) -> None:
+    # The default server: requests must arrive whole within READ_TIMEOUT (5 s).
+    assert server.read_timeout <= 5
+    conns = [socket.socket(socket.AF_UNIX) for _ in range(40)]
+    try:
+        for n, s in enumerate(conns):
+            s.settimeout(server.read_timeout + 10)
+            s.connect(str(server.socket_path))
+            if n % 2:
+                s.sendall(b"GET /v1/status HTTP/1.1\r\nX-Half: ")
+        for s in conns:
+            answer = s.recv(65536)
+            assert status_of(answer) == 408
+            assert json.loads(answer.partition(b"\r\n\r\n")[2])["hint"]
+            assert s.recv(65536) == b""  # and closed
+    finally:
+        for s in conns:
+            s.close()
 
 
 def test_stop_is_prompt_with_idle_clients_and_removes_the_socket(
