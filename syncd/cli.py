@@ -1,7 +1,7 @@
 """The `syncd` command: parse arguments, run one subcommand, map errors to exit codes.
 
 `main()` is the only place that turns exceptions into messages and exit codes
-(DESIGN.md): 0 ok, 1 work left undone, 2 usage, 78 bad configuration. Every message
+(the README's promise): 0 ok, 1 work left undone, 2 usage, 78 bad configuration. Every message
 passes through `redact.scrub`, so no secret reaches the terminal. argparse is the
 standard library's and does what we need; no dependency.
 """

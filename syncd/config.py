@@ -1,6 +1,6 @@
 """Configuration: find the TOML file, check every key, resolve secrets.
 
-Owns the user contract of DESIGN.md for config keys. `load_config` either returns a
+Owns the user contract for config keys (the README's table). `load_config` either returns a
 frozen `Config` or raises one `ConfigError` listing *every* problem, each naming the
 file, the key and the fix (the CLI turns it into exit 78). TOML is read with the
 standard library's `tomllib`; no dependency needed.

@@ -1,8 +1,8 @@
 """Object keys: render the configured template for one piece of content.
 
-Objects are content-addressed (DESIGN.md): the template must contain the SHA-256, so
+Objects are content-addressed: the template must contain the SHA-256, so
 a repeated upload writes the same key. A rendered key never leaves its prefix: no
-leading `/`, no empty, `.` or `..` segments (FACTS.md: such keys break SigV4 as URLs are
+leading `/`, no empty, `.` or `..` segments (such keys break SigV4, as URLs are
 normalised on the way), and the file stem is reduced to safe characters.
 """
 

@@ -1,6 +1,6 @@
 """Logging for every syncd command: stderr, secrets scrubbed, journald priorities.
 
-When stderr goes to the journal (`JOURNAL_STREAM` is set, FACTS.md), each line starts
+When stderr goes to the journal (systemd sets `JOURNAL_STREAM`), each line starts
 with a `<N>` syslog priority so `journalctl -p warning` works; otherwise lines carry a
 short level name. Every handler gets the redacting filter, so no secret is ever printed,
 and the escaping filter, so a file name with a newline or a terminal escape sequence in

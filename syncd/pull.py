@@ -1,6 +1,6 @@
 """`syncd pull`: bring the remote images that notes show onto this machine.
 
-Owns the download side of a fresh-machine restore (DESIGN.md, issue 6). `pull` finds
+Owns the download side of a fresh-machine restore. `pull` finds
 every image URL under `public_base_url` in the notes, keeps those whose key carries a
 SHA-256 (a download that cannot be verified is never kept), drops those this machine
 already has (a local file with those bytes, or a cached copy) and downloads the rest

@@ -1,6 +1,6 @@
 """The durable upload queue: `queue.db`, one SQLite file in WAL mode.
 
-Owns the upload items and their state machine (DESIGN.md: pending → uploading →
+Owns the upload items and their state machine (pending → uploading →
 uploaded, or failed), the lease that makes a crashed claim come back, and the stat
 cache of local files (path, size, mtime_ns, inode → content hash) that spares
 re-hashing an unchanged vault. Every state transition is one method and one

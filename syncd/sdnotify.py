@@ -2,7 +2,7 @@
 
 Owns what `syncd run` tells its service manager: READY=1 once the start-up reconcile
 is done, STATUS= lines, WATCHDOG=1 while the daemon is healthy, RELOADING=1 on SIGHUP
-and STOPPING=1 on the way out (FACTS.md, "systemd"). The protocol is one datagram of
+and STOPPING=1 on the way out (systemd's sd_notify protocol). The protocol is one datagram of
 newline-separated assignments to the AF_UNIX socket named by `$NOTIFY_SOCKET` (a
 leading `@` means the abstract namespace), which the standard library's `socket`
 module speaks in five lines, so no dependency (python-systemd, sdnotify) is needed.

@@ -1,6 +1,6 @@
 """Where a note's image reference points on disk, and which notes there are.
 
-Owns resolution (DESIGN.md, "Link syntaxes"): a path relative to the note's folder; a
+Owns resolution: a path relative to the note's folder; a
 path starting with `/` relative to the vault root (the configured notes root holding
 the note); percent-encoded and `<...>` forms naming the same file (links.py has
 already removed the brackets and escapes); and Obsidian's rule for wiki embeds: the

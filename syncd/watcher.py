@@ -10,7 +10,7 @@ classes directly (`InotifyFD`, `InotifyFullEmitter`) so that moves in and out of
 arrive as moves rather than as creates and deletes, and so that we can see what its
 public observer hides: queue overflow and a failed watch on a new sub-folder.
 
-Known gaps, and what covers them (FACTS.md, "inotify and watchdog"):
+Known gaps of inotify and watchdog, and what covers them:
 
 - IN_Q_OVERFLOW: watchdog logs it, drops its pending events and rebuilds its watches,
   but emits nothing. We catch it in `_InotifyFD.handle_event` and report RESCAN for
