@@ -49,6 +49,9 @@ from syncd.control import ControlServer, default_socket_path
 from syncd.display import printable
 from syncd.errors import ConfigError, QueueError, SyncdError
 from syncd.events import EventBus
+from syncd.noteworker import BIG_NOTE_BYTES, NoteWorker
+from syncd.noteworker import BIG_THREAD_NAME as BIG_NOTES_THREAD
+from syncd.noteworker import THREAD_NAME as NOTES_THREAD
 from syncd.notewriter import is_note
 from syncd.notify import DesktopNotifier
 from syncd.oneshot import owner_id, pid_alive
@@ -310,6 +313,8 @@ class Daemon:
         )
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
+        self.note_worker = NoteWorker(self._handle_note)
+        self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)
         self.watcher = Watcher(
             [*config.paths.notes, *config.paths.images],
             self._on_paths_changed,
@@ -351,6 +356,8 @@ class Daemon:
         ]
         for t in self._workers:
             t.start()
+        self.note_worker.start()
+        self.big_note_worker.start()
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
 
@@ -405,6 +412,8 @@ class Daemon:
         self._threads_started = False
         self._stop_background_verify()
         self.watcher.stop()
+        self.note_worker.stop()
+        self.big_note_worker.stop()
         self.monitor.stop()
         self.keeper.stop()
         self._release_own_claims()
@@ -433,7 +442,13 @@ class Daemon:
             return False
         alive = {t.name for t in threading.enumerate() if t.is_alive()}
         if self._threads_started and not self._stopping:
-            expected = {"syncd-lease", "syncd-connectivity", "syncd-watch-delivery"}
+            expected = {
+                "syncd-lease",
+                "syncd-connectivity",
+                "syncd-watch-delivery",
+                NOTES_THREAD,
+                BIG_NOTES_THREAD,
+            }
             if not expected <= alive:
                 log.error("a daemon thread died: %s", ", ".join(sorted(expected - alive)))
                 return False
@@ -664,7 +679,7 @@ class Daemon:
             if any(root == path or root in path.parents for root in self.vault.image_roots):
                 self.scanner.scan([path])
             for note in self.vault.notes([path]):
-                self._note_changed(note)
+                self._submit_note(note)
             return
         if event.kind is EventKind.DELETED:
             self.queue.forget_file(path)
@@ -673,10 +688,24 @@ class Daemon:
         self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
         if is_note(path):
             if self.vault.may_read(path):  # not a FIFO, not too big: checked before reading
-                self._note_changed(path)
+                self._submit_note(path)  # parsed on its own thread, never here
         elif any(root in path.parents for root in self.vault.image_roots):
             # CHANGED means closed after writing, or renamed into place: complete.
             self.scanner.consider(path, complete=True)
+
+    def _submit_note(self, note: Path) -> None:
+        try:
+            big = os.stat(note).st_size > BIG_NOTE_BYTES
+        except OSError:
+            big = False
+        (self.big_note_worker if big else self.note_worker).submit(note)
+
+    def _handle_note(self, note: Path) -> None:
+        """On the note thread: a changed note read, indexed and rewritten."""
+        try:
+            self._note_changed(note)
+        except QueueError as exc:
+            self._note_queue_error(exc)
 
     def _note_changed(self, note: Path) -> None:
         if self.rewriter.is_own_write(note):
