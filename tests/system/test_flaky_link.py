@@ -119,9 +119,9 @@ def test_a_flaky_link_strands_no_item_once_it_heals(
     tmp_path: Path, s3_server: MotoServer, s3_bucket: str, nm_online: PrivateBus
 ) -> None:
     """Half the requests fail (resets, dropped answers, 503, 429), then the link goes
-    down altogether for a while (every connection reset or its answer lost), then it heals: every image is in the bucket and
-    every note rewritten within 10 s of the heal, although per-item backoff alone would
-    have had items wait for minutes."""
+    down altogether for a while (every connection reset or its answer lost), then it
+    heals: every image is in the bucket and every note rewritten within 10 s of the heal,
+    although per-item backoff alone would have had items wait for minutes."""
     with FaultProxy(s3_server.port, rate=0.5, seed=7) as proxy:
         d = start_daemon(
             tmp_path,
