@@ -39,7 +39,7 @@ from syncd.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
 from syncd.control import ControlServer, default_socket_path
 from syncd.errors import ConfigError, QueueError, SyncdError
 from syncd.events import EventBus
-from syncd.notewriter import is_note
+from syncd.notewriter import is_note, remove_stale_temp_files
 from syncd.notify import DesktopNotifier
 from syncd.oneshot import owner_id, pid_alive
 from syncd.queue import State, UploadItem, UploadQueue
@@ -199,6 +199,7 @@ class Daemon:
                 # The socket answers during the (possibly long) first reconcile too.
                 self.control = ControlServer(default_socket_path(os.environ), DaemonControl(self))
                 self.control.start()
+                remove_stale_temp_files(self.config.paths.notes)  # left by a killed rewrite
                 self.reconcile()
                 self._start_threads()
                 self._ready()
@@ -350,6 +351,7 @@ class Daemon:
                 self._reload()
                 continue
             self._recheck_due()
+            self._retry_notes()
             if time.monotonic() >= self._next_rescan:
                 log.info("periodic rescan")
                 self._in_rescan = True
@@ -386,6 +388,9 @@ class Daemon:
         with self._cond:
             if self._recheck:
                 due.append(min(self._recheck.values()) - time.monotonic())
+        notes_due = self.rewriter.next_due()
+        if notes_due is not None:
+            due.append(notes_due - self.rewriter.clock())
         if self.pinger is not None:
             due.append(self.pinger.interval)  # keep _last_loop fresh for the health check
         summary = self.queue.summary()
@@ -481,6 +486,7 @@ class Daemon:
                 self.scanner.scan([path])
             for note in self.vault.notes([path]):
                 self._note_changed(note)
+            self._image_arrived(path)
             return
         if event.kind is EventKind.DELETED:
             self.queue.forget_file(path)
@@ -492,6 +498,20 @@ class Daemon:
         elif any(root in path.parents for root in self.vault.image_roots):
             # CHANGED means closed after writing, or renamed into place: complete.
             self.scanner.consider(path, complete=True)
+        if not is_note(path):
+            self._image_arrived(path)
+
+    def _image_arrived(self, path: Path) -> None:
+        """Notes saved before the image they show (git pull, sync tools): index them now."""
+        for note in self.rewriter.notes_waiting_for(path):
+            self.rewriter.index_note(note, use_cache=False)
+            self._rewrite(note)
+
+    def _retry_notes(self) -> None:
+        """Rewrite the notes postponed earlier (a full disk, an editor saving them)."""
+        self.rewriter.settle()
+        for note in self.rewriter.due_notes():
+            self._rewrite(note)
 
     def _note_changed(self, note: Path) -> None:
         if self.rewriter.is_own_write(note):
@@ -676,6 +696,7 @@ class Daemon:
             "queue": self.queue.summary().as_dict(),
             "uploading": uploading,
             "since_start": {k: v for k, v in asdict(self.counters).items() if k != "last_error"},
+            "notes": self.rewriter.waiting_summary(),
             "last_error": self.counters.last_error,
         }
 
