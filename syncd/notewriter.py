@@ -196,7 +196,7 @@ def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
         old = os.fstat(held)
         tmp, written = _write_temp(target.parent, data, old)
         try:
-            if not _exchange(tmp, target):
+            if not _exchange(target, tmp):
                 return _replace_unswappable(snapshot, tmp, target, written)
             came_out = os.lstat(tmp)
             intact = (
@@ -290,10 +290,10 @@ def _swap_back(tmp: Path, target: Path, ours: os.stat_result) -> None:
     If someone renamed a newer save over ours in the meantime, that save is the one put
     back, and the version it superseded is dropped, as it would have been without us.
     """
-    _exchange(tmp, target)
+    _exchange(target, tmp)
     back = os.lstat(tmp)
     if (back.st_dev, back.st_ino) != (ours.st_dev, ours.st_ino):
-        _exchange(tmp, target)
+        _exchange(target, tmp)
 
 
 def _unlink_if(tmp: Path, ours: os.stat_result) -> None:
@@ -484,18 +484,23 @@ _exchange_lock = threading.Lock()
 _renameat2: object = None
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap the files at `a` and `b` atomically. False if this system cannot."""
+def _exchange(note: Path, tmp: Path) -> bool:
+    """Swap the files at `note` and `tmp` atomically. False if this system cannot.
+
+    The order matters to inotify: the kernel reports the exchange as two moves, and the
+    last event for the first name is IN_MOVED_TO. So a watcher sees the note arrive (not
+    go away), as it does after a plain rename over it.
+    """
     func = _load_renameat2()
     if func is None:
         return False
-    rc = func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)  # type: ignore[operator]
+    rc = func(_AT_FDCWD, os.fsencode(note), _AT_FDCWD, os.fsencode(tmp), _RENAME_EXCHANGE)  # type: ignore[operator]
     if rc == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
-    raise OSError(err, os.strerror(err), str(b))
+    raise OSError(err, os.strerror(err), str(note))
 
 
 def _load_renameat2() -> object:

@@ -62,11 +62,12 @@ log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
 # A note that could not be written is tried again: after a failure (a full disk, a
-# read-only note) from 5 s, after being busy (an editor saving it) from 0.25 s; doubling
-# up to 10 min either way.
+# read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
+# from 0.25 s up to 10 s.
 _RETRY_AFTER_FAILURE = 5.0
 _RETRY_AFTER_BUSY = 0.25
 _RETRY_MAX = 600.0
+_RETRY_MAX_BUSY = 10.0  # being edited: its next save brings it back anyway
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,7 @@ class Rewriter:
         attempts = before.attempts + 1 if before else 1
         busy = busy and (before is None or before.busy)
         base = _RETRY_AFTER_BUSY if busy else _RETRY_AFTER_FAILURE
-        delay = min(base * 2 ** (attempts - 1), _RETRY_MAX)
+        delay = min(base * 2 ** min(attempts - 1, 20), _RETRY_MAX_BUSY if busy else _RETRY_MAX)
         self._waiting[note] = Waiting(reason, attempts, self.clock() + delay, busy)
         if not busy:
             self.last_problem = reason
@@ -400,7 +401,13 @@ class Rewriter:
                 item = self.queue.get(item_id) if item_id is not None else None
             else:
                 item = self._peek_item(image)
-            if item is None or item.state is not State.UPLOADED or item.url is None:
+            if item is None:
+                continue
+            if item.state is not State.UPLOADED or item.url is None:
+                if record and (rec is None or rec.item_id != item.id):
+                    # Saved since the note was indexed (its save event may be folded into
+                    # the echo of this very rewrite): the upload must find this note.
+                    self.queue.record_ref(snap.path, original, ref.syntax.value, image, item.id)
                 continue
             replacement = render_replacement(ref, item.url)
             edits.append((ref.start, ref.end, replacement))
