@@ -303,7 +303,9 @@ class Rewriter:
             change.written = True
             self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
             self._settled(note)
-            log.info("rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), note)
+            log.info(
+                "rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), _printable(note)
+            )
             return change
         self._postpone(note, "it kept changing while being rewritten", busy=True)
         return None
