@@ -65,7 +65,7 @@ NOTE_SUFFIXES = (".md", ".markdown")
 # How long the note we replaced stays under its temp name before it is checked and removed.
 SETTLE_SECONDS = 0.5
 # A temp file this old belongs to no write in progress (a write takes milliseconds).
-STALE_TEMP_SECONDS = 60.0
+STALE_TEMP_SECONDS = 10.0
 
 _TEMP_PREFIX = ".syncd-"
 _TEMP_SUFFIX = ".tmp"
@@ -437,13 +437,14 @@ def next_leftover_due() -> float | None:
 
 
 def remove_stale_temp_files(
-    roots: Iterable[Path], *, older_than: float = STALE_TEMP_SECONDS, now: float | None = None
+    roots: Iterable[Path], *, older_than: float | None = None, now: float | None = None
 ) -> list[Path]:
     """Delete the temp files a killed syncd left in the note folders; return them.
 
     Only regular files named as ours, not changed for `older_than` seconds, are removed.
     """
     now = time.time() if now is None else now
+    older_than = STALE_TEMP_SECONDS if older_than is None else older_than
     removed: list[Path] = []
     stack = [Path(r) for r in roots]
     seen: set[tuple[int, int]] = set()
