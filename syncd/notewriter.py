@@ -64,6 +64,8 @@ NOTE_SUFFIXES = (".md", ".markdown")
 
 # How long the note we replaced stays under its temp name before it is checked and removed.
 SETTLE_SECONDS = 0.5
+# Replaced versions waiting at most (each holds a file descriptor until settled).
+_MAX_LEFTOVERS = 64
 # A temp file this old belongs to no write in progress (a write takes milliseconds).
 STALE_TEMP_SECONDS = 10.0
 
@@ -385,6 +387,14 @@ class _Leftovers:
     def add(self, leftover: Leftover) -> None:
         with self._lock:
             self._items.append(leftover)
+            crowded = len(self._items) > _MAX_LEFTOVERS
+        # Each holds a file descriptor: a run of rewrites (a reconcile) settles as it goes.
+        self.settle_due()
+        if crowded:
+            oldest = min(self._items, key=lambda x: x.due, default=None)
+            if oldest is not None:
+                time.sleep(max(0.0, oldest.due - time.monotonic()))
+                self.settle_due()
 
     def next_due(self) -> float | None:
         with self._lock:

@@ -239,3 +239,22 @@ def test_sigkill_during_rewrites_leaves_only_temp_files_the_cleanup_removes(
     remove_stale_temp_files([tmp_path], older_than=0)
     assert [p.name for p in tmp_path.iterdir()] == ["n.md"]
     assert re.fullmatch(r"version \d+\nx{100000}", note.read_text())
+
+
+def test_a_run_of_rewrites_holds_a_bounded_number_of_files_open(tmp_path: Path) -> None:
+    """A reconcile rewrites thousands of notes in a row; the versions they replaced must
+    not pile up as open files (the limit is often 1024)."""
+    notes = []
+    for i in range(300):
+        note = tmp_path / f"n{i}.md"
+        note.write_text(f"note {i}\n")
+        notes.append(note)
+    before = len(os.listdir("/proc/self/fd"))
+    most = before
+    for note in notes:
+        write_note(read_note(note), note.read_text() + "rewritten\n")
+        most = max(most, len(os.listdir("/proc/self/fd")))
+    notewriter.settle_all_leftovers()
+    assert most - before <= 70
+    assert all(n.read_text().endswith("rewritten\n") for n in notes)
+    assert len(list(tmp_path.iterdir())) == 300  # no replaced version left behind
