@@ -185,38 +185,54 @@ def write_note(snapshot: NoteSnapshot, new_text: str) -> Written:
 def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
     target = snapshot.real_path
     try:
+        # Written and fsynced before the lease: it is held for the checks and the swap only,
+        # so an editor waits microseconds, and a save renamed over the note lands before
+        # our last look far more often than between it and the swap.
+        tmp, written = _write_temp(target.parent, data, os.stat(target))
+    except FileNotFoundError:
+        raise NoteChanged(f"{snapshot.path} was moved while it was being rewritten") from None
+    except OSError as exc:
+        raise NoteError(f"cannot write {snapshot.path}: {exc.strerror}") from None
+    try:
+        return _swap_in(snapshot, tmp, written, _sha256(data))
+    except BaseException:
+        _unlink_if(tmp, written)  # only our own new file; never the note it replaced
+        raise
+
+
+def _swap_in(
+    snapshot: NoteSnapshot, tmp: Path, written: os.stat_result, written_sha: str
+) -> Written:
+    target = snapshot.real_path
+    try:
         held = os.open(target, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ELOOP):
             raise NoteChanged(f"{snapshot.path} was moved while it was being rewritten") from None
         raise NoteError(f"cannot write {snapshot.path}: {exc.strerror}") from None
+    changed = NoteChanged(f"{snapshot.path} changed while it was being rewritten")
     leftover: Leftover | None = None
     try:
         leased = _take_lease(held, target)
-        if not _same_content(held, snapshot):
-            raise NoteChanged(f"{snapshot.path} changed while it was being rewritten")
         old = os.fstat(held)
-        tmp, written = _write_temp(target.parent, data, old)
-        try:
-            if not _exchange(target, tmp):
-                return _replace_unswappable(snapshot, tmp, target, written)
-            came_out = os.lstat(tmp)
-            intact = (
-                (came_out.st_dev, came_out.st_ino) == (old.st_dev, old.st_ino)
-                and (not leased or fcntl.fcntl(held, fcntl.F_GETLEASE) == fcntl.F_RDLCK)
-                and _same_content(held, snapshot)
-            )
-            if not intact:
-                _swap_back(tmp, target, written)
-                raise NoteChanged(f"{snapshot.path} changed while it was being rewritten")
-            fsync_dir(target.parent)
-        except BaseException:
-            _unlink_if(tmp, written)
-            raise
+        if not _same_content(held, snapshot) or not _same_file(os.lstat(target), old):
+            raise changed
+        if not _exchange(target, tmp):
+            return _replace_unswappable(snapshot, tmp, target, written)
+        came_out = os.lstat(tmp)
+        intact = (
+            _same_file(came_out, old)
+            and (not leased or fcntl.fcntl(held, fcntl.F_GETLEASE) == fcntl.F_RDLCK)
+            and _same_content(held, snapshot)
+        )
+        if not intact:
+            _swap_back(tmp, target, written, came_out)
+            raise changed
+        fsync_dir(target.parent)
         if leased:
             # Let a waiting editor go on at once; the replaced inode is still watched.
             fcntl.fcntl(held, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        leftover = Leftover(snapshot, tmp, held, _sha256(data), time.monotonic() + SETTLE_SECONDS)
+        leftover = Leftover(snapshot, tmp, held, written_sha, time.monotonic() + SETTLE_SECONDS)
         _leftovers.add(leftover)
         return Written(written.st_size, written.st_mtime_ns, written.st_ino)
     except OSError as exc:
@@ -224,6 +240,10 @@ def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
     finally:
         if leftover is None:
             os.close(held)  # also lets go of the lease
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _take_lease(fd: int, target: Path) -> bool:
@@ -286,16 +306,18 @@ def _write_temp(folder: Path, data: bytes, like: os.stat_result) -> tuple[Path, 
     return tmp, written
 
 
-def _swap_back(tmp: Path, target: Path, ours: os.stat_result) -> None:
+def _swap_back(tmp: Path, target: Path, ours: os.stat_result, came_out: os.stat_result) -> None:
     """Undo an exchange: the note's own version goes back under its name.
 
     If someone renamed a newer save over ours in the meantime, that save is the one put
-    back, and the version it superseded is dropped, as it would have been without us.
+    back, and the version it superseded is dropped, as its rename would have done had we
+    not been there.
     """
     _exchange(target, tmp)
     back = os.lstat(tmp)
     if (back.st_dev, back.st_ino) != (ours.st_dev, ours.st_ino):
         _exchange(target, tmp)
+        _unlink_if(tmp, came_out)
 
 
 def _unlink_if(tmp: Path, ours: os.stat_result) -> None:

@@ -28,6 +28,7 @@ from harness import Figure, percentile, report
 from tests.support.edit_stress import run_edit_stress
 
 P99_TARGET_MS = 100.0
+CONVERGE_S = 120.0
 SAVES_PER_SECOND = 3 / 0.035  # three editors, one save per 20-50 ms each (plus the save)
 
 
@@ -38,7 +39,7 @@ def main() -> None:
     sys.setswitchinterval(0.0005)  # the URL observer must stamp the moment it reads
     seconds = args.edits / SAVES_PER_SECOND
     with tempfile.TemporaryDirectory(prefix="syncd-bench-edits-") as tmp:
-        result = run_edit_stress(Path(tmp), seconds, observe=True, converge_timeout=300)
+        result = run_edit_stress(Path(tmp), seconds, observe=True, converge_timeout=CONVERGE_S)
     saved = sum(w.saved for w in result.writers)
     lat = [x * 1000 for x in result.latencies]
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
@@ -46,7 +47,8 @@ def main() -> None:
     line = (
         f"edit_stress: {saved} edits, lost {result.lost} ({per}); paste -> URL p50 "
         f"{p50:.1f} ms, p99 {p99:.1f} ms over {len(lat)} lines; "
-        f"{result.local_links} links never rewritten"
+        f"{result.local_links} links not rewritten {CONVERGE_S:g} s after the last save"
+        + ("" if result.stopped == 0 else "; the daemon did not stop within 120 s of SIGTERM")
     )
     figures = [Figure("edits lost", result.lost, "edits", "== 0", result.lost == 0)]
     figures += [Figure(f"{w.name} lost", len(w.lost), f"of {w.saved}") for w in result.writers]

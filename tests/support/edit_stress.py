@@ -45,6 +45,7 @@ class StressReport:
     latencies: list[float] = field(default_factory=list)  # seconds, save -> URL visible
     daemon_log: str = ""
     local_links: int = 0  # links never rewritten to their URL
+    stopped: int | None = None  # the daemon's exit status after SIGTERM (None: timed out)
 
     @property
     def lost(self) -> int:
@@ -91,6 +92,7 @@ def run_edit_stress(
     daemon = DaemonProcess(config, DaemonProcess.base_env(XDG_RUNTIME_DIR=str(runtime)), root)
     daemon.start()
     procs: list[subprocess.Popen[bytes]] = []
+    report_stop: int | None = None
     observer = _Observer(vault, [name for name, _ in WRITERS]) if observe else None
     try:
         for name, mode in WRITERS:
@@ -112,7 +114,10 @@ def run_edit_stress(
             wait_until(lambda: _local_links(vault) == 0, timeout=converge_timeout)
         if observer is not None:
             observer.stop()
-        assert daemon.stop() == 0
+        try:
+            report_stop = daemon.stop(timeout=120)
+        except subprocess.TimeoutExpired:  # counted below, whatever the daemon still does
+            report_stop = None
     finally:
         for p in procs:
             if p.poll() is None:
@@ -122,6 +127,7 @@ def run_edit_stress(
             observer.stop()
         daemon.ensure_stopped()
     report = StressReport([], daemon_log=daemon.log_text(), local_links=_local_links(vault))
+    report.stopped = report_stop
     for name, mode in WRITERS:
         saves = [json.loads(line) for line in (root / f"{name}.jsonl").read_text().splitlines()]
         texts: dict[str, str] = {}

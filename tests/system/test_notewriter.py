@@ -115,15 +115,16 @@ def test_an_in_place_save_during_the_rewrite_wins(
     and its save lands in the note."""
     note = _note(tmp_path)
     snap = read_note(note)
-    real_write_temp = notewriter._write_temp
+    real_exchange = notewriter._exchange
     saver: list[subprocess.Popen[bytes]] = []
 
-    def write_temp_while_saved(folder: Path, data: bytes, like: os.stat_result):  # type: ignore[no-untyped-def]
-        saver.append(subprocess.Popen(["sh", "-c", f"printf 'theirs\\n' > '{note}'"]))
-        wait_until(_lease_breaking, timeout=10, what="the editor's open to wait on our lease")
-        return real_write_temp(folder, data, like)
+    def exchange_while_saved(a: Path, b: Path) -> bool:
+        if not saver:  # our swap, not the swap back
+            saver.append(subprocess.Popen(["sh", "-c", f"printf 'theirs\\n' > '{note}'"]))
+            wait_until(_lease_breaking, timeout=10, what="the editor's open to wait on us")
+        return real_exchange(a, b)
 
-    monkeypatch.setattr(notewriter, "_write_temp", write_temp_while_saved)
+    monkeypatch.setattr(notewriter, "_exchange", exchange_while_saved)
     with pytest.raises(NoteChanged):
         write_note(snap, "ours\n")
     assert saver[0].wait(timeout=10) == 0
@@ -137,16 +138,18 @@ def test_a_rename_over_save_during_the_rewrite_wins(
     """vim renames its save over the note just before our swap: its file stays."""
     note = _note(tmp_path)
     snap = read_note(note)
-    real_write_temp = notewriter._write_temp
+    real_exchange = notewriter._exchange
+    swaps: list[Path] = []
 
-    def write_temp_while_saved(folder: Path, data: bytes, like: os.stat_result):  # type: ignore[no-untyped-def]
-        script = (
-            f"printf 'theirs\\n' > '{tmp_path}/.n.md.swp' && mv '{tmp_path}/.n.md.swp' '{note}'"
-        )
-        subprocess.run(["sh", "-c", script], check=True)
-        return real_write_temp(folder, data, like)
+    def exchange_while_saved(a: Path, b: Path) -> bool:
+        if not swaps:  # our swap, not the swap back
+            swp = tmp_path / ".n.md.swp"
+            swp.write_text("theirs\n")
+            subprocess.run(["mv", str(swp), str(note)], check=True)
+        swaps.append(a)
+        return real_exchange(a, b)
 
-    monkeypatch.setattr(notewriter, "_write_temp", write_temp_while_saved)
+    monkeypatch.setattr(notewriter, "_exchange", exchange_while_saved)
     with pytest.raises(NoteChanged):
         write_note(snap, "ours\n")
     assert note.read_text() == "theirs\n"
