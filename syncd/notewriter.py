@@ -72,7 +72,7 @@ STALE_TEMP_SECONDS = 10.0
 _TEMP_PREFIX = ".syncd-"
 _TEMP_SUFFIX = ".tmp"
 _TEMP_NAME = re.compile(r"\.syncd-[0-9a-f]{16}\.tmp")
-# What versions before 0.x named them: `.<note name>.<8 random>.syncd-tmp` (mkstemp).
+# What earlier versions named them: `.<note name>.<8 random>.syncd-tmp` (mkstemp).
 _OLD_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.syncd-tmp", re.DOTALL)
 
 _RENAME_EXCHANGE = 2
