@@ -22,12 +22,20 @@ $(SHELLS_STAMP):
 	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq fish zsh'
 	mkdir -p $(VENV) && touch $(SHELLS_STAMP)
 
+# Node.js: the edit stress test saves notes as Node's fs.writeFileSync does.
+NODE_STAMP := $(VENV)/.node
+$(NODE_STAMP):
+	command -v node >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq nodejs) \
+	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq nodejs'
+	mkdir -p $(VENV) && touch $(NODE_STAMP)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check syncd tests contrib
 	$(VENV)/bin/ruff format --check syncd tests contrib
 	$(VENV)/bin/mypy
 
-test: lint $(SHELLS_STAMP)
+test: lint $(SHELLS_STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -52,7 +52,7 @@ from syncd.events import EventBus
 from syncd.noteworker import BIG_NOTE_BYTES, NoteWorker
 from syncd.noteworker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.noteworker import THREAD_NAME as NOTES_THREAD
-from syncd.notewriter import is_note
+from syncd.notewriter import is_note, remove_stale_temp_files
 from syncd.notify import DesktopNotifier
 from syncd.oneshot import owner_id, pid_alive
 from syncd.queue import State, UploadItem, UploadQueue
@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
 WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
+REWRITE_THREAD = "syncd-rewrite"
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
 DISK_CHECK_MIN, DISK_CHECK_MAX = 1.0, 30.0  # how often a full disk is looked at again
@@ -230,6 +231,7 @@ class Daemon:
                 # The socket answers during the (possibly long) first reconcile too.
                 self.control = ControlServer(default_socket_path(os.environ), DaemonControl(self))
                 self.control.start()
+                remove_stale_temp_files(self.config.paths.notes)  # left by a killed rewrite
                 self._start_watching()
                 self.reconcile()
                 self._start_threads()
@@ -314,6 +316,7 @@ class Daemon:
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
         self.note_worker = NoteWorker(self._handle_note)
+        self.rewrite_worker = NoteWorker(self._rewrite_safely, name=REWRITE_THREAD)
         self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)
         self.watcher = Watcher(
             [*config.paths.notes, *config.paths.images],
@@ -357,6 +360,7 @@ class Daemon:
         for t in self._workers:
             t.start()
         self.note_worker.start()
+        self.rewrite_worker.start()
         self.big_note_worker.start()
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
@@ -413,6 +417,7 @@ class Daemon:
         self._stop_background_verify()
         self.watcher.stop()
         self.note_worker.stop()
+        self.rewrite_worker.stop()
         self.big_note_worker.stop()
         self.monitor.stop()
         self.keeper.stop()
@@ -448,6 +453,7 @@ class Daemon:
                 "syncd-watch-delivery",
                 NOTES_THREAD,
                 BIG_NOTES_THREAD,
+                REWRITE_THREAD,
             }
             if not expected <= alive:
                 log.error("a daemon thread died: %s", ", ".join(sorted(expected - alive)))
@@ -489,6 +495,7 @@ class Daemon:
             return
         self._take_due_retries()
         self._recheck_due()
+        self._retry_notes()
         if time.monotonic() >= self._next_rescan:
             log.info("periodic rescan")
             self._in_rescan = True
@@ -576,6 +583,9 @@ class Daemon:
                 due.append(retry)
             if self._disk_full is not None:
                 due.append(self._next_disk_check - time.monotonic())
+        notes_due = self.rewriter.next_due()
+        if notes_due is not None:
+            due.append(notes_due - self.rewriter.clock())
         if self.pinger is not None:
             due.append(self.pinger.interval)  # keep _last_loop fresh for the health check
         summary = self.queue.summary()
@@ -680,6 +690,7 @@ class Daemon:
                 self.scanner.scan([path])
             for note in self.vault.notes([path]):
                 self._submit_note(note)
+            self._image_arrived(path)
             return
         if event.kind is EventKind.DELETED:
             self.queue.forget_file(path)
@@ -692,6 +703,19 @@ class Daemon:
         elif any(root in path.parents for root in self.vault.image_roots):
             # CHANGED means closed after writing, or renamed into place: complete.
             self.scanner.consider(path, complete=True)
+        if not is_note(path):
+            self._image_arrived(path)
+
+    def _image_arrived(self, path: Path) -> None:
+        """Notes saved before the image they show (git pull, sync tools): index them now."""
+        for note in self.rewriter.notes_waiting_for(path):
+            self._submit_note(note)  # not fully resolved: the notes cache reads it again
+
+    def _retry_notes(self) -> None:
+        """Rewrite the notes postponed earlier (a full disk, an editor saving them)."""
+        self.rewriter.settle()
+        for note in self.rewriter.due_notes():
+            self._rewrite(note)
 
     def _submit_note(self, note: Path) -> None:
         try:
@@ -699,6 +723,13 @@ class Daemon:
         except OSError:
             big = False
         (self.big_note_worker if big else self.note_worker).submit(note)
+
+    def _rewrite_safely(self, note: Path) -> None:
+        """On the rewrite thread: a note whose images were uploaded, rewritten."""
+        try:
+            self._rewrite(note)
+        except QueueError as exc:
+            self._note_queue_error(exc)
 
     def _handle_note(self, note: Path) -> None:
         """On the note thread: a changed note read, indexed and rewritten."""
@@ -892,7 +923,9 @@ class Daemon:
             self.counters.uploaded += 1
             self.events.publish("uploaded", id=item.id, name=item.name, url=outcome.url)
             for note in self.queue.notes_of_item(item.id):
-                self._rewrite(note)
+                # On the rewrite thread: several uploads for one note become one rewrite,
+                # and the upload workers go on uploading.
+                self.rewrite_worker.submit(note)
         elif outcome.result is Result.FAILED:
             self.counters.failed += 1
             self.counters.last_error = outcome.error
@@ -945,6 +978,7 @@ class Daemon:
             "queue": self.queue.summary().as_dict(),
             "uploading": uploading,
             "since_start": {k: v for k, v in asdict(self.counters).items() if k != "last_error"},
+            "notes": self.rewriter.waiting_summary(),
             "last_error": self.counters.last_error,
             "disk_full": self._disk_full,
             "clock_offset": offset,

@@ -1,26 +1,86 @@
 """Reading and atomically rewriting one note, never losing a person's edit.
 
-Owns the invariant of DESIGN.md: a note write is atomic (temp file in the same folder
-with the same mode, fsync, rename, fsync of the folder) and is skipped if the note
-changed between our read and our write. A symlinked note is written through to its
-target, so the link stays a link. Bytes are decoded as UTF-8 exactly (a BOM stays as
-U+FEFF, CRLF stays CRLF) and encoded back the same way; a note that is not valid UTF-8
-is refused, never mangled.
+A note write is atomic: the new text goes to a temp file in the same folder (same mode,
+fsynced), is swapped in with one rename, and the folder is fsynced. It is skipped if the
+note changed since we read it, and undone if the note changed while we swapped.
+
+Editors save in two ways, and both must win over us:
+
+- in place (open with O_TRUNC or O_APPEND, write: Obsidian, Logseq, VS Code, `>>`).
+  We hold a read lease on the note from the final check to the swap. The kernel refuses
+  the lease while anyone has the note open for writing (`NoteBusy`: try again later), and
+  while we hold it a writer's open waits for us to let go and marks the lease broken.
+- rename over (vim: write a new file, rename it onto the note). A rename does not touch
+  a lease, so the swap is `renameat2(RENAME_EXCHANGE)`: the note we read stays reachable
+  under the temp name, and if what came out of the swap is not the very inode we read,
+  or it changed, or the lease broke, we swap back and the person's version stays.
+
+One window is left by the kernel itself: an editor whose open had already looked up the
+note's name when we swapped, but had not reached the lease yet, writes into the old
+inode after we let go. So the old inode is not deleted at once: it stays under its temp
+name for `SETTLE_SECONDS`, and `Leftover.settle` then checks it. If someone wrote into it,
+their text goes back into the note.
+
+Where leases cannot be had (a note owned by another user, NFS, FUSE) the swap and its
+checks still run, without the lease; where the file system cannot swap either, the note
+is checked and renamed over as before. Each is logged once.
+
+A symlinked note is written through to its target, so the link stays a link. Bytes are
+decoded as UTF-8 exactly (a BOM stays as U+FEFF, CRLF stays CRLF) and encoded back the
+same way; a note that is not valid UTF-8 is refused, never mangled.
+
+Temp files are named `.syncd-<random>.tmp` (short, so a long note name still fits in
+NAME_MAX; hidden, so sync tools skip them); `remove_stale_temp_files` clears the ones a
+killed process left behind.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
+import logging
 import os
-import tempfile
+import platform
+import re
+import secrets
+import signal
+import stat
+import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.errors import SyncdError
-from syncd.fsutil import fsync_dir
+from syncd.fsutil import NotRegularFileError, fsync_dir, open_regular
+
+log = logging.getLogger(__name__)
 
 NOTE_SUFFIXES = (".md", ".markdown")
+
+# How long the note we replaced stays under its temp name before it is checked and removed.
+SETTLE_SECONDS = 0.5
+# Replaced versions waiting at most (each holds a file descriptor until settled).
+_MAX_LEFTOVERS = 64
+# A temp file this old belongs to no write in progress (a write takes milliseconds).
+STALE_TEMP_SECONDS = 10.0
+
+_TEMP_PREFIX = ".syncd-"
+_TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\.syncd-[0-9a-f]{16}\.tmp")
+# What earlier versions named them: `.<note name>.<8 random>.syncd-tmp` (mkstemp).
+_OLD_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.syncd-tmp", re.DOTALL)
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_SYSCALL_RENAMEAT2 = {"x86_64": 316, "aarch64": 276}
+# The lease-break signal. Its default action is to ignore it, so a break never disturbs
+# the daemon (SIGIO, the kernel's default, would kill it); breaks are seen by F_GETLEASE.
+_BREAK_SIGNAL = signal.SIGURG
 
 
 class NoteError(SyncdError):
@@ -28,7 +88,11 @@ class NoteError(SyncdError):
 
 
 class NoteChanged(NoteError):
-    """The note changed after we read it: nothing was written; try again later."""
+    """The note changed after we read it: nothing was written; read it again."""
+
+
+class NoteBusy(NoteError):
+    """Someone has the note open for writing right now: nothing was written; later."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +107,15 @@ class NoteSnapshot:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Written:
+    """A finished note write: the new file's identity (to recognise its inotify echo)."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
 def is_note(path: Path) -> bool:
     return is_note_name(path.name)
 
@@ -51,16 +124,27 @@ def is_note_name(name: str) -> bool:
     return name.lower().endswith(NOTE_SUFFIXES) and not name.startswith(".")
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether `name` is one of our temp files (this naming or the one before it)."""
+    return bool(_TEMP_NAME.fullmatch(name) or _OLD_TEMP_NAME.fullmatch(name))
+
+
 def read_note(path: Path) -> NoteSnapshot:
     try:
         # Only a note that is itself a link needs resolving (a write must go through to its
         # target); links among its folders do not matter, and realpath lstats every one.
         real = Path(os.path.realpath(path)) if os.path.islink(path) else path
-        with open(real, "rb", buffering=0) as f:
+        with open_regular(real) as f:  # a FIFO named like a note never blocks us
             st = os.fstat(f.fileno())
             data = f.read()
+    except NotRegularFileError:
+        raise NoteError(f"{path} is not a regular file; it is left alone") from None
     except OSError as exc:
         raise NoteError(f"cannot read {path}: {exc.strerror}") from None
+    return _snapshot(path, real, data, st)
+
+
+def _snapshot(path: Path, real: Path, data: bytes, st: os.stat_result) -> NoteSnapshot:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -73,7 +157,7 @@ def read_note(path: Path) -> NoteSnapshot:
         text=text,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=_sha256(data),
     )
 
 
@@ -84,44 +168,421 @@ def unchanged_since(snapshot: NoteSnapshot) -> bool:
             st = os.fstat(f.fileno())
             if st.st_size != snapshot.size or st.st_mtime_ns != snapshot.mtime_ns:
                 return False
-            return hashlib.sha256(f.read()).hexdigest() == snapshot.sha256
+            return _sha256(f.read()) == snapshot.sha256
     except OSError:
         return False
 
 
-def write_note(snapshot: NoteSnapshot, new_text: str) -> tuple[int, int, int]:
+def write_note(snapshot: NoteSnapshot, new_text: str) -> Written:
     """Replace the note's content with `new_text`, atomically, if it has not changed.
 
-    Raises NoteChanged (nothing written) if the note differs from `snapshot`. Returns the
-    written file's (size, mtime_ns, inode), by which its own inotify echo is recognised.
+    Raises NoteChanged (nothing written) if the note differs from `snapshot` or changed
+    while we swapped, NoteBusy if someone has it open for writing, NoteError if it cannot
+    be written at all. The replaced version is settled by `settle_leftovers` once due
+    (a long-running caller calls it; at exit the rest is settled).
     """
+    return _replace(snapshot, new_text.encode("utf-8"))
+
+
+def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
     target = snapshot.real_path
-    data = new_text.encode("utf-8")
     try:
-        st = target.stat()
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".syncd-tmp", dir=target.parent
-        )
+        # Written and fsynced before the lease: it is held for the checks and the swap only,
+        # so an editor waits microseconds, and a save renamed over the note lands before
+        # our last look far more often than between it and the swap.
+        tmp, written = _write_temp(target.parent, data, os.stat(target))
+    except FileNotFoundError:
+        raise NoteChanged(f"{snapshot.path} was moved while it was being rewritten") from None
     except OSError as exc:
-        raise NoteError(f"cannot write next to {target}: {exc.strerror}") from None
-    tmp = Path(tmp_name)
+        raise NoteError(f"cannot write {snapshot.path}: {exc.strerror}") from None
+    try:
+        return _swap_in(snapshot, tmp, written, _sha256(data))
+    except BaseException:
+        _unlink_if(tmp, written)  # only our own new file; never the note it replaced
+        raise
+
+
+def _swap_in(
+    snapshot: NoteSnapshot, tmp: Path, written: os.stat_result, written_sha: str
+) -> Written:
+    target = snapshot.real_path
+    try:
+        held = os.open(target, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP):
+            raise NoteChanged(f"{snapshot.path} was moved while it was being rewritten") from None
+        raise NoteError(f"cannot write {snapshot.path}: {exc.strerror}") from None
+    changed = NoteChanged(f"{snapshot.path} changed while it was being rewritten")
+    leftover: Leftover | None = None
+    try:
+        leased = _take_lease(held, target)
+        old = os.fstat(held)
+        if not _same_content(held, snapshot) or not _same_file(os.lstat(target), old):
+            raise changed
+        if not _exchange(target, tmp):
+            return _replace_unswappable(snapshot, tmp, target, written)
+        came_out = os.lstat(tmp)
+        intact = (
+            _same_file(came_out, old)
+            and (not leased or fcntl.fcntl(held, fcntl.F_GETLEASE) == fcntl.F_RDLCK)
+            and _same_content(held, snapshot)
+        )
+        if not intact:
+            _swap_back(tmp, target, written, came_out)
+            raise changed
+        fsync_dir(target.parent)
+        if leased:
+            # Let a waiting editor go on at once; the replaced inode is still watched.
+            fcntl.fcntl(held, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        leftover = Leftover(snapshot, tmp, held, written_sha, time.monotonic() + SETTLE_SECONDS)
+        _leftovers.add(leftover)
+        return Written(written.st_size, written.st_mtime_ns, written.st_ino)
+    except OSError as exc:
+        raise NoteError(f"cannot write {snapshot.path}: {exc.strerror}") from None
+    finally:
+        if leftover is None:
+            os.close(held)  # also lets go of the lease
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _take_lease(fd: int, target: Path) -> bool:
+    """A read lease on the note, or False where leases are unavailable (logged once)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, _BREAK_SIGNAL)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EBUSY):
+            raise NoteBusy(f"{target} is open for writing (being saved)") from None
+        _once(
+            f"lease-{exc.errno}",
+            "notes in %s cannot be leased (%s): an edit is still never overwritten, but "
+            "one landing in the instant of a rewrite is recovered only by a later check",
+            target.parent,
+            exc.strerror,
+        )
+        return False
+    return True
+
+
+def _same_content(fd: int, snapshot: NoteSnapshot) -> bool:
+    st = os.fstat(fd)
+    if (st.st_size, st.st_mtime_ns) != (snapshot.size, snapshot.mtime_ns):
+        return False
+    return _sha256(_read_all(fd)) == snapshot.sha256
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_temp(folder: Path, data: bytes, like: os.stat_result) -> tuple[Path, os.stat_result]:
+    """A new hidden file in `folder` holding `data`, with the note's mode and owner."""
+    while True:
+        tmp = folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
-            os.fchmod(out.fileno(), st.st_mode & 0o7777)
+            os.fchmod(out.fileno(), like.st_mode & 0o7777)
             with contextlib.suppress(PermissionError):
-                os.fchown(out.fileno(), st.st_uid, st.st_gid)
+                os.fchown(out.fileno(), like.st_uid, like.st_gid)
             os.fsync(out.fileno())
-        # The last moment to notice a person's edit: if the note moved on, keep theirs.
-        if not unchanged_since(snapshot):
-            raise NoteChanged(f"{snapshot.path} changed while it was being rewritten")
-        written = os.stat(tmp)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except OSError as exc:
-        raise NoteError(f"cannot write {target}: {exc.strerror}") from None
-    finally:
+            written = os.fstat(out.fileno())
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return written.st_size, written.st_mtime_ns, written.st_ino
+        raise
+    return tmp, written
+
+
+def _swap_back(tmp: Path, target: Path, ours: os.stat_result, came_out: os.stat_result) -> None:
+    """Undo an exchange: the note's own version goes back under its name.
+
+    If someone renamed a newer save over ours in the meantime, that save is the one put
+    back, and the version it superseded is dropped, as its rename would have done had we
+    not been there.
+    """
+    _exchange(target, tmp)
+    back = os.lstat(tmp)
+    if (back.st_dev, back.st_ino) != (ours.st_dev, ours.st_ino):
+        _exchange(target, tmp)
+        _unlink_if(tmp, came_out)
+
+
+def _unlink_if(tmp: Path, ours: os.stat_result) -> None:
+    """Remove the temp file, unless what stands under its name is someone's note."""
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(tmp)
+        if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+            tmp.unlink()
+
+
+def _replace_unswappable(
+    snapshot: NoteSnapshot, tmp: Path, target: Path, written: os.stat_result
+) -> Written:
+    """Where RENAME_EXCHANGE is unsupported: check, then rename over (logged once)."""
+    _once(
+        "no-exchange",
+        "the file system of %s cannot swap files atomically; notes there are checked and "
+        "replaced, so an edit saved in the same instant can be overwritten",
+        target.parent,
+    )
+    if not unchanged_since(snapshot):
+        raise NoteChanged(f"{snapshot.path} changed while it was being rewritten")
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+    return Written(written.st_size, written.st_mtime_ns, written.st_ino)
+
+
+class Leftover:
+    """The note as it was before a rewrite, kept under the temp name for a moment.
+
+    An editor that had already resolved the note's name when we swapped writes into this
+    inode; `settle` finds that write and puts it back into the note.
+    """
+
+    def __init__(
+        self, snapshot: NoteSnapshot, tmp: Path, fd: int, written_sha256: str, due: float
+    ) -> None:
+        self.snapshot = snapshot
+        self.tmp = tmp
+        self.due = due
+        self._fd = fd
+        self._written_sha256 = written_sha256
+
+    @property
+    def note(self) -> Path:
+        return self.snapshot.path
+
+    def settle(self) -> None:
+        """Remove the old version, first saving any late edit into the note.
+
+        Raises NoteBusy if the note is being saved right now: call again later.
+        """
+        old = os.fstat(self._fd)
+        if not _same_content(self._fd, self.snapshot):
+            self._restore(_read_all(self._fd))
+        self._drop(old)
+
+    def _restore(self, data: bytes) -> None:
+        try:
+            now = read_note(self.snapshot.path)
+        except NoteError:
+            return  # the note is gone or unreadable: a later save superseded it
+        if now.sha256 != self._written_sha256:
+            return  # saved again since our rewrite: that save is the newest
+        log.info("%s was saved as it was being rewritten; its saved text is kept", self.note)
+        with contextlib.suppress(NoteChanged):
+            _replace(now, data)
+
+    def _drop(self, old: os.stat_result) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(self.tmp)
+            if (st.st_dev, st.st_ino) == (old.st_dev, old.st_ino):
+                self.tmp.unlink()
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _Leftovers:
+    """The replaced versions waiting to be settled, for the whole process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[Leftover] = []
+
+    def add(self, leftover: Leftover) -> None:
+        with self._lock:
+            self._items.append(leftover)
+            crowded = len(self._items) > _MAX_LEFTOVERS
+        # Each holds a file descriptor: a run of rewrites (a reconcile) settles as it goes.
+        self.settle_due()
+        if crowded:
+            oldest = min(self._items, key=lambda x: x.due, default=None)
+            if oldest is not None:
+                time.sleep(max(0.0, oldest.due - time.monotonic()))
+                self.settle_due()
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            return min((x.due for x in self._items), default=None)
+
+    def settle_due(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            due = [x for x in self._items if x.due <= now]
+            self._items = [x for x in self._items if x.due > now]
+        for leftover in due:
+            try:
+                leftover.settle()
+            except NoteBusy:
+                leftover.due = now + SETTLE_SECONDS
+                self.add(leftover)
+            except (NoteError, OSError) as exc:
+                # Kept on disk: the cleanup at the next start removes it.
+                log.warning("cannot settle the rewrite of %s: %s", leftover.note, exc)
+                leftover.close()
+
+    def settle_all(self, limit: float = 5.0) -> None:
+        deadline = time.monotonic() + limit
+        while (due := self.next_due()) is not None and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(due, deadline) - time.monotonic()))
+            self.settle_due()
+        with self._lock:
+            for leftover in self._items:
+                leftover.close()
+            self._items = []
+
+
+_leftovers = _Leftovers()
+atexit.register(_leftovers.settle_all)
+
+
+def settle_leftovers(now: float | None = None) -> None:
+    """Settle the replaced note versions that are due (see `Leftover`)."""
+    _leftovers.settle_due(now)
+
+
+def settle_all_leftovers() -> None:
+    """Wait for and settle every replaced note version (before a command ends)."""
+    _leftovers.settle_all()
+
+
+def next_leftover_due() -> float | None:
+    """When (time.monotonic) the next replaced note version is due to be settled."""
+    return _leftovers.next_due()
+
+
+def remove_stale_temp_files(
+    roots: Iterable[Path], *, older_than: float | None = None, now: float | None = None
+) -> list[Path]:
+    """Delete the temp files a killed syncd left in the note folders; return them.
+
+    Only regular files named as ours, not changed for `older_than` seconds, are removed.
+    """
+    now = time.time() if now is None else now
+    older_than = STALE_TEMP_SECONDS if older_than is None else older_than
+    removed: list[Path] = []
+    stack = [Path(r) for r in roots]
+    seen: set[tuple[int, int]] = set()
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        stack.append(Path(entry.path))
+                    continue
+                if not is_temp_name(entry.name):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                # ctime: a swapped-out note keeps its old mtime, but the rename touched ctime
+                if now - max(st.st_mtime, st.st_ctime) < older_than:
+                    continue
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                continue
+    if removed:
+        log.info("removed %d temp files left by an interrupted note rewrite", len(removed))
+    return removed
+
+
+# -- RENAME_EXCHANGE ----------------------------------------------------------------
+
+_exchange_lock = threading.Lock()
+_renameat2: object = None
+
+
+def _exchange(note: Path, tmp: Path) -> bool:
+    """Swap the files at `note` and `tmp` atomically. False if this system cannot.
+
+    The order matters to inotify: the kernel reports the exchange as two moves, and the
+    last event for the first name is IN_MOVED_TO. So a watcher sees the note arrive (not
+    go away), as it does after a plain rename over it.
+    """
+    func = _load_renameat2()
+    if func is None:
+        return False
+    rc = func(_AT_FDCWD, os.fsencode(note), _AT_FDCWD, os.fsencode(tmp), _RENAME_EXCHANGE)  # type: ignore[operator]
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(note))
+
+
+def _load_renameat2() -> object:
+    global _renameat2
+    with _exchange_lock:
+        if _renameat2 is None:
+            _renameat2 = _find_renameat2() or False
+    return _renameat2 or None
+
+
+def _find_renameat2() -> object:
+    libc = ctypes.CDLL(None, use_errno=True)
+    func = getattr(libc, "renameat2", None)
+    if func is not None:
+        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+        func.argtypes += [ctypes.c_uint]
+        func.restype = ctypes.c_int
+        return func
+    number = _SYSCALL_RENAMEAT2.get(platform.machine())
+    if number is None:
+        return None
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+
+    def via_syscall(*args: object) -> int:
+        return int(
+            syscall(
+                ctypes.c_long(number),
+                ctypes.c_int(args[0]),  # type: ignore[arg-type]
+                ctypes.c_char_p(args[1]),  # type: ignore[arg-type]
+                ctypes.c_int(args[2]),  # type: ignore[arg-type]
+                ctypes.c_char_p(args[3]),  # type: ignore[arg-type]
+                ctypes.c_uint(args[4]),  # type: ignore[arg-type]
+            )
+        )
+
+    return via_syscall
+
+
+_logged: set[str] = set()
+
+
+def _once(key: str, message: str, *args: object) -> None:
+    if key not in _logged:
+        _logged.add(key)
+        log.warning(message, *args)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

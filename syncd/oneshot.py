@@ -23,7 +23,12 @@ from syncd.config import Config
 from syncd.fsutil import open_regular
 from syncd.imagetype import SNIFF_BYTES, sniff
 from syncd.links import find_image_refs
-from syncd.notewriter import NoteError, read_note
+from syncd.notewriter import (
+    NoteError,
+    read_note,
+    remove_stale_temp_files,
+    settle_all_leftovers,
+)
 from syncd.queue import QueueSummary, UploadQueue
 from syncd.retry import RetryPolicy
 from syncd.rewriter import Rewriter
@@ -100,6 +105,7 @@ def sync_once(
         released = queue.release_orphans(socket.gethostname(), pid_alive)
         if released:
             log.info("took back %d uploads claimed by a process that died", released)
+        remove_stale_temp_files(config.paths.notes)  # left by a killed note rewrite
         uploader = Uploader(
             queue,
             storage,
@@ -146,6 +152,7 @@ def sync_once(
                     report.links_rewritten += change.replaced
                 elif change is not None:
                     report.errors += [(str(note), p) for p in change.problems]
+            settle_all_leftovers()
         report.refs_pending = queue.pending_ref_count()
         report.summary = queue.summary()
         if only is not None:

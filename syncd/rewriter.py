@@ -17,8 +17,10 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -33,7 +35,16 @@ from syncd.links import (
     render_replacement,
     target_path,
 )
-from syncd.notewriter import NoteChanged, NoteError, NoteSnapshot, read_note, write_note
+from syncd.notewriter import (
+    NoteBusy,
+    NoteChanged,
+    NoteError,
+    NoteSnapshot,
+    next_leftover_due,
+    read_note,
+    settle_leftovers,
+    write_note,
+)
 from syncd.queue import (
     FileStat,
     RefRecord,
@@ -43,13 +54,30 @@ from syncd.queue import (
     UploadQueue,
     note_cache_valid,
 )
-from syncd.scanner import Outcome, Scanner
+from syncd.scanner import Outcome, Scanner, iter_files
 from syncd.storage import Storage
 from syncd.vault import Vault
 
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
+# A note that could not be written is tried again: after a failure (a full disk, a
+# read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
+# from 0.25 s up to 10 s.
+_RETRY_AFTER_FAILURE = 5.0
+_RETRY_AFTER_BUSY = 0.25
+_RETRY_MAX = 600.0
+_RETRY_MAX_BUSY = 10.0  # being edited: its next save brings it back anyway
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A note whose rewrite is postponed: why, and when it is tried again."""
+
+    reason: str
+    attempts: int
+    due: float  # clock() time
+    busy: bool  # only busy so far (an editor saving it), not a failure
 
 
 class LocalCopies(Protocol):
@@ -92,6 +120,7 @@ class Rewriter:
         download_dir: Path | None = None,
         cache: LocalCopies | None = None,
         public_base_url: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
         self.scanner = scanner
@@ -100,8 +129,17 @@ class Rewriter:
         self.download_dir = download_dir
         self.cache = cache
         self.public_base_url = public_base_url or (storage.public_base_url if storage else None)
+        self.clock = clock
         # The last version of each note that syncd itself wrote: (size, mtime_ns, inode).
         self._own_writes: dict[str, tuple[int, int, int]] = {}
+        # One rewrite at a time: two threads rewriting one note would each see the other's
+        # write as a person's edit.
+        self._lock = threading.RLock()
+        self._waiting: dict[Path, Waiting] = {}
+        self.last_problem: str | None = None
+        # Notes showing images that do not exist (yet): lower-case file name -> notes.
+        self._missing: dict[str, set[Path]] = {}
+        self._missing_of: dict[Path, set[str]] = {}
 
     def is_own_write(self, note: Path) -> bool:
         """True if the note on disk is exactly what syncd last wrote (an inotify echo)."""
@@ -140,6 +178,7 @@ class Rewriter:
         resolved: dict[tuple[Syntax, str], Path | None] = {}
         item_ids: dict[Path, int | None] = {}
         recorded: set[str] = set()
+        missing: set[str] = set()
         for ref in find_image_refs(snap.text):
             target = (ref.syntax, ref.target)
             if target not in resolved:
@@ -150,9 +189,12 @@ class Rewriter:
             item_id = item_ids[image] if image is not None else None
             if item_id is None:
                 # A local reference that does not resolve (yet): the image may arrive
-                # later, so this note is read again on the next rescan.
+                # later (git pull, Syncthing deliver notes first), so the note is read
+                # again the moment a file of that name appears, and on the next rescan.
                 local = ref.syntax is Syntax.WIKI_EMBED or target_path(ref.target) is not None
                 unresolved += local
+                if image is None:
+                    missing |= _missing_names(ref)
                 continue
             original = snap.text[ref.start : ref.end]
             assert image is not None
@@ -161,7 +203,37 @@ class Rewriter:
                 self.queue.record_ref(note, original, ref.syntax.value, image, item_id)
             count += 1
         self.queue.record_note_indexed(note, stat, unresolved)
+        self._remember_missing(note, missing)
         return count
+
+    def _remember_missing(self, note: Path, names: set[str]) -> None:
+        with self._lock:
+            for name in self._missing_of.pop(note, set()):
+                notes = self._missing.get(name)
+                if notes is not None:
+                    notes.discard(note)
+                    if not notes:
+                        del self._missing[name]
+            if names:
+                self._missing_of[note] = names
+                for name in names:
+                    self._missing.setdefault(name, set()).add(note)
+
+    def notes_waiting_for(self, path: Path) -> list[Path]:
+        """The notes that show a missing image which `path` (a new file or folder) may be.
+
+        Matched by file name (as Obsidian resolves `![[name.png]]`); each note is indexed
+        again by the caller, which settles whether it really was the one.
+        """
+        with self._lock:
+            if not self._missing:
+                return []
+            if path.is_dir():
+                names = {e.name.lower() for e in iter_files(path)}
+            else:
+                names = {path.name.lower()}
+            found = set().union(*(self._missing.get(n, set()) for n in names))
+        return sorted(found)
 
     def index_notes(self, notes: Iterable[Path]) -> int:
         """`index_note` for many notes, with the notes' stat cache read in one query."""
@@ -194,14 +266,27 @@ class Rewriter:
     ) -> NoteChange | None:
         """Point every reference to an uploaded image at its URL. None if nothing to do.
 
-        A note edited while we write is read again and retried; after a few tries it is
-        left for later with its references still pending: the person's edit always wins.
+        A note edited while we write is read again and retried; after a few tries, or if
+        it cannot be written (a full disk, a read-only note, an editor saving it), it is
+        left for later with its references still pending (see `due_notes`): the person's
+        edit always wins.
         """
+        with self._lock:
+            change = self._rewrite_note(note, dry_run=dry_run, include_localized=include_localized)
+        return change
+
+    def _rewrite_note(
+        self, note: Path, *, dry_run: bool, include_localized: bool
+    ) -> NoteChange | None:
         for _ in range(_WRITE_ATTEMPTS):
             try:
                 snap = read_note(note)
             except NoteError as exc:
-                log.warning("%s", exc)
+                if not dry_run and os.path.lexists(note):
+                    self._postpone(note, str(exc))
+                else:
+                    log.warning("%s", exc)
+                    self._waiting.pop(note, None)
                 return None
             edits, done_ids = self._plan_rewrite(
                 snap, record=not dry_run, include_localized=include_localized
@@ -209,24 +294,94 @@ class Rewriter:
             if not edits:
                 if not dry_run:
                     self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
+                    self._settled(note)
                 return None
             change = NoteChange(note, snap.text, apply_edits(snap.text, edits), len(edits))
             if dry_run:
                 return change
             try:
-                self._own_writes[str(note)] = write_note(snap, change.after)
+                written = write_note(snap, change.after)
+            except NoteBusy as exc:
+                self._postpone(note, str(exc), busy=True)
+                return None
             except NoteChanged:
-                log.info("%s changed while being rewritten; reading it again", note)
+                log.debug("%s changed while being rewritten; reading it again", note)
                 continue
             except NoteError as exc:
                 change.problems.append(str(exc))
+                self._postpone(note, str(exc))
                 return change
+            self._own_writes[str(note)] = (written.size, written.mtime_ns, written.inode)
             change.written = True
             self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
-            log.info("rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), note)
+            self._settled(note)
+            log.info(
+                "rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), _printable(note)
+            )
             return change
-        log.warning("%s keeps changing; its links will be rewritten later", note)
+        self._postpone(note, "it kept changing while being rewritten", busy=True)
         return None
+
+    # -- notes waiting for another try ------------------------------------------
+
+    def _postpone(self, note: Path, reason: str, *, busy: bool = False) -> None:
+        """Try `note` again later; a failure (not merely busy) is logged once per note."""
+        before = self._waiting.get(note)
+        attempts = before.attempts + 1 if before else 1
+        busy = busy and (before is None or before.busy)
+        base = _RETRY_AFTER_BUSY if busy else _RETRY_AFTER_FAILURE
+        delay = min(base * 2 ** min(attempts - 1, 20), _RETRY_MAX_BUSY if busy else _RETRY_MAX)
+        self._waiting[note] = Waiting(reason, attempts, self.clock() + delay, busy)
+        if not busy:
+            self.last_problem = reason
+            if before is None or before.busy:
+                log.warning(
+                    "cannot rewrite the links in %s: %s; trying again later",
+                    _printable(note),
+                    _printable(reason),
+                )
+
+    def _settled(self, note: Path) -> None:
+        before = self._waiting.pop(note, None)
+        if before is not None and not before.busy:
+            log.info("rewrote the links in %s after all", _printable(note))
+        if not any(not w.busy for w in self._waiting.values()):
+            self.last_problem = None
+
+    def due_notes(self, now: float | None = None) -> list[Path]:
+        """The postponed notes due for another try (the caller rewrites them)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            return sorted(n for n, w in self._waiting.items() if w.due <= now)
+
+    def next_due(self) -> float | None:
+        """When (on `clock`) the next postponed note or pending settle is due, or None."""
+        with self._lock:
+            due = [w.due for w in self._waiting.values()]
+        leftover = next_leftover_due()
+        if leftover is not None:
+            # Leftovers run on time.monotonic; translate to our clock.
+            due.append(self.clock() + leftover - time.monotonic())
+        return min(due, default=None)
+
+    def settle(self) -> None:
+        """Finish earlier rewrites: remove the versions they replaced (see notewriter)."""
+        settle_leftovers()
+
+    def waiting(self) -> dict[Path, Waiting]:
+        """The postponed notes (for status)."""
+        with self._lock:
+            return dict(self._waiting)
+
+    def waiting_summary(self) -> dict[str, object]:
+        """For `syncd status`: notes waiting for a retry, failed ones, the last reason."""
+        with self._lock:
+            failed = sum(not w.busy for w in self._waiting.values())
+            return {
+                "notes_waiting": len(self._waiting),
+                "notes_failed": failed,
+                "notes_last_problem": self.last_problem,
+            }
 
     def _plan_rewrite(
         self, snap: NoteSnapshot, *, record: bool, include_localized: bool = False
@@ -269,7 +424,15 @@ class Rewriter:
                 else:
                     items[image] = self._peek_item(image)
             item = items[image]
-            if item is None or item.state is not State.UPLOADED or item.url is None:
+            if item is None:
+                continue
+            if item.state is not State.UPLOADED or item.url is None:
+                if record and (rec is None or rec.item_id != item.id) and original not in recorded:
+                    # Saved since the note was indexed (its save event may be folded into
+                    # the echo of this very rewrite): the upload must find this note.
+                    recorded[original] = self.queue.record_ref(
+                        snap.path, original, ref.syntax.value, image, item.id
+                    ).id
                 continue
             replacement = render_replacement(ref, item.url)
             edits.append((ref.start, ref.end, replacement))
@@ -370,10 +533,12 @@ class Rewriter:
             if dry_run:
                 return change
             try:
-                self._own_writes[str(note)] = write_note(snap, change.after)
+                with self._lock:
+                    written = write_note(snap, change.after)
+                    self._own_writes[str(note)] = (written.size, written.mtime_ns, written.inode)
             except NoteChanged:
                 continue
-            except NoteError as exc:
+            except NoteError as exc:  # NoteBusy too: an editor is saving it right now
                 change.problems.append(str(exc))
                 return change
             change.written = True
@@ -527,6 +692,26 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self._out.write(data)
+
+
+def _missing_names(ref: ImageRef) -> set[str]:
+    """The lower-case file names a local reference that does not resolve may mean."""
+    if ref.syntax is Syntax.WIKI_EMBED:
+        candidates = [ref.target]
+    else:
+        path = target_path(ref.target)
+        if path is None:
+            return set()  # a URL, not a local file
+        candidates = [path, ref.target]
+    return {c.rstrip("/").rsplit("/", 1)[-1].lower() for c in candidates if c.strip("/")}
+
+
+def _printable(value: object) -> str:
+    """A path or message for one log line: control characters escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def _sha256_of(path: Path) -> str:

@@ -1,0 +1,263 @@
+"""The note writer against real processes saving the same note (no daemon)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from syncd import notewriter
+from syncd.notewriter import (
+    NoteBusy,
+    NoteChanged,
+    read_note,
+    remove_stale_temp_files,
+    settle_leftovers,
+    write_note,
+)
+from tests.support.daemonproc import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL = re.compile(r"\]\(attachments/")
+
+
+def _rewrite_until(stop: threading.Event, folder: Path) -> int:
+    """What the daemon does, as fast as it can: point every local link at a URL."""
+    rewrites = 0
+    while not stop.is_set():
+        for note in sorted(folder.glob("*.md")):
+            try:
+                snap = read_note(note)
+            except notewriter.NoteError:
+                continue
+            if not LOCAL.search(snap.text):
+                continue
+            try:
+                write_note(snap, LOCAL.sub("](https://img.example.com/", snap.text))
+                rewrites += 1
+            except (NoteChanged, NoteBusy):
+                pass
+        settle_leftovers()
+    return rewrites
+
+
+@pytest.mark.parametrize("mode", ["inplace", "rename", "append"])
+def test_an_editor_saving_while_notes_are_rewritten_loses_nothing(
+    tmp_path: Path, mode: str
+) -> None:
+    (tmp_path / "attachments").mkdir()
+    out = tmp_path / "saves.jsonl"
+    args = [mode, str(tmp_path), "ed", str(tmp_path / "attachments"), str(out), "4", "0", "3"]
+    editor = subprocess.Popen([sys.executable, "-m", "tests.support.note_editor", *args], cwd=REPO)
+    stop = threading.Event()
+    counted: list[int] = []
+    rewriter = threading.Thread(target=lambda: counted.append(_rewrite_until(stop, tmp_path)))
+    rewriter.start()
+    try:
+        assert editor.wait(timeout=60) == 0
+    finally:
+        stop.set()
+        rewriter.join()
+    notewriter.settle_all_leftovers()
+    saves = [json.loads(line) for line in out.read_text().splitlines()]
+    texts = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
+    lost = [s["marker"] for s in saves if s["marker"] not in texts[s["note"]]]
+    assert len(saves) > 100 and counted[0] > 20, (len(saves), counted)
+    assert lost == []
+    assert not list(tmp_path.glob(".syncd-*")), "temp files left behind"
+
+
+def _note(tmp_path: Path, text: str = "# n\n![a](attachments/a.png)\n") -> Path:
+    note = tmp_path / "n.md"
+    note.write_text(text)
+    return note
+
+
+def test_a_note_open_for_writing_is_postponed_not_written(tmp_path: Path) -> None:
+    note = _note(tmp_path)
+    snap = read_note(note)
+    # Another process holds the note open for writing (an editor in the middle of a save).
+    holder = subprocess.Popen(
+        ["sh", "-c", f"exec 3>>'{note}'; echo open; read _"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(NoteBusy):
+            write_note(snap, "ours\n")
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+    assert note.read_text() == snap.text
+    written = write_note(read_note(note), "ours\n")  # closed: now it goes through
+    assert note.read_text() == "ours\n" and written.inode == note.stat().st_ino
+
+
+def _lease_breaking() -> bool:
+    return any("BREAKING" in line for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_an_in_place_save_during_the_rewrite_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor opens the note while we hold the lease: it waits, our swap is undone,
+    and its save lands in the note."""
+    note = _note(tmp_path)
+    snap = read_note(note)
+    real_exchange = notewriter._exchange
+    saver: list[subprocess.Popen[bytes]] = []
+
+    def exchange_while_saved(a: Path, b: Path) -> bool:
+        if not saver:  # our swap, not the swap back
+            saver.append(subprocess.Popen(["sh", "-c", f"printf 'theirs\\n' > '{note}'"]))
+            wait_until(_lease_breaking, timeout=10, what="the editor's open to wait on us")
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(notewriter, "_exchange", exchange_while_saved)
+    with pytest.raises(NoteChanged):
+        write_note(snap, "ours\n")
+    assert saver[0].wait(timeout=10) == 0
+    assert note.read_text() == "theirs\n"
+    assert not list(tmp_path.glob(".syncd-*"))
+
+
+def test_a_rename_over_save_during_the_rewrite_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vim renames its save over the note just before our swap: its file stays."""
+    note = _note(tmp_path)
+    snap = read_note(note)
+    real_exchange = notewriter._exchange
+    swaps: list[Path] = []
+
+    def exchange_while_saved(a: Path, b: Path) -> bool:
+        if not swaps:  # our swap, not the swap back
+            swp = tmp_path / ".n.md.swp"
+            swp.write_text("theirs\n")
+            subprocess.run(["mv", str(swp), str(note)], check=True)
+        swaps.append(a)
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(notewriter, "_exchange", exchange_while_saved)
+    with pytest.raises(NoteChanged):
+        write_note(snap, "ours\n")
+    assert note.read_text() == "theirs\n"
+    assert not list(tmp_path.glob(".syncd-*"))
+
+
+def test_a_save_into_the_replaced_note_is_put_back(tmp_path: Path) -> None:
+    """An editor whose open had resolved the name just before our swap writes into the
+    replaced inode; settling finds that and its text goes back into the note."""
+    note = _note(tmp_path)
+    write_note(read_note(note), "ours\n")
+    (leftover,) = tmp_path.glob(".syncd-*.tmp")  # the replaced note, for a moment
+    subprocess.run(["sh", "-c", f"printf 'late save\\n' > '{leftover}'"], check=True)
+    notewriter.settle_all_leftovers()
+    assert note.read_text() == "late save\n"
+    assert not list(tmp_path.glob(".syncd-*"))
+
+
+def test_an_untouched_replaced_note_is_removed_when_settled(tmp_path: Path) -> None:
+    note = _note(tmp_path)
+    write_note(read_note(note), "ours\n")
+    notewriter.settle_all_leftovers()
+    assert note.read_text() == "ours\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["n.md"]
+
+
+def test_a_note_with_a_long_name_is_rewritten(tmp_path: Path) -> None:
+    note = tmp_path / ("長い名前のノート" * 10 + ".md")  # 240 + 3 bytes: NAME_MAX is 255
+    assert len(note.name.encode()) > 238
+    note.write_text("![a](attachments/a.png)\n")
+    write_note(read_note(note), "![a](https://img.example.com/a.png)\n")
+    notewriter.settle_all_leftovers()
+    assert note.read_text() == "![a](https://img.example.com/a.png)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [note.name]
+
+
+def test_a_symlinked_note_stays_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "real" / "n.md"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    write_note(read_note(link), "new\n")
+    notewriter.settle_all_leftovers()
+    assert link.is_symlink() and target.read_text() == "new\n"
+
+
+def test_stale_temp_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    old = time.time() - 3600
+    ours = [
+        tmp_path / ".syncd-0123456789abcdef.tmp",
+        tmp_path / "sub" / ".Daily note.md.k2j4_x9a.syncd-tmp",  # the earlier naming
+    ]
+    theirs = [
+        tmp_path / ".syncd-notes.tmp",  # not our random part
+        tmp_path / "sub" / "plan.md.syncd-tmp",  # not hidden
+        tmp_path / ".syncd-tmp-0123abcd",  # the local store's partial uploads
+        tmp_path / "sub" / "n.md",
+    ]
+    for p in ours + theirs:
+        p.write_text("x")
+        os.utime(p, (old, old))
+    # Age is judged by the last change too (a rename sets it, utime cannot go back):
+    # just planted, they could belong to a write in progress.
+    assert remove_stale_temp_files([tmp_path]) == []
+    removed = remove_stale_temp_files([tmp_path], now=time.time() + 120)
+    assert sorted(removed) == sorted(ours)
+    assert all(p.exists() for p in theirs)
+
+
+def test_sigkill_during_rewrites_leaves_only_temp_files_the_cleanup_removes(
+    tmp_path: Path,
+) -> None:
+    note = _note(tmp_path, "start\n")
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom syncd.notewriter import read_note, write_note\n"
+        "p = Path(sys.argv[1]); i = 0\n"
+        "while True:\n"
+        "    i += 1\n"
+        "    write_note(read_note(p), f'version {i}\\n' + 'x' * 100000)\n"
+    )
+    for _ in range(10):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(note)], cwd=REPO)
+        wait_until(lambda: note.read_text().startswith("version"), timeout=30)
+        time.sleep(0.05 + 0.1 * (os.getpid() % 3))  # let it run a while: it is killed mid-write
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert note.read_text().startswith(("start", "version"))
+    remove_stale_temp_files([tmp_path], older_than=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["n.md"]
+    assert re.fullmatch(r"version \d+\nx{100000}", note.read_text())
+
+
+def test_a_run_of_rewrites_holds_a_bounded_number_of_files_open(tmp_path: Path) -> None:
+    """A reconcile rewrites thousands of notes in a row; the versions they replaced must
+    not pile up as open files (the limit is often 1024)."""
+    notes = []
+    for i in range(300):
+        note = tmp_path / f"n{i}.md"
+        note.write_text(f"note {i}\n")
+        notes.append(note)
+    before = len(os.listdir("/proc/self/fd"))
+    most = before
+    for note in notes:
+        write_note(read_note(note), note.read_text() + "rewritten\n")
+        most = max(most, len(os.listdir("/proc/self/fd")))
+    notewriter.settle_all_leftovers()
+    assert most - before <= 70
+    assert all(n.read_text().endswith("rewritten\n") for n in notes)
+    assert len(list(tmp_path.iterdir())) == 300  # no replaced version left behind
