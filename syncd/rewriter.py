@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from syncd.display import printable
 from syncd.errors import CorruptDownload, StorageError
 from syncd.keys import key_from_url, sha256_in_key
 from syncd.links import (
@@ -316,7 +317,7 @@ class Rewriter:
             self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
             self._settled(note)
             log.info(
-                "rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), _printable(note)
+                "rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), printable(note)
             )
             return change
         self._postpone(note, "it kept changing while being rewritten", busy=True)
@@ -337,14 +338,14 @@ class Rewriter:
             if before is None or before.busy:
                 log.warning(
                     "cannot rewrite the links in %s: %s; trying again later",
-                    _printable(note),
-                    _printable(reason),
+                    printable(note),
+                    printable(reason),
                 )
 
     def _settled(self, note: Path) -> None:
         before = self._waiting.pop(note, None)
         if before is not None and not before.busy:
-            log.info("rewrote the links in %s after all", _printable(note))
+            log.info("rewrote the links in %s after all", printable(note))
         if not any(not w.busy for w in self._waiting.values()):
             self.last_problem = None
 
@@ -704,14 +705,6 @@ def _missing_names(ref: ImageRef) -> set[str]:
             return set()  # a URL, not a local file
         candidates = [path, ref.target]
     return {c.rstrip("/").rsplit("/", 1)[-1].lower() for c in candidates if c.strip("/")}
-
-
-def _printable(value: object) -> str:
-    """A path or message for one log line: control characters escaped."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def _sha256_of(path: Path) -> str:

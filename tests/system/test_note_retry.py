@@ -87,7 +87,7 @@ def test_a_read_only_note_is_logged_once_and_rewritten_when_writable(
     }
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "Weekly\\nreview.md" in warnings[0] and "\n" not in warnings[0]
+    assert "Weekly\\x0areview.md" in warnings[0] and "\n" not in warnings[0]
 
 
 def test_a_full_disk_is_retried_until_there_is_room(
