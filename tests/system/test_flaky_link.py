@@ -21,6 +21,17 @@ from tests.support.s3server import MotoServer
 BASE = "https://img.example.com/flaky"
 
 
+_STARTED: list[DaemonProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_daemons() -> Iterator[None]:
+    """A failing test still stops the daemons it started."""
+    yield
+    while _STARTED:
+        _STARTED.pop().ensure_stopped()
+
+
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[PrivateBus]:
     with private_bus(tmp_path / "bus") as b:
@@ -73,6 +84,7 @@ settle_seconds = 0
         DBUS_SYSTEM_BUS_ADDRESS=bus.address,
     )
     d = DaemonProcess(config, env, tmp_path)
+    _STARTED.append(d)
     d.start()
     return d
 

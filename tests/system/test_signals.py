@@ -10,7 +10,10 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
 from tests.support.faultproxy import FaultProxy
@@ -18,6 +21,15 @@ from tests.support.images import png
 from tests.support.s3server import MotoServer
 
 BASE = "https://img.example.com/sig"
+_STARTED: list[DaemonProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_daemons() -> Iterator[None]:
+    """A failing test still stops the daemons it started."""
+    yield
+    while _STARTED:
+        _STARTED.pop().ensure_stopped()
 
 
 def daemon(
@@ -52,7 +64,9 @@ retry_base_seconds = 0.5
         SYNCD_SECRET_ACCESS_KEY=server.credentials.secret_access_key,
         DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path / 'no-bus'}",
     )
-    return DaemonProcess(config, env, tmp_path)
+    d = DaemonProcess(config, env, tmp_path)
+    _STARTED.append(d)
+    return d
 
 
 def in_bucket(server: MotoServer, bucket: str) -> set[str]:
