@@ -10,7 +10,7 @@ environment (`SYNCD_ACCESS_KEY_ID`, `SYNCD_SECRET_ACCESS_KEY`), from files named
 `*_file` keys (refused when group/world readable), from the config file itself (only if
 the file is private), or from systemd credentials in `$CREDENTIALS_DIRECTORY`. They are
 wrapped in `Secret`, whose repr and str never show the value, and registered with
-`syncd.redact` so that no log line or error message can carry them.
+`syncd.system.redact` so that no log line or error message can carry them.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncd import redact
 from syncd.errors import ConfigError, ConfigProblem
-from syncd.keys import KeyTemplate, KeyTemplateError
+from syncd.system import redact
+from syncd.upload.keys import KeyTemplate, KeyTemplateError
 
 BACKENDS = ("r2", "s3", "local")
 DEFAULT_KEY_TEMPLATE = "{sha256:.2}/{sha256}{ext}"

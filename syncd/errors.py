@@ -1,7 +1,7 @@
 """The one error tree of syncd.
 
 Every exception syncd raises on purpose derives from `SyncdError`. The CLI maps the
-branches to messages and exit codes in one place (`syncd.cli`). Messages never carry
+branches to messages and exit codes in one place (`syncd.cli.main`). Messages never carry
 secrets: code that builds them gets names and paths, never key material.
 """
 

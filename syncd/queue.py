@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from syncd import redact
-from syncd.display import printable
 from syncd.errors import QueueError
+from syncd.system import redact
+from syncd.system.display import printable
 
 SCHEMA_VERSION = 5
 Clock = Callable[[], float]
@@ -554,7 +554,7 @@ class UploadQueue:
     def release_orphans(self, host: str, alive: Callable[[int], bool]) -> int:
         """Claims held by dead processes of this host go back to pending now.
 
-        Owners are `host:pid:nonce` (see `syncd.oneshot.owner_id`). Without this a
+        Owners are `host:pid:nonce` (see `syncd.daemon.oneshot.owner_id`). Without this a
         SIGKILLed run's claims would wait for their leases to expire.
         """
         rows = self._sql("SELECT id, lease_owner FROM items WHERE state = 'uploading'")

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from syncd import imagetype
 from syncd.imaging import convert, metadata, tiff
 from syncd.imaging.convert import Target
 from syncd.imaging.errors import Unparseable
 from syncd.imaging.xmp import blank_location
+from syncd.intake import imagetype
 
 __all__ = ["MAX_IMAGE_BYTES", "ImageOptions", "Prepared", "Target", "prepare"]
 

@@ -22,8 +22,8 @@ from enum import Enum
 
 from PIL import Image, ImageOps, ImageSequence
 
-from syncd import imagetype
 from syncd.imaging import tiff
+from syncd.intake import imagetype
 
 
 class Target(Enum):

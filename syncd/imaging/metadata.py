@@ -40,10 +40,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd import imagetype
 from syncd.imaging import heif, tiff
 from syncd.imaging.errors import Unparseable
 from syncd.imaging.xmp import blank_location
+from syncd.intake import imagetype
 
 
 @dataclass(frozen=True)

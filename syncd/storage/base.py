@@ -2,7 +2,7 @@
 
 Glossary:
     key       the object's name in the store, relative to the bucket (prefix included);
-              checked by `syncd.keys.check_key`: never absolute, no `.`/`..`/empty segments.
+              checked by `syncd.upload.keys.check_key`: never absolute, no `.`/`..`/empty segments.
     sha256    hex SHA-256 of the object's bytes; syncd computes it before uploading and
               the store keeps it as metadata (`x-amz-meta-sha256` on S3).
     url       where anyone can read the object: `public_base_url` + the key, percent-encoded.

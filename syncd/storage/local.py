@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from syncd.errors import NotFoundError, PermanentStorageError, PreconditionFailed
-from syncd.fsutil import fsync_dir
-from syncd.keys import KeyTemplateError, check_key
 from syncd.storage.base import ContentMismatch, ObjectInfo, ObjectPage, Storage
+from syncd.system.fs import fsync_dir
+from syncd.upload.keys import KeyTemplateError, check_key
 
 _CHUNK = 1 << 20
 _TEMP_PREFIX = ".syncd-tmp-"

@@ -68,7 +68,6 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests.adapters import HTTPAdapter
 
-from syncd import redact
 from syncd.errors import (
     NotFoundError,
     OfflineError,
@@ -77,7 +76,6 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
-from syncd.keys import KeyTemplateError, check_key
 from syncd.storage.base import (
     AccessDenied,
     ClockSkewed,
@@ -97,6 +95,8 @@ from syncd.storage.multipart import (
     part_size_for,
     upload_multipart,
 )
+from syncd.system import redact
+from syncd.upload.keys import KeyTemplateError, check_key
 
 log = logging.getLogger(__name__)
 

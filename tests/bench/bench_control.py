@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness import Figure, local_storage, percentile, report, write_vault_config
 
-from syncd.control import ControlClient, ControlError
+from syncd.control.server import ControlClient, ControlError
 from tests.support.daemonproc import DaemonProcess
 from tests.support.greedy import SlowClients, open_stream, status_of
 

@@ -4,7 +4,7 @@
 checked), under content-addressed keys (`<sha[:2]>/<sha>.png`), and a vault of 30 notes
 shows each of them by its public URL. Each round, into a fresh empty folder:
 
-- syncd: a child process loads the config and calls `syncd.pull.run_pull` (read every
+- syncd: a child process loads the config and calls `syncd.remote.pull.run_pull` (read every
   note, find the URLs, download each object with 4 workers, verify its SHA-256, link it
   into the cache). Until the CLI has `syncd pull`, the child is `python -c` on a few
   lines; the work is the same.
@@ -68,9 +68,9 @@ WALL_TARGET = 1.0
 RUNNER = """\
 import json, sys
 from pathlib import Path
-from syncd.cache import ObjectCache
+from syncd.remote.cache import ObjectCache
 from syncd.config import load_config
-from syncd.pull import run_pull
+from syncd.remote.pull import run_pull
 report = run_pull(load_config(Path(sys.argv[1])), cache=ObjectCache(Path(sys.argv[2])))
 print(json.dumps(report.as_dict()))
 sys.exit(0 if report.ok else 1)

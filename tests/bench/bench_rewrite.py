@@ -35,9 +35,9 @@ from pathlib import Path
 
 from harness import Figure, median, report
 
-from syncd.links import find_image_refs
-from syncd.notewriter import read_note
-from syncd.vault import Vault
+from syncd.intake.vault import Vault
+from syncd.markdown.links import find_image_refs
+from syncd.notes.notewriter import read_note
 
 RATIO_TARGET = 3.0
 MB = 1_000_000

@@ -46,10 +46,10 @@ from typing import Any
 
 from harness import SYNCD, Figure, median, report, run_child
 
+from syncd.intake.vault import Vault
 from syncd.queue import State, UploadQueue
-from syncd.remote import plan_gc
+from syncd.remote.index import plan_gc
 from syncd.storage import LocalStorage
-from syncd.vault import Vault
 
 STATUS_TARGET_MS = 50.0
 CLAIM_TARGET = 1000.0  # claim+ack per second

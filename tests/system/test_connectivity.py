@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from syncd.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
+from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
 from tests.support.dbus import PrivateBus, private_bus
 from tests.support.fake_nm import FakeService
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.notewriter import STALE_TEMP_SECONDS
+from syncd.notes.notewriter import STALE_TEMP_SECONDS
 from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
 from tests.support.images import png
 from tests.system.test_daemon import url_of, write_config

@@ -117,7 +117,7 @@ def test_a_clock_far_from_the_stores_is_named(
 ) -> None:
     import time
 
-    from syncd.doctor import run_doctor
+    from syncd.cli.doctor import run_doctor
     from syncd.storage import S3Storage
 
     (tmp_path / "vault").mkdir()

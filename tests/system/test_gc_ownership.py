@@ -21,10 +21,10 @@ import pytest
 
 from syncd.config import load_config
 from syncd.errors import NotFoundError
+from syncd.intake.vault import Vault
 from syncd.queue import FileStat, State, UploadQueue
-from syncd.remote import collect_garbage, index_remote, plan_gc
+from syncd.remote.index import collect_garbage, index_remote, plan_gc
 from syncd.storage import Storage, open_storage
-from syncd.vault import Vault
 from tests.support.daemonproc import SYNCD
 from tests.support.images import png
 from tests.support.s3server import MotoServer

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from syncd.errors import PreconditionFailed
-from syncd.keys import KeyTemplate
+from syncd.intake.scanner import Scanner
 from syncd.queue import State, UploadQueue
-from syncd.retry import RetryPolicy
-from syncd.scanner import Scanner
 from syncd.storage import ContentMismatch, S3Storage
 from syncd.storage.multipart import MiB, UploadJournal
-from syncd.uploader import Result, Uploader
+from syncd.upload.keys import KeyTemplate
+from syncd.upload.retry import RetryPolicy
+from syncd.upload.uploader import Result, Uploader
 from tests.support.images import png
 from tests.support.netcut import NetCut
 from tests.support.s3server import MotoServer

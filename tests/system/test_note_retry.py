@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd.notewriter import settle_all_leftovers
+from syncd.intake.scanner import Scanner
+from syncd.intake.vault import Vault
+from syncd.notes.notewriter import settle_all_leftovers
+from syncd.notes.rewriter import Rewriter
 from syncd.queue import UploadQueue
-from syncd.rewriter import Rewriter
-from syncd.scanner import Scanner
-from syncd.vault import Vault
 from tests.support.images import png
 from tests.system.test_rewrite import Vaulted, make_vault
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd import notewriter
-from syncd.notewriter import (
+from syncd.notes import notewriter
+from syncd.notes.notewriter import (
     NoteBusy,
     NoteChanged,
     read_note,
@@ -226,7 +226,8 @@ def test_sigkill_during_rewrites_leaves_only_temp_files_the_cleanup_removes(
 ) -> None:
     note = _note(tmp_path, "start\n")
     script = (
-        "import sys\nfrom pathlib import Path\nfrom syncd.notewriter import read_note, write_note\n"
+        "import sys\nfrom pathlib import Path\n"
+        "from syncd.notes.notewriter import read_note, write_note\n"
         "p = Path(sys.argv[1]); i = 0\n"
         "while True:\n"
         "    i += 1\n"

@@ -13,7 +13,7 @@ from jeepney import HeaderFields, MessageType, new_method_return
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import open_dbus_connection
 
-from syncd.notify import DesktopNotifier
+from syncd.system.notify import DesktopNotifier
 from tests.support.daemonproc import DaemonProcess, wait_until
 from tests.support.dbus import PrivateBus, private_bus
 from tests.support.images import png

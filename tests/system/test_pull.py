@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd.cache import ObjectCache, default_cache_dir
 from syncd.config import load_config
-from syncd.pull import PullOptions, pull, pull_keys, run_pull
+from syncd.intake.vault import Vault
+from syncd.remote.cache import ObjectCache, default_cache_dir
+from syncd.remote.pull import PullOptions, pull, pull_keys, run_pull
 from syncd.storage import S3Storage
-from syncd.vault import Vault
 from tests.support.images import png
 from tests.support.s3server import MotoServer
 

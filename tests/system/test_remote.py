@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config import load_config
+from syncd.intake.vault import Vault
 from syncd.queue import UploadQueue
-from syncd.remote import collect_garbage, index_remote, plan_gc
+from syncd.remote.index import collect_garbage, index_remote, plan_gc
 from syncd.storage import open_storage
-from syncd.vault import Vault
 from tests.support.daemonproc import SYNCD
 from tests.support.images import png
 from tests.support.s3server import MotoServer

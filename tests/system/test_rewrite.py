@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-import syncd.rewriter as rewriter_module
-from syncd.links import find_image_refs, target_path
+import syncd.notes.rewriter as rewriter_module
+from syncd.intake.scanner import Scanner
+from syncd.intake.vault import Vault
+from syncd.markdown.links import find_image_refs, target_path
+from syncd.notes.rewriter import Rewriter
 from syncd.queue import UploadQueue
-from syncd.rewriter import Rewriter
-from syncd.scanner import Scanner
-from syncd.vault import Vault
 from tests.support.images import png
 from tests.support.s3server import MotoServer
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.watcher import EventKind, PathEvent, Watcher
+from syncd.intake.watcher import EventKind, PathEvent, Watcher
 from tests.support.churn import images_written, start_writer, stop_writer, wait_handled
 from tests.support.daemonproc import DaemonProcess, wait_until
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.service import (
+from syncd.system.service import (
     InstallResult,
     ServiceError,
     install_service,

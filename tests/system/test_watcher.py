@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from watchdog.observers import inotify_c
 
-from syncd import watcher as watcher_module
-from syncd.watcher import EventKind, PathEvent, Watcher
+from syncd.intake import watcher as watcher_module
+from syncd.intake.watcher import EventKind, PathEvent, Watcher
 
 DEADLINE = 10.0  # seconds; only reached when something is broken
 

@@ -11,7 +11,8 @@ from typing import BinaryIO
 
 import pytest
 
-from syncd.cache import (
+from syncd.errors import CorruptDownload, NotFoundError, TransientStorageError
+from syncd.remote.cache import (
     STALE_TEMP_SECONDS,
     CacheStats,
     ObjectCache,
@@ -19,7 +20,6 @@ from syncd.cache import (
     ext_from_key,
     parse_size,
 )
-from syncd.errors import CorruptDownload, NotFoundError, TransientStorageError
 from syncd.storage import LocalStorage
 from tests.support.images import png
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.cli import build_parser
+from syncd.cli.main import build_parser
 
 COMPLETIONS = Path(__file__).resolve().parents[2] / "contrib" / "completions"
 BASH_FILE = COMPLETIONS / "syncd.bash"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.config import find_config_path, load_config, parse_config
 from syncd.errors import ConfigError
 

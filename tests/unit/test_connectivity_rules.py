@@ -1,4 +1,4 @@
-"""The pure rules of syncd.connectivity: what each source's value means, and the backoff."""
+"""The pure rules of syncd.daemon.connectivity: what each source's value means, and the backoff."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.connectivity import (
+from syncd.daemon.connectivity import (
     PROBE_MAX_DELAY,
     ConnectivityMonitor,
     Online,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.display import printable
-from syncd.logs import setup_logging
+from syncd.system.display import printable
+from syncd.system.logs import setup_logging
 
 
 @pytest.mark.parametrize(

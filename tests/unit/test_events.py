@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from syncd.events import EventBus
+from syncd.control.events import EventBus
 
 
 class FakeClock:

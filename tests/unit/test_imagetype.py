@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd import imagetype
-from syncd.imagetype import ImageType, sniff, sniff_file
+from syncd.intake import imagetype
+from syncd.intake.imagetype import ImageType, sniff, sniff_file
 from tests.support import images
 
 

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from syncd import imagetype
 from syncd.imaging import ImageOptions, prepare
 from syncd.imaging.metadata import strip
+from syncd.intake import imagetype
 from tests.support import photos
 
 FORMATS = {"JPEG": "RGB", "PNG": "RGBA", "WEBP": "RGB", "AVIF": "RGB"}

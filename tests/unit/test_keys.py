@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.config import DEFAULT_KEY_TEMPLATE
-from syncd.keys import KeyTemplate, KeyTemplateError, safe_stem
+from syncd.upload.keys import KeyTemplate, KeyTemplateError, safe_stem
 
 SHA = hashlib.sha256(b"an image").hexdigest()
 WHEN = datetime(2024, 3, 7, 23, 59, tzinfo=UTC)

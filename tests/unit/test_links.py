@@ -1,4 +1,4 @@
-"""Spec-derived cases for syncd.links: exact targets and exact spans for every syntax.
+"""Spec-derived cases for syncd.markdown.links: exact targets and exact spans for every syntax.
 
 Many cases are CommonMark 0.31 spec examples (links, images, link reference definitions, code
 spans, raw HTML, fenced and indented code), cut down to the image they decide about.
@@ -11,7 +11,7 @@ import time
 import pytest
 from markdown_it import MarkdownIt
 
-from syncd.links import (
+from syncd.markdown.links import (
     ImageRef,
     Syntax,
     apply_edits,

@@ -1,4 +1,4 @@
-"""Property tests for syncd.links: rewriting touches image destinations and nothing else.
+"""Property tests for syncd.markdown.links: rewriting touches image destinations and nothing else.
 
 Generated notes mix prose, headings, lists, block quotes, code spans, fenced and indented code,
 HTML blocks and comments, links, and every image syntax with awkward file names. markdown-it-py
@@ -20,7 +20,7 @@ from markdown_it import MarkdownIt
 from markdown_it.common.normalize_url import normalizeLink
 from markdown_it.token import Token
 
-from syncd.links import (
+from syncd.markdown.links import (
     ImageRef,
     Syntax,
     apply_edits,

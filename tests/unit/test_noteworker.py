@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from syncd.noteworker import NoteWorker
+from syncd.notes.worker import NoteWorker
 
 
 def test_a_slow_note_does_not_hold_up_the_caller_and_repeats_coalesce() -> None:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from syncd.pacing import Pacer
+from syncd.upload.pacing import Pacer
 
 
 class Clock:

@@ -20,8 +20,8 @@ import pytest
 import requests
 import responses
 
-from syncd.cache import ObjectCache
-from syncd.pull import (
+from syncd.remote.cache import ObjectCache
+from syncd.remote.pull import (
     CANNOT_VERIFY,
     PullEvent,
     PullEventKind,
@@ -31,8 +31,8 @@ from syncd.pull import (
     pull,
     pull_keys,
 )
-from syncd.retry import RetryPolicy
 from syncd.storage import S3Storage
+from syncd.upload.retry import RetryPolicy
 from tests.support.images import png
 
 ENDPOINT = "http://s3.test"

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from syncd.redact import RedactingFilter, register, scrub
+from syncd.system.redact import RedactingFilter, register, scrub
 
 
 def fresh_secret(tag: str = "") -> str:

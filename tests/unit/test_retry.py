@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.retry import RetryPolicy
+from syncd.upload.retry import RetryPolicy
 
 
 def policy(base: float = 5.0, cap: float = 3600.0, seed: int = 0) -> RetryPolicy:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import syncd.scanner as scanner_module
+import syncd.intake.scanner as scanner_module
+from syncd.intake.scanner import Outcome, Scanner, is_ignored_name
 from syncd.queue import State, UploadQueue
-from syncd.scanner import Outcome, Scanner, is_ignored_name
 from tests.support.images import GIF, JPEG, SVG, png
 
 

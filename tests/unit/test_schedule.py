@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncd.schedule import RetrySchedule
+from syncd.upload.schedule import RetrySchedule
 
 
 class Clock:

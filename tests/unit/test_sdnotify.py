@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.sdnotify import Notifier, WatchdogPinger
+from syncd.system.sdnotify import Notifier, WatchdogPinger
 
 
 class Listener:

@@ -17,13 +17,13 @@ import pytest
 import requests
 import responses
 
-from syncd.keys import KeyTemplate
-from syncd.pacing import Pacer
+from syncd.intake.scanner import Scanner
 from syncd.queue import State, UploadItem, UploadQueue, WaitReason
-from syncd.retry import RetryPolicy
-from syncd.scanner import Scanner
 from syncd.storage import S3Storage
-from syncd.uploader import Result, Uploader
+from syncd.upload.keys import KeyTemplate
+from syncd.upload.pacing import Pacer
+from syncd.upload.retry import RetryPolicy
+from syncd.upload.uploader import Result, Uploader
 from tests.support.images import png
 
 ENDPOINT = "http://s3.test"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.verify import printable
+from syncd.remote.verify import printable
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from syncd.watcher import Debouncer, EventKind, PathEvent, Watcher
+from syncd.intake.watcher import Debouncer, EventKind, PathEvent, Watcher
 
 CHANGED, DELETED, RESCAN = EventKind.CHANGED, EventKind.DELETED, EventKind.RESCAN
 A, B, C = Path("/v/a.md"), Path("/v/b.png"), Path("/v/c")

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-log = logging.getLogger("syncd.sdnotify")
+log = logging.getLogger("syncd.system.sdnotify")
 
 # A send that blocks longer than this (the manager's queue is full) is given up:
 # a missed STATUS= line is harmless, a hung worker thread is not.

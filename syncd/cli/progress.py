@@ -13,8 +13,8 @@ import json
 import time
 from typing import Any, TextIO
 
-from syncd import redact
-from syncd.display import printable
+from syncd.system import redact
+from syncd.system.display import printable
 
 _BAR = 24
 

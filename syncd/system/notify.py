@@ -1,7 +1,7 @@
 """Desktop notices (`[daemon] notify = true`): tell the person once when an upload fails
 for good, through `org.freedesktop.Notifications` on their session bus.
 
-jeepney again (see `syncd.connectivity` for why): one method call on a short-lived
+jeepney again (see `syncd.daemon.connectivity` for why): one method call on a short-lived
 connection. A missing session bus or notification daemon is logged and otherwise
 ignored: a notice is a courtesy, never a reason for the daemon to fail.
 """

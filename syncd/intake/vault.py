@@ -22,11 +22,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from syncd.config import DEFAULT_MAX_NOTE_BYTES
-from syncd.display import printable
-from syncd.fsutil import regular_size
-from syncd.links import ImageRef, Syntax, target_path
-from syncd.notewriter import is_note_name
-from syncd.scanner import iter_files
+from syncd.intake.scanner import iter_files
+from syncd.markdown.links import ImageRef, Syntax, target_path
+from syncd.notes.notewriter import is_note_name
+from syncd.system.display import printable
+from syncd.system.fs import regular_size
 
 log = logging.getLogger(__name__)
 

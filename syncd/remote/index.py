@@ -28,12 +28,12 @@ from pathlib import Path
 
 from syncd.config import DEFAULT_KEY_TEMPLATE
 from syncd.errors import NotFoundError, SyncdError
-from syncd.keys import KeyTemplate, key_from_url
-from syncd.links import find_image_refs
-from syncd.notewriter import NoteError, read_note
+from syncd.intake.vault import Vault
+from syncd.markdown.links import find_image_refs
+from syncd.notes.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadQueue
 from syncd.storage import Storage
-from syncd.vault import Vault
+from syncd.upload.keys import KeyTemplate, key_from_url
 
 log = logging.getLogger(__name__)
 

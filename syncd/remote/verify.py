@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncd.cache import ObjectCache, default_cache_dir
 from syncd.config import Config
 from syncd.errors import (
     NotFoundError,
@@ -35,13 +34,14 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
-from syncd.imagetype import sniff_file
-from syncd.keys import KeyTemplate, key_from_url, sha256_in_key
-from syncd.links import find_image_refs
-from syncd.notewriter import NoteError, read_note
+from syncd.intake.imagetype import sniff_file
+from syncd.intake.vault import Vault
+from syncd.markdown.links import find_image_refs
+from syncd.notes.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadItem, UploadQueue
+from syncd.remote.cache import ObjectCache, default_cache_dir
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
-from syncd.vault import Vault
+from syncd.upload.keys import KeyTemplate, key_from_url, sha256_in_key
 
 log = logging.getLogger(__name__)
 

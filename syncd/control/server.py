@@ -26,7 +26,7 @@ body together, gives each request one deadline, and answers every error as JSON
 ends with the terminating chunk when the server stops. `<socket>.lock` (flock, held while
 serving, left in place) makes "stale or live?" race-free between two starting daemons.
 
-Every response body passes through `syncd.redact.scrub` (each string, then the encoded
+Every response body passes through `syncd.system.redact.scrub` (each string, then the encoded
 text): a secret quoted in a backend error never leaves the daemon.
 """
 
@@ -58,10 +58,10 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from syncd import redact
 from syncd.config import runtime_dir
+from syncd.control.events import Event, EventBus, Subscription
 from syncd.errors import SyncdError, UsageError
-from syncd.events import Event, EventBus, Subscription
+from syncd.system import redact
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ claims released; a stop asked for during a reload is never forgotten), SIGHUP re
 the configuration (RELOADING=1, then READY=1; a bad new config is logged and the old one
 kept).
 
-Retries are scheduled in memory on the monotonic clock (`syncd.schedule`), so a wall
+Retries are scheduled in memory on the monotonic clock (`syncd.upload.schedule`), so a wall
 clock set back does not delay them, and every reschedule re-arms the main loop. A full
 disk under the state folder pauses the work that needs it, says so in `status`, and
 resumes by itself when space returns. No thread dies of an error: each loop logs and
@@ -42,31 +42,32 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from syncd import __version__, redact
+from syncd import __version__
 from syncd.config import Config, load_config
-from syncd.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
-from syncd.control import ControlServer, default_socket_path
-from syncd.display import printable
+from syncd.control.events import EventBus
+from syncd.control.server import ControlServer, default_socket_path
+from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
+from syncd.daemon.oneshot import owner_id, pid_alive
 from syncd.errors import ConfigError, QueueError, SyncdError
-from syncd.events import EventBus
-from syncd.noteworker import BIG_NOTE_BYTES, NoteWorker
-from syncd.noteworker import BIG_THREAD_NAME as BIG_NOTES_THREAD
-from syncd.noteworker import THREAD_NAME as NOTES_THREAD
-from syncd.notewriter import is_note, remove_stale_temp_files
-from syncd.notify import DesktopNotifier
-from syncd.oneshot import owner_id, pid_alive
+from syncd.intake.scanner import Outcome as ScanOutcome
+from syncd.intake.scanner import Scanner
+from syncd.intake.vault import Vault
+from syncd.intake.watcher import EventKind, PathEvent, Watcher
+from syncd.notes.notewriter import is_note, remove_stale_temp_files
+from syncd.notes.rewriter import Rewriter
+from syncd.notes.worker import BIG_NOTE_BYTES, NoteWorker
+from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
+from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
 from syncd.queue import State, UploadItem, UploadQueue
-from syncd.retry import RetryPolicy
-from syncd.rewriter import Rewriter
-from syncd.scanner import Outcome as ScanOutcome
-from syncd.scanner import Scanner
-from syncd.schedule import RetrySchedule
-from syncd.sdnotify import Notifier, WatchdogPinger
 from syncd.storage import Storage, open_storage
 from syncd.storage.base import clock_problem
-from syncd.uploader import LeaseKeeper, Outcome, Result, Uploader
-from syncd.vault import Vault
-from syncd.watcher import EventKind, PathEvent, Watcher
+from syncd.system import redact
+from syncd.system.display import printable
+from syncd.system.notify import DesktopNotifier
+from syncd.system.sdnotify import Notifier, WatchdogPinger
+from syncd.upload.retry import RetryPolicy
+from syncd.upload.schedule import RetrySchedule
+from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class Daemon:
         self._in_rescan = False
         self._threads_started = False
         self._prefetching = threading.Event()
+        self._reindex: set[Path] = set()  # notes to index again although unchanged
         self._recheck: dict[Path, float] = {}  # files still being written -> when to look
         self.events = EventBus()
         self.control: ControlServer | None = None
@@ -365,10 +367,10 @@ class Daemon:
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
 
-    # -- background verify (see syncd.verify) ------------------------------------
+    # -- background verify (see syncd.remote.verify) ------------------------------------
 
     def _start_background_verify(self) -> None:
-        from syncd.verify import BackgroundVerify
+        from syncd.remote.verify import BackgroundVerify
 
         hours = self.config.daemon.verify_interval_hours
         self._verifier: BackgroundVerify | None = None
@@ -624,7 +626,7 @@ class Daemon:
         self._prefetching.set()
 
         def run() -> None:
-            from syncd.pull import run_pull
+            from syncd.remote.pull import run_pull
 
             try:
                 report = run_pull(self.config, have_local=self.queue.has_local_copy)
@@ -709,7 +711,9 @@ class Daemon:
     def _image_arrived(self, path: Path) -> None:
         """Notes saved before the image they show (git pull, sync tools): index them now."""
         for note in self.rewriter.notes_waiting_for(path):
-            self._submit_note(note)  # not fully resolved: the notes cache reads it again
+            with self._cond:
+                self._reindex.add(note)  # read again even if syncd wrote it last
+            self._submit_note(note)
 
     def _retry_notes(self) -> None:
         """Rewrite the notes postponed earlier (a full disk, an editor saving them)."""
@@ -739,9 +743,12 @@ class Daemon:
             self._note_queue_error(exc)
 
     def _note_changed(self, note: Path) -> None:
-        if self.rewriter.is_own_write(note):
+        with self._cond:
+            forced = note in self._reindex
+            self._reindex.discard(note)
+        if not forced and self.rewriter.is_own_write(note):
             return  # the echo of our own rewrite: nothing new in it
-        self.rewriter.index_note(note)
+        self.rewriter.index_note(note, use_cache=not forced)
         self._rewrite(note)
 
     def _rewrite_pending_notes(self) -> None:
@@ -1010,7 +1017,7 @@ def _free_bytes(folder: Path) -> int:
 
 
 class DaemonControl:
-    """The control API's view of a daemon (see `syncd.control.ControlBackend`)."""
+    """The control API's view of a daemon (see `syncd.control.server.ControlBackend`)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon

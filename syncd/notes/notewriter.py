@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.errors import SyncdError
-from syncd.fsutil import NotRegularFileError, fsync_dir, open_regular
+from syncd.system.fs import NotRegularFileError, fsync_dir, open_regular
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """The systemd user unit: render it for this installation and install it.
 
-Owns `syncd install-service`. The unit ships inside the package (`syncd/data/
-syncd.service`, a byte-for-byte copy of the human-facing `systemd/syncd.service`; a test
+Owns `syncd install-service`. The unit ships inside the package
+(`syncd/data/syncd.service`, a byte-for-byte copy of the human-facing
+`systemd/syncd.service`; a test
 keeps the two equal). `render_unit` points its ExecStart= at the installed `syncd` and
 its ReadWritePaths= at the configured vaults and state folder; `install_service` writes
 the result to `$XDG_CONFIG_HOME/systemd/user/` and drives `systemctl --user`. Plain

@@ -20,23 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.config import Config
-from syncd.fsutil import open_regular
-from syncd.imagetype import SNIFF_BYTES, sniff
-from syncd.links import find_image_refs
-from syncd.notewriter import (
+from syncd.intake.imagetype import SNIFF_BYTES, sniff
+from syncd.intake.scanner import Outcome as ScanOutcome
+from syncd.intake.scanner import Scanner, ScanReport, walk_files
+from syncd.intake.vault import Vault
+from syncd.markdown.links import find_image_refs
+from syncd.notes.notewriter import (
     NoteError,
     read_note,
     remove_stale_temp_files,
     settle_all_leftovers,
 )
+from syncd.notes.rewriter import Rewriter
 from syncd.queue import QueueSummary, UploadQueue
-from syncd.retry import RetryPolicy
-from syncd.rewriter import Rewriter
-from syncd.scanner import Outcome as ScanOutcome
-from syncd.scanner import Scanner, ScanReport, walk_files
 from syncd.storage import Storage, open_storage
-from syncd.uploader import LeaseKeeper, Outcome, Result, Uploader
-from syncd.vault import Vault
+from syncd.system.fs import open_regular
+from syncd.upload.retry import RetryPolicy
+from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
 
 log = logging.getLogger(__name__)
 

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncd.cache import ObjectCache, default_cache_dir
 from syncd.config import Config
 from syncd.errors import CorruptDownload, OfflineError, StorageError, TransientStorageError
-from syncd.keys import KeyTemplateError, check_key, key_from_url, sha256_in_key
-from syncd.links import find_image_refs
-from syncd.notewriter import NoteError, read_note
-from syncd.retry import RetryPolicy
+from syncd.markdown.links import find_image_refs
+from syncd.notes.notewriter import NoteError, read_note
+from syncd.remote.cache import ObjectCache, default_cache_dir
 from syncd.storage import Storage, open_storage
+from syncd.upload.keys import KeyTemplateError, check_key, key_from_url, sha256_in_key
+from syncd.upload.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def run_pull(
     env: Mapping[str, str] | None = None,
 ) -> PullReport:
     """`syncd pull [KEY…]` for a loaded config: the notes under `only` (default: all)."""
-    from syncd.vault import Vault
+    from syncd.intake.vault import Vault
 
     options = options or PullOptions()
     cache = cache or ObjectCache(default_cache_dir(os.environ if env is None else env))

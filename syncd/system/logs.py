@@ -4,7 +4,7 @@ When stderr goes to the journal (systemd sets `JOURNAL_STREAM`), each line start
 with a `<N>` syslog priority so `journalctl -p warning` works; otherwise lines carry a
 short level name. Every handler gets the redacting filter, so no secret is ever printed,
 and the escaping filter, so a file name with a newline or a terminal escape sequence in
-it cannot forge a log line or drive the terminal (`syncd.display.printable`).
+it cannot forge a log line or drive the terminal (`syncd.system.display.printable`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import logging
 import os
 import sys
 
-from syncd.display import printable
-from syncd.redact import RedactingFilter
+from syncd.system.display import printable
+from syncd.system.redact import RedactingFilter
 
 _PRIORITY = {
     logging.CRITICAL: 2,

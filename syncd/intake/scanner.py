@@ -1,6 +1,6 @@
 """Intake: decide whether a local file is a new image and record it in the queue.
 
-Owns the rules for what gets queued: real images only (by content, `syncd.imagetype`),
+Owns the rules for what gets queued: real images only (by content, `syncd.intake.imagetype`),
 never temp or hidden files, never a file that is still being written (its mtime is
 younger than `settle_seconds`, or it changed while we hashed it), never anything but a
 regular file (a FIFO would block the reader), never a file reached through a symlink
@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.display import printable
-from syncd.fsutil import NotRegularFileError, open_regular
-from syncd.imagetype import SNIFF_BYTES, sniff
+from syncd.intake.imagetype import SNIFF_BYTES, sniff
 from syncd.queue import FileStat, UploadItem, UploadQueue
+from syncd.system.display import printable
+from syncd.system.fs import NotRegularFileError, open_regular
 
 log = logging.getLogger(__name__)
 

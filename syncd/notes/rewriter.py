@@ -6,7 +6,7 @@ root) and records each reference with its exact original text. `rewrite_note` re
 references to uploaded images by their public URLs; `localize_note` puts the recorded
 original text back (so `localize(rewrite(note)) == note`, byte for byte), downloading
 images this machine never had. Parsing and rendering are the pure functions of
-`syncd.links`; writing is `syncd.notewriter` (atomic, never over a person's edit).
+`syncd.markdown.links`; writing is `syncd.notes.notewriter` (atomic, never over a person's edit).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from syncd.display import printable
 from syncd.errors import CorruptDownload, StorageError
-from syncd.keys import key_from_url, sha256_in_key
-from syncd.links import (
+from syncd.intake.scanner import Outcome, Scanner, iter_files
+from syncd.intake.vault import Vault
+from syncd.markdown.links import (
     ImageRef,
     Syntax,
     apply_edits,
@@ -36,7 +36,7 @@ from syncd.links import (
     render_replacement,
     target_path,
 )
-from syncd.notewriter import (
+from syncd.notes.notewriter import (
     NoteBusy,
     NoteChanged,
     NoteError,
@@ -55,9 +55,9 @@ from syncd.queue import (
     UploadQueue,
     note_cache_valid,
 )
-from syncd.scanner import Outcome, Scanner, iter_files
 from syncd.storage import Storage
-from syncd.vault import Vault
+from syncd.system.display import printable
+from syncd.upload.keys import key_from_url, sha256_in_key
 
 log = logging.getLogger(__name__)
 

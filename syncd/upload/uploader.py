@@ -32,14 +32,14 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
-from syncd.fsutil import open_regular
-from syncd.keys import KeyTemplate
-from syncd.pacing import Pacer
+from syncd.intake.scanner import Scanner
 from syncd.queue import UploadItem, UploadQueue, WaitReason
-from syncd.retry import RetryPolicy
-from syncd.scanner import Scanner
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, Storage
 from syncd.storage.multipart import UploadJournal
+from syncd.system.fs import open_regular
+from syncd.upload.keys import KeyTemplate
+from syncd.upload.pacing import Pacer
+from syncd.upload.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from urllib.parse import unquote
 
 import requests
 
-from syncd import redact
 from syncd.config import Config, find_config_path, load_config, runtime_dir
 from syncd.errors import ConfigError, StorageError
 from syncd.storage import Storage, clock_problem, open_storage
+from syncd.system import redact
 
 OK, WARN, FAIL = "ok", "warning", "problem"
 
@@ -187,7 +187,7 @@ def _dbus(env: Mapping[str, str]) -> Iterator[Check]:
     from jeepney import DBusAddress, new_method_call
     from jeepney.io.blocking import open_dbus_connection
 
-    from syncd.connectivity import DEFAULT_SYSTEM_BUS, NETWORKD_NAME, NM_NAME
+    from syncd.daemon.connectivity import DEFAULT_SYSTEM_BUS, NETWORKD_NAME, NM_NAME
 
     address = env.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_SYSTEM_BUS
     try:
@@ -275,7 +275,7 @@ def _socket(env: Mapping[str, str]) -> Iterator[Check]:
 def _systemd_unit(
     env: Mapping[str, str], run: Callable[[list[str]], subprocess.CompletedProcess[str]]
 ) -> Iterator[Check]:
-    from syncd.service import unit_dir
+    from syncd.system.service import unit_dir
 
     unit = unit_dir(env) / "syncd.service"
     if not unit.exists():

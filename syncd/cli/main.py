@@ -18,13 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from syncd import __version__, redact
+from syncd import __version__
+from syncd.cli.progress import format_size
 from syncd.config import Config, find_config_path, load_config
-from syncd.display import printable
 from syncd.errors import ConfigError, QueueError, SyncdError, UsageError
-from syncd.logs import setup_logging
-from syncd.progress import format_size
 from syncd.queue import QueueSummary, State, UploadQueue
+from syncd.system import redact
+from syncd.system.display import printable
+from syncd.system.logs import setup_logging
 
 EXIT_OK = 0
 EXIT_UNDONE = 1
@@ -187,12 +188,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from syncd.oneshot import sync_once
-    from syncd.scanner import Outcome as ScanOutcome
-    from syncd.uploader import Result
+    from syncd.daemon.oneshot import sync_once
+    from syncd.intake.scanner import Outcome as ScanOutcome
+    from syncd.upload.uploader import Result
 
     if not args.once:
-        from syncd.control import DaemonNotRunning
+        from syncd.control.server import DaemonNotRunning
 
         try:
             result = _client().post("/v1/sync")
@@ -256,7 +257,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -> int:
-    from syncd.oneshot import plan_once
+    from syncd.daemon.oneshot import plan_once
 
     plan = plan_once(config, only=only)
     if args.json:
@@ -280,17 +281,17 @@ def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -
 
 
 def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False) -> Any:
-    from syncd.rewriter import Rewriter
-    from syncd.scanner import Scanner
+    from syncd.intake.scanner import Scanner
+    from syncd.intake.vault import Vault
+    from syncd.notes.rewriter import Rewriter
     from syncd.storage import open_storage
-    from syncd.vault import Vault
 
     roots = [*config.paths.notes, *config.paths.images]
     scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds, roots=roots)
     vault = Vault(
         config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
     )
-    from syncd.cache import ObjectCache, default_cache_dir
+    from syncd.remote.cache import ObjectCache, default_cache_dir
 
     storage = open_storage(config.storage) if with_storage else None
     download_dir = config.paths.images[0] if config.paths.images else None
@@ -403,14 +404,14 @@ def cmd_localize(args: argparse.Namespace) -> int:
 
 
 def _client() -> Any:
-    from syncd.control import ControlClient, default_socket_path
+    from syncd.control.server import ControlClient, default_socket_path
 
     return ControlClient(default_socket_path(os.environ))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Through the socket when a daemon runs; else read queue.db read-only."""
-    from syncd.control import DaemonNotRunning
+    from syncd.control.server import DaemonNotRunning
 
     config = _config(args)
     try:
@@ -507,7 +508,7 @@ def _print_last_error(error: str | None, failed: int) -> None:
 def cmd_items(args: argparse.Namespace) -> int:
     from urllib.parse import urlencode
 
-    from syncd.control import DaemonNotRunning
+    from syncd.control.server import DaemonNotRunning
 
     config = _config(args)
     try:
@@ -536,7 +537,7 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 def _steer(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """POST to the running daemon; a clear error if there is none."""
-    from syncd.control import DaemonNotRunning
+    from syncd.control.server import DaemonNotRunning
 
     try:
         result: dict[str, Any] = _client().post(path, body)
@@ -573,8 +574,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Live progress while the queue drains: a bar on a terminal, plain lines otherwise."""
-    from syncd.control import DaemonNotRunning
-    from syncd.progress import ProgressView
+    from syncd.cli.progress import ProgressView
+    from syncd.control.server import DaemonNotRunning
 
     _config(args)
     client = _client()
@@ -599,7 +600,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import faulthandler
 
-    from syncd.daemon import Daemon
+    from syncd.daemon.daemon import Daemon
 
     # A systemd watchdog kill is SIGABRT: print every thread's stack to the journal first.
     faulthandler.enable()
@@ -611,7 +612,7 @@ def _pidfile(config: Config) -> Path:
 
 
 def _running_pid(config: Config) -> int | None:
-    from syncd.oneshot import pid_alive
+    from syncd.daemon.oneshot import pid_alive
 
     try:
         pid = int(_pidfile(config).read_text().strip())
@@ -625,7 +626,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     import daemon
     import daemon.pidfile
 
-    from syncd.daemon import Daemon
+    from syncd.daemon.daemon import Daemon
 
     config = _config(args)  # config errors are reported here, before detaching (exit 78)
     pid = _running_pid(config)
@@ -674,7 +675,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_install_service(args: argparse.Namespace) -> int:
     """Write the user unit with this syncd's absolute path, reload systemd, enable it."""
     from syncd.config import default_config_path
-    from syncd.service import install_service, installed_syncd_path
+    from syncd.system.service import install_service, installed_syncd_path
 
     config = _config(args)
     writable = list(config.paths.notes)
@@ -694,7 +695,7 @@ def cmd_install_service(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check config, credentials, public URL, D-Bus, inotify, socket and unit."""
-    from syncd.doctor import FAIL, OK, run_doctor
+    from syncd.cli.doctor import FAIL, OK, run_doctor
 
     checks = run_doctor(args.config, os.environ)
     if args.json:
@@ -722,7 +723,7 @@ def _remote_parts(config: Config) -> tuple[UploadQueue, Any]:
 
 
 def cmd_remote(args: argparse.Namespace) -> int:
-    from syncd.remote import index_remote
+    from syncd.remote.index import index_remote
 
     config = _config(args)
     queue, storage = _remote_parts(config)
@@ -767,8 +768,8 @@ def cmd_remote(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from syncd.remote import collect_garbage, index_remote, plan_gc
-    from syncd.vault import Vault
+    from syncd.intake.vault import Vault
+    from syncd.remote.index import collect_garbage, index_remote, plan_gc
 
     config = _config(args)
     queue, storage = _remote_parts(config)
@@ -825,9 +826,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Every URL in the notes that points into the bucket, checked (and with --repair, mended)."""
+    from syncd.intake.vault import Vault
+    from syncd.remote.verify import open_cache, printable, verify_links
     from syncd.storage import open_storage
-    from syncd.vault import Vault
-    from syncd.verify import open_cache, printable, verify_links
 
     config = _config(args)
     vault = Vault(config.paths.notes, config.paths.images)
@@ -867,7 +868,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     """Download what notes show and this machine lacks into the cache, verified."""
-    from syncd.pull import PullEventKind, run_pull
+    from syncd.remote.pull import PullEventKind, run_pull
 
     config = _config(args)
     with UploadQueue(config.queue_path) as queue:
@@ -898,7 +899,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     """The object cache needs no config: it must work on a fresh machine."""
-    from syncd.cache import ObjectCache, default_cache_dir, parse_size
+    from syncd.remote.cache import ObjectCache, default_cache_dir, parse_size
 
     cache = ObjectCache(default_cache_dir(os.environ))
     if args.cache_command == "stats":
@@ -933,7 +934,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """Failed items back into the queue: through the daemon if one runs, else directly."""
-    from syncd.control import DaemonNotRunning
+    from syncd.control.server import DaemonNotRunning
 
     config = _config(args)
     ids = args.ids or None

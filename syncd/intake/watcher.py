@@ -69,8 +69,8 @@ from watchdog.observers.inotify_c import (
     WatchDescriptor,
 )
 
-from syncd.display import printable
-from syncd.scanner import is_ignored_name
+from syncd.intake.scanner import is_ignored_name
+from syncd.system.display import printable
 
 log = logging.getLogger(__name__)
 

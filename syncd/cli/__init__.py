@@ -1,0 +1,1 @@
+"""The `syncd` command: parser, commands, output, doctor."""

@@ -1,0 +1,1 @@
+"""The control socket: its HTTP wire format, routes, server, client and events."""

@@ -1,0 +1,1 @@
+"""`syncd run` and `sync --once`: the loops that drive the pipeline."""

@@ -1,0 +1,1 @@
+"""Files to queue: what is an image, what is complete, what changed, watching."""

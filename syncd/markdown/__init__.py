@@ -1,0 +1,1 @@
+"""The pure Markdown core: image references found and rewritten, text to text."""

@@ -1,0 +1,1 @@
+"""Store to notes: reading and writing notes safely, rewriting and localizing links."""

@@ -1,0 +1,1 @@
+"""What syncd needs from the operating system: files, processes, systemd, logs."""

@@ -1,0 +1,1 @@
+"""Queue to store: one upload, its retries, the schedule and pacing, object keys."""
