@@ -700,8 +700,9 @@ class Daemon:
             return  # the name index keeps the path; lookups check that it still exists
         self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
         if is_note(path):
-            if self.vault.may_read(path):  # not a FIFO, not too big: checked before reading
-                self._submit_note(path)  # parsed on its own thread, never here
+            size = self.vault.readable_size(path)  # not a FIFO, not too big: by stat
+            if size is not None:
+                self._submit_note(path, size)  # parsed on its own thread, never here
         elif any(root in path.parents for root in self.vault.image_roots):
             # CHANGED means closed after writing, or renamed into place: complete.
             self.scanner.consider(path, complete=True)
@@ -721,12 +722,13 @@ class Daemon:
         for note in self.rewriter.due_notes():
             self._rewrite(note)
 
-    def _submit_note(self, note: Path) -> None:
-        try:
-            big = os.stat(note).st_size > BIG_NOTE_BYTES
-        except OSError:
-            big = False
-        (self.big_note_worker if big else self.note_worker).submit(note)
+    def _submit_note(self, note: Path, size: int | None = None) -> None:
+        if size is None:
+            try:
+                size = os.stat(note).st_size
+            except OSError:
+                size = 0
+        (self.big_note_worker if size > BIG_NOTE_BYTES else self.note_worker).submit(note)
 
     def _rewrite_safely(self, note: Path) -> None:
         """On the rewrite thread: a note whose images were uploaded, rewritten."""

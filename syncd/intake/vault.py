@@ -64,19 +64,25 @@ class Vault:
                         yield Path(name)
 
     def may_read(self, note: Path) -> bool:
-        """Whether `note` may be read: a regular file of at most `max_note_bytes`.
+        """Whether `note` may be read: a regular file of at most `max_note_bytes`."""
+        return self.readable_size(note) is not None
+
+    def readable_size(self, note: Path) -> int | None:
+        """The size of `note` if it may be read (a regular file of at most
+        `max_note_bytes`), else None, with one warning per note and size.
 
         A note that cannot be looked at is left to the reader (it reports a missing or
-        unreadable note as it always does). Checked by stat, before any read.
+        unreadable note as it always does): its size counts as 0. Checked by stat,
+        before any read.
         """
         try:
             size = regular_size(note)
         except OSError:
-            return True
+            return 0
         key = str(note)
         if size is not None and size <= self.max_note_bytes:
             self._skipped.pop(key, None)
-            return True
+            return size
         if key not in self._skipped or self._skipped[key] != size:
             self._skipped[key] = size
             if size is None:
@@ -89,7 +95,7 @@ class Vault:
                     size,
                     self.max_note_bytes,
                 )
-        return False
+        return None
 
     def root_of(self, path: Path) -> Path | None:
         real = Path(os.path.realpath(path))
