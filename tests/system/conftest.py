@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.daemonproc import DaemonProcess
 from tests.support.rclone_s3 import RcloneS3Server
 from tests.support.s3server import MotoServer
 
@@ -31,3 +32,12 @@ def s3_bucket(s3_server: MotoServer) -> str:
 def rclone_s3_server() -> Iterator[RcloneS3Server]:
     with RcloneS3Server() as server:
         yield server
+
+
+@pytest.fixture
+def started_daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemons a test started; each is stopped at teardown, even when the test failed."""
+    made: list[DaemonProcess] = []
+    yield made
+    for d in made:
+        d.ensure_stopped()

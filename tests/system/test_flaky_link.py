@@ -16,20 +16,10 @@ from tests.support.dbus import PrivateBus, private_bus
 from tests.support.fake_nm import FakeService
 from tests.support.faultproxy import FaultProxy
 from tests.support.images import png
+from tests.support.s3daemon import s3_daemon_config
 from tests.support.s3server import MotoServer
 
 BASE = "https://img.example.com/flaky"
-
-
-_STARTED: list[DaemonProcess] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_daemons() -> Iterator[None]:
-    """A failing test still stops the daemons it started."""
-    yield
-    while _STARTED:
-        _STARTED.pop().ensure_stopped()
 
 
 @pytest.fixture
@@ -48,6 +38,7 @@ def nm_online(bus: PrivateBus) -> Iterator[PrivateBus]:
 
 
 def start_daemon(
+    made: list[DaemonProcess],
     tmp_path: Path,
     server: MotoServer,
     bucket: str,
@@ -55,36 +46,17 @@ def start_daemon(
     bus: PrivateBus,
     **upload: object,
 ) -> DaemonProcess:
-    (tmp_path / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
-    extra = "".join(f"{k} = {v}\n" for k, v in upload.items())
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[paths]
-notes = ["vault"]
-images = ["vault/attachments"]
-state_dir = "state"
-
-[storage]
-backend = "s3"
-bucket = "{bucket}"
-endpoint_url = "{endpoint}"
-public_base_url = "{BASE}"
-connect_timeout = 2
-read_timeout = 5
-
-[upload]
-settle_seconds = 0
-{extra}"""
+    d = s3_daemon_config(
+        tmp_path,
+        server,
+        bucket,
+        endpoint,
+        public_base_url=BASE,
+        bus_address=bus.address,
+        read_timeout=5,
+        **upload,
     )
-    assert server.credentials is not None
-    env = DaemonProcess.base_env(
-        SYNCD_ACCESS_KEY_ID=server.credentials.access_key_id,
-        SYNCD_SECRET_ACCESS_KEY=server.credentials.secret_access_key,
-        DBUS_SYSTEM_BUS_ADDRESS=bus.address,
-    )
-    d = DaemonProcess(config, env, tmp_path)
-    _STARTED.append(d)
+    made.append(d)
     d.start()
     return d
 
@@ -106,12 +78,24 @@ def rewritten(vault: Path, images: dict[int, bytes]) -> set[int]:
 
 
 def test_a_retry_after_one_503_happens_without_any_other_event(
-    tmp_path: Path, s3_server: MotoServer, s3_bucket: str, nm_online: PrivateBus
+    tmp_path: Path,
+    s3_server: MotoServer,
+    s3_bucket: str,
+    nm_online: PrivateBus,
+    started_daemons: list[DaemonProcess],
 ) -> None:
     """The first PUT meets a 503; nothing else happens afterwards. The retry must still
     come, when it is due: the main loop is re-armed by the reschedule itself."""
     with FaultProxy(s3_server.port, script=["503"], only_methods=("PUT",)) as proxy:
-        d = start_daemon(tmp_path, s3_server, s3_bucket, proxy.url, nm_online, retry_base_seconds=3)
+        d = start_daemon(
+            started_daemons,
+            tmp_path,
+            s3_server,
+            s3_bucket,
+            proxy.url,
+            nm_online,
+            retry_base_seconds=3,
+        )
         data = png(seed=1)
         (tmp_path / "vault" / "attachments" / "only.png").write_bytes(data)
         wait_until(lambda: proxy.faulted["503"] == 1, what="the first PUT to meet its 503")
@@ -128,7 +112,11 @@ def test_a_retry_after_one_503_happens_without_any_other_event(
 
 
 def test_a_flaky_link_strands_no_item_once_it_heals(
-    tmp_path: Path, s3_server: MotoServer, s3_bucket: str, nm_online: PrivateBus
+    tmp_path: Path,
+    s3_server: MotoServer,
+    s3_bucket: str,
+    nm_online: PrivateBus,
+    started_daemons: list[DaemonProcess],
 ) -> None:
     """Half the requests fail (resets, dropped answers, 503, 429), then the link goes
     down altogether for a while (every connection reset or its answer lost), then it
@@ -136,6 +124,7 @@ def test_a_flaky_link_strands_no_item_once_it_heals(
     although per-item backoff alone would have had items wait for minutes."""
     with FaultProxy(s3_server.port, rate=0.5, seed=7) as proxy:
         d = start_daemon(
+            started_daemons,
             tmp_path,
             s3_server,
             s3_bucket,

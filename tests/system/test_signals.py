@@ -10,62 +10,37 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
 from tests.support.faultproxy import FaultProxy
 from tests.support.images import png
+from tests.support.s3daemon import s3_daemon_config
 from tests.support.s3server import MotoServer
 
 BASE = "https://img.example.com/sig"
-_STARTED: list[DaemonProcess] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_daemons() -> Iterator[None]:
-    """A failing test still stops the daemons it started."""
-    yield
-    while _STARTED:
-        _STARTED.pop().ensure_stopped()
 
 
 def daemon(
-    tmp_path: Path, server: MotoServer, bucket: str, endpoint: str, **upload: object
+    made: list[DaemonProcess],
+    tmp_path: Path,
+    server: MotoServer,
+    bucket: str,
+    endpoint: str,
+    **upload: object,
 ) -> DaemonProcess:
-    (tmp_path / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
-    extra = "".join(f"{k} = {v}\n" for k, v in upload.items())
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[paths]
-notes = ["vault"]
-images = ["vault/attachments"]
-state_dir = "state"
-
-[storage]
-backend = "s3"
-bucket = "{bucket}"
-endpoint_url = "{endpoint}"
-public_base_url = "{BASE}"
-connect_timeout = 2
-read_timeout = 30
-
-[upload]
-settle_seconds = 0
-retry_base_seconds = 0.5
-{extra}"""
+    d = s3_daemon_config(
+        tmp_path,
+        server,
+        bucket,
+        endpoint,
+        public_base_url=BASE,
+        bus_address=f"unix:path={tmp_path / 'no-bus'}",
+        read_timeout=30,
+        retry_base_seconds=0.5,
+        **upload,
     )
-    assert server.credentials is not None
-    env = DaemonProcess.base_env(
-        SYNCD_ACCESS_KEY_ID=server.credentials.access_key_id,
-        SYNCD_SECRET_ACCESS_KEY=server.credentials.secret_access_key,
-        DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path / 'no-bus'}",
-    )
-    d = DaemonProcess(config, env, tmp_path)
-    _STARTED.append(d)
+    made.append(d)
     return d
 
 
@@ -91,11 +66,14 @@ def counts(d: DaemonProcess) -> dict[str, int]:
 
 
 def test_sigterm_during_a_reload_with_an_upload_in_flight_stops_the_daemon(
-    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+    tmp_path: Path,
+    s3_server: MotoServer,
+    s3_bucket: str,
+    started_daemons: list[DaemonProcess],
 ) -> None:
     big = png(seed=3, noise=8_000_000)
     with FaultProxy(s3_server.port, body_bytes_per_second=200_000) as slow:
-        d = daemon(tmp_path, s3_server, s3_bucket, slow.url)
+        d = daemon(started_daemons, tmp_path, s3_server, s3_bucket, slow.url)
         d.start()
         (tmp_path / "vault" / "attachments" / "big.png").write_bytes(big)
         wait_until(lambda: "PUT" in slow.requests_begun, what="the upload to begin")
@@ -119,11 +97,14 @@ def test_sigterm_during_a_reload_with_an_upload_in_flight_stops_the_daemon(
 
 
 def test_sigstop_past_the_lease_then_sigcont_leaves_nothing_stuck(
-    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+    tmp_path: Path,
+    s3_server: MotoServer,
+    s3_bucket: str,
+    started_daemons: list[DaemonProcess],
 ) -> None:
     images = [png(seed=40 + i, noise=400_000) for i in range(3)]
     with FaultProxy(s3_server.port, body_bytes_per_second=400_000) as slow:
-        d = daemon(tmp_path, s3_server, s3_bucket, slow.url, lease_seconds=5)
+        d = daemon(started_daemons, tmp_path, s3_server, s3_bucket, slow.url, lease_seconds=5)
         d.start()
         for i, data in enumerate(images):
             (tmp_path / "vault" / "attachments" / f"p{i}.png").write_bytes(data)
