@@ -545,13 +545,17 @@ class Daemon:
         if self._disk_full is None or time.monotonic() < self._next_disk_check:
             return
         if _free_bytes(self.config.paths.state_dir) >= DISK_FREE_ENOUGH:
+            with self._cond:
+                unreleased, self._unreleased = self._unreleased, []
             try:
-                for item_id, owner in self._unreleased:
-                    self.queue.release(item_id, owner)
-                self._unreleased.clear()
+                while unreleased:
+                    self.queue.release(*unreleased[-1])
+                    unreleased.pop()
                 self._disk_full = None
                 self.reconcile()  # what arrived while nothing could be recorded
             except QueueError as exc:
+                with self._cond:
+                    self._unreleased += unreleased  # released at the next look
                 self._disk_full = str(exc)
             else:
                 log.info("the disk has room again: work resumes")
