@@ -24,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tests.support.loopback import LoopbackListener
+
 _CHUNK = 64 * 1024
 _POLL = 0.2  # how often idle pump threads look at the stop flag
 
@@ -60,11 +62,9 @@ class DelayProxy:
         self._stopping = threading.Event()
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._acceptor = threading.Thread(target=self._accept, name="delayproxy-accept")
-        self._acceptor.start()
+        self._listener = LoopbackListener(self._accepted, name="delayproxy-accept")
+        self.port = self._listener.port
+        self.url = self._listener.url
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -75,9 +75,6 @@ class DelayProxy:
 
     def stop(self) -> None:
         self._stopping.set()
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-            pass  # wakes accept()
-        self._acceptor.join()
         self._listener.close()
         with self._lock:
             socks = list(self._socks)
@@ -97,30 +94,22 @@ class DelayProxy:
 
     # -- connections ----------------------------------------------------------
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self._stopping.is_set():
+    def _accepted(self, client: socket.socket) -> None:
+        accepted = time.monotonic()
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            if self._open >= self.max_connections:
+                self.refused += 1
                 client.close()
                 return
-            accepted = time.monotonic()
-            with self._lock:
-                self._threads = [t for t in self._threads if t.is_alive()]
-                if self._open >= self.max_connections:
-                    self.refused += 1
-                    client.close()
-                    continue
-                self._open += 1
-                self.connections += 1
-            t = threading.Thread(
-                target=self._connection, args=(client, accepted), name="delayproxy-conn"
-            )
-            with self._lock:
-                self._threads.append(t)
-            t.start()
+            self._open += 1
+            self.connections += 1
+        t = threading.Thread(
+            target=self._connection, args=(client, accepted), name="delayproxy-conn"
+        )
+        with self._lock:
+            self._threads.append(t)
+        t.start()
 
     def _connection(self, client: socket.socket, accepted: float) -> None:
         try:

@@ -26,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from tests.support.loopback import LoopbackListener
+
 FAULTS = ("reset", "drop", "503", "429")
 
 _REPLIES = {
@@ -63,12 +65,10 @@ class FaultProxy:
         self.faulted: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.methods: list[str] = []
         self._stopping = False
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, name="faultproxy-accept")
-        self._acceptor.start()
+        self._listener = LoopbackListener(self._accepted, name="faultproxy-accept")
+        self.port = self._listener.port
+        self.url = self._listener.url
 
     def heal(self) -> None:
         with self._lock:
@@ -77,9 +77,6 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._stopping = True
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-            pass  # wakes accept()
-        self._acceptor.join()
         self._listener.close()
         for t in self._threads:
             t.join(10)
@@ -90,19 +87,11 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self._stopping:
-                client.close()
-                return
-            t = threading.Thread(target=self._serve, args=(client,), name="faultproxy-conn")
-            self._threads = [x for x in self._threads if x.is_alive()]
-            self._threads.append(t)
-            t.start()
+    def _accepted(self, client: socket.socket) -> None:
+        t = threading.Thread(target=self._serve, args=(client,), name="faultproxy-conn")
+        self._threads = [x for x in self._threads if x.is_alive()]
+        self._threads.append(t)
+        t.start()
 
     def _fault(self, method: str) -> str | None:
         if method not in self.only_methods:

@@ -18,24 +18,23 @@ import selectors
 import socket
 import threading
 
+from tests.support.loopback import LoopbackListener
+
 
 class NetCut:
     def __init__(self, upstream_port: int, *, cut_after_bytes: int | None = None) -> None:
         self.upstream = ("127.0.0.1", upstream_port)
         self.cut_after_bytes = cut_after_bytes
         self.sent_upstream = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self._lock = threading.Lock()
         self._is_cut = False
-        self._stopping = False
         self._epoch_r, self._epoch_w = os.pipe()
         self._old_pipes: list[int] = []
         self.cut_happened = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, name="netcut-accept")
-        self._acceptor.start()
+        self._listener = LoopbackListener(self._accepted, name="netcut-accept")
+        self.port = self._listener.port
+        self.url = self._listener.url
 
     def cut(self) -> None:
         with self._lock:
@@ -51,11 +50,7 @@ class NetCut:
             self.cut_after_bytes = None
 
     def stop(self) -> None:
-        self._stopping = True
         self.cut()
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-            pass  # wakes accept()
-        self._acceptor.join()
         self._listener.close()
         for t in self._threads:
             t.join()
@@ -68,30 +63,20 @@ class NetCut:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self._stopping:
-                client.close()
-                return
-            with self._lock:
-                cut, epoch = self._is_cut, self._epoch_r
-            if cut:
-                client.close()  # the link is dead: the connection goes nowhere
-                continue
-            try:
-                server = socket.create_connection(self.upstream)
-            except OSError:
-                client.close()
-                continue
-            t = threading.Thread(
-                target=self._pump, args=(client, server, epoch), name="netcut-pump"
-            )
-            self._threads.append(t)
-            t.start()
+    def _accepted(self, client: socket.socket) -> None:
+        with self._lock:
+            cut, epoch = self._is_cut, self._epoch_r
+        if cut:
+            client.close()  # the link is dead: the connection goes nowhere
+            return
+        try:
+            server = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        t = threading.Thread(target=self._pump, args=(client, server, epoch), name="netcut-pump")
+        self._threads.append(t)
+        t.start()
 
     def _pump(self, client: socket.socket, server: socket.socket, epoch: int) -> None:
         sel = selectors.DefaultSelector()
