@@ -50,9 +50,6 @@ class RetrySchedule:
     def __len__(self) -> int:
         return len(self._due)
 
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._due
-
     def wait(self, item_id: int, delay: float, *, network: bool = True) -> None:
         """`item_id` failed transiently and is to be tried again after `delay` seconds.
 
