@@ -117,7 +117,7 @@ def sync_once(
         vault = Vault(
             config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
         )
-        rewriter = Rewriter(queue, scanner, vault)
+        rewriter = Rewriter(queue, scanner, vault, dialect=config.notes.dialect)
         image_roots = scoped_roots(config.paths.images, only)
         notes = list(vault.notes([only] if only else ()))
         if only is None:

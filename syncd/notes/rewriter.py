@@ -29,6 +29,7 @@ from syncd.errors import CorruptDownload, StorageError
 from syncd.intake.scanner import Outcome, Scanner, iter_files
 from syncd.intake.vault import Vault
 from syncd.markdown.links import (
+    Dialect,
     ImageRef,
     Syntax,
     apply_edits,
@@ -121,6 +122,7 @@ class Rewriter:
         download_dir: Path | None = None,
         cache: LocalCopies | None = None,
         public_base_url: str | None = None,
+        dialect: Dialect | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -131,6 +133,9 @@ class Rewriter:
         self.cache = cache
         self.public_base_url = public_base_url or (storage.public_base_url if storage else None)
         self.clock = clock
+        # Whose rules decide what is an image: configured, else detected per vault root.
+        self.dialect = dialect
+        self._dialects: dict[Path | None, Dialect] = {}
         # The last version of each note that syncd itself wrote: (size, mtime_ns, inode).
         self._own_writes: dict[str, tuple[int, int, int]] = {}
         # One rewrite at a time: two threads rewriting one note would each see the other's
@@ -141,6 +146,20 @@ class Rewriter:
         # Notes showing images that do not exist (yet): lower-case file name -> notes.
         self._missing: dict[str, set[Path]] = {}
         self._missing_of: dict[Path, set[str]] = {}
+
+    def dialect_of(self, note: Path) -> Dialect:
+        """The dialect `note` is read in: the configured one, else the vault's editor's.
+
+        A vault root holding `.obsidian/` is Obsidian's, one holding `logseq/` Logseq's.
+        """
+        if self.dialect is not None:
+            return self.dialect
+        root = self.vault.root_of(note)
+        found = self._dialects.get(root)
+        if found is None:
+            found = detect_dialect(root) if root is not None else Dialect.COMMONMARK
+            self._dialects[root] = found
+        return found
 
     def is_own_write(self, note: Path) -> bool:
         """True if the note on disk is exactly what syncd last wrote (an inotify echo)."""
@@ -180,7 +199,7 @@ class Rewriter:
         item_ids: dict[Path, int | None] = {}
         recorded: set[str] = set()
         missing: set[str] = set()
-        for ref in find_image_refs(snap.text):
+        for ref in find_image_refs(snap.text, self.dialect_of(note)):
             target = (ref.syntax, ref.target)
             if target not in resolved:
                 resolved[target] = self.vault.resolve(ref, note)
@@ -404,7 +423,7 @@ class Rewriter:
         resolved: dict[tuple[Syntax, str], Path | None] = {}
         items: dict[Path, UploadItem | None] = {}
         recorded: dict[str, int] = {}
-        for ref in find_image_refs(snap.text):
+        for ref in find_image_refs(snap.text, self.dialect_of(snap.path)):
             original = snap.text[ref.start : ref.end]
             present.add(original)
             if moved and self._plan_move(snap.text, ref, moved, edits, planned):
@@ -469,7 +488,10 @@ class Rewriter:
         span = text[ref.start : ref.end]
         rec = moved.get(whole) if ref.syntax is Syntax.INLINE else None
         wiki = rec is not None and rec.syntax == Syntax.WIKI_EMBED.value
-        if not wiki:
+        # A reference image was rewritten whole into this inline image: it keeps its alt and
+        # title, only the destination moves.
+        whole_image = rec is not None and rec.syntax == Syntax.REFERENCE_IMAGE.value
+        if not (wiki or whole_image):
             rec = moved.get(span)
         if rec is None or rec.item_id is None:
             return False
@@ -480,6 +502,13 @@ class Rewriter:
             # Rendered from the original embed, exactly as the first rewrite did.
             first = find_image_refs(rec.original)[0]
             replacement = render_replacement(first, item.url)
+            edits.append((ref.image_start, ref.image_end, replacement))
+        elif whole_image:
+            replacement = (
+                text[ref.image_start : ref.start]
+                + render_replacement(ref, item.url)
+                + text[ref.end : ref.image_end]
+            )
             edits.append((ref.image_start, ref.image_end, replacement))
         else:
             replacement = render_replacement(ref, item.url)
@@ -554,7 +583,7 @@ class Rewriter:
         edits: list[tuple[int, int, str]] = []
         ids: list[int] = []
         problems: list[str] = []
-        for ref in find_image_refs(snap.text):
+        for ref in find_image_refs(snap.text, self.dialect_of(snap.path)):
             whole = snap.text[ref.image_start : ref.image_end]
             span = snap.text[ref.start : ref.end]
             # A wiki embed was rewritten whole, into an inline image: match the whole image.
@@ -693,6 +722,15 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self._out.write(data)
+
+
+def detect_dialect(root: Path) -> Dialect:
+    """The editor whose rules a vault follows, by the folder it keeps at the vault's root."""
+    if (root / ".obsidian").is_dir():
+        return Dialect.OBSIDIAN
+    if (root / "logseq").is_dir():
+        return Dialect.LOGSEQ
+    return Dialect.COMMONMARK
 
 
 def _missing_names(ref: ImageRef) -> set[str]:

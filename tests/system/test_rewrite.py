@@ -424,6 +424,34 @@ def test_an_edited_image_moves_its_notes_to_the_new_url(tmp_path: Path) -> None:
     assert note.read_text() == original
 
 
+def test_an_edited_image_moves_its_suffixed_and_shared_links_too(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    first, second = png(seed=3), png(seed=4)
+    image = v.vault / "attachments" / "chart.png"
+    image.write_bytes(first)
+    note = v.vault / "n.md"
+    original = (
+        "![c](attachments/chart.png#gh-dark-mode-only)\nSee [it][d] and ![d]\n\n"
+        '[d]: attachments/chart.png?raw=true "T"\n'
+    )
+    note.write_text(original)
+
+    def shown(url: str) -> str:
+        return (
+            f'![c]({url}#gh-dark-mode-only)\nSee [it][d] and ![d]({url}?raw=true "T")\n\n'
+            '[d]: attachments/chart.png?raw=true "T"\n'
+        )
+
+    assert v.run("sync", "--once").returncode == 0
+    assert note.read_text() == shown(v.url(first))
+    image.write_bytes(second)
+    code, out = v.run_json("sync", "--once")
+    assert code == 0, out
+    assert note.read_text() == shown(v.url(second))
+    assert v.run("localize", "--all").returncode == 0
+    assert note.read_text() == original
+
+
 def snapshot(root: Path) -> dict[Path, tuple[bytes, int]]:
     return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
