@@ -298,6 +298,9 @@ def notes(draw: st.DrawFn) -> Note:
         # A single newline only between blocks that may interrupt one another safely.
         after_html = text.rstrip().endswith(">")  # an HTML block runs to a blank line
         text += (sep if block[:1] in "#`~<" and not after_html else "\n\n") + block
+    if note.labels and draw(st.booleans()):  # an ordinary link shares an image's definition
+        shared = draw(st.sampled_from(sorted(note.labels)))
+        text += "\n\n" + draw(st.sampled_from([f"See [it][{shared}].", f"> [{shared}]"]))
     if note.labels and "]: " not in text:
         text += "\n\n" + "\n".join(f"[{lab}]: {dest}" for lab, dest in note.labels.items())
     if draw(st.booleans()):
