@@ -157,8 +157,7 @@ class Rewriter:
         root = self.vault.root_of(note)
         found = self._dialects.get(root)
         if found is None:
-            found = detect_dialect(root) if root is not None else Dialect.COMMONMARK
-            self._dialects[root] = found
+            found = self._dialects[root] = dialect_of(self.vault, note, None)
         return found
 
     def is_own_write(self, note: Path) -> bool:
@@ -722,6 +721,14 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self._out.write(data)
+
+
+def dialect_of(vault: Vault, note: Path, configured: Dialect | None) -> Dialect:
+    """The dialect `note` is read in: `configured`, else that of its vault root's editor."""
+    if configured is not None:
+        return configured
+    root = vault.root_of(note)
+    return detect_dialect(root) if root is not None else Dialect.COMMONMARK
 
 
 def detect_dialect(root: Path) -> Dialect:
