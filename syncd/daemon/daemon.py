@@ -316,7 +316,7 @@ class Daemon:
         self.vault = Vault(
             config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
         )
-        self.rewriter = Rewriter(self.queue, self.scanner, self.vault)
+        self.rewriter = Rewriter(self.queue, self.scanner, self.vault, dialect=config.notes.dialect)
         self.uploader = Uploader(
             self.queue,
             self.storage,
