@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from syncd import __version__
+from syncd import __version__, app
 from syncd.config import Config, load_config
 from syncd.control.events import EventBus
 from syncd.control.server import ControlServer, default_socket_path
@@ -47,17 +47,14 @@ from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, On
 from syncd.daemon.oneshot import owner_id, pid_alive
 from syncd.errors import ConfigError, QueueError
 from syncd.intake.scanner import Outcome as ScanOutcome
-from syncd.intake.scanner import Scanner
-from syncd.intake.vault import Vault
 from syncd.intake.watcher import EventKind, PathEvent, Watcher
 from syncd.notes.notewriter import is_note, remove_stale_temp_files
-from syncd.notes.rewriter import Rewriter
 from syncd.notes.worker import BIG_NOTE_BYTES, NoteWorker
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
 from syncd.queue import State, UploadItem
 from syncd.queue.integrity import open_checked_queue
-from syncd.storage import Storage, open_storage
+from syncd.storage import Storage
 from syncd.storage.base import clock_problem
 from syncd.system import redact
 from syncd.system.display import printable
@@ -228,16 +225,11 @@ class Daemon:
         with self._cond:
             self.schedule = RetrySchedule()
             self.schedule.load(self.queue.waiting(), config.upload.retry_max_seconds)
-        self.storage = self._given_storage or open_storage(
-            config.storage, pool_size=config.upload.workers
-        )
-        roots = [*config.paths.notes, *config.paths.images]
-        self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds, roots=roots)
+        self.storage = self._given_storage or app.storage(config)
+        self.scanner = app.scanner(config, self.queue)
         self.scanner.on_queued = self._on_queued
-        self.vault = Vault(
-            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
-        )
-        self.rewriter = Rewriter(self.queue, self.scanner, self.vault, dialect=config.notes.dialect)
+        self.vault = app.vault(config)
+        self.rewriter = app.rewriter(config, self.queue, self.scanner, self.vault)
         self.uploader = Uploader(
             self.queue,
             self.storage,
