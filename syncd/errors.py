@@ -101,9 +101,5 @@ class PreconditionFailed(StorageError):
     """A conditional write found the object already there (If-None-Match: *)."""
 
 
-class LocalFileError(PermanentStorageError):
-    """The local file to upload cannot be read (gone, unreadable, changed under us)."""
-
-
 class DaemonRunning(SyncdError):
     """Another daemon already works on this state folder."""

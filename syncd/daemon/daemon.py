@@ -43,7 +43,7 @@ from syncd.config import Config, load_config
 from syncd.control.events import EventBus
 from syncd.control.server import ControlServer, default_socket_path
 from syncd.daemon.api import DaemonControl
-from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
+from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online, Source
 from syncd.daemon.oneshot import owner_id, pid_alive
 from syncd.errors import ConfigError, QueueError
 from syncd.intake.scanner import Outcome as ScanOutcome
@@ -141,7 +141,7 @@ class Daemon:
         self._recheck: dict[Path, float] = {}  # files still being written -> when to look
         self.events = EventBus()
         self.control: ControlServer | None = None
-        self._online_source = "none"
+        self._online_source = Source.NONE
         self._online_since = time.time()
         self._inflight: dict[int, dict[str, Any]] = {}  # item id -> what status shows
         self._inflight_lock = threading.Lock()
