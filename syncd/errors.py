@@ -103,3 +103,8 @@ class PreconditionFailed(StorageError):
 
 class DaemonRunning(SyncdError):
     """Another daemon already works on this state folder."""
+
+
+class NotRegularFileError(SyncdError, OSError):
+    """The path is a FIFO, a socket, a device or a folder: syncd does not read it. Also
+    an OSError, so code that handles an unreadable file handles this one too."""

@@ -55,8 +55,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.errors import SyncdError
-from syncd.system.fs import NotRegularFileError, fsync_dir, open_regular
+from syncd.errors import NotRegularFileError, SyncdError
+from syncd.system.fs import fsync_dir, open_regular
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-
-class NotRegularFileError(OSError):
-    """The path is a FIFO, a socket, a device or a folder: syncd does not read it."""
+from syncd.errors import NotRegularFileError
 
 
 def fsync_dir(path: Path) -> None:
