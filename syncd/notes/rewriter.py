@@ -152,6 +152,9 @@ class Rewriter:
         # from the same bytes; parsing a long note is the costliest step of either.
         self._parsed: OrderedDict[tuple[str, Dialect], list[ImageRef]] = OrderedDict()
         self._parsed_lock = threading.Lock()
+        # The last notes index_note read (a few: a rescan indexes thousands), for the
+        # rewrite that follows.
+        self._last_read: OrderedDict[Path, NoteSnapshot] = OrderedDict()
 
     def _refs(self, snap: NoteSnapshot) -> list[ImageRef]:
         """The image references of this version of the note, parsed once (in its dialect)."""
@@ -181,6 +184,14 @@ class Rewriter:
         if found is None:
             found = self._dialects[root] = dialect_of(self.vault, note, None)
         return found
+
+    def _fresh_read(self, note: Path) -> NoteSnapshot | None:
+        """The version the index pass just read, if the file has not changed since: a
+        saved note is opened once for reading, not once per phase. (The write re-checks
+        the content under a lease anyway.)"""
+        with self._lock:
+            snap = self._last_read.pop(note, None)
+        return snap if snap is not None and snap.still_on_disk() else None
 
     def is_own_write(self, note: Path) -> bool:
         """True if the note on disk is exactly what syncd last wrote (an inotify echo)."""
@@ -213,6 +224,11 @@ class Rewriter:
         except NoteError as exc:
             log.warning("%s", exc)
             return 0
+        with self._lock:
+            self._last_read[note] = snap  # the rewrite that follows starts from it
+            self._last_read.move_to_end(note)
+            while len(self._last_read) > _PARSES_KEPT:
+                self._last_read.popitem(last=False)
         count = unresolved = 0
         # A note may show the same image thousands of times: each distinct target is
         # resolved, looked up and recorded once per pass.
@@ -328,7 +344,7 @@ class Rewriter:
     ) -> NoteChange | None:
         for _ in range(_WRITE_ATTEMPTS):
             try:
-                snap = read_note(note)
+                snap = self._fresh_read(note) or read_note(note)
             except NoteError as exc:
                 if not dry_run and os.path.lexists(note):
                     self._postpone(note, str(exc))
