@@ -161,7 +161,7 @@ class Rewriter:
         self._last_read: OrderedDict[Path, NoteSnapshot] = OrderedDict()
 
     def _refs(self, snap: NoteSnapshot) -> list[ImageRef]:
-        """The image references of this version of the note, parsed once."""
+        """The image references of this version of the note, parsed once (in its dialect)."""
         dialect = self.dialect_of(snap.path)
         key = (snap.sha256, dialect)
         with self._parsed_lock:
