@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import QueueError
-from syncd.queue import FileStat, State, UploadQueue
+from syncd.queue import SCHEMA_VERSION, FileStat, State, UploadQueue
+from tests.unit.test_queue_schema import PROVENANCE_COLUMNS
 
 
 class FakeClock:
@@ -46,7 +47,9 @@ def test_wal_and_full_sync_are_on(queue: UploadQueue) -> None:
 
 def test_schema_version_is_recorded(queue: UploadQueue) -> None:
     con = sqlite3.connect(queue.path)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
     con.close()
 
 
@@ -60,6 +63,8 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     con.execute("DROP TABLE remote_objects")
     con.execute("DROP TABLE notes")
     con.execute("ALTER TABLE items DROP COLUMN wait_reason")
+    for column in PROVENANCE_COLUMNS:
+        con.execute(f"ALTER TABLE items DROP COLUMN {column}")
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()
