@@ -57,20 +57,21 @@ class Preparer:
         queued). Never raises for what is in the file: an image that cannot be parsed
         goes up unchanged, with a note.
         """
-        settings = self.options.fingerprint
+        options = self._options_for(item)
+        settings = options.fingerprint
         reused = self._recorded_body(item, path, settings)
         if reused is not None:
             return reused
-        if self.options.changes_nothing or item.size > MAX_IMAGE_BYTES:
+        if options.changes_nothing or item.size > MAX_IMAGE_BYTES:
             note = None
-            if not self.options.changes_nothing:
+            if not options.changes_nothing:
                 note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: uploaded unchanged, not checked"
             return self._as_is(item, path, settings, note)
         data = f.read(MAX_IMAGE_BYTES + 1)
         if hashlib.sha256(data).hexdigest() != item.sha256:
             return None
         f.seek(0)
-        result = prepare(data, item.mime, self.options)
+        result = prepare(data, item.mime, options)
         if result.data == data:
             return self._as_is(item, path, settings, result.note)
         digest = hashlib.sha256(result.data).hexdigest()
@@ -89,6 +90,14 @@ class Preparer:
         target = self._body_path(item, prepared)
         _write_new(target, result.data)
         return UploadBody(target, prepared, temporary=True)
+
+    def _options_for(self, item: UploadItem) -> ImageOptions:
+        """The settings for `item`: the configured ones, except for an item uploaded
+        before (its object left the bucket and is wanted again), which is made as it was
+        then, so that its key, which notes may show, names the same bytes again."""
+        if item.remote_key and item.prepared_with:
+            return ImageOptions.from_fingerprint(item.prepared_with) or self.options
+        return self.options
 
     def remake(self, item: UploadItem, paths: list[Path]) -> Path | None:
         """The object of an uploaded `item` made again from a local original, with the

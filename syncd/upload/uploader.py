@@ -203,6 +203,8 @@ class Uploader:
         )
         if updated == item:
             return item
+        if obj.sha256 == item.sha256 and not obj.note and item.object_sha256 is None:
+            return item  # the local file as it is, nothing to say: nothing to record
         if not self.queue.record_prepared(item.id, owner, obj):
             return None
         done = [f"removed {', '.join(obj.stripped)}"] if obj.stripped else []

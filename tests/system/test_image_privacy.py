@@ -153,3 +153,37 @@ def test_convert_to_webp_links_the_webp_and_an_unparseable_file_goes_up_as_it_is
 
     syncd(d, "localize", "--all").check_returncode()
     assert (vault / "n.md").read_text() == note_text
+
+
+def test_sync_once_publishes_jpeg_png_and_webp_without_location_and_same_pixels(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    d = s3_daemon_config(
+        tmp_path,
+        s3_server,
+        s3_bucket,
+        s3_server.url,
+        public_base_url=BASE,
+        bus_address=f"unix:path={tmp_path / 'no-bus'}",
+        read_timeout=10,
+    )
+    vault = tmp_path / "vault"
+    made = {"a.jpg": photos.jpeg(gps=True), "b.png": photos.png(), "c.webp": photos.webp()}
+    for name, data in made.items():
+        assert gps_of(data), name
+        (vault / "attachments" / name).write_bytes(data)
+    (vault / "n.md").write_text("".join(f"![{n}](attachments/{n})\n" for n in made))
+
+    plan = syncd_json(d, "sync", "--once", "--dry-run")
+    assert len(plan["would_upload"]) == 3
+    assert bucket(s3_server, s3_bucket) == {}
+
+    assert syncd_json(d, "sync", "--once")["results"]["uploaded"] == 3
+
+    sent = {ctype: data for data, ctype in bucket(s3_server, s3_bucket).values()}
+    for name, ctype in (("a.jpg", "image/jpeg"), ("b.png", "image/png"), ("c.webp", "image/webp")):
+        assert gps_of(sent[ctype]) == {}, name
+        assert photos.decoded(sent[ctype]) == photos.decoded(made[name]), name
+        for place in photos.XMP_PLACES:
+            assert place.encode() not in sent[ctype], (name, place)
+        assert (vault / "attachments" / name).read_bytes() == made[name]

@@ -226,3 +226,15 @@ def test_the_dry_run_plan_says_what_would_be_removed(tmp_path: Path) -> None:
     plain.write_bytes(photos.jpeg(gps=False))
     assert plan_for(plain, ImageOptions()).describe() is None
     assert plan_for(path, ImageOptions(strip_location=False)) == PreparePlan()
+
+
+def test_an_object_wanted_again_is_made_as_it_was_whatever_the_settings_now(rig: Rig) -> None:
+    rig.add("IMG_3.jpg", photos.jpeg(gps=True))
+    rig.upload_all(ImageOptions())
+    ((key, sent),) = rig.objects().items()
+    (rig.remote / key).unlink()  # gone from the bucket, while a note still shows its URL
+    assert rig.queue.requeue_key(key) == 1
+
+    assert rig.upload_all(ImageOptions(strip_location=False)) == [Result.UPLOADED]
+    assert rig.objects() == {key: sent}
+    assert "GPS" in rig.item().stripped
