@@ -84,8 +84,12 @@ def test_two_daemons_on_two_copies_of_one_vault_converge_without_double_uploads(
         (vault / "old.md").write_text("![old](attachments/old.jpg)\n")
 
     with Replicator(va, vb) as sync:
-        a.start()
-        b.start()
+        # Started together: both find old.jpg and old.md at once.
+        for d in (a, b):
+            d.start(wait_ready=False)
+        for d in (a, b):
+            assert d.notify is not None
+            d.notify.wait_for("READY", "1", timeout=60)
         paste(va, "from-laptop.md", "laptop.jpg", photos.jpeg(gps=True, orientation=3))
         paste(vb, "from-desktop.md", "desktop.png", photos.png())
         for vault in (va, vb):
