@@ -91,6 +91,7 @@ def test_a_photo_pasted_into_a_running_daemon_goes_up_without_its_location(
     (item,) = syncd_json(d, "items")["items"]
     assert "GPS" in item["stripped"]
     assert item["object_size"] == len(sent)
+    assert "removed GPS" in syncd(d, "items").stdout
     assert d.stop() == 0
 
     # A rerun finds the original done: nothing is processed or uploaded again.
@@ -125,6 +126,12 @@ def test_convert_to_webp_links_the_webp_and_an_unparseable_file_goes_up_as_it_is
     note_text = "![shot](attachments/shot.png)\n![cut](<attachments/cut.jpg>)\n"
     (vault / "n.md").write_text(note_text)
 
+    plan = syncd(d, "sync", "--once", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "convert to webp if smaller" in plan.stdout
+    assert "could not parse" in plan.stdout  # the cut-short JPEG
+    assert bucket(s3_server, s3_bucket) == {}
+
     done = syncd_json(d, "sync", "--once")
     assert done["results"]["uploaded"] == 2
 
@@ -143,6 +150,9 @@ def test_convert_to_webp_links_the_webp_and_an_unparseable_file_goes_up_as_it_is
     items = {i["name"]: i for i in syncd_json(d, "items")["items"]}
     assert items["shot.png"]["converted_from"] == "image/png"
     assert "could not parse" in (items["cut.jpg"]["prepare_note"] or "")
+    listed = syncd(d, "items").stdout
+    assert "converted from image/png to image/webp" in listed
+    assert "could not parse" in listed
     assert (vault / "attachments" / "shot.png").read_bytes() == screenshot
 
     # The converted object lost from the bucket is made again from the original.
@@ -175,7 +185,12 @@ def test_sync_once_publishes_jpeg_png_and_webp_without_location_and_same_pixels(
     (vault / "n.md").write_text("".join(f"![{n}](attachments/{n})\n" for n in made))
 
     plan = syncd_json(d, "sync", "--once", "--dry-run")
-    assert len(plan["would_upload"]) == 3
+    changes = {Path(u["file"]).name: u["changes"] for u in plan["would_upload"]}
+    assert set(changes) == set(made)
+    for name in made:
+        assert "GPS" in changes[name]["stripped"], name
+    human = syncd(d, "sync", "--once", "--dry-run").stdout
+    assert "remove GPS" in human
     assert bucket(s3_server, s3_bucket) == {}
 
     assert syncd_json(d, "sync", "--once")["results"]["uploaded"] == 3
