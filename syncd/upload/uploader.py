@@ -150,7 +150,12 @@ class Uploader:
             with f:
                 if os.fstat(f.fileno()).st_size != item.size:
                     continue  # edited since it was queued: intake records the new content
-                body = self.preparer.body_for(item, path, f)
+                try:
+                    body = self.preparer.body_for(item, path, f)
+                except OSError as exc:
+                    # No prepared copy, no upload: the file as it is may hold a location.
+                    error = f"cannot prepare {item.name} in the state folder: {exc.strerror}"
+                    return self._retry(item, owner, error, None, WaitReason.OTHER)
                 if body is None:
                     continue  # edited while queued, same size
                 prepared = self._record_prepared(item, owner, body)

@@ -58,6 +58,11 @@ class Rig:
             results.append(uploader.process(item, "w").result)
         return results
 
+    def upload_all_now(self, images: ImageOptions) -> list[Result]:
+        """As `upload_all`, with every waiting retry due now."""
+        self.queue.reset_backoff()
+        return self.upload_all(images)
+
     def objects(self) -> dict[str, bytes]:
         return {
             str(p.relative_to(self.remote)): p.read_bytes()
@@ -238,3 +243,22 @@ def test_an_object_wanted_again_is_made_as_it_was_whatever_the_settings_now(rig:
     assert rig.upload_all(ImageOptions(strip_location=False)) == [Result.UPLOADED]
     assert rig.objects() == {key: sent}
     assert "GPS" in rig.item().stripped
+
+
+def test_no_room_for_the_prepared_copy_means_no_upload_yet_never_the_unstripped_file(
+    rig: Rig,
+) -> None:
+    rig.add("IMG_4.jpg", photos.jpeg(gps=True))
+    blocker = rig.queue.path.parent / "prepared"
+    blocker.write_text("not a folder")  # the state folder cannot take the copy
+
+    assert rig.upload_all(ImageOptions()) == [Result.RETRY]
+    assert rig.objects() == {}
+    item = rig.item()
+    assert item.state is State.PENDING
+    assert item.last_error is not None and "cannot prepare IMG_4.jpg" in item.last_error
+
+    blocker.unlink()
+    assert rig.upload_all_now(ImageOptions()) == [Result.UPLOADED]
+    (sent,) = rig.objects().values()
+    assert photos.opened(sent).getexif().get_ifd(photos.GPS_IFD) == {}
