@@ -26,6 +26,7 @@ from typing import Any
 
 from syncd.errors import ConfigError, ConfigProblem
 from syncd.imaging import DEFAULT_QUALITY, ImageOptions, Target
+from syncd.markdown.refs import Dialect
 from syncd.system import redact
 from syncd.upload.keys import KeyTemplate, KeyTemplateError
 
@@ -112,6 +113,13 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class NotesConfig:
+    # Whose rules decide what is an image; None: detected from the vault root's `.obsidian/`
+    # or `logseq/` folder, else CommonMark.
+    dialect: Dialect | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     paths: PathsConfig
@@ -119,6 +127,7 @@ class Config:
     upload: UploadConfig
     cache: CacheConfig = CacheConfig()
     daemon: DaemonConfig = DaemonConfig()
+    notes: NotesConfig = NotesConfig()
 
     @property
     def queue_path(self) -> Path:
@@ -193,6 +202,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     ),
     "cache": ("prefetch",),
     "daemon": ("notify", "verify_interval_hours"),
+    "notes": ("dialect",),
 }
 
 
@@ -272,6 +282,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
         DaemonConfig.verify_interval_hours,
         0,
     )
+    dialect = _parse_dialect(checker, _table(data, "notes"))
     if checker.problems:
         raise ConfigError(checker.problems)
     assert paths is not None and storage is not None and upload is not None
@@ -282,7 +293,23 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
         upload=upload,
         cache=CacheConfig(prefetch=prefetch),
         daemon=DaemonConfig(notify=notify, verify_interval_hours=verify_interval),
+        notes=NotesConfig(dialect=dialect),
     )
+
+
+def _parse_dialect(checker: _Checker, table: Mapping[str, Any]) -> Dialect | None:
+    value = table.get("dialect")
+    if value is None:
+        return None
+    names = [d.value for d in Dialect]
+    if value not in names:
+        checker.problem(
+            "notes.dialect",
+            f"must be one of {', '.join(names)}",
+            'e.g. dialect = "obsidian", or leave it out to detect it from the vault',
+        )
+        return None
+    return Dialect(value)
 
 
 def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:

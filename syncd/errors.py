@@ -103,3 +103,7 @@ class PreconditionFailed(StorageError):
 
 class LocalFileError(PermanentStorageError):
     """The local file to upload cannot be read (gone, unreadable, changed under us)."""
+
+
+class DaemonRunning(SyncdError):
+    """Another daemon already works on this state folder."""

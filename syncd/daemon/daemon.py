@@ -26,44 +26,41 @@ carries on, and the watchdog's health check covers every one of them.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
 import signal
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from syncd import __version__
+from syncd import __version__, app
 from syncd.config import Config, load_config
 from syncd.control.events import EventBus
 from syncd.control.server import ControlServer, default_socket_path
+from syncd.daemon.api import DaemonControl
 from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
 from syncd.daemon.oneshot import owner_id, pid_alive
-from syncd.errors import ConfigError, QueueError, SyncdError
+from syncd.errors import ConfigError, QueueError
 from syncd.intake.scanner import Outcome as ScanOutcome
-from syncd.intake.scanner import Scanner
-from syncd.intake.vault import Vault
 from syncd.intake.watcher import EventKind, PathEvent, Watcher
 from syncd.notes.notewriter import is_note, remove_stale_temp_files
-from syncd.notes.rewriter import Rewriter
 from syncd.notes.worker import BIG_NOTE_BYTES, NoteWorker
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
-from syncd.queue import State, UploadItem, UploadQueue
-from syncd.storage import Storage, open_storage
+from syncd.queue import State, UploadItem
+from syncd.queue.integrity import open_checked_queue
+from syncd.storage import Storage
 from syncd.storage.base import clock_problem
 from syncd.system import redact
 from syncd.system.display import printable
+from syncd.system.fs import free_bytes
 from syncd.system.notify import DesktopNotifier
+from syncd.system.proc import state_lock
 from syncd.system.sdnotify import Notifier, WatchdogPinger
 from syncd.upload.retry import RetryPolicy
 from syncd.upload.schedule import RetrySchedule
@@ -73,7 +70,6 @@ log = logging.getLogger(__name__)
 
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
 WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
-REWRITE_THREAD = "syncd-rewrite"
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
 DISK_CHECK_MIN, DISK_CHECK_MAX = 1.0, 30.0  # how often a full disk is looked at again
@@ -85,10 +81,6 @@ class UploadAborted(Exception):
     """Raised from an upload's progress callback to cut it off when the daemon stops."""
 
 
-class DaemonRunning(SyncdError):
-    """Another daemon already works on this state folder."""
-
-
 @dataclass
 class Counters:
     """What the daemon did since it started (for STATUS= and, later, the control API)."""
@@ -98,81 +90,6 @@ class Counters:
     failed: int = 0
     notes_rewritten: int = 0
     last_error: str | None = None
-
-
-@contextlib.contextmanager
-def state_lock(state_dir: Path) -> Iterator[None]:
-    """Hold `daemon.lock` in the state folder for as long as the daemon runs."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / "daemon.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise DaemonRunning(
-                f"a syncd daemon (pid {holder}) already runs on {state_dir}; "
-                "stop it first (`syncd stop` or `systemctl --user stop syncd`)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
-def running_daemon_pid(state_dir: Path) -> int | None:
-    """The pid of the daemon holding `state_dir`'s lock, or None if none runs."""
-    path = state_dir / "daemon.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)  # closing drops our shared lock if we got it
-    return None
-
-
-def open_checked_queue(path: Path) -> UploadQueue:
-    """Open the queue; a corrupt file is moved aside (kept, for a post-mortem) and rebuilt.
-
-    Content-addressed keys make the rebuild safe: re-queued images that are already in
-    the store meet `If-None-Match: *` and count as uploaded, nothing is sent twice.
-    """
-    if path.exists():
-        problem = _integrity_problem(path)
-        if problem is not None:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(path) + suffix)
-                if src.exists():
-                    src.rename(Path(str(aside) + suffix))
-            log.warning(
-                "the queue %s is damaged (%s); moved it to %s and rebuilding it from a "
-                "full rescan — nothing already uploaded is sent again",
-                path,
-                problem,
-                aside,
-            )
-    return UploadQueue(path)
-
-
-def _integrity_problem(path: Path) -> str | None:
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            (result,) = con.execute("PRAGMA quick_check").fetchone()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
-    return None if result == "ok" else str(result)
 
 
 class Daemon:
@@ -194,7 +111,14 @@ class Daemon:
         self.rescan_interval = rescan_interval
         self.counters = Counters()
         self.paused = False
-        self._cond = threading.Condition()
+        # One lock, two conditions: upload workers wait on `_cond` and are woken for every
+        # new item; the main loop waits on `_main_cond`, woken only for what it handles
+        # (stop, reload, a retry scheduled, the disk, a rescan asked for) — not once per
+        # pasted image, which made it recompute the queue's summary hundreds of times a
+        # second under a stream of pastes.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._main_cond = threading.Condition(lock)
         self._stopping = False  # threads are being stopped (a stop, or a reload)
         self._stop_requested = False  # the daemon is to stop: never cleared once set
         self._abort_uploads = threading.Event()
@@ -213,6 +137,7 @@ class Daemon:
         self._threads_started = False
         self._prefetching = threading.Event()
         self._reindex: set[Path] = set()  # notes to index again although unchanged
+        self._rewrite_wanted: set[Path] = set()  # notes with images uploaded since their pass
         self._recheck: dict[Path, float] = {}  # files still being written -> when to look
         self.events = EventBus()
         self.control: ControlServer | None = None
@@ -257,11 +182,13 @@ class Daemon:
             self._stop_requested = True
             self._stopping = True
             self._cond.notify_all()
+            self._main_cond.notify_all()
 
     def request_reload(self) -> None:
         with self._cond:
             self._reload_requested = True
             self._cond.notify_all()
+            self._main_cond.notify_all()
 
     @staticmethod
     def _route_uncaught_errors() -> None:
@@ -298,16 +225,11 @@ class Daemon:
         with self._cond:
             self.schedule = RetrySchedule()
             self.schedule.load(self.queue.waiting(), config.upload.retry_max_seconds)
-        self.storage = self._given_storage or open_storage(
-            config.storage, pool_size=config.upload.workers
-        )
-        roots = [*config.paths.notes, *config.paths.images]
-        self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds, roots=roots)
+        self.storage = self._given_storage or app.storage(config)
+        self.scanner = app.scanner(config, self.queue)
         self.scanner.on_queued = self._on_queued
-        self.vault = Vault(
-            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
-        )
-        self.rewriter = Rewriter(self.queue, self.scanner, self.vault)
+        self.vault = app.vault(config)
+        self.rewriter = app.rewriter(config, self.queue, self.scanner, self.vault)
         self.uploader = Uploader(
             self.queue,
             self.storage,
@@ -319,7 +241,6 @@ class Daemon:
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
         self.note_worker = NoteWorker(self._handle_note)
-        self.rewrite_worker = NoteWorker(self._rewrite_safely, name=REWRITE_THREAD)
         self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)
         self.watcher = Watcher(
             [*config.paths.notes, *config.paths.images],
@@ -363,7 +284,6 @@ class Daemon:
         for t in self._workers:
             t.start()
         self.note_worker.start()
-        self.rewrite_worker.start()
         self.big_note_worker.start()
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
@@ -401,6 +321,7 @@ class Daemon:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._main_cond.notify_all()
         if self.pinger is not None:
             self.pinger.stop()
             self.pinger = None
@@ -420,7 +341,6 @@ class Daemon:
         self._stop_background_verify()
         self.watcher.stop()
         self.note_worker.stop()
-        self.rewrite_worker.stop()
         self.big_note_worker.stop()
         self.monitor.stop()
         self.keeper.stop()
@@ -456,7 +376,6 @@ class Daemon:
                 "syncd-watch-delivery",
                 NOTES_THREAD,
                 BIG_NOTES_THREAD,
-                REWRITE_THREAD,
             }
             if not expected <= alive:
                 log.error("a daemon thread died: %s", ", ".join(sorted(expected - alive)))
@@ -488,7 +407,7 @@ class Daemon:
                 timeout = ERROR_PAUSE
             with self._cond:
                 if not self._stop_requested and not self._reload_requested:
-                    self._cond.wait(timeout)
+                    self._main_cond.wait(timeout)
             self.wake_workers()  # a retry may have come due
 
     def _turn(self) -> None:
@@ -532,6 +451,7 @@ class Daemon:
             self._disk_check_gap = DISK_CHECK_MIN
             self._next_disk_check = time.monotonic() + DISK_CHECK_MIN
             self._cond.notify_all()
+            self._main_cond.notify_all()
         if not first:
             return
         log.error("work paused: %s", exc)
@@ -545,7 +465,7 @@ class Daemon:
         """While paused for a full disk: resume once the state folder has room again."""
         if self._disk_full is None or time.monotonic() < self._next_disk_check:
             return
-        if _free_bytes(self.config.paths.state_dir) >= DISK_FREE_ENOUGH:
+        if free_bytes(self.config.paths.state_dir) >= DISK_FREE_ENOUGH:
             with self._cond:
                 unreleased, self._unreleased = self._unreleased, []
             try:
@@ -735,13 +655,6 @@ class Daemon:
                 size = 0
         (self.big_note_worker if size > BIG_NOTE_BYTES else self.note_worker).submit(note)
 
-    def _rewrite_safely(self, note: Path) -> None:
-        """On the rewrite thread: a note whose images were uploaded, rewritten."""
-        try:
-            self._rewrite(note)
-        except QueueError as exc:
-            self._note_queue_error(exc)
-
     def _handle_note(self, note: Path) -> None:
         """On the note thread: a changed note read, indexed and rewritten."""
         try:
@@ -750,12 +663,19 @@ class Daemon:
             self._note_queue_error(exc)
 
     def _note_changed(self, note: Path) -> None:
+        """One pass over a note that changed, or whose images were uploaded (or both, as
+        often as not): index it unless it is our own last write, then rewrite it. One
+        thread per lane does both, so each version of a note is parsed once, and a burst
+        of saves and uploads for one note becomes one pass."""
         with self._cond:
             forced = note in self._reindex
             self._reindex.discard(note)
-        if not forced and self.rewriter.is_own_write(note):
+            wanted = note in self._rewrite_wanted
+            self._rewrite_wanted.discard(note)
+        if forced or not self.rewriter.is_own_write(note):
+            self.rewriter.index_note(note, use_cache=not forced)
+        elif not wanted:
             return  # the echo of our own rewrite: nothing new in it
-        self.rewriter.index_note(note, use_cache=not forced)
         self._rewrite(note)
 
     def _rewrite_pending_notes(self) -> None:
@@ -783,6 +703,7 @@ class Daemon:
         self.wake_workers()
         with self._cond:
             self._cond.notify_all()
+            self._main_cond.notify_all()
 
     def _has_work(self) -> bool:
         return self.queue.has_work()
@@ -814,6 +735,7 @@ class Daemon:
         with self._cond:
             self._next_rescan = time.monotonic()
             self._cond.notify_all()
+            self._main_cond.notify_all()
         self.wake_workers()
         return due
 
@@ -908,6 +830,7 @@ class Daemon:
             with self._cond:
                 self.schedule.wait(item.id, 60, network=False)
                 self._cond.notify_all()
+                self._main_cond.notify_all()
             return
         finally:
             self.keeper.drop(item.id)
@@ -924,6 +847,7 @@ class Daemon:
             with self._cond:
                 self.schedule.wait(item.id, delay, network=outcome.network)
                 self._cond.notify_all()  # the main loop sleeps until this retry is due
+                self._main_cond.notify_all()
         else:
             with self._cond:
                 self.schedule.forget(item.id)
@@ -936,9 +860,11 @@ class Daemon:
             self.counters.uploaded += 1
             self.events.publish("uploaded", id=item.id, name=item.name, url=outcome.url)
             for note in self.queue.notes_of_item(item.id):
-                # On the rewrite thread: several uploads for one note become one rewrite,
-                # and the upload workers go on uploading.
-                self.rewrite_worker.submit(note)
+                # On the note's own thread: several uploads (and saves) for one note
+                # become one pass, and the upload workers go on uploading.
+                with self._cond:
+                    self._rewrite_wanted.add(note)
+                self._submit_note(note)
         elif outcome.result is Result.FAILED:
             self.counters.failed += 1
             self.counters.last_error = outcome.error
@@ -964,6 +890,9 @@ class Daemon:
         if change is not None and change.written:
             self.counters.notes_rewritten += 1
             self.events.publish("note_rewritten", note=str(note), links=change.replaced)
+        if note in self.rewriter.waiting():
+            with self._cond:
+                self._main_cond.notify_all()  # postponed: the main loop tries it again
 
     # -- status -------------------------------------------------------------------
 
@@ -1011,42 +940,3 @@ class Daemon:
             f"{state}; {c[State.PENDING]} pending, {c[State.UPLOADING]} uploading, "
             f"{c[State.UPLOADED]} uploaded, {c[State.FAILED]} failed"
         )
-
-
-def _free_bytes(folder: Path) -> int:
-    """Bytes an unprivileged writer may still use on `folder`'s file system."""
-    try:
-        st = os.statvfs(folder)
-    except OSError as exc:
-        return 0 if exc.errno == errno.ENOSPC else 1 << 62
-    return st.f_bavail * st.f_frsize
-
-
-class DaemonControl:
-    """The control API's view of a daemon (see `syncd.control.server.ControlBackend`)."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.events = daemon.events
-
-    def status(self) -> dict[str, Any]:
-        return self.daemon.status()
-
-    def items(self, state: str | None, limit: int) -> list[dict[str, Any]]:
-        return self.daemon.queue.item_listing(State(state) if state else None, limit)
-
-    def sync_now(self) -> dict[str, Any]:
-        return {"due_now": self.daemon.sync_now()}
-
-    def pause(self) -> dict[str, Any]:
-        self.daemon.pause()
-        return {"paused": True}
-
-    def resume(self) -> dict[str, Any]:
-        self.daemon.resume()
-        return {"paused": False}
-
-    def retry(self, ids: list[int] | None) -> dict[str, Any]:
-        retried = self.daemon.queue.retry_failed(ids)
-        self.daemon.wake_workers()
-        return {"retried": retried}
