@@ -238,6 +238,7 @@ class Daemon:
             self.scanner,
             config.storage.key_template,
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
+            images=config.upload.images,
         )
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
@@ -765,10 +766,10 @@ class Daemon:
             if entry is None:
                 return
             entry["sent"] = sent
-            if now - entry["_reported"] < 0.25 and sent < item.size:
+            if now - entry["_reported"] < 0.25 and sent < item.upload_size:
                 return  # a few progress events per second are enough
             entry["_reported"] = now
-        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.size)
+        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.upload_size)
 
     def _may_claim(self) -> bool:
         return (

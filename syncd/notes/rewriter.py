@@ -709,6 +709,13 @@ class Rewriter:
         if sha is None:
             problems.append(f"{ref.target}: no SHA-256 in its key: a download cannot be verified")
             return None
+        item = self.queue.by_object_sha256(sha)
+        if item is not None and item.object_sha != item.sha256:
+            # A prepared object (location stripped, converted): the note gets back the
+            # local original it was made from, not a download of what was sent.
+            original = self.queue.local_original(sha)
+            if original is not None:
+                return original
         folder = self.download_dir or note.parent
         name = key.rsplit("/", 1)[-1]
         target = folder / name
