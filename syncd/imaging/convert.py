@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from syncd.errors import SyncdError
 from syncd.imaging import tiff
 from syncd.intake import imagetype
 
@@ -54,7 +55,7 @@ class Encoded:
     frames: int
 
 
-class CannotConvert(Exception):
+class CannotConvert(SyncdError):
     """This image cannot be converted as asked; the message says why (for a note)."""
 
 
