@@ -90,7 +90,8 @@ _syncd() {
     local opts= words= notes=
     case $cmd in
         sync) opts="--once --dry-run --only" ;;
-        status | run | start | stop | doctor | install-service | pause | resume | watch) ;;
+        status | run | start | stop | doctor | pause | resume | watch) ;;
+        install-service) opts="--instance" ;;
         pull) ;; # KEY...: object keys or URLs, nothing to complete
         cache)
             case $action in

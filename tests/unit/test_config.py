@@ -104,8 +104,10 @@ def test_r2_config_derives_endpoint_and_region(vault: Path, env: dict[str, str])
     assert storage.public_base_url == "https://img.example.com"
     assert config.paths.notes == (vault / "Notes",)
     assert config.paths.images == (vault / "Notes" / "attachments",)
-    assert config.paths.state_dir == Path(env["XDG_STATE_HOME"]) / "syncd"
-    assert config.queue_path == Path(env["XDG_STATE_HOME"]) / "syncd" / "queue.db"
+    # Not the default config: its own state folder under the default one.
+    assert config.paths.state_dir.parent == Path(env["XDG_STATE_HOME"]) / "syncd"
+    assert config.paths.state_dir == config.instance.state_dir(env)
+    assert config.queue_path == config.paths.state_dir / "queue.db"
     assert config.source == vault / "config.toml"
 
 
@@ -668,7 +670,8 @@ def test_cli_secret_never_printed_for_a_bad_config(
 ) -> None:
     secret = "SECRETsecret-cli-1234567890"
     path = r2_config(vault, f'secret_access_key = "{secret}"\n', mode=0o644)
-    assert main(["--config", str(path), "status"]) == 78
+    # A command that talks to the store: it reads the secrets, and refuses this one.
+    assert main(["--config", str(path), "sync", "--once"]) == 78
     captured = capsys.readouterr()
     assert "storage.secret_access_key" in captured.err
     assert secret not in captured.err + captured.out
@@ -681,10 +684,10 @@ def test_cli_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.usefixtures("cli_env")
-def test_cli_sync_without_once_and_without_daemon_is_a_usage_error(
+def test_cli_sync_without_once_and_without_daemon_says_how(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["sync"]) == 2
+    assert main(["sync"]) == 1  # as every command that needs a daemon and finds none
     err = capsys.readouterr().err
     assert "--once" in err
     assert "daemon" in err
