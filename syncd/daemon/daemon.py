@@ -786,8 +786,7 @@ class Daemon:
             self._cond.notify_all()
 
     def _has_work(self) -> bool:
-        s = self.queue.summary()
-        return s.counts[State.PENDING] + s.counts[State.UPLOADING] > 0
+        return self.queue.has_work()
 
     # -- workers ------------------------------------------------------------------
 

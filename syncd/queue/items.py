@@ -1,0 +1,330 @@
+"""Upload items and their state machine: pending → uploading → uploaded, or failed;
+removed once gc or verify found the object gone. Each transition is one method and one
+transaction, so a crash at any instant leaves the last committed state; a claim is a
+lease, so a crashed worker's item comes back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection
+from typing import Any
+
+from syncd.queue.files import FilesTable
+from syncd.queue.records import (
+    ITEM_COLUMNS,
+    QueueSummary,
+    State,
+    UploadItem,
+    WaitReason,
+    item_from_row,
+    stored_error,
+)
+
+
+class ItemsTable(FilesTable):
+    """Table `items`: one per content, with its state, lease and retry schedule."""
+
+    def claim_next(
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        not_attempted_since: float | None = None,
+        ignore_schedule: bool = False,
+        only_ids: Collection[int] | None = None,
+    ) -> UploadItem | None:
+        """Claim the most overdue claimable item for `owner`, or None.
+
+        Claimable: pending and due, or uploading with an expired lease (its worker died).
+        With `not_attempted_since`, items attempted at or after that time are skipped, so a
+        one-shot run tries each item at most once; with `ignore_schedule`, pending items are
+        due whatever their backoff says (the person asked for "now").
+        """
+        now = self._clock()
+        due = "(state = 'pending'" + ("" if ignore_schedule else " AND next_attempt_at <= :now")
+        due += ") OR (state = 'uploading' AND lease_until < :now)"
+        params: dict[str, Any] = {"now": now, "owner": owner, "until": now + lease_seconds}
+        if not_attempted_since is not None:
+            due = f"({due}) AND (last_attempt_at IS NULL OR last_attempt_at < :since)"
+            params["since"] = not_attempted_since
+        if only_ids is not None:
+            due = f"({due}) AND id IN (SELECT value FROM json_each(:only))"
+            params["only"] = json.dumps(sorted(only_ids))
+        with self._write():
+            row = self._db.execute_sql(
+                "UPDATE items SET state = 'uploading', lease_owner = :owner, "
+                "lease_until = :until, attempts = attempts + 1, last_attempt_at = :now, "
+                "updated_at = :now WHERE id = (SELECT id FROM items WHERE "
+                f"{due} ORDER BY next_attempt_at, id LIMIT 1) RETURNING {ITEM_COLUMNS}",
+                params,
+            ).fetchone()
+        return item_from_row(row) if row else None
+
+    def extend_lease(self, item_id: int, owner: str, lease_seconds: float) -> bool:
+        now = self._clock()
+        return self._update_owned(
+            item_id, owner, "lease_until = ?, updated_at = ?", (now + lease_seconds, now)
+        )
+
+    def mark_uploaded(self, item_id: int, remote_key: str, url: str) -> None:
+        """The store confirmed the bytes: the item is done, whoever held the lease."""
+        now = self._clock()
+        with self._write():
+            self._sql(
+                "UPDATE items SET state = 'uploaded', remote_key = ?, url = ?, "
+                "lease_owner = NULL, lease_until = NULL, last_error = NULL, uploaded_at = ?, "
+                "updated_at = ? WHERE id = ? AND state != 'uploaded'",
+                (remote_key, url, now, now, item_id),
+            )
+
+    def reschedule(
+        self,
+        item_id: int,
+        owner: str,
+        error: str,
+        delay: float,
+        reason: WaitReason = WaitReason.OTHER,
+    ) -> bool:
+        """A transient failure: back to pending, due again after `delay` seconds."""
+        now = self._clock()
+        return self._update_owned(
+            item_id,
+            owner,
+            "state = 'pending', next_attempt_at = ?, last_error = ?, last_error_at = ?, "
+            "lease_owner = NULL, lease_until = NULL, updated_at = ?, wait_reason = ?",
+            (now + max(0.0, delay), stored_error(error), now, now, reason.value),
+        )
+
+    def wait_reason(self, item_id: int) -> WaitReason | None:
+        """Why the item last waited (None: it never did, or a person retried it since)."""
+        row = self._sql("SELECT wait_reason FROM items WHERE id = ?", (item_id,)).fetchone()
+        return WaitReason(row[0]) if row and row[0] else None
+
+    def bring_forward_transient(self) -> int:
+        """The store answered again: items waiting on a network error are due now.
+
+        Items waiting for another reason (a permission retry, a race) and failed items
+        keep their schedule.
+        """
+        now = self._clock()
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET next_attempt_at = ?, updated_at = ? WHERE state = "
+                    "'pending' AND next_attempt_at > ? AND wait_reason = ?",
+                    (now, now, now, WaitReason.NETWORK.value),
+                ).rowcount
+            )
+
+    def mark_failed(self, item_id: int, owner: str, error: str) -> bool:
+        """A permanent failure: kept, shown by `status`, retried only by `syncd retry`."""
+        now = self._clock()
+        return self._update_owned(
+            item_id,
+            owner,
+            "state = 'failed', last_error = ?, last_error_at = ?, lease_owner = NULL, "
+            "lease_until = NULL, updated_at = ?",
+            (stored_error(error), now, now),
+        )
+
+    def release(self, item_id: int, owner: str) -> bool:
+        """Give a claim back untried (shutdown): pending again, due now, attempt not counted."""
+        return self._update_owned(
+            item_id,
+            owner,
+            "state = 'pending', attempts = attempts - 1, lease_owner = NULL, "
+            "lease_until = NULL, updated_at = ?",
+            (self._clock(),),
+        )
+
+    def _update_owned(
+        self, item_id: int, owner: str, assignments: str, params: tuple[Any, ...]
+    ) -> bool:
+        """Apply a transition only if `owner` still holds the item's lease."""
+        with self._write():
+            cursor = self._sql(
+                f"UPDATE items SET {assignments} "
+                "WHERE id = ? AND state = 'uploading' AND lease_owner = ?",
+                (*params, item_id, owner),
+            )
+            return bool(cursor.rowcount)
+
+    def release_orphans(self, host: str, alive: Callable[[int], bool]) -> int:
+        """Claims held by dead processes of this host go back to pending now.
+
+        Owners are `host:pid:nonce` (see `syncd.daemon.oneshot.owner_id`). Without this a
+        SIGKILLed run's claims would wait for their leases to expire.
+        """
+        rows = self._sql("SELECT id, lease_owner FROM items WHERE state = 'uploading'")
+        released = 0
+        for item_id, owner in rows.fetchall():
+            parts = (owner or "").rsplit(":", 2)
+            ours = len(parts) == 3 and parts[0] == host and parts[1].isdigit()
+            if ours and not alive(int(parts[1])):
+                released += self._update_owned(
+                    item_id,
+                    owner,
+                    "state = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = ?",
+                    (self._clock(),),
+                )
+        return released
+
+    def drop(self, item_id: int) -> None:
+        """Forget an item whose content no longer exists in any local file.
+
+        Only the queue entry goes; local files are never touched by syncd.
+        """
+        with self._write():
+            self._sql("UPDATE files SET item_id = NULL WHERE item_id = ?", (item_id,))
+            self._sql("DELETE FROM items WHERE id = ? AND state != 'uploaded'", (item_id,))
+
+    def retry_failed(self, ids: list[int] | None = None) -> int:
+        """Failed items (all, or those in `ids`) back to pending, due now."""
+        now = self._clock()
+        where = "state = 'failed'"
+        params: tuple[Any, ...] = (now, now)
+        if ids is not None:
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            params += tuple(ids)
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET state = 'pending', next_attempt_at = ?, attempts = 0, "
+                    f"wait_reason = NULL, updated_at = ? WHERE {where}",
+                    params,
+                ).rowcount
+            )
+
+    def reset_backoff(self) -> int:
+        """Connectivity came back: every waiting pending item is due now."""
+        now = self._clock()
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET next_attempt_at = ?, updated_at = ? "
+                    "WHERE state = 'pending' AND next_attempt_at > ?",
+                    (now, now, now),
+                ).rowcount
+            )
+
+    def make_due(self, ids: Collection[int]) -> int:
+        """These pending items are due now, whatever their backoff said."""
+        if not ids:
+            return 0
+        now = self._clock()
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET next_attempt_at = ?, updated_at = ? WHERE state = "
+                    "'pending' AND next_attempt_at > ? AND id IN (SELECT value FROM json_each(?))",
+                    (now, now, now, json.dumps(sorted(ids))),
+                ).rowcount
+            )
+
+    def waiting(self) -> list[tuple[int, float, bool]]:
+        """Pending items not due yet: (id, seconds until due, waiting on the network)."""
+        now = self._clock()
+        rows = self._sql(
+            "SELECT id, next_attempt_at, wait_reason FROM items WHERE state = 'pending' "
+            "AND next_attempt_at > ?",
+            (now,),
+        )
+        return [
+            (int(item_id), float(when) - now, reason in (None, WaitReason.NETWORK.value))
+            for item_id, when, reason in rows
+        ]
+
+    def items_by_id(self, ids: Collection[int]) -> dict[int, UploadItem]:
+        """These items, in one query (a note's references, for planning its rewrite)."""
+        if not ids:
+            return {}
+        rows = self._sql(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        )
+        return {item.id: item for item in map(item_from_row, rows)}
+
+    def get(self, item_id: int) -> UploadItem | None:
+        return self._one_item("id = ?", (item_id,))
+
+    def by_sha256(self, sha256: str) -> UploadItem | None:
+        return self._one_item("sha256 = ?", (sha256,))
+
+    def items(self, state: State | None = None, limit: int | None = None) -> list[UploadItem]:
+        where, params = ("state = ?", (state.value,)) if state else ("1", ())
+        rows = self._sql(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE {where} ORDER BY id LIMIT ?",
+            (*params, -1 if limit is None else limit),
+        )
+        return [item_from_row(row) for row in rows]
+
+    def summary(self) -> QueueSummary:
+        counts = dict.fromkeys(State, 0)
+        for state, n in self._sql("SELECT state, COUNT(*) FROM items GROUP BY state"):
+            counts[State(state)] = n
+        last = self._sql(
+            "SELECT last_error, last_error_at FROM items WHERE last_error IS NOT NULL "
+            "AND state != 'uploaded' ORDER BY last_error_at DESC LIMIT 1"
+        ).fetchone()
+        (nxt,) = self._sql(
+            "SELECT MIN(next_attempt_at) FROM items WHERE state = 'pending' "
+            "AND next_attempt_at > ?",
+            (self._clock(),),
+        ).fetchone()
+        (waiting_bytes,) = self._sql(
+            "SELECT COALESCE(SUM(size), 0) FROM items WHERE state IN ('pending', 'uploading')"
+        ).fetchone()
+        return QueueSummary(
+            counts=counts,
+            last_error=last[0] if last else None,
+            last_error_at=last[1] if last else None,
+            next_attempt_at=nxt,
+            waiting_bytes=int(waiting_bytes),
+        )
+
+    def has_work(self) -> bool:
+        """Whether any item is pending or uploading (one index probe, whatever the size
+        of the queue: asked after every upload)."""
+        row = self._sql(
+            "SELECT EXISTS (SELECT 1 FROM items WHERE state IN ('pending', 'uploading'))"
+        ).fetchone()
+        return bool(row[0])
+
+    def outstanding_among(self, ids: Collection[int]) -> int:
+        """How many of these items are not uploaded yet (pending, uploading or failed)."""
+        (n,) = self._sql(
+            "SELECT COUNT(*) FROM items WHERE state IN ('pending', 'uploading', 'failed') "
+            "AND id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        ).fetchone()
+        return int(n)
+
+    def has_local_copy(self, sha256: str) -> bool:
+        """Whether a file on this machine still holds this content."""
+        item = self.by_sha256(sha256)
+        return item is not None and any(p.is_file() for p in self.paths_for(item.id))
+
+    def item_listing(self, state: State | None, limit: int) -> list[dict[str, Any]]:
+        """The items as `syncd items` and `GET /v1/items` show them."""
+        return [
+            {
+                "id": i.id,
+                "name": i.name,
+                "size": i.size,
+                "state": i.state.value,
+                "attempts": i.attempts,
+                "last_error": i.last_error,
+                "next_attempt_at": i.next_attempt_at if i.state is State.PENDING else None,
+                "url": i.url,
+                "paths": [str(p) for p in self.paths_for(i.id)],
+            }
+            for i in self.items(state, limit)
+        ]
+
+    def _requeue_removed(self, item_id: int, now: float) -> None:
+        """A note shows this content again: if its object left the bucket, upload it again."""
+        self._sql(
+            "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
+            "updated_at = ? WHERE id = ? AND state = 'removed'",
+            (now, item_id),
+        )

@@ -1,0 +1,173 @@
+"""The remote index (what the bucket holds, listed page by page) and the questions gc
+and verify ask before an object leaves the bucket: whose is it, is it needed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from syncd.queue.records import (
+    ITEM_COLUMNS,
+    RemoteListing,
+    RemoteObject,
+    UploadItem,
+    item_from_row,
+)
+from syncd.queue.refs import RefsTable
+
+
+class RemoteTable(RefsTable):
+    """Table `remote_objects`, and the checks before an object leaves the bucket."""
+
+    def remote_listing(self) -> RemoteListing:
+        """Where the current (or last) listing of the bucket stands."""
+        generation = int(self._meta("remote.generation") or 0)
+        token = self._meta("remote.token")
+        complete = self._meta("remote.complete_at")
+        return RemoteListing(
+            generation=generation,
+            in_progress=self._meta("remote.listing") == "1",
+            token=token or None,
+            complete_at=float(complete) if complete else None,
+            prefix=self._meta("remote.prefix") or "",
+        )
+
+    def begin_remote_listing(self, prefix: str) -> RemoteListing:
+        """Start a new listing, or resume the one that was interrupted (same prefix)."""
+        current = self.remote_listing()
+        if current.in_progress and current.prefix == prefix:
+            return current
+        with self._write():
+            self._set_meta("remote.generation", str(current.generation + 1))
+            self._set_meta("remote.listing", "1")
+            self._set_meta("remote.token", None)
+            self._set_meta("remote.prefix", prefix)
+        return self.remote_listing()
+
+    def record_remote_page(
+        self,
+        generation: int,
+        objects: list[tuple[str, int, str | None, float | None]],
+        next_token: str | None,
+    ) -> None:
+        """One page of the listing and where to go on, in one transaction.
+
+        When `next_token` is None the listing is complete: objects not seen in it are
+        gone from the bucket and leave the index.
+        """
+        with self._write():
+            for key, size, etag, modified in objects:
+                self._sql(
+                    "INSERT OR REPLACE INTO remote_objects "
+                    "(key, size, etag, last_modified, generation) VALUES (?,?,?,?,?)",
+                    (key, size, etag, modified, generation),
+                )
+            if next_token is not None:
+                self._set_meta("remote.token", next_token)
+                return
+            prefix = self._meta("remote.prefix") or ""
+            self._sql(
+                "DELETE FROM remote_objects WHERE generation < ? AND key >= ? AND key < ?",
+                (generation, prefix, prefix + "\U0010ffff"),
+            )
+            self._set_meta("remote.token", None)
+            self._set_meta("remote.listing", None)
+            self._set_meta("remote.complete_at", str(self._clock()))
+
+    def remote_objects(self, prefix: str = "") -> list[RemoteObject]:
+        rows = self._sql(
+            "SELECT key, size, etag, last_modified FROM remote_objects "
+            "WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [RemoteObject(*row) for row in rows]
+
+    def forget_remote_objects(self, keys: Iterable[str]) -> None:
+        with self._write():
+            for key in keys:
+                self._sql("DELETE FROM remote_objects WHERE key = ?", (key,))
+
+    def keys_in_use(self) -> set[str]:
+        """Keys of uploaded items that some note shows or is about to show."""
+        rows = self._sql(
+            "SELECT DISTINCT items.remote_key FROM items JOIN refs ON refs.item_id = items.id "
+            "WHERE items.remote_key IS NOT NULL AND refs.state != 'localized'"
+        )
+        return {key for (key,) in rows}
+
+    def own_remote_keys(self) -> set[str]:
+        """Every key this queue ever uploaded to (whatever the item's state now)."""
+        rows = self._sql("SELECT remote_key FROM items WHERE remote_key IS NOT NULL")
+        return {key for (key,) in rows}
+
+    def item_by_remote_key(self, key: str) -> UploadItem | None:
+        return self._one_item("remote_key = ? ORDER BY id LIMIT 1", (key,))
+
+    def items_by_remote_key(self) -> dict[str, UploadItem]:
+        """Every item that has a key, by key, in one query (remote_key has no index)."""
+        rows = self._sql(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE remote_key IS NOT NULL ORDER BY id DESC"
+        )
+        return {item.remote_key: item for item in map(item_from_row, rows) if item.remote_key}
+
+    def object_needed(self, key: str, sha256: str | None) -> bool:
+        """Whether an item needs the object at `key`: a note shows it or is about to, or
+        an upload of this content is under way (it would find the object and count it)."""
+        (n,) = self._sql(
+            "SELECT COUNT(*) FROM items WHERE (remote_key = ? OR sha256 = ?) AND "
+            "(state IN ('pending', 'uploading') OR EXISTS (SELECT 1 FROM refs WHERE "
+            "refs.item_id = items.id AND refs.state != 'localized'))",
+            (key, sha256 or ""),
+        ).fetchone()
+        return bool(n)
+
+    def remove_unless_needed(self, key: str, sha256: str | None) -> bool:
+        """Before deleting `key`: in one transaction, check that no item needs it and mark
+        the items uploaded there `removed`, so no note gets their URL from now on.
+        False (nothing changed) if it is needed."""
+        with self._write(durable=True):
+            if self.object_needed(key, sha256):
+                return False
+            self._mark_removed(key)
+        return True
+
+    def mark_removed(self, key: str) -> int:
+        """The object at `key` is not in the bucket (found missing): its items are no
+        longer uploaded. Returns how many items that concerned."""
+        with self._write(durable=True):
+            return self._mark_removed(key)
+
+    def _mark_removed(self, key: str) -> int:
+        return int(
+            self._sql(
+                "UPDATE items SET state = 'removed', url = NULL, updated_at = ? "
+                "WHERE remote_key = ? AND state = 'uploaded'",
+                (self._clock(), key),
+            ).rowcount
+        )
+
+    def requeue_key(self, key: str) -> int:
+        """Items of `key` must be uploaded again (their object went away under a use)."""
+        with self._write():
+            return int(
+                self._sql(
+                    "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
+                    "url = NULL, updated_at = ? WHERE remote_key = ? "
+                    "AND state IN ('uploaded', 'removed')",
+                    (self._clock(), key),
+                ).rowcount
+            )
+
+    def record_verify(self, result: dict[str, Any]) -> None:
+        """The outcome of the last `verify` (CLI or daemon), for `status`."""
+        with self._write():
+            self._set_meta("verify.last", json.dumps(result, sort_keys=True))
+
+    def last_verify(self) -> dict[str, Any] | None:
+        raw = self._meta("verify.last")
+        try:
+            value = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None

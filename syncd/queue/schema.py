@@ -1,0 +1,208 @@
+"""The schema of `queue.db`: one peewee model per table, and the migrations.
+
+The models are the one description of the current schema: a new queue is created from
+them in one step. A queue written by an older syncd is brought forward by the
+migrations, in order; each migration is history (what that version changed) and is
+never edited. `tests/unit/test_queue_schema.py` checks that both roads lead to the same
+tables, columns and indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import peewee
+from playhouse.migrate import SqliteMigrator, migrate
+
+SCHEMA_VERSION = 5
+
+
+class Models:
+    """The models bound to one database (each `UploadQueue` has its own)."""
+
+    def __init__(self, db: peewee.Database) -> None:
+        class Base(peewee.Model):
+            class Meta:
+                database = db
+
+        class Meta(Base):
+            """Small facts about the queue: schema version, remote listing, last verify."""
+
+            key = peewee.TextField(primary_key=True)
+            value = peewee.TextField()
+
+            class Meta:
+                table_name = "meta"
+
+        class Item(Base):
+            """One content (by sha256) to upload, and where it stands."""
+
+            sha256 = peewee.CharField(max_length=64, unique=True)
+            size = peewee.BigIntegerField()
+            mime = peewee.TextField()
+            ext = peewee.TextField()
+            name = peewee.TextField()
+            state = peewee.TextField(default="pending", index=True)
+            attempts = peewee.IntegerField(default=0)
+            next_attempt_at = peewee.FloatField(default=0.0)
+            last_attempt_at = peewee.FloatField(null=True)
+            last_error = peewee.TextField(null=True)
+            last_error_at = peewee.FloatField(null=True)
+            lease_owner = peewee.TextField(null=True)
+            lease_until = peewee.FloatField(null=True)
+            remote_key = peewee.TextField(null=True)
+            url = peewee.TextField(null=True)
+            created_at = peewee.FloatField()
+            updated_at = peewee.FloatField()
+            uploaded_at = peewee.FloatField(null=True)
+            wait_reason = peewee.TextField(null=True)
+
+            class Meta:
+                table_name = "items"
+                indexes = ((("state", "next_attempt_at"), False),)
+
+        class File(Base):
+            """The stat cache of local files: path at (size, mtime, inode) holds sha256."""
+
+            path = peewee.TextField(primary_key=True)
+            size = peewee.BigIntegerField()
+            mtime_ns = peewee.BigIntegerField()
+            inode = peewee.BigIntegerField()
+            sha256 = peewee.CharField(max_length=64, null=True)
+            item = peewee.ForeignKeyField(Item, null=True, on_delete="SET NULL", index=True)
+            seen_at = peewee.FloatField()
+
+            class Meta:
+                table_name = "files"
+
+        class Ref(Base):
+            """A note showing an image: the text before a rewrite, so it can be undone."""
+
+            note = peewee.TextField()
+            original = peewee.TextField()
+            rewritten = peewee.TextField(null=True)
+            positions = peewee.TextField(constraints=[peewee.SQL("DEFAULT '[]'")])
+            syntax = peewee.TextField()
+            image_path = peewee.TextField(index=True)
+            item = peewee.ForeignKeyField(Item, null=True, on_delete="SET NULL", index=False)
+            state = peewee.TextField(constraints=[peewee.SQL("DEFAULT 'pending'")])
+            created_at = peewee.FloatField()
+            updated_at = peewee.FloatField()
+
+            class Meta:
+                table_name = "refs"
+                indexes = (
+                    (("note", "original"), True),
+                    (("item", "state"), False),
+                    (("note", "rewritten"), False),
+                )
+
+        class RemoteObject(Base):
+            """The remote index: what the bucket holds (metadata only), per listing."""
+
+            key = peewee.TextField(primary_key=True)
+            size = peewee.BigIntegerField()
+            etag = peewee.TextField(null=True)
+            last_modified = peewee.FloatField(null=True)
+            generation = peewee.IntegerField()
+
+            class Meta:
+                table_name = "remote_objects"
+
+        class Note(Base):
+            """The notes' stat cache: an unchanged, fully resolved note is not read again."""
+
+            path = peewee.TextField(primary_key=True)
+            size = peewee.BigIntegerField()
+            mtime_ns = peewee.BigIntegerField()
+            inode = peewee.BigIntegerField()
+            unresolved = peewee.IntegerField()
+            indexed_at = peewee.FloatField()
+
+            class Meta:
+                table_name = "notes"
+
+        self.Meta = Meta
+        self.Item = Item
+        self.File = File
+        self.Ref = Ref
+        self.RemoteObject = RemoteObject
+        self.Note = Note
+
+    def tables(self) -> list[type[peewee.Model]]:
+        return [self.Meta, self.Item, self.File, self.Ref, self.RemoteObject, self.Note]
+
+
+Migration = Callable[[peewee.Database, Models], None]
+
+
+def create(db: peewee.Database, models: Models) -> None:
+    """A new queue, at `SCHEMA_VERSION`, straight from the models."""
+    db.create_tables(models.tables())
+
+
+# -- history: how each version changed the one before -------------------------------
+
+
+def _migration_2(db: peewee.Database, models: Models) -> None:
+    """Image references in notes: what was there before a rewrite, so it can be undone."""
+    db.execute_sql(
+        """CREATE TABLE refs (
+            id INTEGER PRIMARY KEY,
+            note TEXT NOT NULL,
+            original TEXT NOT NULL,
+            rewritten TEXT,
+            positions TEXT NOT NULL DEFAULT '[]',
+            syntax TEXT NOT NULL,
+            image_path TEXT NOT NULL,
+            item_id INTEGER REFERENCES items(id) ON DELETE SET NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (note, original)
+        )"""
+    )
+    db.execute_sql("CREATE INDEX refs_item ON refs (item_id, state)")
+    db.execute_sql("CREATE INDEX refs_rewritten ON refs (note, rewritten)")
+
+
+def _migration_3(db: peewee.Database, models: Models) -> None:
+    """The remote index; and an index so a changed local image reaches its notes."""
+    db.execute_sql(
+        """CREATE TABLE remote_objects (
+            key TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            etag TEXT,
+            last_modified REAL,
+            generation INTEGER NOT NULL
+        )"""
+    )
+    db.execute_sql("CREATE INDEX refs_image ON refs (image_path)")
+
+
+def _migration_4(db: peewee.Database, models: Models) -> None:
+    """The notes' stat cache."""
+    db.create_tables([models.Note])
+
+
+def _migration_5(db: peewee.Database, models: Models) -> None:
+    """Why each pending item waits, so a recovery brings forward only the items a
+    network error held back."""
+    migrate(SqliteMigrator(db).add_column("items", "wait_reason", peewee.TextField(null=True)))
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (2, _migration_2),
+    (3, _migration_3),
+    (4, _migration_4),
+    (5, _migration_5),
+]
+
+
+def upgrade(db: peewee.Database, models: Models, version: int) -> int:
+    """Run every migration after `version`; returns the version reached."""
+    for target, migration in MIGRATIONS:
+        if version < target:
+            migration(db, models)
+            version = target
+    return version

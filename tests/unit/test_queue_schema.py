@@ -1,0 +1,65 @@
+"""The models are the schema: a new queue and one migrated from schema 1 have the same
+tables, columns and indexes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from syncd.queue import SCHEMA_VERSION, UploadQueue
+
+
+def _shape(path: Path) -> dict[str, object]:
+    con = sqlite3.connect(path)
+    try:
+        tables = [
+            name
+            for (name,) in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        shape: dict[str, object] = {}
+        for table in tables:
+            columns = sorted(
+                (name, kind.split("(")[0].upper(), pk, default)
+                for _, name, kind, _, default, pk in con.execute(f"PRAGMA table_info({table})")
+            )
+            indexes = sorted(
+                (
+                    tuple(col for _, _, col in con.execute(f"PRAGMA index_info('{index}')")),
+                    bool(unique),
+                )
+                for _, index, unique, *_ in con.execute(f"PRAGMA index_list({table})")
+            )
+            shape[table] = (columns, indexes)
+        return shape
+    finally:
+        con.close()
+
+
+def _as_schema_1(path: Path) -> None:
+    """Turn a queue back into what syncd 0.1 (schema 1) wrote."""
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE refs")
+    con.execute("DROP TABLE remote_objects")
+    con.execute("DROP TABLE notes")
+    con.execute("ALTER TABLE items DROP COLUMN wait_reason")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+
+
+def test_a_migrated_queue_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    UploadQueue(new).close()
+    UploadQueue(old).close()
+    _as_schema_1(old)
+    assert _shape(old) != _shape(new)  # the downgrade really removed something
+
+    UploadQueue(old).close()
+
+    assert _shape(old) == _shape(new)
+    con = sqlite3.connect(old)
+    (version,) = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    con.close()
+    assert int(version) == SCHEMA_VERSION
