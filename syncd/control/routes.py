@@ -50,6 +50,10 @@ class ControlBackend(Protocol):
         """Retry these failed items; None means every failed item."""
         ...
 
+    def check_storage(self) -> dict[str, Any]:
+        """Whether the store takes the daemon's credentials: {"ok", "detail", "fix"}."""
+        ...
+
 
 Call = Callable[[], Any]
 
@@ -84,6 +88,11 @@ def _no_body(method: Callable[[ControlBackend], Call]) -> Callable[[ControlBacke
     return bind
 
 
+def _storage(backend: ControlBackend, request: Request) -> Call:
+    _no_query(request)
+    return backend.check_storage
+
+
 def _retry(backend: ControlBackend, request: Request) -> Call:
     fields = _json_fields(request, allowed={"ids"})
     _no_query(request)
@@ -101,6 +110,9 @@ ROUTES: dict[str, Route] = {
     "/v1/resume": Route("POST", "claim uploads again", _no_body(lambda b: b.resume)),
     "/v1/retry": Route("POST", 'retry failed items: {"ids": [..]}, or no body for all', _retry),
     EVENTS_PATH: Route("GET", "a stream of progress events, one JSON object per line", None),
+    "/v1/storage": Route(
+        "GET", "whether the store takes the daemon's credentials (a probe object)", _storage
+    ),
 }
 _ROUTE_LIST = ", ".join(f"{route.method} {path}" for path, route in ROUTES.items())
 

@@ -88,6 +88,10 @@ class FakeBackend:
         self._record("retry", ids)
         return {"retried": ids if ids is not None else [7]}
 
+    def check_storage(self) -> dict[str, Any]:
+        self._record("check_storage")
+        return {"ok": True, "detail": "fine", "fix": None}
+
 
 @pytest.fixture
 def sock_path() -> Iterator[Path]:
