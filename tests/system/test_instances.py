@@ -108,12 +108,3 @@ def test_stop_with_a_config_stops_that_daemon_only(
     pause = syncd(config_a, "pause")
     assert pause.returncode == 1 and "instance a" in pause.stderr
     assert "systemctl --user start syncd@a.service" in pause.stderr
-
-
-def test_a_second_daemon_of_the_same_config_is_refused(
-    three: dict[str | None, tuple[Path, Path, DaemonProcess]], tmp_path: Path
-) -> None:
-    config, _root, _d = three["b"]
-    proc = syncd(config, "run")
-    assert proc.returncode != 0 and "already" in proc.stderr
-    assert "Traceback" not in proc.stderr
