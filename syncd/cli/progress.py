@@ -50,7 +50,7 @@ class RecentRate:
     def add(self, total: float) -> None:
         now = self.clock()
         self._samples.append((now, total))
-        while len(self._samples) > 2 and self._samples[1][0] < now - self.window:
+        while len(self._samples) > 1 and self._samples[0][0] < now - self.window:
             self._samples.popleft()
 
     def rate(self) -> float:
