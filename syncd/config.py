@@ -119,6 +119,7 @@ class Config:
     cache: CacheConfig = CacheConfig()
     daemon: DaemonConfig = DaemonConfig()
     instance: Instance = field(default_factory=lambda: Instance(None))
+    warnings: tuple[str, ...] = ()
 
     @property
     def queue_path(self) -> Path:
@@ -376,6 +377,7 @@ def parse_config(
         cache=CacheConfig(prefetch=prefetch),
         daemon=DaemonConfig(notify=notify, verify_interval_hours=verify_interval),
         instance=instance,
+        warnings=tuple(checker.warnings),
     )
 
 
@@ -395,6 +397,7 @@ class _Checker:
         self.base = base
         self.env = env
         self.problems: list[ConfigProblem] = []
+        self.warnings: list[str] = []  # things the daemon survives, for the user to know
 
     def problem(self, key: str, message: str, fix: str) -> None:
         self.problems.append(ConfigProblem(self.file, key, message, fix))
@@ -441,11 +444,14 @@ def _parse_paths(
             continue
         folders = tuple(checker.path(v) for v in value)
         for folder in folders:
-            if not folder.is_dir():
-                checker.problem(
-                    f"paths.{name}",
-                    f"folder {folder} does not exist",
-                    "create it, or correct the path",
+            if folder.exists() and not folder.is_dir():
+                checker.problem(f"paths.{name}", f"{folder} is not a folder", "correct the path")
+            elif not folder.exists():
+                # A vault on a removable or late-mounted disk: the daemon runs, and its
+                # periodic rescan looks there until the folder appears.
+                checker.warnings.append(
+                    f"paths.{name}: folder {folder} does not exist (yet); syncd looks "
+                    "again at every rescan — create it, mount it, or correct the path"
                 )
         lists[name] = folders
     if (

@@ -54,6 +54,7 @@ def run_doctor(
     except ConfigError as exc:
         return [Check("config", FAIL, f"[{p.key}] {p.message}", p.fix) for p in exc.problems]
     checks = [Check("config", OK, f"{path} is valid ({instance.label})")]
+    checks += [Check("folders", WARN, warning) for warning in config.warnings]
     checks += list(_state_folder(config))
     try:
         config = load_config(path, env)

@@ -141,3 +141,25 @@ def test_every_command_has_a_description_and_an_example() -> None:
 def test_negative_grace_days_is_a_usage_error(local_vault: Path) -> None:
     proc = syncd(local_vault, "gc", "--grace-days", "-1")
     assert proc.returncode == 2 and "0 or more days" in proc.stderr
+
+
+def test_a_missing_notes_folder_is_a_warning_the_daemon_survives(tmp_path: Path) -> None:
+    from tests.support.daemonproc import DaemonProcess, wait_until
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[paths]\nnotes = ["later"]\nstate_dir = "state"\n'
+        '[storage]\nbackend = "local"\npath = "remote"\n'
+        'public_base_url = "https://img.example.com"\n[upload]\nsettle_seconds = 0\n'
+    )
+    d = DaemonProcess(config, DaemonProcess.base_env(), tmp_path)
+    d.start()  # READY=1: it runs, watching what there is
+    try:
+        proc = syncd(config, "status")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "warning: paths.notes: folder" in proc.stdout
+        assert "missing folder" in proc.stdout  # the daemon's own view: watching degraded
+        (tmp_path / "later").mkdir()  # the disk is mounted
+        wait_until(lambda: "warning" not in syncd(config, "status").stdout, what="the folder")
+    finally:
+        assert d.stop() == 0

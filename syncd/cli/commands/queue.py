@@ -46,12 +46,17 @@ def cmd_status(args: argparse.Namespace, ctx: Invocation) -> int:
         status = None
     if status is None:
         status = _status_from_file(config, ctx)
+    warnings = list(config.warnings) if config is not None else []
     if args.json:
         if problems is not None:
             status["config_problems"] = [str(p) for p in problems.problems]
+        if warnings:
+            status["config_warnings"] = warnings
         print_json(status)
     else:
         _print_status(status, ctx)
+        for warning in warnings:
+            print(f"warning: {shown(warning)}")
     if problems is not None:
         sys.stdout.flush()
         report_error(problems)
