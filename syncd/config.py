@@ -276,8 +276,8 @@ def load_config(
                     str(path),
                     "-",
                     "the config file does not exist",
-                    "create it (see contrib/config.example.toml), or pass --config PATH "
-                    "or set SYNCD_CONFIG",
+                    f"create it: syncd config example > {path} (then edit it), or pass "
+                    "--config PATH or set SYNCD_CONFIG",
                 )
             ]
         ) from None

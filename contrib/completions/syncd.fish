@@ -18,7 +18,7 @@ function __syncd_path --description 'The syncd command (and cache/remote action)
             continue
         end
         switch $word
-            case --config --only --state --limit --max-size --max-pages --page-size --grace-days
+            case --config --only --state --limit --max-size --max-pages --page-size --grace-days --instance
                 set skip 1
             case '-*'
             case '*'
@@ -26,7 +26,7 @@ function __syncd_path --description 'The syncd command (and cache/remote action)
         end
     end
     switch "$found[1]"
-        case cache remote
+        case cache remote config
             echo $found[1..2]
         case '*'
             echo $found[1]
@@ -76,6 +76,7 @@ complete -c syncd -n '__syncd_at' -a rewrite -d 'point links to uploaded images 
 complete -c syncd -n '__syncd_at' -a localize -d 'turn URLs back into local image references'
 complete -c syncd -n '__syncd_at' -a retry -d 'put failed items back in the queue'
 complete -c syncd -n '__syncd_at' -a items -d 'list queued items'
+complete -c syncd -n '__syncd_at' -a config -d 'an example config, or where its daemon lives'
 complete -c syncd -n '__syncd_at' -a pause -d 'no new uploads until `syncd resume`'
 complete -c syncd -n '__syncd_at' -a resume -d 'uploads go on'
 complete -c syncd -n '__syncd_at' -a watch -d 'live progress while the queue drains'
@@ -90,6 +91,10 @@ complete -c syncd -n '__syncd_at cache' -a stats -d 'files and bytes in the cach
 complete -c syncd -n '__syncd_at cache' -a clear -d 'empty the cache'
 complete -c syncd -n '__syncd_at cache' -a prune -d 'least recently used first'
 complete -c syncd -n '__syncd_at cache prune' -l max-size -x -d 'e.g. 2G'
+
+# config example|path
+complete -c syncd -n '__syncd_at config' -a example -d 'print a commented example config'
+complete -c syncd -n '__syncd_at config' -a path -d 'the config file, instance, socket, state'
 
 # remote index|ls
 complete -c syncd -n '__syncd_at remote' -a index -d 'list the bucket into the index'

@@ -32,6 +32,7 @@ from syncd.cli.commands.queue import (
     cmd_watch,
 )
 from syncd.cli.commands.remote import cmd_cache, cmd_gc, cmd_pull, cmd_remote, cmd_verify
+from syncd.cli.commands.setup import cmd_config
 from syncd.cli.context import Invocation
 from syncd.cli.errors import (
     EXIT_INTERRUPTED,
@@ -74,6 +75,7 @@ _COMMANDS: dict[str, Handler] = {
     "verify": cmd_verify,
     "pull": cmd_pull,
     "cache": cmd_cache,
+    "config": cmd_config,
 }
 
 

@@ -209,6 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     items.add_argument("--state", choices=[s.value for s in State], help="only this state")
     items.add_argument("--limit", type=int, default=200, help="at most this many (200)")
+    config = cmd.add(
+        "config",
+        "the config: a commented example to start from, or where this one's daemon lives",
+        "syncd config example > ~/.config/syncd/config.toml",
+        "syncd --config work.toml config path",
+    )
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    config_cmd = _Commands(config_sub)
+    config_cmd.add("example", "print a commented example config", "syncd config example")
+    config_cmd.add(
+        "path",
+        "the config file, its instance, socket, state folder and unit",
+        "syncd config path --json",
+    )
     cmd.add("pause", "the running daemon starts no new uploads until resumed", "syncd pause")
     cmd.add("resume", "the running daemon uploads again", "syncd resume")
     cmd.add(
