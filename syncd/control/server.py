@@ -87,6 +87,8 @@ class _Exchange:
             self._stream_events(request)
             return
         call = route.bind(self.control.backend, request)
+        if route.method == "POST":  # a request that steers the daemon: the log says which
+            log.info("asked over the control socket: %s (%s)", request.path, route.does)
         status, payload = self._run(request, call)
         self._send(status, payload)
 

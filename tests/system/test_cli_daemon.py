@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,9 @@ def test_pause_items_resume(running: tuple[Path, DaemonProcess], tmp_path: Path)
     wait_until(lambda: uploaded(tmp_path) == 3, what="uploads after resume")
     items = syncd_json(config, "items", "--state", "uploaded")["items"]
     assert {i["name"] for i in items} == {"0.png", "1.png", "2.png"}
+    log = _d.log_text()  # each request logged as what it is
+    assert "asked over the control socket: /v1/pause" in log
+    assert "asked over the control socket: /v1/resume" in log
 
 
 def test_failed_item_retried_through_the_daemon(
@@ -211,4 +215,7 @@ def test_start_and_stop_without_systemd(tmp_path: Path) -> None:
         stopped = syncd(config, "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert syncd_json(config, "status")["daemon"] == "not running"
-    assert "syncd stopped" in (tmp_path / "state" / "syncd.log").read_text()
+    log_lines = (tmp_path / "state" / "syncd.log").read_text().splitlines()
+    assert any(line.endswith("syncd stopped") for line in log_lines)
+    # A log file has no time of its own: every line carries one.
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) for line in log_lines), log_lines
