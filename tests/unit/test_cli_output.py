@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,35 @@ def test_watch_lines_fit_80_columns_without_urls() -> None:
     lines = out.getvalue().splitlines()
     assert all(len(line) <= 80 for line in lines)
     assert not any("https://" in line for line in lines)
+
+
+def test_sync_once_bar_counts_from_outcomes_and_the_queue(tmp_path: Path) -> None:
+    from syncd.cli.progress import OnceProgress
+    from syncd.queue import FileStat, UploadQueue
+
+    queue = UploadQueue(tmp_path / "queue.db")
+    try:
+        for n in range(4):
+            sha = (f"{n:02d}" * 32)[:64]
+            queue.record_image(
+                Path(f"/v/{n}.png"), FileStat(250_000, 1, 1), sha, "image/png", ".png"
+            )
+        out = io.StringIO()
+        bar = OnceProgress(out, tmp_path / "queue.db", interval=0.01)
+        bar.start()
+        try:
+            deadline = time.monotonic() + 10
+            while "0/4 files" not in out.getvalue():  # poll with a deadline
+                assert time.monotonic() < deadline, out.getvalue()
+                time.sleep(0.01)
+            bar.outcome(250_000, "retry")  # back in the queue: still counted once
+            deadline = time.monotonic() + 10
+            while "1/4 files" not in out.getvalue():
+                assert time.monotonic() < deadline, out.getvalue()
+                time.sleep(0.01)
+        finally:
+            bar.stop()
+        assert "1.0 MB" in out.getvalue()
+        assert out.getvalue().endswith("\r\x1b[K")  # the summary starts on a clean line
+    finally:
+        queue.close()
