@@ -415,7 +415,7 @@ class Rewriter:
         self, snap: NoteSnapshot, *, record: bool, include_localized: bool = False
     ) -> tuple[list[tuple[int, int, str]], list[int]]:
         """The edits that point uploaded images at their URLs, and the refs they settle."""
-        all_records = self.queue.refs_of_note(snap.path)
+        all_records = self.queue.refs_of_note(snap.path, open_only=True)
         records = {r.original: r for r in all_records}
         # References already rewritten whose image changed since: their URL must move on.
         moved = {

@@ -99,9 +99,12 @@ class RefsTable(ItemsTable):
             self._requeue_removed(ref.item_id, now)
         return record
 
-    def refs_of_note(self, note: Path) -> list[RefRecord]:
+    def refs_of_note(self, note: Path, *, open_only: bool = False) -> list[RefRecord]:
+        """The note's references; `open_only`: all but the rewritten ones (what planning
+        a rewrite needs: a long note's settled links are most of its records)."""
+        where = "note = ? AND state != 'rewritten'" if open_only else "note = ?"
         rows = self._sql(
-            f"SELECT {REF_COLUMNS} FROM refs WHERE note = ? ORDER BY id", (db_path(note),)
+            f"SELECT {REF_COLUMNS} FROM refs WHERE {where} ORDER BY id", (db_path(note),)
         )
         return [ref_from_row(row) for row in rows]
 
