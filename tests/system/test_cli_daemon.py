@@ -219,3 +219,26 @@ def test_start_and_stop_without_systemd(tmp_path: Path) -> None:
     assert any(line.endswith("syncd stopped") for line in log_lines)
     # A log file has no time of its own: every line carries one.
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) for line in log_lines), log_lines
+
+
+def test_watch_says_so_and_exits_1_when_the_daemon_stops(
+    running: tuple[Path, DaemonProcess],
+) -> None:
+    config, d = running
+    watch = subprocess.Popen(
+        [SYNCD, "--config", str(config), "watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().startswith("waiting:")  # it is following the stream
+        assert d.stop() == 0
+        code = watch.wait(timeout=30)
+        assert watch.stderr is not None
+        assert code == 1 and "the daemon stopped" in watch.stderr.read()
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()

@@ -719,3 +719,28 @@ def test_max_note_bytes_must_be_a_positive_whole_number(
     path = _with_max_note_bytes(vault, "bad.toml", bad)
     problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))
     assert "whole number" in problems["paths.max_note_bytes"]
+
+
+@pytest.mark.parametrize("account", ["abc", "0123456789abcdef0123456789abcdeg", "my-account"])
+def test_a_malformed_r2_account_id_is_named(vault: Path, env: dict[str, str], account: str) -> None:
+    path = r2_config(vault)
+    path.write_text(path.read_text().replace(ACCOUNT, account))
+    problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))
+    assert "32 hexadecimal characters" in problems["storage.account_id"]
+
+
+def test_a_misspelled_table_or_key_gets_a_suggestion(vault: Path, env: dict[str, str]) -> None:
+    path = r2_config(vault, "[uplaod]\nworkers = 2\n")
+    path.write_text(path.read_text().replace("public_base_url", "public_base_ur1"))
+    problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))
+    assert "did you mean [upload]?" in problems["uplaod"]
+    assert "did you mean public_base_url?" in problems["storage.public_base_ur1"]
+
+
+def test_without_secrets_a_config_loads_for_commands_that_never_touch_the_store(
+    vault: Path, env: dict[str, str]
+) -> None:
+    path = r2_config(vault)
+    assert problems_by_key(load_error(path, env))["storage.access_key_id"]
+    config = load_config(path, env, secrets=False)
+    assert config.storage.access_key_id is None and config.storage.bucket == "notes"
