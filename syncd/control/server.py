@@ -37,7 +37,6 @@ from syncd.control.sockdir import (
     remove_stale,
     take_lock,
 )
-from syncd.control.sockdir import default_socket_path as default_socket_path
 from syncd.control.wire import (
     MAX_REQUEST_BYTES,
     HttpError,
