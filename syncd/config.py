@@ -576,7 +576,8 @@ def _parse_storage(
             "must be an http(s) URL",
             'e.g. "https://s3.eu-west-1.amazonaws.com"',
         )
-    if account_id is not None and backend == "r2" and not _ACCOUNT_ID.fullmatch(account_id):
+    derives_endpoint = backend == "r2" and endpoint is None
+    if account_id is not None and derives_endpoint and not _ACCOUNT_ID.fullmatch(account_id):
         checker.problem(
             "storage.account_id",
             f"{account_id[:40]!r} is not an R2 account ID (32 hexadecimal characters)",
