@@ -52,30 +52,26 @@ def local_vault(tmp_path: Path) -> Path:
     return config
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
+def test_a_closed_pipe_ends_every_command_quietly(local_vault: Path) -> None:
+    # The reader is gone before syncd writes a byte, as `syncd items | head -0` would be.
+    commands = [
         ("status",),
         ("items",),
         ("status", "--json"),
         ("gc",),
         ("localize", "--all", "--dry-run"),
         ("remote", "ls"),
-        ("--help",),
-    ],
-)
-def test_a_closed_pipe_ends_the_command_quietly(local_vault: Path, args: tuple[str, ...]) -> None:
-    # The reader is gone before syncd writes a byte, as `syncd items | head -0` would be.
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        proc = syncd(local_vault, *args, stdout=write_end)
-    finally:
-        os.close(write_end)
-    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
-    assert proc.returncode in (141, 0), proc.stderr  # --help is argparse's: it may finish
-    if args != ("--help",):
-        assert proc.returncode == 141
+        ("config", "example"),
+    ]
+    for args in commands:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            proc = syncd(local_vault, *args, stdout=write_end)
+        finally:
+            os.close(write_end)
+        assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+        assert proc.returncode == 141, (args, proc.stderr)
 
 
 def test_sync_once_summary_counts_add_up(local_vault: Path) -> None:

@@ -68,7 +68,7 @@ def three(tmp_path: Path) -> Iterator[dict[str | None, tuple[Path, Path, DaemonP
             d.ensure_stopped()
 
 
-def test_three_daemons_side_by_side_each_reached_by_its_config(
+def test_three_daemons_side_by_side_each_reached_and_stopped_by_its_config(
     three: dict[str | None, tuple[Path, Path, DaemonProcess]],
 ) -> None:
     sockets = set()
@@ -78,7 +78,9 @@ def test_three_daemons_side_by_side_each_reached_by_its_config(
         assert instance.name == name
         sockets.add(instance.socket_path(os.environ))
         assert status(config)["pid"] == d.proc.pid
-        (root / "vault" / "attachments" / "x.png").write_bytes(png(seed=hash(name) % 1000))
+        (root / "vault" / "attachments" / "x.png").write_bytes(
+            png(seed={None: 1, "a": 2, "b": 3}[name])
+        )
     assert len(sockets) == 3
     # The default config is also what `syncd` without --config reaches.
     default_daemon = three[None][2].proc
@@ -89,10 +91,7 @@ def test_three_daemons_side_by_side_each_reached_by_its_config(
     state_dirs = {status(config)["queue_path"] for config, _root, _d in three.values()}
     assert len(state_dirs) == 3
 
-
-def test_stop_with_a_config_stops_that_daemon_only(
-    three: dict[str | None, tuple[Path, Path, DaemonProcess]],
-) -> None:
+    # `--config a.toml stop` stops a's daemon only.
     config_a, _root, daemon_a = three["a"]
     assert daemon_a.proc is not None
     stopped = syncd(config_a, "stop")
