@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.errors import ConfigError, ConfigProblem
+from syncd.markdown.refs import Dialect
 from syncd.system import redact
 from syncd.upload.keys import KeyTemplate, KeyTemplateError
 
@@ -111,6 +112,13 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class NotesConfig:
+    # Whose rules decide what is an image; None: detected from the vault root's `.obsidian/`
+    # or `logseq/` folder, else CommonMark.
+    dialect: Dialect | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     paths: PathsConfig
@@ -118,6 +126,7 @@ class Config:
     upload: UploadConfig
     cache: CacheConfig = CacheConfig()
     daemon: DaemonConfig = DaemonConfig()
+    notes: NotesConfig = NotesConfig()
     instance: Instance = field(default_factory=lambda: Instance(None))
     warnings: tuple[str, ...] = ()
 
@@ -253,6 +262,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     ),
     "cache": ("prefetch",),
     "daemon": ("notify", "verify_interval_hours"),
+    "notes": ("dialect",),
 }
 
 
@@ -366,6 +376,7 @@ def parse_config(
         DaemonConfig.verify_interval_hours,
         0,
     )
+    dialect = _parse_dialect(checker, _table(data, "notes"))
     if checker.problems:
         raise ConfigError(checker.problems)
     assert paths is not None and storage is not None and upload is not None
@@ -376,6 +387,7 @@ def parse_config(
         upload=upload,
         cache=CacheConfig(prefetch=prefetch),
         daemon=DaemonConfig(notify=notify, verify_interval_hours=verify_interval),
+        notes=NotesConfig(dialect=dialect),
         instance=instance,
         warnings=tuple(checker.warnings),
     )
@@ -384,6 +396,21 @@ def parse_config(
 def _did_you_mean(word: str, known: list[str]) -> str | None:
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
     return f"did you mean {close[0]}?" if close else None
+
+
+def _parse_dialect(checker: _Checker, table: Mapping[str, Any]) -> Dialect | None:
+    value = table.get("dialect")
+    if value is None:
+        return None
+    names = [d.value for d in Dialect]
+    if value not in names:
+        checker.problem(
+            "notes.dialect",
+            f"must be one of {', '.join(names)}",
+            'e.g. dialect = "obsidian", or leave it out to detect it from the vault',
+        )
+        return None
+    return Dialect(value)
 
 
 def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:

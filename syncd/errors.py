@@ -101,5 +101,10 @@ class PreconditionFailed(StorageError):
     """A conditional write found the object already there (If-None-Match: *)."""
 
 
-class LocalFileError(PermanentStorageError):
-    """The local file to upload cannot be read (gone, unreadable, changed under us)."""
+class DaemonRunning(SyncdError):
+    """Another daemon already works on this state folder."""
+
+
+class NotRegularFileError(SyncdError, OSError):
+    """The path is a FIFO, a socket, a device or a folder: syncd does not read it. Also
+    an OSError, so code that handles an unreadable file handles this one too."""

@@ -31,7 +31,7 @@ from syncd.notes.notewriter import (
     remove_stale_temp_files,
     settle_all_leftovers,
 )
-from syncd.notes.rewriter import Rewriter
+from syncd.notes.rewriter import Rewriter, dialect_of
 from syncd.queue import QueueSummary, UploadQueue
 from syncd.storage import Storage, open_storage
 from syncd.system.fs import open_regular
@@ -117,7 +117,7 @@ def sync_once(
         vault = Vault(
             config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
         )
-        rewriter = Rewriter(queue, scanner, vault)
+        rewriter = Rewriter(queue, scanner, vault, dialect=config.notes.dialect)
         image_roots = scoped_roots(config.paths.images, only)
         notes = list(vault.notes([only] if only else ()))
         if only is None:
@@ -331,7 +331,7 @@ def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
             except NoteError:
                 continue
             links = 0
-            for ref in find_image_refs(text):
+            for ref in find_image_refs(text, dialect_of(vault, note, config.notes.dialect)):
                 image = vault.resolve(ref, note)
                 state = state_of(image) if image is not None else None
                 if state is None or state == "failed":

@@ -29,6 +29,7 @@ from syncd.errors import CorruptDownload, StorageError
 from syncd.intake.scanner import Outcome, Scanner, iter_files
 from syncd.intake.vault import Vault
 from syncd.markdown.links import (
+    Dialect,
     ImageRef,
     Syntax,
     apply_edits,
@@ -123,6 +124,7 @@ class Rewriter:
         download_dir: Path | None = None,
         cache: LocalCopies | None = None,
         public_base_url: str | None = None,
+        dialect: Dialect | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -133,6 +135,9 @@ class Rewriter:
         self.cache = cache
         self.public_base_url = public_base_url or (storage.public_base_url if storage else None)
         self.clock = clock
+        # Whose rules decide what is an image: configured, else detected per vault root.
+        self.dialect = dialect
+        self._dialects: dict[Path | None, Dialect] = {}
         # The last version of each note that syncd itself wrote: (size, mtime_ns, inode).
         self._own_writes: dict[str, tuple[int, int, int]] = {}
         # One rewrite at a time: two threads rewriting one note would each see the other's
@@ -145,22 +150,48 @@ class Rewriter:
         self._missing_of: dict[Path, set[str]] = {}
         # The last few parses, by content hash: a saved note is indexed, then rewritten
         # from the same bytes; parsing a long note is the costliest step of either.
-        self._parsed: OrderedDict[str, list[ImageRef]] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, Dialect], list[ImageRef]] = OrderedDict()
         self._parsed_lock = threading.Lock()
+        # The last notes index_note read (a few: a rescan indexes thousands), for the
+        # rewrite that follows.
+        self._last_read: OrderedDict[Path, NoteSnapshot] = OrderedDict()
 
     def _refs(self, snap: NoteSnapshot) -> list[ImageRef]:
         """The image references of this version of the note, parsed once."""
+        dialect = self.dialect_of(snap.path)
+        key = (snap.sha256, dialect)
         with self._parsed_lock:
-            refs = self._parsed.get(snap.sha256)
+            refs = self._parsed.get(key)
             if refs is not None:
-                self._parsed.move_to_end(snap.sha256)
+                self._parsed.move_to_end(key)
                 return refs
-        refs = find_image_refs(snap.text)
+        refs = find_image_refs(snap.text, dialect)
         with self._parsed_lock:
-            self._parsed[snap.sha256] = refs
+            self._parsed[key] = refs
             while len(self._parsed) > _PARSES_KEPT:
                 self._parsed.popitem(last=False)
         return refs
+
+    def dialect_of(self, note: Path) -> Dialect:
+        """The dialect `note` is read in: the configured one, else the vault's editor's.
+
+        A vault root holding `.obsidian/` is Obsidian's, one holding `logseq/` Logseq's.
+        """
+        if self.dialect is not None:
+            return self.dialect
+        root = self.vault.root_of(note)
+        found = self._dialects.get(root)
+        if found is None:
+            found = self._dialects[root] = dialect_of(self.vault, note, None)
+        return found
+
+    def _fresh_read(self, note: Path) -> NoteSnapshot | None:
+        """The version the index pass just read, if the file has not changed since: a
+        saved note is opened once for reading, not once per phase. (The write re-checks
+        the content under a lease anyway.)"""
+        with self._lock:
+            snap = self._last_read.pop(note, None)
+        return snap if snap is not None and snap.still_on_disk() else None
 
     def is_own_write(self, note: Path) -> bool:
         """True if the note on disk is exactly what syncd last wrote (an inotify echo)."""
@@ -193,6 +224,11 @@ class Rewriter:
         except NoteError as exc:
             log.warning("%s", exc)
             return 0
+        with self._lock:
+            self._last_read[note] = snap  # the rewrite that follows starts from it
+            self._last_read.move_to_end(note)
+            while len(self._last_read) > _PARSES_KEPT:
+                self._last_read.popitem(last=False)
         count = unresolved = 0
         # A note may show the same image thousands of times: each distinct target is
         # resolved, looked up and recorded once per pass.
@@ -308,7 +344,7 @@ class Rewriter:
     ) -> NoteChange | None:
         for _ in range(_WRITE_ATTEMPTS):
             try:
-                snap = read_note(note)
+                snap = self._fresh_read(note) or read_note(note)
             except NoteError as exc:
                 if not dry_run and os.path.lexists(note):
                     self._postpone(note, str(exc))
@@ -516,7 +552,10 @@ class Rewriter:
         span = text[ref.start : ref.end]
         rec = moved.get(whole) if ref.syntax is Syntax.INLINE else None
         wiki = rec is not None and rec.syntax == Syntax.WIKI_EMBED.value
-        if not wiki:
+        # A reference image was rewritten whole into this inline image: it keeps its alt and
+        # title, only the destination moves.
+        whole_image = rec is not None and rec.syntax == Syntax.REFERENCE_IMAGE.value
+        if not (wiki or whole_image):
             rec = moved.get(span)
         if rec is None or rec.item_id is None:
             return False
@@ -527,6 +566,13 @@ class Rewriter:
             # Rendered from the original embed, exactly as the first rewrite did.
             first = find_image_refs(rec.original)[0]
             replacement = render_replacement(first, item.url)
+            edits.append((ref.image_start, ref.image_end, replacement))
+        elif whole_image:
+            replacement = (
+                text[ref.image_start : ref.start]
+                + render_replacement(ref, item.url)
+                + text[ref.end : ref.image_end]
+            )
             edits.append((ref.image_start, ref.image_end, replacement))
         else:
             replacement = render_replacement(ref, item.url)
@@ -740,6 +786,23 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self._out.write(data)
+
+
+def dialect_of(vault: Vault, note: Path, configured: Dialect | None) -> Dialect:
+    """The dialect `note` is read in: `configured`, else that of its vault root's editor."""
+    if configured is not None:
+        return configured
+    root = vault.root_of(note)
+    return detect_dialect(root) if root is not None else Dialect.COMMONMARK
+
+
+def detect_dialect(root: Path) -> Dialect:
+    """The editor whose rules a vault follows, by the folder it keeps at the vault's root."""
+    if (root / ".obsidian").is_dir():
+        return Dialect.OBSIDIAN
+    if (root / "logseq").is_dir():
+        return Dialect.LOGSEQ
+    return Dialect.COMMONMARK
 
 
 def _missing_names(ref: ImageRef) -> set[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from syncd.notes.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadItem, UploadQueue
 from syncd.remote.cache import ObjectCache, default_cache_dir
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
+from syncd.system.threads import ServiceThread
 from syncd.upload.keys import KeyTemplate, key_from_url, sha256_in_key
 
 log = logging.getLogger(__name__)
@@ -314,10 +314,10 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-class BackgroundVerify:
+class BackgroundVerify(ServiceThread):
     """The daemon's slow, periodic verify, on its own thread.
 
-    Sleeps on an event until the next check is due (the last one's time is kept in the
+    Sleeps until the next check is due (the last one's time is kept in the
     queue, so a restart does not check again at once); stop() wakes it at once, also in
     the middle of a check (between two requests).
     """
@@ -333,6 +333,7 @@ class BackgroundVerify:
         heads_per_second: float = DAEMON_HEADS_PER_SECOND,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__("syncd-verify")
         self.config = config
         self.queue = queue
         self.vault = vault
@@ -340,16 +341,8 @@ class BackgroundVerify:
         self.interval = interval_seconds
         self.heads_per_second = heads_per_second
         self._clock = clock
-        self._stop = threading.Event()
         self._started = clock()
-        self._thread = threading.Thread(target=self._run, name="syncd-verify", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._retry_at: float | None = None
 
     def _next_due(self) -> float:
         last = self.queue.last_verify()
@@ -358,46 +351,44 @@ class BackgroundVerify:
             return self._started + min(self.interval, FIRST_CHECK_DELAY)
         return at + self.interval
 
-    def _run(self) -> None:
-        retry_at: float | None = None
-        while True:
-            due = retry_at if retry_at is not None else self._next_due()
-            if self._stop.wait(max(0.0, due - self._clock())):
-                return
-            retry_at = None
-            try:
-                report = verify_links(
-                    self.queue,
-                    self.vault,
-                    self.storage,
-                    self.config.storage.key_template,
-                    heads_per_second=self.heads_per_second,
-                    wait=self._stop.wait,
-                    clock=self._clock,
-                )
-            except TransientStorageError as exc:
-                log.info("background verify postponed: %s", exc)
-                retry_at = self._clock() + min(self.interval, 900.0)
-                continue
-            except Exception:  # a bug must not end the daemon: log, try again next time
-                log.exception("background verify failed; trying again next time")
-                retry_at = self._clock() + self.interval
-                continue
-            if report.interrupted:
-                return
-            if report.unchecked and not report.broken and report.ok == 0:
-                # The store did not answer at all (offline): try again sooner, keep the last.
-                retry_at = self._clock() + min(self.interval, 900.0)
-                continue
-            self.queue.record_verify(report.summary("daemon"))
-            if report.broken:
-                log.warning(
-                    "verify: %d of %d linked objects are broken; run `syncd verify --repair`",
-                    len(report.broken),
-                    report.checked,
-                )
-            else:
-                log.info("verify: %d linked objects checked, none broken", report.checked)
+    def step(self) -> None:
+        due = self._retry_at if self._retry_at is not None else self._next_due()
+        if self.wait(max(0.0, due - self._clock())):
+            return
+        self._retry_at = None
+        try:
+            report = verify_links(
+                self.queue,
+                self.vault,
+                self.storage,
+                self.config.storage.key_template,
+                heads_per_second=self.heads_per_second,
+                wait=self.wait,
+                clock=self._clock,
+            )
+        except TransientStorageError as exc:
+            log.info("background verify postponed: %s", exc)
+            self._retry_at = self._clock() + min(self.interval, 900.0)
+            return
+        except Exception:  # a bug must not end the daemon: log, try again next time
+            log.exception("background verify failed; trying again next time")
+            self._retry_at = self._clock() + self.interval
+            return
+        if report.interrupted:
+            return
+        if report.unchecked and not report.broken and report.ok == 0:
+            # The store did not answer at all (offline): try again sooner, keep the last.
+            self._retry_at = self._clock() + min(self.interval, 900.0)
+            return
+        self.queue.record_verify(report.summary("daemon"))
+        if report.broken:
+            log.warning(
+                "verify: %d of %d linked objects are broken; run `syncd verify --repair`",
+                len(report.broken),
+                report.checked,
+            )
+        else:
+            log.info("verify: %d linked objects checked, none broken", report.checked)
 
 
 def open_cache() -> ObjectCache:

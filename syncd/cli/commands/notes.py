@@ -42,6 +42,7 @@ def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False)
         download_dir=download_dir,
         cache=ObjectCache(default_cache_dir(os.environ)),
         public_base_url=config.storage.public_base_url,
+        dialect=config.notes.dialect,
     )
 
 
