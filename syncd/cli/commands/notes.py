@@ -21,28 +21,16 @@ from syncd.queue import UploadQueue
 
 
 def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False) -> Any:
-    from syncd.intake.scanner import Scanner
-    from syncd.intake.vault import Vault
-    from syncd.notes.rewriter import Rewriter
+    from syncd import app
     from syncd.remote.cache import ObjectCache, default_cache_dir
-    from syncd.storage import open_storage
 
-    roots = [*config.paths.notes, *config.paths.images]
-    scanner = Scanner(queue, settle_seconds=config.upload.settle_seconds, roots=roots)
-    vault = Vault(
-        config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
-    )
-    storage = open_storage(config.storage) if with_storage else None
-    download_dir = config.paths.images[0] if config.paths.images else None
-    return Rewriter(
+    return app.rewriter(
+        config,
         queue,
-        scanner,
-        vault,
-        storage=storage,
-        download_dir=download_dir,
+        app.scanner(config, queue),
+        app.vault(config),
+        storage=app.storage(config) if with_storage else None,
         cache=ObjectCache(default_cache_dir(os.environ)),
-        public_base_url=config.storage.public_base_url,
-        dialect=config.notes.dialect,
     )
 
 
