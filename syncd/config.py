@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.errors import ConfigError, ConfigProblem
+from syncd.imaging import DEFAULT_QUALITY, ImageOptions, Target
 from syncd.markdown.refs import Dialect
 from syncd.system import redact
 from syncd.upload.keys import KeyTemplate, KeyTemplateError
@@ -98,6 +99,8 @@ class UploadConfig:
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 3600.0
     settle_seconds: float = 1.0
+    # What is done to an image before it leaves (see `syncd.imaging`).
+    images: ImageOptions = field(default_factory=ImageOptions)
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,11 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "retry_base_seconds",
         "retry_max_seconds",
         "settle_seconds",
+        "strip_location",
+        "strip_metadata",
+        "convert",
+        "quality",
+        "max_dimension",
     ),
     "cache": ("prefetch",),
     "daemon": ("notify", "verify_interval_hours"),
@@ -731,4 +739,52 @@ def _parse_upload(checker: _Checker, table: dict[str, Any]) -> UploadConfig:
         settle_seconds=checker.number(
             table, "settle_seconds", "upload.settle_seconds", d.settle_seconds, 0
         ),
+        images=_parse_images(checker, table),
+    )
+
+
+def _parse_images(checker: _Checker, table: dict[str, Any]) -> ImageOptions:
+    flags: dict[str, bool] = {}
+    for name, default in (("strip_location", True), ("strip_metadata", False)):
+        value = table.get(name, default)
+        if not isinstance(value, bool):
+            fix = f"write {name} = {str(not default).lower()} or {name} = {str(default).lower()}"
+            checker.problem(f"upload.{name}", "must be true or false", fix)
+            value = default
+        flags[name] = value
+    targets = [t.value for t in Target]
+    convert = table.get("convert", Target.NONE.value)
+    if convert not in targets:
+        checker.problem(
+            "upload.convert",
+            f"must be one of {', '.join(targets)}",
+            'write convert = "webp" (or "avif", or "none" to upload images as they are)',
+        )
+        convert = Target.NONE.value
+    target = Target(convert)
+    quality = table.get("quality")
+    if quality is not None and (
+        isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100
+    ):
+        checker.problem(
+            "upload.quality",
+            "must be a whole number from 1 to 100",
+            f"write quality = {DEFAULT_QUALITY[target]} (or leave it out: "
+            f"{DEFAULT_QUALITY[Target.WEBP]} for webp, {DEFAULT_QUALITY[Target.AVIF]} for avif)",
+        )
+        quality = None
+    max_dimension = table.get("max_dimension", 0)
+    if isinstance(max_dimension, bool) or not isinstance(max_dimension, int) or max_dimension < 0:
+        checker.problem(
+            "upload.max_dimension",
+            "must be a whole number of pixels, 0 or more",
+            "write max_dimension = 2560 (the longest side), or 0 to keep the size",
+        )
+        max_dimension = 0
+    return ImageOptions(
+        strip_location=flags["strip_location"],
+        strip_metadata=flags["strip_metadata"],
+        convert=target,
+        quality=quality,
+        max_dimension=max_dimension,
     )

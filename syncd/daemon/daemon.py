@@ -32,6 +32,7 @@ import signal
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
 log = logging.getLogger(__name__)
 
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
+NOTE_LANES = 2  # threads for ordinary notes
 WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
@@ -238,10 +240,17 @@ class Daemon:
             self.scanner,
             config.storage.key_template,
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
+            images=config.upload.images,
         )
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
-        self.note_worker = NoteWorker(self._handle_note)
+        # Ordinary notes on NOTE_LANES threads, each note always on the same one (by its
+        # path), so one note is never handled twice at once while two notes can be: most
+        # of a pass is waiting for the disk (the plan's fsync, the new version's fsync).
+        self.note_workers = [
+            NoteWorker(self._handle_note, name=NOTES_THREAD if n == 0 else f"{NOTES_THREAD}-{n}")
+            for n in range(NOTE_LANES)
+        ]
         self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)
         self.watcher = Watcher(
             [*config.paths.notes, *config.paths.images],
@@ -284,7 +293,8 @@ class Daemon:
         ]
         for t in self._workers:
             t.start()
-        self.note_worker.start()
+        for worker in self.note_workers:
+            worker.start()
         self.big_note_worker.start()
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
@@ -341,7 +351,8 @@ class Daemon:
         self._threads_started = False
         self._stop_background_verify()
         self.watcher.stop()
-        self.note_worker.stop()
+        for worker in self.note_workers:
+            worker.stop()
         self.big_note_worker.stop()
         self.monitor.stop()
         self.keeper.stop()
@@ -375,8 +386,8 @@ class Daemon:
                 "syncd-lease",
                 "syncd-connectivity",
                 "syncd-watch-delivery",
-                NOTES_THREAD,
                 BIG_NOTES_THREAD,
+                *(worker.name for worker in self.note_workers),
             }
             if not expected <= alive:
                 log.error("a daemon thread died: %s", ", ".join(sorted(expected - alive)))
@@ -654,7 +665,11 @@ class Daemon:
                 size = os.stat(note).st_size
             except OSError:
                 size = 0
-        (self.big_note_worker if size > BIG_NOTE_BYTES else self.note_worker).submit(note)
+        if size > BIG_NOTE_BYTES:
+            self.big_note_worker.submit(note)
+        else:
+            lane = zlib.crc32(os.fsencode(note)) % len(self.note_workers)
+            self.note_workers[lane].submit(note)
 
     def _handle_note(self, note: Path) -> None:
         """On the note thread: a changed note read, indexed and rewritten."""
@@ -753,10 +768,10 @@ class Daemon:
             if entry is None:
                 return
             entry["sent"] = sent
-            if now - entry["_reported"] < 0.25 and sent < item.size:
+            if now - entry["_reported"] < 0.25 and sent < item.upload_size:
                 return  # a few progress events per second are enough
             entry["_reported"] = now
-        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.size)
+        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.upload_size)
 
     def _may_claim(self) -> bool:
         return (

@@ -1,4 +1,7 @@
-"""What the scanner reports: `ImageRef` (one image reference, exact offsets) and `Syntax`."""
+"""What the scanner reports: `ImageRef` (one image reference, exact offsets), its `Syntax`,
+the `Dialect` that decides what is an image, and `split_suffix`, which parts a file name from
+the ``?query`` or ``#fragment`` after it.
+"""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import os
 import tempfile
 import threading
 import time
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from syncd.upload.keys import key_from_url, sha256_in_key
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
+_NOTE_LOCKS = 64  # rewrites of different notes run at once
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
 # read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
@@ -140,9 +142,11 @@ class Rewriter:
         self._dialects: dict[Path | None, Dialect] = {}
         # The last version of each note that syncd itself wrote: (size, mtime_ns, inode).
         self._own_writes: dict[str, tuple[int, int, int]] = {}
-        # One rewrite at a time: two threads rewriting one note would each see the other's
-        # write as a person's edit.
+        # One rewrite of a note at a time: two threads rewriting one note would each see
+        # the other's write as a person's edit (`_note_lock`). `_lock` guards the state
+        # shared by all notes, below.
         self._lock = threading.RLock()
+        self._stripes = [threading.RLock() for _ in range(_NOTE_LOCKS)]
         self._waiting: dict[Path, Waiting] = {}
         self.last_problem: str | None = None
         # Notes showing images that do not exist (yet): lower-case file name -> notes.
@@ -157,7 +161,7 @@ class Rewriter:
         self._last_read: OrderedDict[Path, NoteSnapshot] = OrderedDict()
 
     def _refs(self, snap: NoteSnapshot) -> list[ImageRef]:
-        """The image references of this version of the note, parsed once."""
+        """The image references of this version of the note, parsed once (in its dialect)."""
         dialect = self.dialect_of(snap.path)
         key = (snap.sha256, dialect)
         with self._parsed_lock:
@@ -335,9 +339,14 @@ class Rewriter:
         left for later with its references still pending (see `due_notes`): the person's
         edit always wins.
         """
-        with self._lock:
+        with self._note_lock(note):
             change = self._rewrite_note(note, dry_run=dry_run, include_localized=include_localized)
         return change
+
+    def _note_lock(self, note: Path) -> threading.RLock:
+        """The lock that one note's rewrites take (one of a fixed few, by the note's path:
+        two notes may share one, one note never has two)."""
+        return self._stripes[zlib.crc32(os.fsencode(note)) % len(self._stripes)]
 
     def _rewrite_note(
         self, note: Path, *, dry_run: bool, include_localized: bool
@@ -350,7 +359,8 @@ class Rewriter:
                     self._postpone(note, str(exc))
                 else:
                     log.warning("%s", exc)
-                    self._waiting.pop(note, None)
+                    with self._lock:
+                        self._waiting.pop(note, None)
                 return None
             edits, done_ids = self._plan_rewrite(
                 snap, record=not dry_run, include_localized=include_localized
@@ -390,6 +400,10 @@ class Rewriter:
 
     def _postpone(self, note: Path, reason: str, *, busy: bool = False) -> None:
         """Try `note` again later; a failure (not merely busy) is logged once per note."""
+        with self._lock:
+            self._postpone_locked(note, reason, busy=busy)
+
+    def _postpone_locked(self, note: Path, reason: str, *, busy: bool) -> None:
         before = self._waiting.get(note)
         attempts = before.attempts + 1 if before else 1
         busy = busy and (before is None or before.busy)
@@ -406,6 +420,10 @@ class Rewriter:
                 )
 
     def _settled(self, note: Path) -> None:
+        with self._lock:
+            self._settled_locked(note)
+
+    def _settled_locked(self, note: Path) -> None:
         before = self._waiting.pop(note, None)
         if before is not None and not before.busy:
             log.info("rewrote the links in %s after all", printable(note))
@@ -691,6 +709,13 @@ class Rewriter:
         if sha is None:
             problems.append(f"{ref.target}: no SHA-256 in its key: a download cannot be verified")
             return None
+        item = self.queue.by_object_sha256(sha)
+        if item is not None and item.object_sha != item.sha256:
+            # A prepared object (location stripped, converted): the note gets back the
+            # local original it was made from, not a download of what was sent.
+            original = self.queue.local_original(sha)
+            if original is not None:
+                return original
         folder = self.download_dir or note.parent
         name = key.rsplit("/", 1)[-1]
         target = folder / name

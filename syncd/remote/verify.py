@@ -33,6 +33,7 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
+from syncd.imaging import ImageOptions
 from syncd.intake.imagetype import sniff_file
 from syncd.intake.vault import Vault
 from syncd.markdown.links import find_image_refs
@@ -42,6 +43,7 @@ from syncd.remote.cache import ObjectCache, default_cache_dir
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
 from syncd.system.threads import ServiceThread
 from syncd.upload.keys import KeyTemplate, key_from_url, sha256_in_key
+from syncd.upload.prepare import PREPARED_DIR, Preparer
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +165,10 @@ def verify_links(
     for key, (url, notes) in sorted(links.items()):
         report.checked += 1
         item = items.get(key)
-        expected_sha = item.sha256 if item else (template.sha256_of(key) or sha256_in_key(key))
-        expected_size = item.size if item else None
+        # The object's own hash: for a prepared upload (location stripped, converted) it
+        # is not the local file's.
+        expected_sha = item.object_sha if item else (template.sha256_of(key) or sha256_in_key(key))
+        expected_size = item.upload_size if item else None
         listed = index.get(key) if index is not None else None
         if listed is not None and expected_size in (None, listed.size):
             report.ok += 1
@@ -244,6 +248,34 @@ def _repair(
         check.detail += "; not written by syncd, so not overwritten"
         return
     sources = [*queue_paths(queue, sha), *([cache.find(sha)] if cache is not None else [])]
+    remade = _remade(queue, item, sha)
+    try:
+        _put_first(check, queue, storage, item, sha, [*sources, remade], overwrite=overwrite)
+    finally:
+        if remade is not None:
+            remade.unlink(missing_ok=True)
+
+
+def _remade(queue: UploadQueue, item: UploadItem | None, sha: str) -> Path | None:
+    """A prepared object (location stripped, converted) made again from its original."""
+    if item is None or item.object_sha != sha or item.object_sha == item.sha256:
+        return None
+    # `remake` uses the settings recorded on the item, not these.
+    preparer = Preparer(ImageOptions(), queue.path.parent / PREPARED_DIR)
+    return preparer.remake(item, queue.paths_for(item.id))
+
+
+def _put_first(
+    check: LinkCheck,
+    queue: UploadQueue,
+    storage: Storage,
+    item: UploadItem | None,
+    sha: str,
+    sources: list[Path | None],
+    *,
+    overwrite: bool,
+) -> None:
+    """Upload the first of `sources` that holds the bytes `sha` under `check.key`."""
     for path in sources:
         if path is None:
             continue
@@ -283,7 +315,7 @@ def _put_file(
     storage: Storage, key: str, path: Path, sha: str, item: UploadItem | None, *, overwrite: bool
 ) -> None:
     kind = sniff_file(path)
-    mime = item.mime if item else (kind.mime if kind else "application/octet-stream")
+    mime = item.upload_mime if item else (kind.mime if kind else "application/octet-stream")
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         storage.put(

@@ -303,7 +303,7 @@ def test_no_bus_probes_while_wanted(tmp_path: Path, monitors: StartMonitor) -> N
     probe.allowed = False
     probe.answers = [False, True]
     monitor.report_network_failure()
-    failure = events.expect(OFF, "upload")
+    events.expect(OFF, "upload")
     assert monitor.source == "probe"
     probe.allowed = True
     monitor.wanted(True)

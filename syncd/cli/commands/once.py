@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from syncd.cli.context import Invocation
 from syncd.cli.errors import EXIT_OK, EXIT_UNDONE
@@ -117,13 +118,20 @@ def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -
         print_json(
             {
                 "dry_run": True,
-                "would_upload": [{"file": str(p), "size": n} for p, n in plan.uploads],
+                "would_upload": [
+                    {"file": str(p), "size": n, "changes": _plan_changes(plan.changes.get(p))}
+                    for p, n in plan.uploads
+                ],
                 "would_rewrite": [{"note": str(p), "links": n} for p, n in plan.rewrites],
             }
         )
         return EXIT_OK
     for path, size in plan.uploads:
         print(f"would upload  {shown(str(path))} ({format_size(size)})")
+        change = plan.changes.get(path)
+        described = change.describe() if change is not None else None
+        if described:
+            print(f"              {shown(described)}")
     for note, links in plan.rewrites:
         print(f"would rewrite {shown(str(note))} ({plural(links, 'link')})")
     print(
@@ -131,3 +139,10 @@ def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -
         f"{plural(len(plan.rewrites), 'note')} to rewrite; nothing was changed"
     )
     return EXIT_OK
+
+
+def _plan_changes(change: Any) -> dict[str, Any] | None:
+    """What a dry run found an upload would do to a file (a `PreparePlan`), for --json."""
+    if change is None:
+        return None
+    return {"stripped": list(change.stripped), "convert_to": change.convert_to, "note": change.note}

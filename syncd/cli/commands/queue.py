@@ -191,9 +191,24 @@ def cmd_items(args: argparse.Namespace, ctx: Invocation) -> int:
         print(f"{i['id']:>6}  {i['state']:<9} {format_size(i['size']):>9}  {shown(where)}")
         if i["state"] != "uploaded" and i["last_error"]:
             print(f"        {plural(int(i['attempts']), 'attempt')}: {shown(i['last_error'])}")
+        for line in _prepared_lines(i):
+            print(f"        {shown(line)}")
     if not items:
         print("no items" + (f" in state {args.state}" if args.state else ""))
     return EXIT_OK
+
+
+def _prepared_lines(item: dict[str, Any]) -> list[str]:
+    """What was done to an item's image before upload, as `items` shows it."""
+    lines = []
+    if item.get("stripped"):
+        lines.append("removed " + ", ".join(item["stripped"]))
+    if item.get("converted_from") and item.get("object_mime"):
+        sent = format_size(item["object_size"]) if item.get("object_size") is not None else "?"
+        lines.append(f"converted from {item['converted_from']} to {item['object_mime']} ({sent})")
+    if item.get("prepare_note"):
+        lines.append(item["prepare_note"])
+    return lines
 
 
 def cmd_retry(args: argparse.Namespace, ctx: Invocation) -> int:
