@@ -20,7 +20,7 @@ from syncd.cli.commands.daemon import (
     cmd_start,
     cmd_stop,
 )
-from syncd.cli.commands.notes import cmd_localize, cmd_rewrite
+from syncd.cli.commands.notes import cmd_adopt, cmd_localize, cmd_rewrite
 from syncd.cli.commands.once import cmd_sync_once
 from syncd.cli.commands.queue import (
     cmd_items,
@@ -65,6 +65,7 @@ _COMMANDS: dict[str, Handler] = {
     "install-service": cmd_install_service,
     "rewrite": cmd_rewrite,
     "localize": cmd_localize,
+    "adopt": cmd_adopt,
     "doctor": cmd_doctor,
     "items": cmd_items,
     "pause": cmd_pause,

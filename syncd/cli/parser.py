@@ -199,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("--all", action="store_true", help="every note")
     localize.add_argument("--dry-run", action="store_true", help="show a diff, change nothing")
     localize.add_argument("notes", nargs="*", metavar="NOTE", help="notes or folders")
+    adopt = cmd.add(
+        "adopt",
+        "copy the web images notes show into the own bucket, and point the links there",
+        "syncd adopt --dry-run",
+        "syncd adopt Notes/reading.md",
+    )
+    adopt.add_argument("--dry-run", action="store_true", help="list them, change nothing")
+    adopt.add_argument("notes", nargs="*", metavar="NOTE", help="notes or folders (default: all)")
     retry = cmd.add(
         "retry", "put failed items back in the queue", "syncd retry", "syncd retry 12 14"
     )

@@ -129,3 +129,38 @@ def cmd_localize(args: argparse.Namespace, ctx: Invocation) -> int:
         if not changes:
             print("nothing to localize")
     return EXIT_UNDONE if problems else EXIT_OK
+
+
+def cmd_adopt(args: argparse.Namespace, ctx: Invocation) -> int:
+    """Web images into the own bucket: download, queue, then one `sync --once`."""
+    from syncd.cli.adopt import adopt
+    from syncd.daemon.oneshot import sync_once
+
+    config = ctx.config(store=not args.dry_run)
+    report = adopt(config, _note_args(args.notes), dry_run=args.dry_run)
+    images, adopted, problems = report.found, report.adopted, report.problems
+    rewritten = 0
+    if adopted:
+        rewritten = sync_once(config).links_rewritten
+    if args.json:
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "found": [{"note": str(i.note), "url": i.url} for i in images],
+                "adopted": [{"url": i.url, "path": str(p)} for i, p in adopted],
+                "links_rewritten": rewritten,
+                "problems": problems,
+            }
+        )
+    elif args.dry_run:
+        for image in images:
+            print(f"would adopt {shown(image.url)} ({shown(str(image.note))})")
+        print(f"{plural(len(images), 'web image')} to adopt")
+    else:
+        for problem in problems:
+            print(f"not adopted: {shown(problem)}")
+        print(
+            f"{plural(len(adopted), 'web image')} adopted, "
+            f"{plural(rewritten, 'link')} now pointing at the own bucket"
+        )
+    return EXIT_UNDONE if problems else EXIT_OK
