@@ -35,7 +35,7 @@ _syncd() {
 
     local common="-h --help --config --json -v --verbose -q --quiet"
     local commands="sync status run start stop doctor pull cache remote gc verify install-service
-        rewrite localize retry items config pause resume watch"
+        rewrite localize adopt retry items config pause resume watch"
     local states="pending uploading uploaded failed removed"
     # Options that take a value (the next word, or after "=").
     local with_value="--config|--only|--state|--limit|--max-size|--max-pages|--page-size|--grace-days|--instance"
@@ -120,6 +120,7 @@ _syncd() {
         verify) opts="--repair" ;;
         rewrite) opts="--dry-run" notes=1 ;;
         localize) opts="--all --dry-run" notes=1 ;;
+        adopt) opts="--dry-run" notes=1 ;;
         retry) opts="--all-failed" ;; # ID...: item ids, see `syncd items`
         items) opts="--state --limit" ;;
         *) return ;;

@@ -74,6 +74,7 @@ complete -c syncd -n '__syncd_at' -a verify -d 'check that every object the note
 complete -c syncd -n '__syncd_at' -a install-service -d 'install and start the systemd user unit'
 complete -c syncd -n '__syncd_at' -a rewrite -d 'point links to uploaded images at their URLs'
 complete -c syncd -n '__syncd_at' -a localize -d 'turn URLs back into local image references'
+complete -c syncd -n '__syncd_at' -a adopt -d 'copy the web images notes show into the own bucket, and point the links there'
 complete -c syncd -n '__syncd_at' -a retry -d 'put failed items back in the queue'
 complete -c syncd -n '__syncd_at' -a items -d 'list queued items'
 complete -c syncd -n '__syncd_at' -a config -d 'an example config, or where its daemon lives'
@@ -119,6 +120,10 @@ complete -c syncd -n '__syncd_at rewrite' -a '(__syncd_notes)'
 complete -c syncd -n '__syncd_at localize' -l all -d 'every note'
 complete -c syncd -n '__syncd_at localize' -l dry-run -d 'show a diff, change nothing'
 complete -c syncd -n '__syncd_at localize' -a '(__syncd_notes)'
+
+# adopt [NOTE...]
+complete -c syncd -n '__syncd_at adopt' -l dry-run -d 'list them, change nothing'
+complete -c syncd -n '__syncd_at adopt' -a '(__syncd_notes)'
 
 # retry [ID...]
 complete -c syncd -n '__syncd_at retry' -l all-failed -d 'every failed item (default)'
