@@ -41,21 +41,29 @@ class ItemsTable(FilesTable):
         due whatever their backoff says (the person asked for "now").
         """
         now = self._clock()
-        due = "(state = 'pending'" + ("" if ignore_schedule else " AND next_attempt_at <= :now")
-        due += ") OR (state = 'uploading' AND lease_until < :now)"
         params: dict[str, Any] = {"now": now, "owner": owner, "until": now + lease_seconds}
+        extra = ""
         if not_attempted_since is not None:
-            due = f"({due}) AND (last_attempt_at IS NULL OR last_attempt_at < :since)"
+            extra += " AND (last_attempt_at IS NULL OR last_attempt_at < :since)"
             params["since"] = not_attempted_since
         if only_ids is not None:
-            due = f"({due}) AND id IN (SELECT value FROM json_each(:only))"
+            extra += " AND id IN (SELECT value FROM json_each(:only))"
             params["only"] = json.dumps(sorted(only_ids))
+        pending = "state = 'pending'" + ("" if ignore_schedule else " AND next_attempt_at <= :now")
+        # Two searches, each on its own index, instead of one OR that SQLite can only
+        # answer by reading the whole table: at a million items that was 30 claims/s.
+        candidates = (
+            f"SELECT * FROM (SELECT id, next_attempt_at FROM items WHERE {pending}{extra} "
+            "ORDER BY next_attempt_at, id LIMIT 1) UNION ALL "
+            "SELECT * FROM (SELECT id, next_attempt_at FROM items WHERE state = 'uploading' "
+            f"AND lease_until < :now{extra} ORDER BY next_attempt_at, id LIMIT 1)"
+        )
         with self._write():
             row = self._db.execute_sql(
                 "UPDATE items SET state = 'uploading', lease_owner = :owner, "
                 "lease_until = :until, attempts = attempts + 1, last_attempt_at = :now, "
-                "updated_at = :now WHERE id = (SELECT id FROM items WHERE "
-                f"{due} ORDER BY next_attempt_at, id LIMIT 1) RETURNING {ITEM_COLUMNS}",
+                f"updated_at = :now WHERE id = (SELECT id FROM ({candidates}) "
+                f"ORDER BY next_attempt_at, id LIMIT 1) RETURNING {ITEM_COLUMNS}",
                 params,
             ).fetchone()
         return item_from_row(row) if row else None

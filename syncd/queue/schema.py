@@ -14,7 +14,8 @@ from collections.abc import Callable
 import peewee
 from playhouse.migrate import SqliteMigrator, migrate
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+LAST_ERROR_INDEX = "item_last_error"
 
 
 class Models:
@@ -59,7 +60,18 @@ class Models:
 
             class Meta:
                 table_name = "items"
-                indexes = ((("state", "next_attempt_at"), False),)
+                indexes = (
+                    (("state", "next_attempt_at"), False),
+                    (("state", "lease_until"), False),  # a crashed worker's claim, by lease
+                )
+
+        # `status` shows the latest error of an item still to do: a small index of just
+        # those, newest last, instead of a scan of the table.
+        Item.add_index(
+            Item.index(Item.last_error_at, name=LAST_ERROR_INDEX).where(
+                Item.last_error.is_null(False) & (Item.state != "uploaded")
+            )
+        )
 
         class File(Base):
             """The stat cache of local files: path at (size, mtime, inode) holds sha256."""
@@ -191,11 +203,21 @@ def _migration_5(db: peewee.Database, models: Models) -> None:
     migrate(SqliteMigrator(db).add_column("items", "wait_reason", peewee.TextField(null=True)))
 
 
+def _migration_6(db: peewee.Database, models: Models) -> None:
+    """Indexes for a big queue: claims of expired leases, and the latest error."""
+    db.execute_sql("CREATE INDEX item_state_lease_until ON items (state, lease_until)")
+    db.execute_sql(
+        f"CREATE INDEX {LAST_ERROR_INDEX} ON items (last_error_at) "
+        "WHERE last_error IS NOT NULL AND state != 'uploaded'"
+    )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _migration_2),
     (3, _migration_3),
     (4, _migration_4),
     (5, _migration_5),
+    (6, _migration_6),
 ]
 
 

@@ -28,8 +28,9 @@ def _shape(path: Path) -> dict[str, object]:
                 (
                     tuple(col for _, _, col in con.execute(f"PRAGMA index_info('{index}')")),
                     bool(unique),
+                    bool(partial),
                 )
-                for _, index, unique, *_ in con.execute(f"PRAGMA index_list({table})")
+                for _, index, unique, _, partial in con.execute(f"PRAGMA index_list({table})")
             )
             shape[table] = (columns, indexes)
         return shape
@@ -44,6 +45,8 @@ def _as_schema_1(path: Path) -> None:
     con.execute("DROP TABLE remote_objects")
     con.execute("DROP TABLE notes")
     con.execute("ALTER TABLE items DROP COLUMN wait_reason")
+    con.execute("DROP INDEX item_state_lease_until")
+    con.execute("DROP INDEX item_last_error")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
