@@ -51,7 +51,7 @@ class Models:
             last_error_at = peewee.FloatField(null=True)
             lease_owner = peewee.TextField(null=True)
             lease_until = peewee.FloatField(null=True)
-            remote_key = peewee.TextField(null=True)
+            remote_key = peewee.TextField(null=True, index=True)  # gc, verify: by key
             url = peewee.TextField(null=True)
             created_at = peewee.FloatField()
             updated_at = peewee.FloatField()
@@ -204,8 +204,10 @@ def _migration_5(db: peewee.Database, models: Models) -> None:
 
 
 def _migration_6(db: peewee.Database, models: Models) -> None:
-    """Indexes for a big queue: claims of expired leases, and the latest error."""
+    """Indexes for a big queue: claims of expired leases, items by remote key (gc and
+    verify ask per object), and the latest error."""
     db.execute_sql("CREATE INDEX item_state_lease_until ON items (state, lease_until)")
+    db.execute_sql("CREATE INDEX item_remote_key ON items (remote_key)")
     db.execute_sql(
         f"CREATE INDEX {LAST_ERROR_INDEX} ON items (last_error_at) "
         "WHERE last_error IS NOT NULL AND state != 'uploaded'"

@@ -62,6 +62,7 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     con.execute("ALTER TABLE items DROP COLUMN wait_reason")
     con.execute("DROP INDEX item_state_lease_until")
     con.execute("DROP INDEX item_last_error")
+    con.execute("DROP INDEX item_remote_key")
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()

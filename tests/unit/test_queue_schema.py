@@ -47,6 +47,7 @@ def _as_schema_1(path: Path) -> None:
     con.execute("ALTER TABLE items DROP COLUMN wait_reason")
     con.execute("DROP INDEX item_state_lease_until")
     con.execute("DROP INDEX item_last_error")
+    con.execute("DROP INDEX item_remote_key")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
