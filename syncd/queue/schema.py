@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import peewee
-from playhouse.migrate import SqliteMigrator, migrate
 
 SCHEMA_VERSION = 6
 LAST_ERROR_INDEX = "item_last_error"
@@ -200,6 +199,9 @@ def _migration_4(db: peewee.Database, models: Models) -> None:
 def _migration_5(db: peewee.Database, models: Models) -> None:
     """Why each pending item waits, so a recovery brings forward only the items a
     network error held back."""
+    # Imported here: every command opens the queue, only an old one needs the migrator.
+    from playhouse.migrate import SqliteMigrator, migrate
+
     migrate(SqliteMigrator(db).add_column("items", "wait_reason", peewee.TextField(null=True)))
 
 
