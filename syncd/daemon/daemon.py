@@ -361,6 +361,7 @@ class Daemon:
             pacer=self.uploader.pacer,
             keeper=self.keeper,
             owner=owner_id,
+            on_thread_start=self.queue.defer_fsync_on_this_thread,
         )
         self.drain.start()
         self.note_worker.start()

@@ -101,6 +101,20 @@ class QueueDB:
                 "run any write command (e.g. `syncd sync --once`) to migrate it"
             )
 
+    def defer_fsync_on_this_thread(self) -> None:
+        """This thread's commits are not fsynced one by one (`synchronous=NORMAL`).
+
+        For the upload workers: a claim, a lease, a retry's schedule and an upload's
+        result. In WAL mode such a commit still survives the process being killed, and
+        the WAL is written in order, so the next fsynced commit (any other thread's:
+        intake, references, notes) makes it durable too. What a power cut can lose is
+        only the last few of these transitions, each of which is safe to do again: the
+        item is claimed again, and uploaded again (its content-addressed key is written
+        only if absent, so the store answers "already there"). At a million items the
+        fsyncs were most of a claim's cost.
+        """
+        self._db.execute_sql("PRAGMA synchronous = NORMAL")
+
     def close(self) -> None:
         if not self._db.is_closed():
             self._db.close()

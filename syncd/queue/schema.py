@@ -72,6 +72,17 @@ class Models:
             )
         )
 
+        class ItemCount(Base):
+            """How many items, and how many bytes, are in each state: kept by triggers
+            (`COUNT_TRIGGERS`), so `status` reads five rows, not a million."""
+
+            state = peewee.TextField(primary_key=True)
+            n = peewee.IntegerField()
+            bytes = peewee.BigIntegerField()
+
+            class Meta:
+                table_name = "item_counts"
+
         class File(Base):
             """The stat cache of local files: path at (size, mtime, inode) holds sha256."""
 
@@ -135,21 +146,50 @@ class Models:
 
         self.Meta = Meta
         self.Item = Item
+        self.ItemCount = ItemCount
         self.File = File
         self.Ref = Ref
         self.RemoteObject = RemoteObject
         self.Note = Note
 
     def tables(self) -> list[type[peewee.Model]]:
-        return [self.Meta, self.Item, self.File, self.Ref, self.RemoteObject, self.Note]
+        return [
+            self.Meta,
+            self.Item,
+            self.ItemCount,
+            self.File,
+            self.Ref,
+            self.RemoteObject,
+            self.Note,
+        ]
 
 
 Migration = Callable[[peewee.Database, Models], None]
+
+_COUNT_IN = (
+    "INSERT INTO item_counts (state, n, bytes) VALUES (NEW.state, 1, NEW.size) "
+    "ON CONFLICT (state) DO UPDATE SET n = n + 1, bytes = bytes + NEW.size;"
+)
+_COUNT_OUT = "UPDATE item_counts SET n = n - 1, bytes = bytes - OLD.size WHERE state = OLD.state;"
+# The triggers keeping `item_counts`, by name (in the same transaction as the change).
+COUNT_TRIGGERS = {
+    "item_counts_insert": f"AFTER INSERT ON items BEGIN {_COUNT_IN} END",
+    "item_counts_delete": f"AFTER DELETE ON items BEGIN {_COUNT_OUT} END",
+    "item_counts_update": (
+        f"AFTER UPDATE OF state, size ON items BEGIN {_COUNT_OUT} {_COUNT_IN} END"
+    ),
+}
+
+
+def _create_count_triggers(db: peewee.Database) -> None:
+    for name, body in COUNT_TRIGGERS.items():
+        db.execute_sql(f"CREATE TRIGGER {name} {body}")
 
 
 def create(db: peewee.Database, models: Models) -> None:
     """A new queue, at `SCHEMA_VERSION`, straight from the models."""
     db.create_tables(models.tables())
+    _create_count_triggers(db)
 
 
 # -- history: how each version changed the one before -------------------------------
@@ -206,8 +246,14 @@ def _migration_5(db: peewee.Database, models: Models) -> None:
 
 
 def _migration_6(db: peewee.Database, models: Models) -> None:
-    """Indexes for a big queue: claims of expired leases, items by remote key (gc and
-    verify ask per object), and the latest error."""
+    """For a big queue: the counts per state kept by triggers; indexes for claims of
+    expired leases, items by remote key (gc and verify ask per object), the latest error."""
+    db.create_tables([models.ItemCount])
+    db.execute_sql(
+        "INSERT INTO item_counts (state, n, bytes) "
+        "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM items GROUP BY state"
+    )
+    _create_count_triggers(db)
     db.execute_sql("CREATE INDEX item_state_lease_until ON items (state, lease_until)")
     db.execute_sql("CREATE INDEX item_remote_key ON items (remote_key)")
     db.execute_sql(

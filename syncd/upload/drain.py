@@ -69,8 +69,10 @@ class Drain:
         owner: Callable[[], str],
         concurrency: Concurrency | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_thread_start: Callable[[], None] | None = None,
     ) -> None:
         self.policy = policy
+        self._on_thread_start = on_thread_start
         self.pacer = pacer
         self.keeper = keeper
         self.concurrency = concurrency or Concurrency(workers)
@@ -112,6 +114,8 @@ class Drain:
     # -- one worker ---------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._on_thread_start is not None:
+            self._on_thread_start()
         owner = self._owner()
         while True:
             with self._cond:

@@ -63,6 +63,9 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     con.execute("DROP INDEX item_state_lease_until")
     con.execute("DROP INDEX item_last_error")
     con.execute("DROP INDEX item_remote_key")
+    for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
+        con.execute(f"DROP TRIGGER {name}")
+    con.execute("DROP TABLE item_counts")
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()

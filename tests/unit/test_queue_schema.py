@@ -33,6 +33,9 @@ def _shape(path: Path) -> dict[str, object]:
                 for _, index, unique, _, partial in con.execute(f"PRAGMA index_list({table})")
             )
             shape[table] = (columns, indexes)
+        shape["triggers"] = sorted(
+            con.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        )
         return shape
     finally:
         con.close()
@@ -48,6 +51,9 @@ def _as_schema_1(path: Path) -> None:
     con.execute("DROP INDEX item_state_lease_until")
     con.execute("DROP INDEX item_last_error")
     con.execute("DROP INDEX item_remote_key")
+    for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
+        con.execute(f"DROP TRIGGER {name}")
+    con.execute("DROP TABLE item_counts")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
