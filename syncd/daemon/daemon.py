@@ -8,7 +8,7 @@ READY=1. From then on:
 
     watcher (inotify) ──> intake: queue new images, index and rewrite changed notes
     connectivity ──ONLINE──> reset backoff, wake the workers
-    workers (N threads) ──> claim, upload, verify ──> rewrite the notes that show it
+    workers (syncd.upload.drain) ──> claim, upload, verify ──> rewrite the notes that show it
     main loop ──> sleeps until the next retry is due or the periodic rescan, no polling
 
 Signals only set flags and wake the main loop: SIGTERM/SIGINT stop gracefully (no new
