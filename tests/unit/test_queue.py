@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,21 @@ def test_expired_lease_comes_back(queue: UploadQueue, clock: FakeClock) -> None:
     # the crashed worker's late report must not undo the new claim
     assert not queue.reschedule(first.id, "crashed", "late", 10)
     assert queue.get(first.id).lease_owner == "w2"  # type: ignore[union-attr]
+
+
+def test_only_the_thread_that_asks_defers_its_fsyncs(queue: UploadQueue) -> None:
+    seen: list[int] = []
+
+    def worker() -> None:
+        queue.defer_fsync_on_this_thread()
+        seen.append(queue._db.execute_sql("PRAGMA synchronous").fetchone()[0])
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+
+    assert seen == [1]  # NORMAL: in WAL mode, durable at the next fsynced commit
+    assert queue._db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_claims_take_the_most_overdue_of_pending_and_crashed_items(
