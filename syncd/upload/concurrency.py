@@ -8,7 +8,8 @@ measuring, like TCP Vegas does with its window:
 
 - uploads complete in rounds of `limit`; each round's rate is what it moved
   (bytes, plus `REQUEST_BYTES` per request, so small files count for their round trips)
-  per second;
+  per second; the first round after a change of the limit is not measured (its uploads
+  started under the old limit, and the new ones open their connections);
 - while a raise of the limit raised the rate by more than `GAIN`, the limit grows again
   (it doubles until the first round without gain, then one at a time);
 - a raise that did not pay is taken back, and the limit holds; every `PROBE_ROUNDS`
@@ -25,8 +26,11 @@ measuring, like TCP Vegas does with its window:
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 REQUEST_BYTES = 16 * 1024  # what one request costs on a far link, counted as bytes
 GAIN = 1.10  # a raise pays if the rate grew by more than this factor
@@ -66,6 +70,7 @@ class Concurrency:
         self._round_bytes = 0
         self._round_done = 0
         self._starved = False  # a claim found nothing during this round
+        self._settling = False  # the limit changed: the next round is not measured
         self._before: tuple[int, float] | None = None  # (limit, rate) of the last round
         self._raised_from: int | None = None  # the limit before the last raise
         self._held_rounds = 0
@@ -108,6 +113,7 @@ class Concurrency:
                     self._epoch += 1
                     self._doubling = False  # from here on, one more at a time
                 self._restart()
+                self._settling = True
                 return
             if not ok:
                 self._starved = True  # a failure measures nothing about the rate
@@ -116,8 +122,10 @@ class Concurrency:
             if self._round_done < self._limit or self._round_start is None:
                 return
             elapsed = now - self._round_start
-            if elapsed > 0 and not self._starved:
+            if elapsed > 0 and not self._starved and not self._settling:
                 self._end_round(self._round_bytes / elapsed)
+            else:
+                self._settling = False
             self._new_round(now if self._in_flight else None)
 
     def _new_round(self, start: float | None) -> None:
@@ -133,6 +141,12 @@ class Concurrency:
         self._held_rounds = 0
 
     def _end_round(self, rate: float) -> None:
+        log.debug("%d in flight moved %.0f KB/s", self._limit, rate / 1000)
+        limit = self._limit
+        self._end_round_at(rate)
+        self._settling = self._limit != limit
+
+    def _end_round_at(self, rate: float) -> None:
         before = self._before
         if before is not None and self._raised_from is not None and rate <= before[1] * GAIN:
             # The last raise did not pay: back to where it came from, and hold there.

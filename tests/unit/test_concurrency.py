@@ -56,7 +56,7 @@ def test_the_limit_stays_within_its_maximum() -> None:
 
 def test_a_throttle_halves_the_limit_once_per_burst_down_to_where_it_started() -> None:
     c = Concurrency(32, start=4)
-    run_rounds(c, 3, lambda limit: 0.1)
+    run_rounds(c, 6, lambda limit: 0.1)
     assert c.limit == 32
     burst = take(c, 32, 1.0)
 
