@@ -74,7 +74,6 @@ log = logging.getLogger(__name__)
 
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
 WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
-REWRITE_THREAD = "syncd-rewrite"
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
 DISK_CHECK_MIN, DISK_CHECK_MAX = 1.0, 30.0  # how often a full disk is looked at again
@@ -195,7 +194,14 @@ class Daemon:
         self.rescan_interval = rescan_interval
         self.counters = Counters()
         self.paused = False
-        self._cond = threading.Condition()
+        # One lock, two conditions: upload workers wait on `_cond` and are woken for every
+        # new item; the main loop waits on `_main_cond`, woken only for what it handles
+        # (stop, reload, a retry scheduled, the disk, a rescan asked for) — not once per
+        # pasted image, which made it recompute the queue's summary hundreds of times a
+        # second under a stream of pastes.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._main_cond = threading.Condition(lock)
         self._stopping = False  # threads are being stopped (a stop, or a reload)
         self._stop_requested = False  # the daemon is to stop: never cleared once set
         self._abort_uploads = threading.Event()
@@ -213,6 +219,7 @@ class Daemon:
         self._threads_started = False
         self._prefetching = threading.Event()
         self._reindex: set[Path] = set()  # notes to index again although unchanged
+        self._rewrite_wanted: set[Path] = set()  # notes with images uploaded since their pass
         self._recheck: dict[Path, float] = {}  # files still being written -> when to look
         self.events = EventBus()
         self.control: ControlServer | None = None
@@ -257,11 +264,13 @@ class Daemon:
             self._stop_requested = True
             self._stopping = True
             self._cond.notify_all()
+            self._main_cond.notify_all()
 
     def request_reload(self) -> None:
         with self._cond:
             self._reload_requested = True
             self._cond.notify_all()
+            self._main_cond.notify_all()
 
     @staticmethod
     def _route_uncaught_errors() -> None:
@@ -318,7 +327,6 @@ class Daemon:
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
         self.note_worker = NoteWorker(self._handle_note)
-        self.rewrite_worker = NoteWorker(self._rewrite_safely, name=REWRITE_THREAD)
         self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)
         self.watcher = Watcher(
             [*config.paths.notes, *config.paths.images],
@@ -361,11 +369,9 @@ class Daemon:
             pacer=self.uploader.pacer,
             keeper=self.keeper,
             owner=owner_id,
-            on_thread_start=self.queue.defer_fsync_on_this_thread,
         )
         self.drain.start()
         self.note_worker.start()
-        self.rewrite_worker.start()
         self.big_note_worker.start()
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
@@ -403,6 +409,7 @@ class Daemon:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._main_cond.notify_all()
         if self.pinger is not None:
             self.pinger.stop()
             self.pinger = None
@@ -419,7 +426,6 @@ class Daemon:
         self._stop_background_verify()
         self.watcher.stop()
         self.note_worker.stop()
-        self.rewrite_worker.stop()
         self.big_note_worker.stop()
         self.monitor.stop()
         self.keeper.stop()
@@ -455,7 +461,6 @@ class Daemon:
                 "syncd-watch-delivery",
                 NOTES_THREAD,
                 BIG_NOTES_THREAD,
-                REWRITE_THREAD,
             }
             if not expected <= alive:
                 log.error("a daemon thread died: %s", ", ".join(sorted(expected - alive)))
@@ -487,7 +492,7 @@ class Daemon:
                 timeout = ERROR_PAUSE
             with self._cond:
                 if not self._stop_requested and not self._reload_requested:
-                    self._cond.wait(timeout)
+                    self._main_cond.wait(timeout)
             self.wake_workers()  # a retry may have come due
 
     def _turn(self) -> None:
@@ -531,6 +536,7 @@ class Daemon:
             self._disk_check_gap = DISK_CHECK_MIN
             self._next_disk_check = time.monotonic() + DISK_CHECK_MIN
             self._cond.notify_all()
+            self._main_cond.notify_all()
         if not first:
             return
         log.error("work paused: %s", exc)
@@ -734,13 +740,6 @@ class Daemon:
                 size = 0
         (self.big_note_worker if size > BIG_NOTE_BYTES else self.note_worker).submit(note)
 
-    def _rewrite_safely(self, note: Path) -> None:
-        """On the rewrite thread: a note whose images were uploaded, rewritten."""
-        try:
-            self._rewrite(note)
-        except QueueError as exc:
-            self._note_queue_error(exc)
-
     def _handle_note(self, note: Path) -> None:
         """On the note thread: a changed note read, indexed and rewritten."""
         try:
@@ -749,12 +748,19 @@ class Daemon:
             self._note_queue_error(exc)
 
     def _note_changed(self, note: Path) -> None:
+        """One pass over a note that changed, or whose images were uploaded (or both, as
+        often as not): index it unless it is our own last write, then rewrite it. One
+        thread per lane does both, so each version of a note is parsed once, and a burst
+        of saves and uploads for one note becomes one pass."""
         with self._cond:
             forced = note in self._reindex
             self._reindex.discard(note)
-        if not forced and self.rewriter.is_own_write(note):
+            wanted = note in self._rewrite_wanted
+            self._rewrite_wanted.discard(note)
+        if forced or not self.rewriter.is_own_write(note):
+            self.rewriter.index_note(note, use_cache=not forced)
+        elif not wanted:
             return  # the echo of our own rewrite: nothing new in it
-        self.rewriter.index_note(note, use_cache=not forced)
         self._rewrite(note)
 
     def _rewrite_pending_notes(self) -> None:
@@ -782,18 +788,16 @@ class Daemon:
         self.wake_workers()
         with self._cond:
             self._cond.notify_all()
+            self._main_cond.notify_all()
 
     def _has_work(self) -> bool:
-        s = self.queue.summary()
-        return s.counts[State.PENDING] + s.counts[State.UPLOADING] > 0
+        return self.queue.has_work()
 
     # -- workers ------------------------------------------------------------------
 
     def wake_workers(self) -> None:
         if self.drain is not None:
-            self.drain.wake()
-        with self._cond:
-            self._cond.notify_all()
+            self.drain.wake()  # the workers wait in the drain, on its own condition
         monitor = getattr(self, "monitor", None)
         if monitor is not None:
             monitor.wanted(self._has_work())
@@ -815,6 +819,7 @@ class Daemon:
         with self._cond:
             self._next_rescan = time.monotonic()
             self._cond.notify_all()
+            self._main_cond.notify_all()
         self.wake_workers()
         return due
 
@@ -870,7 +875,7 @@ class Daemon:
             self.queue.reschedule(item.id, owner, "internal error (see the log)", 60)
             with self._cond:
                 self.schedule.wait(item.id, 60, network=False)
-                self._cond.notify_all()
+                self._main_cond.notify_all()
             return None
         finally:
             with self._inflight_lock:
@@ -887,6 +892,7 @@ class Daemon:
             with self._cond:
                 self.schedule.wait(item.id, delay, network=outcome.network)
                 self._cond.notify_all()  # the main loop sleeps until this retry is due
+                self._main_cond.notify_all()
         else:
             with self._cond:
                 self.schedule.forget(item.id)
@@ -899,9 +905,11 @@ class Daemon:
             self.counters.uploaded += 1
             self.events.publish("uploaded", id=item.id, name=item.name, url=outcome.url)
             for note in self.queue.notes_of_item(item.id):
-                # On the rewrite thread: several uploads for one note become one rewrite,
-                # and the upload workers go on uploading.
-                self.rewrite_worker.submit(note)
+                # On the note's own thread: several uploads (and saves) for one note
+                # become one pass, and the upload workers go on uploading.
+                with self._cond:
+                    self._rewrite_wanted.add(note)
+                self._submit_note(note)
         elif outcome.result is Result.FAILED:
             self.counters.failed += 1
             self.counters.last_error = outcome.error
@@ -927,6 +935,9 @@ class Daemon:
         if change is not None and change.written:
             self.counters.notes_rewritten += 1
             self.events.publish("note_rewritten", note=str(note), links=change.replaced)
+        if note in self.rewriter.waiting():
+            with self._cond:
+                self._main_cond.notify_all()  # postponed: the main loop tries it again
 
     # -- status -------------------------------------------------------------------
 

@@ -229,7 +229,6 @@ class _Drain:
             pacer=uploader.pacer,
             keeper=self._keeper,
             owner=owner_id,
-            on_thread_start=queue.defer_fsync_on_this_thread,
         )
 
     def start(self) -> None:

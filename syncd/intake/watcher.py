@@ -46,6 +46,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -68,11 +69,26 @@ from watchdog.observers.inotify_c import (
     WatchCallback,
     WatchDescriptor,
 )
+from watchdog.utils.delayed_queue import DelayedQueue
 
 from syncd.intake.scanner import is_ignored_name
 from syncd.system.display import printable
 
 log = logging.getLogger(__name__)
+
+# What `events_for` looks at. Asking watchdog for these only also narrows the inotify
+# mask: no IN_OPEN, IN_CLOSE_NOWRITE, IN_ACCESS or IN_MODIFY, which every read of a note
+# (an editor's, a sync tool's) and every write() call would otherwise send through three
+# Python threads.
+_WANTED = (
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    FileCreatedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+)
 
 # A path that keeps changing is still delivered after this many debounce windows.
 _MAX_DELAY_WINDOWS = 5
@@ -283,7 +299,9 @@ class Watcher:
                 self._unwatchable(os.fsencode(root.watched))
                 continue
             try:
-                self._observer.schedule(handler, root.watched, recursive=True)
+                self._observer.schedule(
+                    handler, root.watched, recursive=True, event_filter=list(_WANTED)
+                )
             except OSError as exc:
                 self._degrade_start(exc, root.path)
 
@@ -471,6 +489,42 @@ class _Handler(FileSystemEventHandler):
         self._watcher._record(self._watcher.events_for(event))
 
 
+class _PromptDelayedQueue(DelayedQueue[Any]):
+    """watchdog's event queue, without its stall on renames.
+
+    watchdog holds a lone IN_MOVED_FROM back for half a second, to pair it with the
+    IN_MOVED_TO that usually follows at once. Its reader sleeps that whole half second
+    even when the pair arrives a microsecond later, and every event queued behind it
+    waits too: each save by an editor that renames a temp file over the note stalled
+    the whole watch (images pasted meanwhile were queued up to 0.5 s late). This reader
+    waits on the queue's condition instead, so the arrival of the pair (which takes the
+    IN_MOVED_FROM out of the queue) wakes it at once. Same order, same pairing.
+    """
+
+    def get(self) -> Any:
+        with self._not_empty:
+            while True:
+                while not self._queue and not self._closed:
+                    self._not_empty.wait()
+                if self._closed:
+                    return None
+                head, inserted, delayed = self._queue[0]
+                left = inserted + self.delay - time.monotonic() if delayed else 0.0
+                if left > 0:
+                    self._not_empty.wait(left)  # a put (the pair) wakes us early
+                    continue
+                self._queue.popleft()
+                return head
+
+
+def _prompt_moves(callback: WatchCallback) -> None:
+    """Give a watch group watchdog creates the `_PromptDelayedQueue` (before any event)."""
+    grouper = getattr(callback, "_move_event_grouper", None)
+    queue = getattr(grouper, "_queue", None)
+    if type(queue) is DelayedQueue and not queue._queue:
+        grouper._queue = _PromptDelayedQueue(queue.delay)  # type: ignore[union-attr]
+
+
 class _InotifyFD(InotifyFD):
     """watchdog's inotify reader, telling us what it otherwise keeps to itself."""
 
@@ -488,6 +542,7 @@ class _InotifyFD(InotifyFD):
     ) -> WatchDescriptor:
         # watchdog swallows failures below the root of a watch (also for a new sub-folder,
         # on its reader thread); the watch limit must not go unnoticed.
+        _prompt_moves(callback)
         try:
             wd = super().add_callback(path, mask, callback, id_)
             if wd == -1:  # EACCES, which watchdog ignores: no watch was added

@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from syncd.notes.notewriter import (
 )
 from syncd.queue import (
     FileStat,
+    NewRef,
     RefRecord,
     RefState,
     State,
@@ -62,6 +63,7 @@ from syncd.upload.keys import key_from_url, sha256_in_key
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
+_PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
 # read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
 # from 0.25 s up to 10 s.
@@ -141,6 +143,24 @@ class Rewriter:
         # Notes showing images that do not exist (yet): lower-case file name -> notes.
         self._missing: dict[str, set[Path]] = {}
         self._missing_of: dict[Path, set[str]] = {}
+        # The last few parses, by content hash: a saved note is indexed, then rewritten
+        # from the same bytes; parsing a long note is the costliest step of either.
+        self._parsed: OrderedDict[str, list[ImageRef]] = OrderedDict()
+        self._parsed_lock = threading.Lock()
+
+    def _refs(self, snap: NoteSnapshot) -> list[ImageRef]:
+        """The image references of this version of the note, parsed once."""
+        with self._parsed_lock:
+            refs = self._parsed.get(snap.sha256)
+            if refs is not None:
+                self._parsed.move_to_end(snap.sha256)
+                return refs
+        refs = find_image_refs(snap.text)
+        with self._parsed_lock:
+            self._parsed[snap.sha256] = refs
+            while len(self._parsed) > _PARSES_KEPT:
+                self._parsed.popitem(last=False)
+        return refs
 
     def is_own_write(self, note: Path) -> bool:
         """True if the note on disk is exactly what syncd last wrote (an inotify echo)."""
@@ -178,9 +198,9 @@ class Rewriter:
         # resolved, looked up and recorded once per pass.
         resolved: dict[tuple[Syntax, str], Path | None] = {}
         item_ids: dict[Path, int | None] = {}
-        recorded: set[str] = set()
+        recorded: dict[str, NewRef] = {}
         missing: set[str] = set()
-        for ref in find_image_refs(snap.text):
+        for ref in self._refs(snap):
             target = (ref.syntax, ref.target)
             if target not in resolved:
                 resolved[target] = self.vault.resolve(ref, note)
@@ -200,10 +220,10 @@ class Rewriter:
             original = snap.text[ref.start : ref.end]
             assert image is not None
             if original not in recorded:
-                recorded.add(original)
-                self.queue.record_ref(note, original, ref.syntax.value, image, item_id)
+                recorded[original] = NewRef(original, ref.syntax.value, image, item_id)
             count += 1
-        self.queue.record_note_indexed(note, stat, unresolved)
+        # One transaction for the whole note: a save must not cost a commit per link.
+        self.queue.record_note_refs(note, recorded.values(), stat, unresolved)
         self._remember_missing(note, missing)
         return count
 
@@ -253,6 +273,13 @@ class Rewriter:
         return count
 
     def _item_id_for(self, image: Path) -> int | None:
+        record = self.queue.file_record(image)
+        if record is not None and record.item_id is not None:
+            try:
+                if FileStat.of(os.stat(image)) == record.stat:
+                    return record.item_id  # known, unchanged: nothing for intake to do
+            except OSError:
+                pass  # gone: intake forgets it
         # A note that shows the image was saved after it: the image is complete.
         outcome = self.scanner.consider(image, complete=True)
         if outcome in (Outcome.NOT_IMAGE, Outcome.IGNORED, Outcome.GONE, Outcome.UNREADABLE):
@@ -388,7 +415,7 @@ class Rewriter:
         self, snap: NoteSnapshot, *, record: bool, include_localized: bool = False
     ) -> tuple[list[tuple[int, int, str]], list[int]]:
         """The edits that point uploaded images at their URLs, and the refs they settle."""
-        all_records = self.queue.refs_of_note(snap.path)
+        all_records = self.queue.refs_of_note(snap.path, open_only=True)
         records = {r.original: r for r in all_records}
         # References already rewritten whose image changed since: their URL must move on.
         moved = {
@@ -396,15 +423,29 @@ class Rewriter:
             for r in all_records
             if r.state is RefState.PENDING and r.rewritten is not None
         }
+        # The items of the references recorded when the note was indexed, in one query:
+        # a long note with many links still waiting for their upload is planned without
+        # resolving and looking at each of their images again on every pass.
+        known = (
+            self.queue.items_by_id(
+                {
+                    r.item_id
+                    for r in all_records
+                    if r.item_id is not None and r.state is RefState.PENDING
+                }
+            )
+            if record
+            else {}
+        )
         edits: list[tuple[int, int, str]] = []
-        settled: list[int] = []
         present: set[str] = set()
-        planned: dict[int, tuple[str, list[int]]] = {}
+        planned: dict[int, tuple[str, list[int]]] = {}  # by ref id (moved references)
+        planned_new: dict[str, tuple[str, list[int]]] = {}  # by original text
         # Each distinct target resolved, each image looked up, each text recorded once.
         resolved: dict[tuple[Syntax, str], Path | None] = {}
         items: dict[Path, UploadItem | None] = {}
-        recorded: dict[str, int] = {}
-        for ref in find_image_refs(snap.text):
+        recorded: dict[str, NewRef] = {}
+        for ref in self._refs(snap):
             original = snap.text[ref.start : ref.end]
             present.add(original)
             if moved and self._plan_move(snap.text, ref, moved, edits, planned):
@@ -412,6 +453,15 @@ class Rewriter:
             rec = records.get(original)
             if rec is not None and rec.state is RefState.LOCALIZED and not include_localized:
                 continue  # the person asked for it to stay local
+            if rec is not None and rec.item_id in known:
+                # Indexed already: its item tells whether there is a URL to write. (An
+                # image changed since is re-queued by intake, which moves the reference.)
+                indexed = known[rec.item_id]
+                if indexed.state is State.UPLOADED and indexed.url is not None:
+                    replacement = render_replacement(ref, indexed.url)
+                    edits.append((ref.start, ref.end, replacement))
+                    planned.setdefault(rec.id, (replacement, []))[1].append(ref.start)
+                continue
             target = (ref.syntax, ref.target)
             if target not in resolved:
                 resolved[target] = self.vault.resolve(ref, snap.path)
@@ -431,23 +481,20 @@ class Rewriter:
                 if record and (rec is None or rec.item_id != item.id) and original not in recorded:
                     # Saved since the note was indexed (its save event may be folded into
                     # the echo of this very rewrite): the upload must find this note.
-                    recorded[original] = self.queue.record_ref(
-                        snap.path, original, ref.syntax.value, image, item.id
-                    ).id
+                    recorded[original] = NewRef(original, ref.syntax.value, image, item.id)
                 continue
             replacement = render_replacement(ref, item.url)
             edits.append((ref.start, ref.end, replacement))
             if record:
                 if original not in recorded:
-                    recorded[original] = self.queue.record_ref(
-                        snap.path, original, ref.syntax.value, image, item.id
-                    ).id
-                planned.setdefault(recorded[original], (replacement, []))[1].append(ref.start)
-        # Recorded before the note is written: a crash in between leaves the references
-        # pending, and the next pass writes the same text again.
-        for rec_id, (replacement, positions) in planned.items():
-            self.queue.set_ref_rewritten(rec_id, replacement, positions)
-            settled.append(rec_id)
+                    recorded[original] = NewRef(original, ref.syntax.value, image, item.id)
+                planned_new.setdefault(original, (replacement, []))[1].append(ref.start)
+        settled: list[int] = []
+        if record and (recorded or planned or planned_new):
+            # Recorded (durably, in one transaction) before the note is written: a crash
+            # in between leaves the references pending, and the next pass writes the same
+            # text again.
+            settled = self.queue.plan_rewrite(snap.path, recorded.values(), planned_new, planned)
         # Pending records whose text has left the note need no more work.
         settled += [
             r.id
@@ -554,7 +601,7 @@ class Rewriter:
         edits: list[tuple[int, int, str]] = []
         ids: list[int] = []
         problems: list[str] = []
-        for ref in find_image_refs(snap.text):
+        for ref in self._refs(snap):
             whole = snap.text[ref.image_start : ref.image_end]
             span = snap.text[ref.start : ref.end]
             # A wiki embed was rewritten whole, into an inline image: match the whole image.

@@ -2,10 +2,22 @@
 lock, transactions, the schema brought up to date on open.
 
 peewee was chosen for its small footprint and explicit SQLite control: the pragmas
-(WAL, `synchronous=FULL`, busy timeout) are constructor arguments, transactions begin
+(WAL, synchronous, busy timeout) are constructor arguments, transactions begin
 IMMEDIATE so that two writers never deadlock on a lock upgrade, and each thread gets
 its own connection. The models in `schema` describe every table; the hot paths are
 plain SQL (see `_write`).
+
+Durable before visible. WAL mode with `synchronous=NORMAL` survives any crash of the
+process (a SIGKILL loses nothing committed) and never corrupts the file; what a power
+cut may lose is the last commits since the WAL was last synced. Most of what the queue
+records can be found again by looking (a rescan re-reads files and notes; an upload
+that is forgotten is sent again and found already there), so those commits are not
+synced one by one: an fsync per commit, about 4 ms here, was most of the daemon's time
+under a stream of pasted images. A commit that must outlive a power cut because
+something outside the queue follows from it (the original text of a link, recorded
+before the note is rewritten; an object marked removed before gc deletes it) is made
+with `durable=True`: synced at once, and with it every commit before it, since the WAL
+is one file written in order.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ class QueueDB:
         *,
         clock: Clock = time.time,
         readonly: bool = False,
-        synchronous: str = "FULL",
+        synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
     ) -> None:
         self.path = path
@@ -62,6 +74,10 @@ class QueueDB:
             self._db = peewee.SqliteDatabase(
                 str(path), pragmas=pragmas, timeout=busy_timeout, lock_type="IMMEDIATE"
             )
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous!r}")
+        self._synchronous = synchronous.upper()
+        self._synced = self._synchronous in ("FULL", "EXTRA")  # every commit synced anyway
         self.models = Models(self._db)
         self._write_lock = threading.Lock()
         try:
@@ -101,20 +117,6 @@ class QueueDB:
                 "run any write command (e.g. `syncd sync --once`) to migrate it"
             )
 
-    def defer_fsync_on_this_thread(self) -> None:
-        """This thread's commits are not fsynced one by one (`synchronous=NORMAL`).
-
-        For the upload workers: a claim, a lease, a retry's schedule and an upload's
-        result. In WAL mode such a commit still survives the process being killed, and
-        the WAL is written in order, so the next fsynced commit (any other thread's:
-        intake, references, notes) makes it durable too. What a power cut can lose is
-        only the last few of these transitions, each of which is safe to do again: the
-        item is claimed again, and uploaded again (its content-addressed key is written
-        only if absent, so the store answers "already there"). At a million items the
-        fsyncs were most of a claim's cost.
-        """
-        self._db.execute_sql("PRAGMA synchronous = NORMAL")
-
     def close(self) -> None:
         if not self._db.is_closed():
             self._db.close()
@@ -134,12 +136,20 @@ class QueueDB:
     # SQLite's busy handler.
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
+    def _write(self, *, durable: bool = False) -> Iterator[None]:
         """One write transaction. A full disk is a QueueError and nothing half-written:
-        SQLite rolls the transaction back whole."""
+        SQLite rolls the transaction back whole. `durable`: synced before this returns
+        (see the module docstring)."""
         try:
-            with self._write_lock, self._db.atomic():
-                yield
+            with self._write_lock:
+                if durable and not self._synced:
+                    self._sql("PRAGMA synchronous = FULL")
+                try:
+                    with self._db.atomic():
+                        yield
+                finally:
+                    if durable and not self._synced:
+                        self._sql(f"PRAGMA synchronous = {self._synchronous}")
         except (peewee.OperationalError, sqlite3.OperationalError) as exc:
             if disk_full(exc):
                 raise QueueError(

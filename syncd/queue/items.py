@@ -242,6 +242,16 @@ class ItemsTable(FilesTable):
             for item_id, when, reason in rows
         ]
 
+    def items_by_id(self, ids: Collection[int]) -> dict[int, UploadItem]:
+        """These items, in one query (a note's references, for planning its rewrite)."""
+        if not ids:
+            return {}
+        rows = self._sql(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        )
+        return {item.id: item for item in map(item_from_row, rows)}
+
     def get(self, item_id: int) -> UploadItem | None:
         return self._one_item("id = ?", (item_id,))
 
@@ -280,6 +290,14 @@ class ItemsTable(FilesTable):
             next_attempt_at=nxt,
             waiting_bytes=int(waiting_bytes),
         )
+
+    def has_work(self) -> bool:
+        """Whether any item is pending or uploading (one index probe, whatever the size
+        of the queue: asked after every upload)."""
+        row = self._sql(
+            "SELECT EXISTS (SELECT 1 FROM items WHERE state IN ('pending', 'uploading'))"
+        ).fetchone()
+        return bool(row[0])
 
     def outstanding_among(self, ids: Collection[int]) -> int:
         """How many of these items are not uploaded yet (pending, uploading or failed)."""

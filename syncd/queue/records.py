@@ -90,6 +90,16 @@ class RefState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class NewRef:
+    """A reference found in a note, to record: its exact text, syntax, image, item."""
+
+    original: str
+    syntax: str
+    image_path: Path
+    item_id: int
+
+
+@dataclass(frozen=True)
 class RefRecord:
     """One image reference in one note, as found before any rewrite."""
 

@@ -4,6 +4,7 @@ undone) and the notes' stat cache, so an unchanged note is not read again."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from syncd.queue.records import (
     REF_COLUMNS,
     UNDER,
     FileStat,
+    NewRef,
     RefRecord,
     RefState,
     bounds_under,
@@ -29,25 +31,80 @@ class RefsTable(ItemsTable):
         self, note: Path, original: str, syntax: str, image_path: Path, item_id: int
     ) -> RefRecord:
         """Remember that `note` shows the image `item_id` through the text `original`."""
-        now = self._clock()
         with self._write():
-            self._sql(
-                "INSERT INTO refs (note, original, syntax, image_path, item_id, state, "
-                "created_at, updated_at) VALUES (?,?,?,?,?,'pending',?,?) "
-                "ON CONFLICT (note, original) DO UPDATE SET item_id = excluded.item_id, "
-                "image_path = excluded.image_path, updated_at = excluded.updated_at "
-                "WHERE refs.item_id IS NOT excluded.item_id AND refs.state = 'pending'",
-                (db_path(note), original, syntax, db_path(image_path), item_id, now, now),
-            )
-            ref = self._one_ref("note = ? AND original = ?", (db_path(note), original))
-            if ref is not None and ref.state is RefState.PENDING:
-                self._requeue_removed(item_id, now)
-        assert ref is not None
-        return ref
+            return self._upsert_ref(note, NewRef(original, syntax, image_path, item_id))
 
-    def refs_of_note(self, note: Path) -> list[RefRecord]:
+    def record_note_refs(
+        self, note: Path, refs: Iterable[NewRef], stat: FileStat, unresolved: int
+    ) -> None:
+        """What indexing `note` (at `stat`) found, in one transaction: its references,
+        and the notes' stat cache entry (`unresolved` local links left open)."""
+        with self._write():
+            for ref in refs:
+                self._upsert_ref(note, ref)
+            self._put_note(note, stat, unresolved)
+
+    def plan_rewrite(
+        self,
+        note: Path,
+        new: Iterable[NewRef],
+        by_original: dict[str, tuple[str, list[int]]],
+        by_id: dict[int, tuple[str, list[int]]],
+    ) -> list[int]:
+        """Before `note` is rewritten, in one durable transaction: record the references
+        seen for the first time (`new`), then the text about to replace each original
+        (`by_original`, or by ref id for one already known) and the offsets of its
+        occurrences in the note as read — when two different originals become the same
+        URL, their order is how localize tells them apart. Returns the ids planned."""
+        planned: dict[int, tuple[str, list[int]]] = dict(by_id)
+        with self._write(durable=bool(by_original or by_id)):
+            for ref in new:
+                self._upsert_ref(note, ref)
+            for original, plan in by_original.items():
+                row = self._sql(
+                    "SELECT id FROM refs WHERE note = ? AND original = ?",
+                    (db_path(note), original),
+                ).fetchone()
+                if row is not None:
+                    planned[row[0]] = plan
+            now = self._clock()
+            for ref_id, (rewritten, positions) in planned.items():
+                self._sql(
+                    "UPDATE refs SET rewritten = ?, positions = ?, updated_at = ? WHERE id = ?",
+                    (rewritten, json.dumps(positions), now, ref_id),
+                )
+        return list(planned)
+
+    def _upsert_ref(self, note: Path, ref: NewRef) -> RefRecord:
+        now = self._clock()
+        self._sql(
+            "INSERT INTO refs (note, original, syntax, image_path, item_id, state, "
+            "created_at, updated_at) VALUES (?,?,?,?,?,'pending',?,?) "
+            "ON CONFLICT (note, original) DO UPDATE SET item_id = excluded.item_id, "
+            "image_path = excluded.image_path, updated_at = excluded.updated_at "
+            "WHERE refs.item_id IS NOT excluded.item_id AND refs.state = 'pending'",
+            (
+                db_path(note),
+                ref.original,
+                ref.syntax,
+                db_path(ref.image_path),
+                ref.item_id,
+                now,
+                now,
+            ),
+        )
+        record = self._one_ref("note = ? AND original = ?", (db_path(note), ref.original))
+        assert record is not None
+        if record.state is RefState.PENDING:
+            self._requeue_removed(ref.item_id, now)
+        return record
+
+    def refs_of_note(self, note: Path, *, open_only: bool = False) -> list[RefRecord]:
+        """The note's references; `open_only`: all but the rewritten ones (what planning
+        a rewrite needs: a long note's settled links are most of its records)."""
+        where = "note = ? AND state != 'rewritten'" if open_only else "note = ?"
         rows = self._sql(
-            f"SELECT {REF_COLUMNS} FROM refs WHERE note = ? ORDER BY id", (db_path(note),)
+            f"SELECT {REF_COLUMNS} FROM refs WHERE {where} ORDER BY id", (db_path(note),)
         )
         return [ref_from_row(row) for row in rows]
 
@@ -58,16 +115,18 @@ class RefsTable(ItemsTable):
         different originals become the same URL, their order is how localize tells them
         apart.
         """
-        with self._write():
+        with self._write(durable=True):
             self._sql(
                 "UPDATE refs SET rewritten = ?, positions = ?, updated_at = ? WHERE id = ?",
                 (rewritten, json.dumps(positions), self._clock(), ref_id),
             )
 
     def set_ref_state(self, ref_ids: list[int], state: RefState) -> None:
+        """A durable commit for LOCALIZED: were it lost, the next pass would put the
+        URL back into a note the person asked to keep local."""
         if not ref_ids:
             return
-        with self._write():
+        with self._write(durable=state is RefState.LOCALIZED):
             self._sql(
                 f"UPDATE refs SET state = ?, updated_at = ? "
                 f"WHERE id IN ({','.join('?' * len(ref_ids))})",
@@ -148,8 +207,11 @@ class RefsTable(ItemsTable):
 
     def record_note_indexed(self, note: Path, stat: FileStat, unresolved: int) -> None:
         with self._write():
-            self._sql(
-                "INSERT OR REPLACE INTO notes (path, size, mtime_ns, inode, unresolved, "
-                "indexed_at) VALUES (?,?,?,?,?,?)",
-                (db_path(note), stat.size, stat.mtime_ns, stat.inode, unresolved, self._clock()),
-            )
+            self._put_note(note, stat, unresolved)
+
+    def _put_note(self, note: Path, stat: FileStat, unresolved: int) -> None:
+        self._sql(
+            "INSERT OR REPLACE INTO notes (path, size, mtime_ns, inode, unresolved, "
+            "indexed_at) VALUES (?,?,?,?,?,?)",
+            (db_path(note), stat.size, stat.mtime_ns, stat.inode, unresolved, self._clock()),
+        )

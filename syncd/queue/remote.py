@@ -126,7 +126,7 @@ class RemoteTable(RefsTable):
         """Before deleting `key`: in one transaction, check that no item needs it and mark
         the items uploaded there `removed`, so no note gets their URL from now on.
         False (nothing changed) if it is needed."""
-        with self._write():
+        with self._write(durable=True):
             if self.object_needed(key, sha256):
                 return False
             self._mark_removed(key)
@@ -135,7 +135,7 @@ class RemoteTable(RefsTable):
     def mark_removed(self, key: str) -> int:
         """The object at `key` is not in the bucket (found missing): its items are no
         longer uploaded. Returns how many items that concerned."""
-        with self._write():
+        with self._write(durable=True):
             return self._mark_removed(key)
 
     def _mark_removed(self, key: str) -> int:

@@ -69,10 +69,8 @@ class Drain:
         owner: Callable[[], str],
         concurrency: Concurrency | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_thread_start: Callable[[], None] | None = None,
     ) -> None:
         self.policy = policy
-        self._on_thread_start = on_thread_start
         self.pacer = pacer
         self.keeper = keeper
         self.concurrency = concurrency or Concurrency(workers)
@@ -114,8 +112,6 @@ class Drain:
     # -- one worker ---------------------------------------------------------------
 
     def _run(self) -> None:
-        if self._on_thread_start is not None:
-            self._on_thread_start()
         owner = self._owner()
         while True:
             with self._cond:

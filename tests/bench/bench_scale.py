@@ -12,10 +12,10 @@ At each scale, with no daemon running:
   CLI's `SELECT count(*) FROM items` on the same file, spawn to exit. For information: a
   bare `python -c pass`, and `UploadQueue.summary()` alone, in-process.
 - claim+ack: `UploadQueue.claim_next` then `mark_uploaded` for `--claims` pending items,
-  in-process, on a thread set up as the upload workers' are (WAL, commits not fsynced
-  one by one: `defer_fsync_on_this_thread`); once as the daemon claims and once as
-  `sync --once` does (`not_attempted_since`, `ignore_schedule`); and, for information,
-  with every commit fsynced (`synchronous=FULL`, the queue's default).
+  in-process, with the queue's own settings (WAL, `synchronous=NORMAL`: these commits
+  are not synced one by one); once as the daemon claims and once as `sync --once` does
+  (`not_attempted_since`, `ignore_schedule`); and, for information, with every commit
+  fsynced (`synchronous=FULL`).
 - `syncd items --state failed`, spawn to exit (and `item_listing` alone, in-process).
 - gc planning: `plan_gc` over the remote index, with an empty notes folder (the cost of
   the queue side only; reading notes is `rewrite`'s benchmark).
@@ -202,12 +202,10 @@ def spawn_wall(argv: list[str], env: dict[str, str], repeats: int) -> float:
     return median(run_child(argv, env=env).check().wall for _ in range(repeats))
 
 
-def claim_rate(db: Path, claims: int, *, as_oneshot: bool, as_worker: bool = True) -> float:
-    """claim_next + mark_uploaded per second, over `claims` pending items: on a thread
-    set up as the upload workers are (`as_worker`), or with every commit fsynced."""
-    with UploadQueue(db) as queue:
-        if as_worker:
-            queue.defer_fsync_on_this_thread()
+def claim_rate(db: Path, claims: int, *, as_oneshot: bool, synchronous: str = "NORMAL") -> float:
+    """claim_next + mark_uploaded per second, over `claims` pending items: with the
+    queue's own settings, or with every commit fsynced (`synchronous="FULL"`)."""
+    with UploadQueue(db, synchronous=synchronous) as queue:
         owner = f"bench:{os.getpid()}:{'once' if as_oneshot else 'daemon'}"
         since = time.time()
         started = time.perf_counter()
@@ -289,7 +287,7 @@ def measure(
 
     daemon_rate = claim_rate(db, claims, as_oneshot=False)
     once_rate = claim_rate(db, claims, as_oneshot=True)
-    full_rate = claim_rate(db, claims, as_oneshot=False, as_worker=False)
+    full_rate = claim_rate(db, claims, as_oneshot=False, synchronous="FULL")
     size_mb = sum(p.stat().st_size for p in state.iterdir()) / 1e6
     return (
         AtScale(

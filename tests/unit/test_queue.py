@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
 
 from syncd.errors import QueueError
-from syncd.queue import FileStat, State, UploadQueue
+from syncd.queue import FileStat, NewRef, State, UploadQueue
 
 
 class FakeClock:
@@ -38,11 +37,34 @@ def add(queue: UploadQueue, name: str, sha: str, size: int = 10) -> int:
     ].id
 
 
-def test_wal_and_full_sync_are_on(queue: UploadQueue) -> None:
+def test_wal_is_on_and_only_durable_commits_are_synced_one_by_one(queue: UploadQueue) -> None:
     con = sqlite3.connect(queue.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
-    assert queue._db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    level = lambda: queue._db.execute_sql("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+    assert level() == 1  # NORMAL: a crash of the process loses nothing committed
+    with queue._write(durable=True):
+        assert level() == 2  # FULL: this commit (and all before it) outlives a power cut
+    assert level() == 1
+
+
+def test_the_text_a_rewrite_replaces_is_recorded_durably(queue: UploadQueue) -> None:
+    item = add(queue, "a.png", "1" * 64)
+    seen: list[int] = []
+    real_write = queue._write
+
+    def spy(*, durable: bool = False):  # type: ignore[no-untyped-def]
+        seen.append(durable)
+        return real_write(durable=durable)
+
+    queue._write = spy  # type: ignore[method-assign]
+    new = NewRef("![](a.png)", "inline", Path("/v/a.png"), item)
+    ids = queue.plan_rewrite(
+        Path("/v/n.md"), [new], {"![](a.png)": ("![](https://u/a.png)", [0])}, {}
+    )
+    assert seen == [True]
+    (ref,) = queue.refs_of_note(Path("/v/n.md"))
+    assert ids == [ref.id] and ref.rewritten == "![](https://u/a.png)" and ref.positions == (0,)
 
 
 def test_schema_version_is_recorded(queue: UploadQueue) -> None:
@@ -113,21 +135,6 @@ def test_expired_lease_comes_back(queue: UploadQueue, clock: FakeClock) -> None:
     # the crashed worker's late report must not undo the new claim
     assert not queue.reschedule(first.id, "crashed", "late", 10)
     assert queue.get(first.id).lease_owner == "w2"  # type: ignore[union-attr]
-
-
-def test_only_the_thread_that_asks_defers_its_fsyncs(queue: UploadQueue) -> None:
-    seen: list[int] = []
-
-    def worker() -> None:
-        queue.defer_fsync_on_this_thread()
-        seen.append(queue._db.execute_sql("PRAGMA synchronous").fetchone()[0])
-
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
-
-    assert seen == [1]  # NORMAL: in WAL mode, durable at the next fsynced commit
-    assert queue._db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_claims_take_the_most_overdue_of_pending_and_crashed_items(

@@ -1,0 +1,210 @@
+"""`find_image_refs`: every image reference of a note, and `target_path`.
+
+Candidate-driven for speed: literal regex scans find ``![``, ``<img``, ``]:`` and the regions
+that hide them (`regions`), and only the blank-line-delimited chunks around a candidate are
+parsed (`blocks`, then `inline`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Container
+from urllib.parse import unquote
+
+from syncd.markdown.blocks import _HTML_BLOCK, _PARA, _chunk_bounds, _Memo, _parse_chunk
+from syncd.markdown.chars import _SCHEME, _normalize_label
+from syncd.markdown.content import _Content, _Def, _parse_defs
+from syncd.markdown.inline import _BRACKETED, _parse_inline, _scan_html_region, _Sink
+from syncd.markdown.refs import ImageRef, Syntax
+from syncd.markdown.regions import _BANG, _DEF_COLON, _HTML, _IMG_START, _block_regions
+
+
+def find_image_refs(text: str) -> list[ImageRef]:
+    """Every image reference in `text`, in document order, with non-overlapping spans.
+
+    Reference images are reported through their definition (one REFERENCE_DEF per definition
+    that at least one image uses). Images with an empty destination, references inside code,
+    HTML comments and front matter, and ``![[...]]`` embeds of non-image files are not reported.
+    """
+    has_bang = "![" in text
+    if not has_bang and not _IMG_START.search(text):
+        return []
+    p0 = 1 if text.startswith("\ufeff") else 0
+    memo: _Memo = {}
+    regions = _block_regions(text, p0, memo)
+    region_starts = [r[0] for r in regions]
+    sink = _Sink()
+
+    candidates = [m.start() for m in _BANG.finditer(text)] if has_bang else []
+    candidates.extend(m.start() for m in _IMG_START.finditer(text))
+    candidates.sort()
+    candidates = _outside_regions(candidates, regions, region_starts, text, sink)
+    if not candidates:
+        return _finish(sink, {})
+    def_marks: list[int] = []
+    if has_bang and "]:" in text:
+        def_marks = _outside_regions(
+            [m.start() for m in _DEF_COLON.finditer(text)], regions, region_starts, text, None
+        )
+
+    defs: dict[str, _Def] = {}
+    inline_work: list[_Content] = []
+    rest: list[tuple[int, int, _Content]] = []  # leaves without candidates: (a, b, content)
+    parsed: set[int] = set()
+    cand_i = 0
+    marks = sorted(set(candidates) | set(def_marks)) if def_marks else candidates
+    chunk_end = -1
+    for pos in marks:
+        if pos < chunk_end:
+            continue
+        lo, hi = _bounds_between_regions(regions, region_starts, pos, len(text))
+        cs, ce = _chunk_bounds(text, pos, lo, hi)
+        chunk_end = ce
+        parsed.add(cs)
+        for leaf in _parse_chunk(text, cs, ce, memo):
+            a, b = leaf.segs[0][0], leaf.segs[-1][1]
+            while cand_i < len(candidates) and candidates[cand_i] < a:
+                cand_i += 1
+            has_candidate = cand_i < len(candidates) and candidates[cand_i] < b
+            if leaf.kind == _HTML_BLOCK:
+                if has_candidate:
+                    _scan_html_region(text, a, b, sink)
+                continue
+            content = _Content.of_leaf(text, leaf)
+            if leaf.kind == _PARA and has_bang and content.s[content.lo] == "[":
+                content.lo = _parse_defs(content, defs)
+            if content.lo < content.hi:
+                if has_candidate:
+                    inline_work.append(content)
+                else:
+                    rest.append((a, b, content))
+    for content in inline_work:
+        _parse_inline(content, defs, sink)
+    if sink.image_labels:
+        # Only text that could name a label can make a link share an image's definition.
+        closers = _label_closers(text, sink.image_labels)
+        for a, b, content in rest:
+            k = bisect.bisect_left(closers, a)
+            if k < len(closers) and closers[k] < b:
+                _parse_inline(content, defs, sink, images=False)
+        _collect_link_labels(text, regions, region_starts, parsed, closers, defs, sink, memo)
+    return _finish(sink, defs)
+
+
+def _label_closers(text: str, labels: Container[str]) -> list[int]:
+    """Where a link could use one of `labels`: the ']' of each bracketed text naming one.
+
+    A link using a label writes it in brackets (`[text][label]`, `[label][]`, `[label]`), and
+    a label holds no unescaped bracket. In a block quote the brackets may span '>' markers
+    that are not part of the label: such a text is always a candidate.
+    """
+    closers: list[int] = []
+    for m in _BRACKETED.finditer(text):
+        raw = m.group(1)
+        if _normalize_label(raw) in labels or ("\n" in raw and ">" in raw):
+            closers.append(m.end() - 1)
+    return closers
+
+
+def _outside_regions(
+    positions: list[int],
+    regions: list[tuple[int, int, int]],
+    region_starts: list[int],
+    text: str,
+    sink: _Sink | None,
+) -> list[int]:
+    """Drop positions inside regions; HTML regions holding one are scanned for <img> now."""
+    if not regions:
+        return positions
+    kept: list[int] = []
+    scanned: set[int] = set()
+    for pos in positions:
+        k = bisect.bisect_right(region_starts, pos) - 1
+        if k >= 0 and pos < regions[k][1]:
+            start, end, kind = regions[k]
+            if kind == _HTML and sink is not None and k not in scanned:
+                scanned.add(k)
+                _scan_html_region(text, start, end, sink)
+            continue
+        kept.append(pos)
+    return kept
+
+
+def _bounds_between_regions(
+    regions: list[tuple[int, int, int]], region_starts: list[int], pos: int, n: int
+) -> tuple[int, int]:
+    k = bisect.bisect_right(region_starts, pos)
+    lo = regions[k - 1][1] if k > 0 else 0
+    hi = region_starts[k] if k < len(regions) else n
+    return lo, hi
+
+
+def _collect_link_labels(
+    text: str,
+    regions: list[tuple[int, int, int]],
+    region_starts: list[int],
+    parsed: set[int],
+    closers: list[int],
+    defs: dict[str, _Def],
+    sink: _Sink,
+    memo: _Memo,
+) -> None:
+    """Find which definitions used by images are also used by ordinary links.
+
+    Paragraphs parsed for images already reported their links; this reads the rest that
+    hold one of `closers` (see `_label_closers`).
+    """
+    pos = 0
+    n = len(text)
+    for closer in closers:
+        if closer < pos:
+            continue
+        pos = closer
+        k = bisect.bisect_right(region_starts, pos) - 1
+        if k >= 0 and pos < regions[k][1]:
+            pos = regions[k][1]
+            continue
+        lo, hi = _bounds_between_regions(regions, region_starts, pos, n)
+        cs, ce = _chunk_bounds(text, pos, lo, hi)
+        if cs not in parsed:
+            parsed.add(cs)
+            for leaf in _parse_chunk(text, cs, ce, memo):
+                if leaf.kind != _HTML_BLOCK:
+                    content = _Content.of_leaf(text, leaf)
+                    if leaf.kind == _PARA and content.s[content.lo] == "[":
+                        content.lo = _parse_defs(content, {})
+                    _parse_inline(content, defs, sink, images=False)
+        pos = max(ce, pos + 1)
+
+
+def _finish(sink: _Sink, defs: dict[str, _Def]) -> list[ImageRef]:
+    refs = sink.refs
+    for key, alt in sink.image_labels.items():
+        d = defs[key]
+        if d.target:
+            refs.append(
+                ImageRef(
+                    Syntax.REFERENCE_DEF,
+                    d.start,
+                    d.end,
+                    d.image_start,
+                    d.image_end,
+                    d.target,
+                    alt,
+                    label=key,
+                    shared_with_link=key in sink.link_labels,
+                )
+            )
+    refs.sort(key=lambda r: r.start)
+    return refs
+
+
+def target_path(target: str) -> str | None:
+    """The local path a target names (percent-decoded), or None for a URL or an empty target.
+
+    A URL is anything with a scheme (``https:``, ``data:``, ``file:``, ``mailto:``; two or more
+    characters, so ``C:/x.png`` is a path) or a protocol-relative ``//host/...``.
+    """
+    if not target or target.startswith("//") or _SCHEME.match(target):
+        return None
+    return unquote(target)
