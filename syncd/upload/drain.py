@@ -138,7 +138,7 @@ class Drain:
         # before the policy said it is finished, must not be left behind.
         finished = self.policy.finished()
         if not self.policy.may_claim():
-            return None if finished else math.inf
+            return self._end() if finished else math.inf
         pace = self.pacer.wait_seconds()
         if pace > 0:
             return pace  # the store asked to slow down: every worker waits together
@@ -152,9 +152,8 @@ class Drain:
         try:
             item = self.policy.claim(owner)
             if item is None:
-                # A worker that ends wakes the others, so each sees the end too.
-                self._release(slot, None, None, work_left=finished)
-                return None if finished else math.inf
+                self._release(slot, None, None, work_left=False)
+                return self._end() if finished else math.inf
             self.keeper.hold(item.id, owner)
             try:
                 outcome = self.policy.upload(item, owner)
@@ -164,7 +163,7 @@ class Drain:
             self.policy.queue_failed(exc, item, owner)
             self._release(slot, item, None)
             # Until the disk has room again (the daemon wakes us), or the end of the run.
-            return None if self.policy.finished() else math.inf
+            return self._end() if self.policy.finished() else math.inf
         except Exception:
             log.exception("unexpected error in an upload worker; it carries on")
             self._release(slot, item, None)
@@ -180,9 +179,10 @@ class Drain:
         *,
         work_left: bool = True,
     ) -> None:
-        """Give the slot back; wake the workers only if one was refused a slot and there
-        may be work for it. A claim that found nothing wakes nobody: new work wakes
-        everyone anyway (`wake`), and waking them for nothing would cost a claim each."""
+        """Give the slot back; wake the workers if one was refused a slot and there may
+        be work for it. A claim that found nothing wakes nobody (new work wakes everyone
+        anyway, and waking them for nothing would cost a claim each) and leaves the
+        refusal standing for the next release."""
         with self._cond:
             if item is None or outcome is None:
                 self.concurrency.release_unused(slot)
@@ -195,8 +195,13 @@ class Drain:
                     ok=outcome.result in SUCCEEDED,
                     throttled=outcome.throttled,
                 )
-            if self._refused:
+            if self._refused and work_left:
                 self._refused = False
-                if work_left:
-                    self._generation += 1
-                    self._cond.notify_all()
+                self._generation += 1
+                self._cond.notify_all()
+
+    def _end(self) -> float | None:
+        """This worker ends (None): wake the others, so each sees the end too (one
+        waiting for a slot would otherwise wait for a release that never comes)."""
+        self.wake()
+        return None

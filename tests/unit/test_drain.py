@@ -204,3 +204,25 @@ def test_waiting_workers_wake_for_new_work_and_end_at_stop() -> None:
     assert d.alive()
     d.stop()
     assert d.join(deadline=None)
+
+
+def test_a_worker_waiting_for_a_slot_is_woken_when_the_run_ends() -> None:
+    """The last worker with a slot finds nothing and ends after the run finished while
+    another waited for its slot: that one must wake up to end too (it hung once)."""
+    policy = Policy(0)
+    d = drain(policy, workers=2, start=1)
+    waiting_since: list[int] = []
+
+    def claim_while_another_waits(owner: str) -> UploadItem | None:
+        waiting_since.append(d._generation)  # what the waiting worker's thread saw
+        assert d.loop_once("other", 0.0) == math.inf  # refused: the one slot is taken
+        policy.done_when_empty = True  # intake ends now, after this claim looked
+        return None
+
+    policy.claim = claim_while_another_waits  # type: ignore[method-assign]
+    assert d.loop_once("w", 0.0) == math.inf  # it looked before intake ended
+    policy.claim = lambda owner: None  # type: ignore[method-assign]
+
+    assert d.loop_once("w", 0.0) is None  # now it ends
+
+    assert d._generation != waiting_since[0], "the worker waiting for a slot sleeps on"
