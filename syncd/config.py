@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from syncd.errors import ConfigError, ConfigProblem
+from syncd.imaging import DEFAULT_QUALITY, ImageOptions, Target
+from syncd.markdown.refs import Dialect
 from syncd.system import redact
 from syncd.upload.keys import KeyTemplate, KeyTemplateError
 
@@ -95,6 +97,8 @@ class UploadConfig:
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 3600.0
     settle_seconds: float = 1.0
+    # What is done to an image before it leaves (see `syncd.imaging`).
+    images: ImageOptions = field(default_factory=ImageOptions)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,13 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class NotesConfig:
+    # Whose rules decide what is an image; None: detected from the vault root's `.obsidian/`
+    # or `logseq/` folder, else CommonMark.
+    dialect: Dialect | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     paths: PathsConfig
@@ -116,6 +127,7 @@ class Config:
     upload: UploadConfig
     cache: CacheConfig = CacheConfig()
     daemon: DaemonConfig = DaemonConfig()
+    notes: NotesConfig = NotesConfig()
 
     @property
     def queue_path(self) -> Path:
@@ -182,9 +194,15 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "retry_base_seconds",
         "retry_max_seconds",
         "settle_seconds",
+        "strip_location",
+        "strip_metadata",
+        "convert",
+        "quality",
+        "max_dimension",
     ),
     "cache": ("prefetch",),
     "daemon": ("notify", "verify_interval_hours"),
+    "notes": ("dialect",),
 }
 
 
@@ -264,6 +282,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
         DaemonConfig.verify_interval_hours,
         0,
     )
+    dialect = _parse_dialect(checker, _table(data, "notes"))
     if checker.problems:
         raise ConfigError(checker.problems)
     assert paths is not None and storage is not None and upload is not None
@@ -274,7 +293,23 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
         upload=upload,
         cache=CacheConfig(prefetch=prefetch),
         daemon=DaemonConfig(notify=notify, verify_interval_hours=verify_interval),
+        notes=NotesConfig(dialect=dialect),
     )
+
+
+def _parse_dialect(checker: _Checker, table: Mapping[str, Any]) -> Dialect | None:
+    value = table.get("dialect")
+    if value is None:
+        return None
+    names = [d.value for d in Dialect]
+    if value not in names:
+        checker.problem(
+            "notes.dialect",
+            f"must be one of {', '.join(names)}",
+            'e.g. dialect = "obsidian", or leave it out to detect it from the vault',
+        )
+        return None
+    return Dialect(value)
 
 
 def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -577,4 +612,52 @@ def _parse_upload(checker: _Checker, table: dict[str, Any]) -> UploadConfig:
         settle_seconds=checker.number(
             table, "settle_seconds", "upload.settle_seconds", d.settle_seconds, 0
         ),
+        images=_parse_images(checker, table),
+    )
+
+
+def _parse_images(checker: _Checker, table: dict[str, Any]) -> ImageOptions:
+    flags: dict[str, bool] = {}
+    for name, default in (("strip_location", True), ("strip_metadata", False)):
+        value = table.get(name, default)
+        if not isinstance(value, bool):
+            fix = f"write {name} = {str(not default).lower()} or {name} = {str(default).lower()}"
+            checker.problem(f"upload.{name}", "must be true or false", fix)
+            value = default
+        flags[name] = value
+    targets = [t.value for t in Target]
+    convert = table.get("convert", Target.NONE.value)
+    if convert not in targets:
+        checker.problem(
+            "upload.convert",
+            f"must be one of {', '.join(targets)}",
+            'write convert = "webp" (or "avif", or "none" to upload images as they are)',
+        )
+        convert = Target.NONE.value
+    target = Target(convert)
+    quality = table.get("quality")
+    if quality is not None and (
+        isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100
+    ):
+        checker.problem(
+            "upload.quality",
+            "must be a whole number from 1 to 100",
+            f"write quality = {DEFAULT_QUALITY[target]} (or leave it out: "
+            f"{DEFAULT_QUALITY[Target.WEBP]} for webp, {DEFAULT_QUALITY[Target.AVIF]} for avif)",
+        )
+        quality = None
+    max_dimension = table.get("max_dimension", 0)
+    if isinstance(max_dimension, bool) or not isinstance(max_dimension, int) or max_dimension < 0:
+        checker.problem(
+            "upload.max_dimension",
+            "must be a whole number of pixels, 0 or more",
+            "write max_dimension = 2560 (the longest side), or 0 to keep the size",
+        )
+        max_dimension = 0
+    return ImageOptions(
+        strip_location=flags["strip_location"],
+        strip_metadata=flags["strip_metadata"],
+        convert=target,
+        quality=quality,
+        max_dimension=max_dimension,
     )

@@ -1,8 +1,37 @@
 """The one error tree of syncd.
 
 Every exception syncd raises on purpose derives from `SyncdError`. The CLI maps the
-branches to messages and exit codes in one place (`syncd.cli.main`). Messages never carry
-secrets: code that builds them gets names and paths, never key material.
+branches to messages and exit codes in one place (`syncd.cli`). Messages never carry
+secrets: code that builds them gets names and paths, never key material. The roots and
+the general branches live here; a branch that only one package raises lives beside it
+(the module in brackets):
+
+    SyncdError
+    ├── ConfigError                 the configuration cannot be used (exit 78)
+    ├── UsageError                  the command line asks for the impossible (exit 2)
+    ├── QueueError                  queue.db cannot be opened or written (a full disk)
+    ├── DaemonRunning               another daemon holds this state folder
+    ├── NotRegularFileError         a FIFO, socket, device or folder (also an OSError)
+    ├── StorageError
+    │   ├── TransientStorageError   retrying can help
+    │   │   ├── OfflineError
+    │   │   ├── CorruptDownload
+    │   │   └── NoSuchUpload                        [storage.multipart]
+    │   ├── PermanentStorageError   retrying cannot help
+    │   │   ├── NotFoundError
+    │   │   └── ContentMismatch, AccessDenied,
+    │   │       ClockSkewed, StoreNotImplemented    [storage.base]
+    │   └── PreconditionFailed      If-None-Match found the object there
+    ├── NoteError                                   [notes.notewriter]
+    │   ├── NoteChanged             edited while being rewritten: read again
+    │   └── NoteBusy                open for writing right now: later
+    ├── ControlError                                [control]
+    │   └── DaemonNotRunning
+    ├── GcRefused                                   [remote.index]
+    ├── ServiceError                                [system.service]
+    ├── KeyTemplateError            (also a ValueError) [upload.keys]
+    ├── Unparseable                                 [imaging.errors]
+    └── CannotConvert                               [imaging.convert]
 """
 
 from __future__ import annotations
@@ -101,5 +130,10 @@ class PreconditionFailed(StorageError):
     """A conditional write found the object already there (If-None-Match: *)."""
 
 
-class LocalFileError(PermanentStorageError):
-    """The local file to upload cannot be read (gone, unreadable, changed under us)."""
+class DaemonRunning(SyncdError):
+    """Another daemon already works on this state folder."""
+
+
+class NotRegularFileError(SyncdError, OSError):
+    """The path is a FIFO, a socket, a device or a folder: syncd does not read it. Also
+    an OSError, so code that handles an unreadable file handles this one too."""

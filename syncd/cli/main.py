@@ -264,13 +264,20 @@ def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -
         _print_json(
             {
                 "dry_run": True,
-                "would_upload": [{"file": str(p), "size": n} for p, n in plan.uploads],
+                "would_upload": [
+                    {"file": str(p), "size": n, "changes": _plan_changes(plan.changes.get(p))}
+                    for p, n in plan.uploads
+                ],
                 "would_rewrite": [{"note": str(p), "links": n} for p, n in plan.rewrites],
             }
         )
         return EXIT_OK
     for path, size in plan.uploads:
         print(f"would upload  {printable(path)} ({format_size(size)})")
+        change = plan.changes.get(path)
+        described = change.describe() if change is not None else None
+        if described:
+            print(f"              {printable(described)}")
     for note, links in plan.rewrites:
         print(f"would rewrite {printable(note)} ({_plural(links, 'link')})")
     print(
@@ -278,6 +285,13 @@ def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -
         f"{_plural(len(plan.rewrites), 'note')} to rewrite; nothing was changed"
     )
     return EXIT_OK
+
+
+def _plan_changes(change: Any) -> dict[str, Any] | None:
+    """What a dry run found an upload would do to a file (a `PreparePlan`), for --json."""
+    if change is None:
+        return None
+    return {"stripped": list(change.stripped), "convert_to": change.convert_to, "note": change.note}
 
 
 def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False) -> Any:
@@ -303,6 +317,7 @@ def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False)
         download_dir=download_dir,
         cache=ObjectCache(default_cache_dir(os.environ)),
         public_base_url=config.storage.public_base_url,
+        dialect=config.notes.dialect,
     )
 
 
@@ -530,9 +545,24 @@ def cmd_items(args: argparse.Namespace) -> int:
         if i["state"] != "uploaded" and i["last_error"]:
             error = printable(redact.scrub(i["last_error"]))
             print(f"        attempts {i['attempts']}: {error}")
+        for line in _prepared_lines(i):
+            print(f"        {printable(line)}")
     if not items:
         print("no items" + (f" in state {args.state}" if args.state else ""))
     return EXIT_OK
+
+
+def _prepared_lines(item: dict[str, Any]) -> list[str]:
+    """What was done to an item's image before upload, as `items` shows it."""
+    lines = []
+    if item.get("stripped"):
+        lines.append("removed " + ", ".join(item["stripped"]))
+    if item.get("converted_from") and item.get("object_mime"):
+        sent = format_size(item["object_size"]) if item.get("object_size") is not None else "?"
+        lines.append(f"converted from {item['converted_from']} to {item['object_mime']} ({sent})")
+    if item.get("prepare_note"):
+        lines.append(item["prepare_note"])
+    return lines
 
 
 def _steer(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

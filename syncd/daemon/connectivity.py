@@ -69,11 +69,16 @@ BUS_DAEMON_NAME = "org.freedesktop.DBus"
 BUS_DAEMON_PATH = "/org/freedesktop/DBus"
 PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
 
-SOURCE_NETWORKMANAGER = "networkmanager"
-SOURCE_NETWORKD = "networkd"
-SOURCE_PROBE = "probe"
-SOURCE_UPLOAD = "upload"
-SOURCE_NONE = "none"
+
+class Source(enum.StrEnum):
+    """Whose word the connectivity state is."""
+
+    NETWORKMANAGER = "networkmanager"
+    NETWORKD = "networkd"
+    PROBE = "probe"
+    UPLOAD = "upload"  # an upload's network error
+    NONE = "none"
+
 
 PROBE_MAX_DELAY = 300.0  # seconds; the longest a reconnect goes unnoticed in probe mode
 
@@ -90,12 +95,11 @@ class Online(enum.Enum):
 
 @dataclass(frozen=True)
 class ConnectivityEvent:
-    """A change of state. `source` says whose word it is: "networkmanager", "networkd",
-    "probe", "upload" (an upload's network error) or "none"; `at` is the monitor's clock
-    (monotonic seconds)."""
+    """A change of state, whose word it is, and when (the monitor's clock: monotonic
+    seconds)."""
 
     state: Online
-    source: str
+    source: Source
     at: float
 
 
@@ -182,10 +186,9 @@ class ConnectivityMonitor:
         # Shared with callers' threads, under _lock.
         self._lock = threading.Lock()
         self._state = Online.UNKNOWN
-        self._source = SOURCE_NONE
+        self._source = Source.NONE
         self._wanted = False
         self._failure_reported = False
-        self._last_network_failure: float | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._wake_r: int | None = None
@@ -248,16 +251,10 @@ class ConnectivityMonitor:
             return self._state
 
     @property
-    def source(self) -> str:
-        """Whose word the state is: "networkmanager", "networkd", "probe" or "none"."""
+    def source(self) -> Source:
+        """Whose word the state is."""
         with self._lock:
             return self._source
-
-    @property
-    def last_network_failure(self) -> float | None:
-        """When (monitor clock) an upload last reported a network error, for status."""
-        with self._lock:
-            return self._last_network_failure
 
     def report_network_failure(self) -> None:
         """An upload failed with a network error: evidence of being offline.
@@ -266,7 +263,6 @@ class ConnectivityMonitor:
         NetworkManager's or networkd's word stands, and the failure is only remembered.
         """
         with self._lock:
-            self._last_network_failure = self._clock()
             self._failure_reported = True
             self._wake_locked()
 
@@ -315,7 +311,7 @@ class ConnectivityMonitor:
                         self._receive()
         except Exception:
             log.exception("connectivity: monitor failed; the state stays unknown from now on")
-            self._publish(Online.UNKNOWN, SOURCE_NONE)
+            self._publish(Online.UNKNOWN, Source.NONE)
         finally:
             self._close_bus()
             self._selector.close()
@@ -336,7 +332,7 @@ class ConnectivityMonitor:
             self._on_network_failure()
         return True
 
-    def _publish(self, state: Online, source: str, cause: str | None = None) -> None:
+    def _publish(self, state: Online, source: Source, cause: Source | None = None) -> None:
         with self._lock:
             changed = not self._published or state is not self._state
             self._state, self._source, self._published = state, source, True
@@ -356,24 +352,24 @@ class ConnectivityMonitor:
             return  # still asking the bus who is there
         if self._owners.get(NM_NAME):
             if not self._nm_reading:
-                self._publish(online_from_nm_state(self._nm_state), SOURCE_NETWORKMANAGER)
+                self._publish(online_from_nm_state(self._nm_state), Source.NETWORKMANAGER)
         elif self._owners.get(NETWORKD_NAME):
             if not self._networkd_reading:
-                self._publish(online_from_networkd(self._networkd_state), SOURCE_NETWORKD)
+                self._publish(online_from_networkd(self._networkd_state), Source.NETWORKD)
         elif self._probe is not None:
-            if self._source != SOURCE_PROBE:
+            if self._source != Source.PROBE:
                 # A fresh start for the probe: it knows nothing yet, and tries at once.
                 self._probe_state = Online.UNKNOWN
                 self._probe_delays = self._new_probe_delays()
                 self._next_probe_at = None
-            self._publish(self._probe_state, SOURCE_PROBE)
+            self._publish(self._probe_state, Source.PROBE)
         else:
-            self._publish(Online.UNKNOWN, SOURCE_NONE)
+            self._publish(Online.UNKNOWN, Source.NONE)
 
     # --- probe -------------------------------------------------------------------------
 
     def _on_network_failure(self) -> None:
-        if self._source != SOURCE_PROBE:
+        if self._source != Source.PROBE:
             log.debug("connectivity: an upload hit a network error; %s has the say", self._source)
             return
         if self._probe_state is Online.OFFLINE:
@@ -381,11 +377,11 @@ class ConnectivityMonitor:
         self._probe_state = Online.OFFLINE
         self._probe_delays = self._new_probe_delays()
         self._next_probe_at = self._clock()
-        self._publish(Online.OFFLINE, SOURCE_PROBE, cause=SOURCE_UPLOAD)
+        self._publish(Online.OFFLINE, Source.PROBE, cause=Source.UPLOAD)
 
     def _probe_due_in(self) -> float | None:
         """Seconds until the next probe, or None (sleep until woken) if none is needed."""
-        if self._probe is None or self._source != SOURCE_PROBE:
+        if self._probe is None or self._source != Source.PROBE:
             return None
         if self._probe_state is Online.ONLINE:
             return None
@@ -415,8 +411,8 @@ class ConnectivityMonitor:
             delay = next(self._probe_delays, PROBE_MAX_DELAY)
             self._next_probe_at = self._clock() + delay
             log.debug("connectivity: probe failed; next in %.1f s", delay)
-        if self._source == SOURCE_PROBE:
-            self._publish(self._probe_state, SOURCE_PROBE)
+        if self._source == Source.PROBE:
+            self._publish(self._probe_state, Source.PROBE)
 
     # --- D-Bus -------------------------------------------------------------------------
 

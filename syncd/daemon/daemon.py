@@ -26,44 +26,42 @@ carries on, and the watchdog's health check covers every one of them.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
 import signal
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from syncd import __version__
+from syncd import __version__, app
 from syncd.config import Config, load_config
 from syncd.control.events import EventBus
 from syncd.control.server import ControlServer, default_socket_path
-from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online
+from syncd.daemon.api import DaemonControl
+from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online, Source
 from syncd.daemon.oneshot import owner_id, pid_alive
-from syncd.errors import ConfigError, QueueError, SyncdError
+from syncd.errors import ConfigError, QueueError
 from syncd.intake.scanner import Outcome as ScanOutcome
-from syncd.intake.scanner import Scanner
-from syncd.intake.vault import Vault
 from syncd.intake.watcher import EventKind, PathEvent, Watcher
 from syncd.notes.notewriter import is_note, remove_stale_temp_files
-from syncd.notes.rewriter import Rewriter
 from syncd.notes.worker import BIG_NOTE_BYTES, NoteWorker
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
-from syncd.queue import State, UploadItem, UploadQueue
-from syncd.storage import Storage, open_storage
+from syncd.queue import State, UploadItem
+from syncd.queue.integrity import open_checked_queue
+from syncd.storage import Storage
 from syncd.storage.base import clock_problem
 from syncd.system import redact
 from syncd.system.display import printable
+from syncd.system.fs import free_bytes
 from syncd.system.notify import DesktopNotifier
+from syncd.system.proc import state_lock
 from syncd.system.sdnotify import Notifier, WatchdogPinger
 from syncd.upload.drain import Drain
 from syncd.upload.retry import RetryPolicy
@@ -73,6 +71,7 @@ from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
 log = logging.getLogger(__name__)
 
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
+NOTE_LANES = 2  # threads for ordinary notes
 WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
@@ -85,10 +84,6 @@ class UploadAborted(Exception):
     """Raised from an upload's progress callback to cut it off when the daemon stops."""
 
 
-class DaemonRunning(SyncdError):
-    """Another daemon already works on this state folder."""
-
-
 @dataclass
 class Counters:
     """What the daemon did since it started (for STATUS= and, later, the control API)."""
@@ -98,81 +93,6 @@ class Counters:
     failed: int = 0
     notes_rewritten: int = 0
     last_error: str | None = None
-
-
-@contextlib.contextmanager
-def state_lock(state_dir: Path) -> Iterator[None]:
-    """Hold `daemon.lock` in the state folder for as long as the daemon runs."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / "daemon.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise DaemonRunning(
-                f"a syncd daemon (pid {holder}) already runs on {state_dir}; "
-                "stop it first (`syncd stop` or `systemctl --user stop syncd`)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
-def running_daemon_pid(state_dir: Path) -> int | None:
-    """The pid of the daemon holding `state_dir`'s lock, or None if none runs."""
-    path = state_dir / "daemon.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)  # closing drops our shared lock if we got it
-    return None
-
-
-def open_checked_queue(path: Path) -> UploadQueue:
-    """Open the queue; a corrupt file is moved aside (kept, for a post-mortem) and rebuilt.
-
-    Content-addressed keys make the rebuild safe: re-queued images that are already in
-    the store meet `If-None-Match: *` and count as uploaded, nothing is sent twice.
-    """
-    if path.exists():
-        problem = _integrity_problem(path)
-        if problem is not None:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(path) + suffix)
-                if src.exists():
-                    src.rename(Path(str(aside) + suffix))
-            log.warning(
-                "the queue %s is damaged (%s); moved it to %s and rebuilding it from a "
-                "full rescan — nothing already uploaded is sent again",
-                path,
-                problem,
-                aside,
-            )
-    return UploadQueue(path)
-
-
-def _integrity_problem(path: Path) -> str | None:
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            (result,) = con.execute("PRAGMA quick_check").fetchone()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
-    return None if result == "ok" else str(result)
 
 
 class Daemon:
@@ -223,7 +143,7 @@ class Daemon:
         self._recheck: dict[Path, float] = {}  # files still being written -> when to look
         self.events = EventBus()
         self.control: ControlServer | None = None
-        self._online_source = "none"
+        self._online_source = Source.NONE
         self._online_since = time.time()
         self._inflight: dict[int, dict[str, Any]] = {}  # item id -> what status shows
         self._inflight_lock = threading.Lock()
@@ -307,26 +227,28 @@ class Daemon:
         with self._cond:
             self.schedule = RetrySchedule()
             self.schedule.load(self.queue.waiting(), config.upload.retry_max_seconds)
-        self.storage = self._given_storage or open_storage(
-            config.storage, pool_size=config.upload.workers
-        )
-        roots = [*config.paths.notes, *config.paths.images]
-        self.scanner = Scanner(self.queue, settle_seconds=config.upload.settle_seconds, roots=roots)
+        self.storage = self._given_storage or app.storage(config)
+        self.scanner = app.scanner(config, self.queue)
         self.scanner.on_queued = self._on_queued
-        self.vault = Vault(
-            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
-        )
-        self.rewriter = Rewriter(self.queue, self.scanner, self.vault)
+        self.vault = app.vault(config)
+        self.rewriter = app.rewriter(config, self.queue, self.scanner, self.vault)
         self.uploader = Uploader(
             self.queue,
             self.storage,
             self.scanner,
             config.storage.key_template,
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
+            images=config.upload.images,
         )
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
-        self.note_worker = NoteWorker(self._handle_note)
+        # Ordinary notes on NOTE_LANES threads, each note always on the same one (by its
+        # path), so one note is never handled twice at once while two notes can be: most
+        # of a pass is waiting for the disk (the plan's fsync, the new version's fsync).
+        self.note_workers = [
+            NoteWorker(self._handle_note, name=NOTES_THREAD if n == 0 else f"{NOTES_THREAD}-{n}")
+            for n in range(NOTE_LANES)
+        ]
         self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)
         self.watcher = Watcher(
             [*config.paths.notes, *config.paths.images],
@@ -371,7 +293,8 @@ class Daemon:
             owner=owner_id,
         )
         self.drain.start()
-        self.note_worker.start()
+        for worker in self.note_workers:
+            worker.start()
         self.big_note_worker.start()
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
@@ -425,7 +348,8 @@ class Daemon:
         self._threads_started = False
         self._stop_background_verify()
         self.watcher.stop()
-        self.note_worker.stop()
+        for worker in self.note_workers:
+            worker.stop()
         self.big_note_worker.stop()
         self.monitor.stop()
         self.keeper.stop()
@@ -459,8 +383,8 @@ class Daemon:
                 "syncd-lease",
                 "syncd-connectivity",
                 "syncd-watch-delivery",
-                NOTES_THREAD,
                 BIG_NOTES_THREAD,
+                *(worker.name for worker in self.note_workers),
             }
             if not expected <= alive:
                 log.error("a daemon thread died: %s", ", ".join(sorted(expected - alive)))
@@ -550,7 +474,7 @@ class Daemon:
         """While paused for a full disk: resume once the state folder has room again."""
         if self._disk_full is None or time.monotonic() < self._next_disk_check:
             return
-        if _free_bytes(self.config.paths.state_dir) >= DISK_FREE_ENOUGH:
+        if free_bytes(self.config.paths.state_dir) >= DISK_FREE_ENOUGH:
             with self._cond:
                 unreleased, self._unreleased = self._unreleased, []
             try:
@@ -738,7 +662,11 @@ class Daemon:
                 size = os.stat(note).st_size
             except OSError:
                 size = 0
-        (self.big_note_worker if size > BIG_NOTE_BYTES else self.note_worker).submit(note)
+        if size > BIG_NOTE_BYTES:
+            self.big_note_worker.submit(note)
+        else:
+            lane = zlib.crc32(os.fsencode(note)) % len(self.note_workers)
+            self.note_workers[lane].submit(note)
 
     def _handle_note(self, note: Path) -> None:
         """On the note thread: a changed note read, indexed and rewritten."""
@@ -836,10 +764,10 @@ class Daemon:
             if entry is None:
                 return
             entry["sent"] = sent
-            if now - entry["_reported"] < 0.25 and sent < item.size:
+            if now - entry["_reported"] < 0.25 and sent < item.upload_size:
                 return  # a few progress events per second are enough
             entry["_reported"] = now
-        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.size)
+        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.upload_size)
 
     def _may_claim(self) -> bool:
         return (
@@ -988,15 +916,6 @@ class Daemon:
         )
 
 
-def _free_bytes(folder: Path) -> int:
-    """Bytes an unprivileged writer may still use on `folder`'s file system."""
-    try:
-        st = os.statvfs(folder)
-    except OSError as exc:
-        return 0 if exc.errno == errno.ENOSPC else 1 << 62
-    return st.f_bavail * st.f_frsize
-
-
 class _DaemonDrainPolicy:
     """The daemon's rules for the shared upload workers (`syncd.upload.drain`)."""
 
@@ -1020,33 +939,3 @@ class _DaemonDrainPolicy:
         if item is not None:
             with self.daemon._cond:
                 self.daemon._unreleased.append((item.id, owner))
-
-
-class DaemonControl:
-    """The control API's view of a daemon (see `syncd.control.server.ControlBackend`)."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.events = daemon.events
-
-    def status(self) -> dict[str, Any]:
-        return self.daemon.status()
-
-    def items(self, state: str | None, limit: int) -> list[dict[str, Any]]:
-        return self.daemon.queue.item_listing(State(state) if state else None, limit)
-
-    def sync_now(self) -> dict[str, Any]:
-        return {"due_now": self.daemon.sync_now()}
-
-    def pause(self) -> dict[str, Any]:
-        self.daemon.pause()
-        return {"paused": True}
-
-    def resume(self) -> dict[str, Any]:
-        self.daemon.resume()
-        return {"paused": False}
-
-    def retry(self, ids: list[int] | None) -> dict[str, Any]:
-        retried = self.daemon.queue.retry_failed(ids)
-        self.daemon.wake_workers()
-        return {"retried": retried}

@@ -32,11 +32,12 @@ from syncd.notes.notewriter import (
     remove_stale_temp_files,
     settle_all_leftovers,
 )
-from syncd.notes.rewriter import Rewriter
+from syncd.notes.rewriter import Rewriter, dialect_of
 from syncd.queue import QueueSummary, UploadItem, UploadQueue
 from syncd.storage import Storage, open_storage
 from syncd.system.fs import open_regular
 from syncd.upload.drain import Drain
+from syncd.upload.prepare import PreparePlan, plan_for
 from syncd.upload.retry import RetryPolicy
 from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
 
@@ -115,11 +116,12 @@ def sync_once(
             config.storage.key_template,
             RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
             clock=clock,
+            images=config.upload.images,
         )
         vault = Vault(
             config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
         )
-        rewriter = Rewriter(queue, scanner, vault)
+        rewriter = Rewriter(queue, scanner, vault, dialect=config.notes.dialect)
         image_roots = scoped_roots(config.paths.images, only)
         notes = list(vault.notes([only] if only else ()))
         if only is None:
@@ -292,6 +294,8 @@ class DryRun:
 
     uploads: list[tuple[Path, int]] = field(default_factory=list)  # (file, size)
     rewrites: list[tuple[Path, int]] = field(default_factory=list)  # (note, links)
+    # What an upload would do to the file before it leaves (only files it changes).
+    changes: dict[Path, PreparePlan] = field(default_factory=dict)
 
 
 def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
@@ -318,14 +322,20 @@ def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
             known[sha] = item.state.value if item is not None else "new"
         return known[sha]
 
+    def add_upload(path: Path, size: int) -> None:
+        seen.add(path)
+        plan.uploads.append((path, size))
+        change = plan_for(path, config.upload.images)
+        if change.describe() is not None:
+            plan.changes[path] = change
+
     try:
         seen: set[Path] = set()
         for root in scoped_roots(config.paths.images, only):
             for path, st in walk_files(root):
                 state = state_of(path)
                 if state in ("new", "pending", "uploading") and path not in seen:
-                    seen.add(path)
-                    plan.uploads.append((path, st.st_size))
+                    add_upload(path, st.st_size)
         vault = Vault(
             config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
         )
@@ -335,7 +345,7 @@ def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
             except NoteError:
                 continue
             links = 0
-            for ref in find_image_refs(text):
+            for ref in find_image_refs(text, dialect_of(vault, note, config.notes.dialect)):
                 image = vault.resolve(ref, note)
                 state = state_of(image) if image is not None else None
                 if state is None or state == "failed":
@@ -343,8 +353,7 @@ def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
                 links += 1
                 if state != "uploaded" and image not in seen:
                     assert image is not None
-                    seen.add(image)
-                    plan.uploads.append((image, image.stat().st_size))
+                    add_upload(image, image.stat().st_size)
             if links:
                 plan.rewrites.append((note, links))
     finally:

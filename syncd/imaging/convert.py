@@ -19,11 +19,17 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps, ImageSequence
-
+from syncd.errors import SyncdError
 from syncd.imaging import tiff
 from syncd.intake import imagetype
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow is imported where an image is encoded, not here: the config names `Target`,
+# and every CLI command would otherwise pay for loading Pillow.
 
 
 class Target(Enum):
@@ -49,7 +55,7 @@ class Encoded:
     frames: int
 
 
-class CannotConvert(Exception):
+class CannotConvert(SyncdError):
     """This image cannot be converted as asked; the message says why (for a note)."""
 
 
@@ -67,6 +73,8 @@ def encode(
     Raises CannotConvert (for images this cannot handle) or Pillow's own errors on
     undecodable data; the caller turns either into a note.
     """
+    from PIL import Image
+
     with Image.open(io.BytesIO(data)) as im:
         if im.mode in ("CMYK", "YCbCr", "LAB") or im.mode.startswith("I;16"):
             raise CannotConvert(f"{im.mode} pixels are not converted")
@@ -108,17 +116,23 @@ def _pixels(frame: Image.Image) -> Image.Image:
 
 
 def _bounded(picture: Image.Image, max_dimension: int) -> Image.Image:
+    from PIL import Image
+
     if max_dimension and max(picture.size) > max_dimension:
         picture.thumbnail((max_dimension, max_dimension), Image.Resampling.LANCZOS)
     return picture
 
 
 def _upright(im: Image.Image, max_dimension: int) -> Image.Image:
+    from PIL import ImageOps
+
     turned = ImageOps.exif_transpose(im)
     return _bounded(_pixels(turned), max_dimension)
 
 
 def _frames(im: Image.Image, max_dimension: int) -> tuple[list[Image.Image], list[int]]:
+    from PIL import ImageSequence
+
     pictures, durations = [], []
     for frame in ImageSequence.Iterator(im):
         durations.append(int(frame.info.get("duration", 100)))

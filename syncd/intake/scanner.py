@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syncd.errors import NotRegularFileError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
 from syncd.queue import FileStat, UploadItem, UploadQueue
 from syncd.system.display import printable
-from syncd.system.fs import NotRegularFileError, open_regular
+from syncd.system.fs import open_regular
 
 log = logging.getLogger(__name__)
 

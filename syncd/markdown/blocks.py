@@ -111,6 +111,13 @@ def _list_base(text: str, start: int, cols: int, memo: _Memo) -> int:
                 text, pe + 1, _line_end(text, pe + 1)
             )
             if content <= cols and not empty_closed:
+                if c >= 4:
+                    # A marker indented 4+ columns past its own container opens no item:
+                    # that line is indented code (or continues a paragraph), and so is
+                    # everything indented under it.
+                    outer = _list_base(text, ls, c, memo)
+                    if c - outer >= 4:
+                        return outer
                 return content
             if c == 0:
                 return 0

@@ -89,6 +89,7 @@ class _Def:
     image_start: int
     image_end: int
     target: str
+    title: str  # as written, with its quotes or parentheses; "" if none
 
 
 def _scan_bare(s: str, i: int, hi: int) -> int:
@@ -193,7 +194,13 @@ def _parse_defs(c: _Content, defs: dict[str, _Def]) -> int:
             return pos
         if label not in defs:
             defs[label] = _Def(
-                label, c.src(d), c.src_end(d_end), c.src(i), c.src_end(end), _md_unescape(raw)
+                label,
+                c.src(d),
+                c.src_end(d_end),
+                c.src(i),
+                c.src_end(end),
+                _md_unescape(raw),
+                s[d_end:end].strip(" \t\r\n"),
             )
         nl = s.find("\n", end, hi)
         pos = hi if nl < 0 else nl + 1

@@ -15,16 +15,19 @@ from syncd.markdown.blocks import _HTML_BLOCK, _PARA, _chunk_bounds, _Memo, _par
 from syncd.markdown.chars import _SCHEME, _normalize_label
 from syncd.markdown.content import _Content, _Def, _parse_defs
 from syncd.markdown.inline import _BRACKETED, _parse_inline, _scan_html_region, _Sink
-from syncd.markdown.refs import ImageRef, Syntax
+from syncd.markdown.refs import Dialect, ImageRef, Syntax, split_suffix
 from syncd.markdown.regions import _BANG, _DEF_COLON, _HTML, _IMG_START, _block_regions
 
 
-def find_image_refs(text: str) -> list[ImageRef]:
+def find_image_refs(text: str, dialect: Dialect = Dialect.COMMONMARK) -> list[ImageRef]:
     """Every image reference in `text`, in document order, with non-overlapping spans.
 
     Reference images are reported through their definition (one REFERENCE_DEF per definition
-    that at least one image uses). Images with an empty destination, references inside code,
-    HTML comments and front matter, and ``![[...]]`` embeds of non-image files are not reported.
+    that at least one image uses), unless an ordinary link uses that definition too: then
+    each image using it is reported (REFERENCE_IMAGE), so that rewriting it leaves the link
+    alone. Images with an empty destination, references inside code, HTML comments and front
+    matter, and ``![[...]]`` embeds of non-image files are not reported. `dialect` says whose
+    rules decide what is an image (see `Dialect`).
     """
     has_bang = "![" in text
     if not has_bang and not _IMG_START.search(text):
@@ -33,7 +36,7 @@ def find_image_refs(text: str) -> list[ImageRef]:
     memo: _Memo = {}
     regions = _block_regions(text, p0, memo)
     region_starts = [r[0] for r in regions]
-    sink = _Sink()
+    sink = _Sink(loose=dialect is not Dialect.COMMONMARK)
 
     candidates = [m.start() for m in _BANG.finditer(text)] if has_bang else []
     candidates.extend(m.start() for m in _IMG_START.finditer(text))
@@ -181,7 +184,10 @@ def _finish(sink: _Sink, defs: dict[str, _Def]) -> list[ImageRef]:
     refs = sink.refs
     for key, alt in sink.image_labels.items():
         d = defs[key]
-        if d.target:
+        if not d.target:
+            continue
+        target, suffix = split_suffix(d.target)
+        if key not in sink.link_labels:
             refs.append(
                 ImageRef(
                     Syntax.REFERENCE_DEF,
@@ -189,14 +195,46 @@ def _finish(sink: _Sink, defs: dict[str, _Def]) -> list[ImageRef]:
                     d.end,
                     d.image_start,
                     d.image_end,
-                    d.target,
+                    target,
                     alt,
                     label=key,
-                    shared_with_link=key in sink.link_labels,
+                    suffix=suffix,
                 )
             )
+            continue
+        # A link uses the definition too: each image is rewritten on its own.
+        for image in sink.label_images[key]:
+            if image is not None:
+                start, end, image_alt = image
+                refs.append(
+                    ImageRef(
+                        Syntax.REFERENCE_IMAGE,
+                        start,
+                        end,
+                        start,
+                        end,
+                        target,
+                        image_alt,
+                        label=key,
+                        suffix=suffix,
+                        title=d.title,
+                    )
+                )
     refs.sort(key=lambda r: r.start)
+    if sink.link_labels:
+        refs = _without_nested(refs)
     return refs
+
+
+def _without_nested(refs: list[ImageRef]) -> list[ImageRef]:
+    """Drop each REFERENCE_IMAGE holding another image in its alt: it is rewritten whole,
+    so it would overlap the inner image's edit. It stays local; the inner one is rewritten."""
+    kept: list[ImageRef] = []
+    for i, r in enumerate(refs):
+        if r.syntax is Syntax.REFERENCE_IMAGE and i + 1 < len(refs) and refs[i + 1].start < r.end:
+            continue
+        kept.append(r)
+    return kept
 
 
 def target_path(target: str) -> str | None:

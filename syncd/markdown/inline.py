@@ -17,7 +17,7 @@ from syncd.markdown.content import (
     _scan_label,
     _scan_title,
 )
-from syncd.markdown.refs import IMAGE_EXTENSIONS, ImageRef, Syntax
+from syncd.markdown.refs import IMAGE_EXTENSIONS, ImageRef, Syntax, split_suffix
 
 _INLINE_SPECIAL = re.compile(r"[\\`<\[\]!]")
 _AUTOLINK = re.compile(
@@ -52,6 +52,12 @@ _WIKI_SEP = re.compile(r"\\?\|")
 _BACKTICK_RUN = re.compile(r"`+")
 _BRACKETED = re.compile(r"\[((?:[^\[\]\\]|\\[\s\S])*)\]")
 _CLOSERS: dict[int, re.Pattern[str]] = {}
+# Obsidian and Logseq: an image destination with raw spaces, up to an image file name and an
+# optional ?query or #fragment without spaces. No line break, bracket or backslash inside.
+_LOOSE_EXTENSIONS = "|".join(sorted(IMAGE_EXTENSIONS, key=len, reverse=True))
+_LOOSE_DESTINATION = re.compile(
+    rf"[^\s<>()\\][^\r\n<>()\\]*?\.(?i:{_LOOSE_EXTENSIONS})(?:[?#][^\s()]*)?(?=[ \t]*[)\"'(])"
+)
 
 
 def _closer(k: int) -> re.Pattern[str]:
@@ -62,11 +68,18 @@ def _closer(k: int) -> re.Pattern[str]:
 
 
 class _Sink:
-    """What inline parsing found across a note."""
+    """What inline parsing found across a note.
 
-    def __init__(self) -> None:
+    `loose`: image destinations may hold raw spaces (the Obsidian and Logseq dialects).
+    """
+
+    def __init__(self, loose: bool = False) -> None:
+        self.loose = loose
         self.refs: list[ImageRef] = []
         self.image_labels: dict[str, str] = {}  # label -> alt of the first image using it
+        # label -> (start, end, alt) of each image using it; None: an image whose alt cannot
+        # be written back in one piece (it spans the markers of a block quote)
+        self.label_images: dict[str, list[tuple[int, int, str] | None]] = {}
         self.link_labels: set[str] = set()
 
 
@@ -134,7 +147,7 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
             if not op[1] and len(stack) - 1 < barrier:
                 stack.pop()
                 continue
-            end, key, dest = _match_link_tail(s, i, hi, op, defs)
+            end, key, dest = _match_link_tail(s, i, hi, op, defs, sink.loose and op[1] == 1)
             stack.pop()
             if len(stack) < barrier:
                 barrier = len(stack)
@@ -145,7 +158,7 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
                     alt = s[op[0] + 2 : i]
                     if dest is not None:
                         da, db, raw, _kind = dest
-                        target = _md_unescape(raw)
+                        target, suffix = split_suffix(_md_unescape(raw))
                         if target:
                             sink.refs.append(
                                 ImageRef(
@@ -156,10 +169,15 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
                                     c.src_end(end),
                                     target,
                                     alt,
+                                    suffix=suffix,
                                 )
                             )
                     elif key is not None:
                         sink.image_labels.setdefault(key, alt)
+                        whole = c.c_starts is None or "\n" not in alt
+                        sink.label_images.setdefault(key, []).append(
+                            (c.src(op[0]), c.src_end(end), alt) if whole else None
+                        )
             else:
                 barrier = len(stack)
                 if key is not None:
@@ -168,11 +186,12 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
 
 
 def _match_link_tail(
-    s: str, i: int, hi: int, op: list[int], defs: dict[str, _Def]
+    s: str, i: int, hi: int, op: list[int], defs: dict[str, _Def], loose: bool = False
 ) -> tuple[int, str | None, tuple[int, int, str, str] | None]:
     """What follows the ']' at `i`: (end, reference key, (dest start, end, raw, kind)).
 
-    `end` is -1 when neither an inline link nor a defined reference follows.
+    `end` is -1 when neither an inline link nor a defined reference follows. `loose` lets
+    an image destination hold raw spaces when CommonMark finds no inline link.
     """
     j = i + 1
     if j < hi and s[j] == "(":
@@ -184,18 +203,15 @@ def _match_link_tail(
                 return da + 1, None, (da, da, "", "")
             dest = _scan_destination(s, da, hi)
             if dest is not None:
-                db, raw, kind = dest
-                w = _WS_ANY.match(s, db, hi)
-                assert w is not None
-                k = w.end()
-                if k > db and k < hi and s[k] in "\"'(":
-                    te = _scan_title(s, k, hi)
-                    if te >= 0:
-                        w = _WS_ANY.match(s, te, hi)
-                        assert w is not None
-                        k = w.end()
-                if k < hi and s[k] == ")":
-                    return k + 1, None, (da, db, raw, kind)
+                k = _inline_close(s, dest[0], hi)
+                if k >= 0:
+                    return k, None, (da, *dest)
+            if loose:
+                lm = _LOOSE_DESTINATION.match(s, da, hi)
+                if lm is not None:
+                    k = _inline_close(s, lm.end(), hi)
+                    if k >= 0:
+                        return k, None, (da, lm.end(), lm.group(), "")
     if not defs:
         return -1, None, None
     text_start = op[0] + (2 if op[1] else 1)
@@ -215,6 +231,20 @@ def _match_link_tail(
     if key and key in defs:
         return end, key, None
     return -1, None, None
+
+
+def _inline_close(s: str, db: int, hi: int) -> int:
+    """End of an inline link whose destination ends at `db` (after any title), or -1."""
+    w = _WS_ANY.match(s, db, hi)
+    assert w is not None
+    k = w.end()
+    if k > db and k < hi and s[k] in "\"'(":
+        te = _scan_title(s, k, hi)
+        if te >= 0:
+            w = _WS_ANY.match(s, te, hi)
+            assert w is not None
+            k = w.end()
+    return k + 1 if k < hi and s[k] == ")" else -1
 
 
 def _record_wiki(c: _Content, m: re.Match[str], sink: _Sink, images: bool) -> bool:
@@ -262,7 +292,7 @@ def _record_img_tag(
             return
         quote = value[0] if value[0] in "\"'" else ""
         inner = value[1:-1] if quote else value
-        target = _html_attr_unescape(inner)
+        target, suffix = split_suffix(_html_attr_unescape(inner))
         if target:
             sink.refs.append(
                 ImageRef(
@@ -274,6 +304,7 @@ def _record_img_tag(
                     target,
                     "",
                     quote=quote,
+                    suffix=suffix,
                 )
             )
         return  # the first src attribute wins, as in HTML

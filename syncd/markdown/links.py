@@ -21,15 +21,17 @@ of a chunk), `content` (destinations, titles, definitions), `inline` (the bracke
 from __future__ import annotations
 
 from syncd.markdown.find import find_image_refs, target_path
-from syncd.markdown.refs import IMAGE_EXTENSIONS, ImageRef, Syntax
+from syncd.markdown.refs import IMAGE_EXTENSIONS, Dialect, ImageRef, Syntax, split_suffix
 from syncd.markdown.render import apply_edits, render_replacement
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "Dialect",
     "ImageRef",
     "Syntax",
     "apply_edits",
     "find_image_refs",
     "render_replacement",
+    "split_suffix",
     "target_path",
 ]

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from syncd.markdown.chars import _ENTITY_AHEAD, _SAFE_UNQUOTED, _UNWRITABLE
 from syncd.markdown.refs import ImageRef, Syntax
 
+_LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
+
 
 def _balanced_parens(s: str) -> bool:
     depth = 0
@@ -59,21 +61,30 @@ def _render_attribute(destination: str, quote: str) -> str:
 def render_replacement(ref: ImageRef, destination: str) -> str:
     """The text to put at ``[ref.start, ref.end)`` so the construct points at `destination`.
 
-    `destination` is a URL or relative path, unencoded. INLINE and REFERENCE_DEF get a bare
+    `destination` is a URL or relative path, unencoded; the reference's ``?query`` or
+    ``#fragment`` (`ref.suffix`) follows it as written. INLINE and REFERENCE_DEF get a bare
     destination when that is safe, else the ``<...>`` form, with backslash escapes where
     needed; titles are outside the span and stay. HTML_IMG gets an attribute value in the
     original quote style (an unquoted value that needs quoting gains double quotes). A
     WIKI_EMBED becomes a standard image whose alt keeps the embed's size:
-    ``![[sub/x.png|300]]`` -> ``![x.png|300](destination)``.
+    ``![[sub/x.png|300]]`` -> ``![x.png|300](destination)``. A REFERENCE_IMAGE becomes an
+    inline image with its alt and its definition's title: ``![a][d]`` -> ``![a](destination
+    "title")``.
     """
+    full = destination + ref.suffix
     if ref.syntax is Syntax.HTML_IMG:
-        return _render_attribute(destination, ref.quote)
+        return _render_attribute(full, ref.quote)
     if ref.syntax is Syntax.WIKI_EMBED:
         alt = _escape_alt(ref.target.rsplit("/", 1)[-1])
         if ref.alt:
             alt += ("\\|" if ref.table_pipe else "|") + _escape_alt(ref.alt)
-        return "![" + alt + "](" + _render_destination(destination) + ")"
-    return _render_destination(destination)
+        return "![" + alt + "](" + _render_destination(full) + ")"
+    if ref.syntax is Syntax.REFERENCE_IMAGE:
+        # The alt was image text already and stays as written; a title's line breaks would
+        # cut through the markers of a block quote holding the image.
+        title = " " + _LINE_BREAK.sub(" ", ref.title) if ref.title else ""
+        return "![" + ref.alt + "](" + _render_destination(full) + title + ")"
+    return _render_destination(full)
 
 
 def apply_edits(text: str, edits: Iterable[tuple[int, int, str]]) -> str:

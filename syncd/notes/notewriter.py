@@ -55,8 +55,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.errors import SyncdError
-from syncd.system.fs import NotRegularFileError, fsync_dir, open_regular
+from syncd.errors import NotRegularFileError, SyncdError
+from syncd.system.fs import fsync_dir, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,16 @@ class NoteSnapshot:
     size: int
     mtime_ns: int
     sha256: str
+    inode: int = 0
+
+    def still_on_disk(self) -> bool:
+        """Whether the note's file still has this version's size, mtime and inode (one
+        stat; a reader that reuses the text checks the content again before writing)."""
+        try:
+            st = os.stat(self.real_path)
+        except OSError:
+            return False
+        return (st.st_size, st.st_mtime_ns, st.st_ino) == (self.size, self.mtime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,7 @@ def _snapshot(path: Path, real: Path, data: bytes, st: os.stat_result) -> NoteSn
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
         sha256=_sha256(data),
+        inode=st.st_ino,
     )
 
 

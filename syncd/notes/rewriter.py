@@ -19,6 +19,7 @@ import os
 import tempfile
 import threading
 import time
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from syncd.errors import CorruptDownload, StorageError
 from syncd.intake.scanner import Outcome, Scanner, iter_files
 from syncd.intake.vault import Vault
 from syncd.markdown.links import (
+    Dialect,
     ImageRef,
     Syntax,
     apply_edits,
@@ -63,6 +65,7 @@ from syncd.upload.keys import key_from_url, sha256_in_key
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
+_NOTE_LOCKS = 64  # rewrites of different notes run at once
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
 # read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
@@ -123,6 +126,7 @@ class Rewriter:
         download_dir: Path | None = None,
         cache: LocalCopies | None = None,
         public_base_url: str | None = None,
+        dialect: Dialect | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -133,11 +137,16 @@ class Rewriter:
         self.cache = cache
         self.public_base_url = public_base_url or (storage.public_base_url if storage else None)
         self.clock = clock
+        # Whose rules decide what is an image: configured, else detected per vault root.
+        self.dialect = dialect
+        self._dialects: dict[Path | None, Dialect] = {}
         # The last version of each note that syncd itself wrote: (size, mtime_ns, inode).
         self._own_writes: dict[str, tuple[int, int, int]] = {}
-        # One rewrite at a time: two threads rewriting one note would each see the other's
-        # write as a person's edit.
+        # One rewrite of a note at a time: two threads rewriting one note would each see
+        # the other's write as a person's edit (`_note_lock`). `_lock` guards the state
+        # shared by all notes, below.
         self._lock = threading.RLock()
+        self._stripes = [threading.RLock() for _ in range(_NOTE_LOCKS)]
         self._waiting: dict[Path, Waiting] = {}
         self.last_problem: str | None = None
         # Notes showing images that do not exist (yet): lower-case file name -> notes.
@@ -145,22 +154,48 @@ class Rewriter:
         self._missing_of: dict[Path, set[str]] = {}
         # The last few parses, by content hash: a saved note is indexed, then rewritten
         # from the same bytes; parsing a long note is the costliest step of either.
-        self._parsed: OrderedDict[str, list[ImageRef]] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, Dialect], list[ImageRef]] = OrderedDict()
         self._parsed_lock = threading.Lock()
+        # The last notes index_note read (a few: a rescan indexes thousands), for the
+        # rewrite that follows.
+        self._last_read: OrderedDict[Path, NoteSnapshot] = OrderedDict()
 
     def _refs(self, snap: NoteSnapshot) -> list[ImageRef]:
-        """The image references of this version of the note, parsed once."""
+        """The image references of this version of the note, parsed once (in its dialect)."""
+        dialect = self.dialect_of(snap.path)
+        key = (snap.sha256, dialect)
         with self._parsed_lock:
-            refs = self._parsed.get(snap.sha256)
+            refs = self._parsed.get(key)
             if refs is not None:
-                self._parsed.move_to_end(snap.sha256)
+                self._parsed.move_to_end(key)
                 return refs
-        refs = find_image_refs(snap.text)
+        refs = find_image_refs(snap.text, dialect)
         with self._parsed_lock:
-            self._parsed[snap.sha256] = refs
+            self._parsed[key] = refs
             while len(self._parsed) > _PARSES_KEPT:
                 self._parsed.popitem(last=False)
         return refs
+
+    def dialect_of(self, note: Path) -> Dialect:
+        """The dialect `note` is read in: the configured one, else the vault's editor's.
+
+        A vault root holding `.obsidian/` is Obsidian's, one holding `logseq/` Logseq's.
+        """
+        if self.dialect is not None:
+            return self.dialect
+        root = self.vault.root_of(note)
+        found = self._dialects.get(root)
+        if found is None:
+            found = self._dialects[root] = dialect_of(self.vault, note, None)
+        return found
+
+    def _fresh_read(self, note: Path) -> NoteSnapshot | None:
+        """The version the index pass just read, if the file has not changed since: a
+        saved note is opened once for reading, not once per phase. (The write re-checks
+        the content under a lease anyway.)"""
+        with self._lock:
+            snap = self._last_read.pop(note, None)
+        return snap if snap is not None and snap.still_on_disk() else None
 
     def is_own_write(self, note: Path) -> bool:
         """True if the note on disk is exactly what syncd last wrote (an inotify echo)."""
@@ -193,6 +228,11 @@ class Rewriter:
         except NoteError as exc:
             log.warning("%s", exc)
             return 0
+        with self._lock:
+            self._last_read[note] = snap  # the rewrite that follows starts from it
+            self._last_read.move_to_end(note)
+            while len(self._last_read) > _PARSES_KEPT:
+                self._last_read.popitem(last=False)
         count = unresolved = 0
         # A note may show the same image thousands of times: each distinct target is
         # resolved, looked up and recorded once per pass.
@@ -299,22 +339,28 @@ class Rewriter:
         left for later with its references still pending (see `due_notes`): the person's
         edit always wins.
         """
-        with self._lock:
+        with self._note_lock(note):
             change = self._rewrite_note(note, dry_run=dry_run, include_localized=include_localized)
         return change
+
+    def _note_lock(self, note: Path) -> threading.RLock:
+        """The lock that one note's rewrites take (one of a fixed few, by the note's path:
+        two notes may share one, one note never has two)."""
+        return self._stripes[zlib.crc32(os.fsencode(note)) % len(self._stripes)]
 
     def _rewrite_note(
         self, note: Path, *, dry_run: bool, include_localized: bool
     ) -> NoteChange | None:
         for _ in range(_WRITE_ATTEMPTS):
             try:
-                snap = read_note(note)
+                snap = self._fresh_read(note) or read_note(note)
             except NoteError as exc:
                 if not dry_run and os.path.lexists(note):
                     self._postpone(note, str(exc))
                 else:
                     log.warning("%s", exc)
-                    self._waiting.pop(note, None)
+                    with self._lock:
+                        self._waiting.pop(note, None)
                 return None
             edits, done_ids = self._plan_rewrite(
                 snap, record=not dry_run, include_localized=include_localized
@@ -354,6 +400,10 @@ class Rewriter:
 
     def _postpone(self, note: Path, reason: str, *, busy: bool = False) -> None:
         """Try `note` again later; a failure (not merely busy) is logged once per note."""
+        with self._lock:
+            self._postpone_locked(note, reason, busy=busy)
+
+    def _postpone_locked(self, note: Path, reason: str, *, busy: bool) -> None:
         before = self._waiting.get(note)
         attempts = before.attempts + 1 if before else 1
         busy = busy and (before is None or before.busy)
@@ -370,6 +420,10 @@ class Rewriter:
                 )
 
     def _settled(self, note: Path) -> None:
+        with self._lock:
+            self._settled_locked(note)
+
+    def _settled_locked(self, note: Path) -> None:
         before = self._waiting.pop(note, None)
         if before is not None and not before.busy:
             log.info("rewrote the links in %s after all", printable(note))
@@ -516,7 +570,10 @@ class Rewriter:
         span = text[ref.start : ref.end]
         rec = moved.get(whole) if ref.syntax is Syntax.INLINE else None
         wiki = rec is not None and rec.syntax == Syntax.WIKI_EMBED.value
-        if not wiki:
+        # A reference image was rewritten whole into this inline image: it keeps its alt and
+        # title, only the destination moves.
+        whole_image = rec is not None and rec.syntax == Syntax.REFERENCE_IMAGE.value
+        if not (wiki or whole_image):
             rec = moved.get(span)
         if rec is None or rec.item_id is None:
             return False
@@ -527,6 +584,13 @@ class Rewriter:
             # Rendered from the original embed, exactly as the first rewrite did.
             first = find_image_refs(rec.original)[0]
             replacement = render_replacement(first, item.url)
+            edits.append((ref.image_start, ref.image_end, replacement))
+        elif whole_image:
+            replacement = (
+                text[ref.image_start : ref.start]
+                + render_replacement(ref, item.url)
+                + text[ref.end : ref.image_end]
+            )
             edits.append((ref.image_start, ref.image_end, replacement))
         else:
             replacement = render_replacement(ref, item.url)
@@ -645,6 +709,13 @@ class Rewriter:
         if sha is None:
             problems.append(f"{ref.target}: no SHA-256 in its key: a download cannot be verified")
             return None
+        item = self.queue.by_object_sha256(sha)
+        if item is not None and item.object_sha != item.sha256:
+            # A prepared object (location stripped, converted): the note gets back the
+            # local original it was made from, not a download of what was sent.
+            original = self.queue.local_original(sha)
+            if original is not None:
+                return original
         folder = self.download_dir or note.parent
         name = key.rsplit("/", 1)[-1]
         target = folder / name
@@ -740,6 +811,23 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self._out.write(data)
+
+
+def dialect_of(vault: Vault, note: Path, configured: Dialect | None) -> Dialect:
+    """The dialect `note` is read in: `configured`, else that of its vault root's editor."""
+    if configured is not None:
+        return configured
+    root = vault.root_of(note)
+    return detect_dialect(root) if root is not None else Dialect.COMMONMARK
+
+
+def detect_dialect(root: Path) -> Dialect:
+    """The editor whose rules a vault follows, by the folder it keeps at the vault's root."""
+    if (root / ".obsidian").is_dir():
+        return Dialect.OBSIDIAN
+    if (root / "logseq").is_dir():
+        return Dialect.LOGSEQ
+    return Dialect.COMMONMARK
 
 
 def _missing_names(ref: ImageRef) -> set[str]:

@@ -12,9 +12,10 @@ number of distinct notes waiting, never by how often they are saved.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from syncd.system.threads import ServiceThread
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +24,12 @@ BIG_THREAD_NAME = "syncd-big-notes"
 BIG_NOTE_BYTES = 1 << 20  # a note this big gets its own lane, so small ones never wait on it
 
 
-class NoteWorker:
+class NoteWorker(ServiceThread):
     def __init__(self, handle: Callable[[Path], None], *, name: str = THREAD_NAME) -> None:
+        super().__init__(name)
         self._handle = handle
         self._waiting: dict[Path, None] = {}  # insertion-ordered set
-        self._cond = threading.Condition()
-        self._stopping = False
         self._busy = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def submit(self, note: Path) -> None:
         with self._cond:
@@ -44,30 +40,25 @@ class NoteWorker:
     def stop(self) -> None:
         """Finish the note in hand; the ones still waiting are left to the next start's
         reconcile (the notes cache tells which changed)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().stop()
 
     def idle(self) -> bool:
         with self._cond:
             return not self._waiting and not self._busy
 
-    def _run(self) -> None:
-        while True:
+    def step(self) -> None:
+        with self._cond:
+            while not self._waiting and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return
+            note = next(iter(self._waiting))
+            del self._waiting[note]
+            self._busy = True
+        try:
+            self._handle(note)
+        except Exception:  # one odd note must not end the thread
+            log.exception("unexpected error while handling a changed note")
+        finally:
             with self._cond:
-                while not self._waiting and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                note = next(iter(self._waiting))
-                del self._waiting[note]
-                self._busy = True
-            try:
-                self._handle(note)
-            except Exception:  # one odd note must not end the thread
-                log.exception("unexpected error while handling a changed note")
-            finally:
-                with self._cond:
-                    self._busy = False
+                self._busy = False

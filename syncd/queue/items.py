@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 from syncd.queue.files import FilesTable
 from syncd.queue.records import (
     ITEM_COLUMNS,
+    PreparedObject,
     QueueSummary,
     State,
     UploadItem,
     WaitReason,
+    db_path,
     item_from_row,
     stored_error,
 )
@@ -84,6 +87,29 @@ class ItemsTable(FilesTable):
                 "updated_at = ? WHERE id = ? AND state != 'uploaded'",
                 (remote_key, url, now, now, item_id),
             )
+
+    def record_prepared(self, item_id: int, owner: str, prepared: PreparedObject) -> bool:
+        """What will be uploaded for this item (recorded before the upload, so a retry
+        uploads the same object under the same key). Only while `owner` holds it."""
+        return self._update_owned(
+            item_id,
+            owner,
+            "object_sha256 = ?, object_size = ?, object_mime = ?, object_ext = ?, "
+            "source_path = ?, stripped = ?, converted_from = ?, prepare_note = ?, "
+            "prepared_with = ?, updated_at = ?",
+            (
+                prepared.sha256,
+                prepared.size,
+                prepared.mime,
+                prepared.ext,
+                db_path(prepared.source_path),
+                json.dumps(list(prepared.stripped)) if prepared.stripped else None,
+                prepared.converted_from,
+                stored_error(prepared.note) if prepared.note else None,
+                prepared.settings,
+                self._clock(),
+            ),
+        )
 
     def reschedule(
         self,
@@ -258,6 +284,13 @@ class ItemsTable(FilesTable):
     def by_sha256(self, sha256: str) -> UploadItem | None:
         return self._one_item("sha256 = ?", (sha256,))
 
+    def by_object_sha256(self, sha256: str) -> UploadItem | None:
+        """The item whose object in the store has these bytes: its own content uploaded
+        as it is, or an original prepared (stripped, converted) into them."""
+        return self.by_sha256(sha256) or self._one_item(
+            "object_sha256 = ? ORDER BY id LIMIT 1", (sha256,)
+        )
+
     def items(self, state: State | None = None, limit: int | None = None) -> list[UploadItem]:
         where, params = ("state = ?", (state.value,)) if state else ("1", ())
         rows = self._sql(
@@ -309,9 +342,16 @@ class ItemsTable(FilesTable):
         return int(n)
 
     def has_local_copy(self, sha256: str) -> bool:
-        """Whether a file on this machine still holds this content."""
-        item = self.by_sha256(sha256)
-        return item is not None and any(p.is_file() for p in self.paths_for(item.id))
+        """Whether a file on this machine still holds this content, or the original an
+        object with this content was prepared from (what `localize` puts back)."""
+        return self.local_original(sha256) is not None
+
+    def local_original(self, object_sha256: str) -> Path | None:
+        """A local file holding the content behind the object `object_sha256`, if any."""
+        item = self.by_object_sha256(object_sha256)
+        if item is None:
+            return None
+        return next((p for p in self.paths_for(item.id) if p.is_file()), None)
 
     def item_listing(self, state: State | None, limit: int) -> list[dict[str, Any]]:
         """The items as `syncd items` and `GET /v1/items` show them."""
@@ -326,6 +366,11 @@ class ItemsTable(FilesTable):
                 "next_attempt_at": i.next_attempt_at if i.state is State.PENDING else None,
                 "url": i.url,
                 "paths": [str(p) for p in self.paths_for(i.id)],
+                "object_size": i.object_size,
+                "object_mime": i.object_mime,
+                "stripped": list(i.stripped),
+                "converted_from": i.converted_from,
+                "prepare_note": i.prepare_note,
             }
             for i in self.items(state, limit)
         ]

@@ -59,6 +59,49 @@ class UploadItem:
     url: str | None
     created_at: float
     uploaded_at: float | None
+    # Set once the upload was prepared (see `syncd.upload.prepare`); None before, and
+    # for items of a queue that predates preparing.
+    object_sha256: str | None = None
+    object_size: int | None = None
+    object_mime: str | None = None
+    object_ext: str | None = None
+    source_path: str | None = None  # the local file the object was made from
+    stripped: tuple[str, ...] = ()  # metadata taken out: "GPS", "XMP location", ...
+    converted_from: str | None = None  # the local file's type, when converted
+    prepare_note: str | None = None  # why something was not done (unparseable, grew)
+    prepared_with: str | None = None  # the settings it was prepared with
+
+    @property
+    def object_sha(self) -> str:
+        """The hash of the bytes in the store (the one its key names)."""
+        return self.object_sha256 or self.sha256
+
+    @property
+    def upload_size(self) -> int:
+        return self.object_size if self.object_size is not None else self.size
+
+    @property
+    def upload_mime(self) -> str:
+        return self.object_mime or self.mime
+
+    @property
+    def upload_ext(self) -> str:
+        return self.object_ext if self.object_ext is not None else self.ext
+
+
+@dataclass(frozen=True)
+class PreparedObject:
+    """The object an item's upload will put in the store, and where it came from."""
+
+    sha256: str
+    size: int
+    mime: str
+    ext: str  # with the dot
+    source_path: Path
+    stripped: tuple[str, ...] = ()
+    converted_from: str | None = None
+    note: str | None = None
+    settings: str = ""  # the preparing settings, as `ImageOptions.fingerprint` writes them
 
 
 class FileStat(NamedTuple):
@@ -174,6 +217,15 @@ ITEM_FIELDS = (
     "url",
     "created_at",
     "uploaded_at",
+    "object_sha256",
+    "object_size",
+    "object_mime",
+    "object_ext",
+    "source_path",
+    "stripped",
+    "converted_from",
+    "prepare_note",
+    "prepared_with",
 )
 ITEM_COLUMNS = ", ".join(ITEM_FIELDS)
 
@@ -271,4 +323,7 @@ def item_from_row(row: tuple[Any, ...]) -> UploadItem:
     values = dict(zip(ITEM_FIELDS, row, strict=True))
     values["name"] = path_text(values["name"])
     values["state"] = State(values["state"])
+    if values["source_path"] is not None:
+        values["source_path"] = path_text(values["source_path"])
+    values["stripped"] = tuple(json.loads(values["stripped"])) if values["stripped"] else ()
     return UploadItem(**values)

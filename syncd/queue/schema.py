@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import peewee
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 LAST_ERROR_INDEX = "item_last_error"
 
 
@@ -56,6 +56,18 @@ class Models:
             updated_at = peewee.FloatField()
             uploaded_at = peewee.FloatField(null=True)
             wait_reason = peewee.TextField(null=True)
+            # What is uploaded, when it differs from the local content (`sha256`): the
+            # object's own hash (its key names it), size and type, the local file it was
+            # made from, what was done, and the settings it was made with.
+            object_sha256 = peewee.CharField(max_length=64, null=True)
+            object_size = peewee.BigIntegerField(null=True)
+            object_mime = peewee.TextField(null=True)
+            object_ext = peewee.TextField(null=True)
+            source_path = peewee.TextField(null=True)
+            stripped = peewee.TextField(null=True)
+            converted_from = peewee.TextField(null=True)
+            prepare_note = peewee.TextField(null=True)
+            prepared_with = peewee.TextField(null=True)
 
             class Meta:
                 table_name = "items"
@@ -262,12 +274,32 @@ def _migration_6(db: peewee.Database, models: Models) -> None:
     )
 
 
+def _migration_7(db: peewee.Database, models: Models) -> None:
+    """Provenance of an uploaded object that is not the local file's bytes (location
+    stripped, converted): its hash, size and type, and what was done to which file."""
+    from playhouse.migrate import SqliteMigrator, migrate  # see _migration_5
+
+    migrator = SqliteMigrator(db)
+    migrate(
+        migrator.add_column("items", "object_sha256", peewee.CharField(max_length=64, null=True)),
+        migrator.add_column("items", "object_size", peewee.BigIntegerField(null=True)),
+        migrator.add_column("items", "object_mime", peewee.TextField(null=True)),
+        migrator.add_column("items", "object_ext", peewee.TextField(null=True)),
+        migrator.add_column("items", "source_path", peewee.TextField(null=True)),
+        migrator.add_column("items", "stripped", peewee.TextField(null=True)),
+        migrator.add_column("items", "converted_from", peewee.TextField(null=True)),
+        migrator.add_column("items", "prepare_note", peewee.TextField(null=True)),
+        migrator.add_column("items", "prepared_with", peewee.TextField(null=True)),
+    )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _migration_2),
     (3, _migration_3),
     (4, _migration_4),
     (5, _migration_5),
     (6, _migration_6),
+    (7, _migration_7),
 ]
 
 

@@ -187,7 +187,7 @@ def plan_gc(
             continue
         item = queue.item_by_remote_key(obj.key) if own_key else None
         owner, sha = ownership(
-            obj.key, storage, template, item.sha256 if item else None, own_key=own_key
+            obj.key, storage, template, item.object_sha if item else None, own_key=own_key
         )
         if owner is Ownership.OURS:
             plan.orphans.append(obj)

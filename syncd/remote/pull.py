@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncd import app
 from syncd.config import Config
 from syncd.errors import CorruptDownload, OfflineError, StorageError, TransientStorageError
 from syncd.markdown.links import find_image_refs
@@ -222,7 +223,6 @@ def run_pull(
     env: Mapping[str, str] | None = None,
 ) -> PullReport:
     """`syncd pull [KEY…]` for a loaded config: the notes under `only` (default: all)."""
-    from syncd.intake.vault import Vault
 
     options = options or PullOptions()
     cache = cache or ObjectCache(default_cache_dir(os.environ if env is None else env))
@@ -232,7 +232,7 @@ def run_pull(
             return pull_keys(
                 storage, cache, keys, have_local=have_local, options=options, progress=progress
             )
-        vault = Vault(config.paths.notes, config.paths.images)
+        vault = app.vault(config)
         return pull(
             storage,
             cache,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
+from syncd.imaging import ImageOptions
 from syncd.intake.imagetype import sniff_file
 from syncd.intake.vault import Vault
 from syncd.markdown.links import find_image_refs
@@ -41,7 +41,9 @@ from syncd.notes.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadItem, UploadQueue
 from syncd.remote.cache import ObjectCache, default_cache_dir
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
+from syncd.system.threads import ServiceThread
 from syncd.upload.keys import KeyTemplate, key_from_url, sha256_in_key
+from syncd.upload.prepare import PREPARED_DIR, Preparer
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +165,10 @@ def verify_links(
     for key, (url, notes) in sorted(links.items()):
         report.checked += 1
         item = items.get(key)
-        expected_sha = item.sha256 if item else (template.sha256_of(key) or sha256_in_key(key))
-        expected_size = item.size if item else None
+        # The object's own hash: for a prepared upload (location stripped, converted) it
+        # is not the local file's.
+        expected_sha = item.object_sha if item else (template.sha256_of(key) or sha256_in_key(key))
+        expected_size = item.upload_size if item else None
         listed = index.get(key) if index is not None else None
         if listed is not None and expected_size in (None, listed.size):
             report.ok += 1
@@ -244,6 +248,34 @@ def _repair(
         check.detail += "; not written by syncd, so not overwritten"
         return
     sources = [*queue_paths(queue, sha), *([cache.find(sha)] if cache is not None else [])]
+    remade = _remade(queue, item, sha)
+    try:
+        _put_first(check, queue, storage, item, sha, [*sources, remade], overwrite=overwrite)
+    finally:
+        if remade is not None:
+            remade.unlink(missing_ok=True)
+
+
+def _remade(queue: UploadQueue, item: UploadItem | None, sha: str) -> Path | None:
+    """A prepared object (location stripped, converted) made again from its original."""
+    if item is None or item.object_sha != sha or item.object_sha == item.sha256:
+        return None
+    # `remake` uses the settings recorded on the item, not these.
+    preparer = Preparer(ImageOptions(), queue.path.parent / PREPARED_DIR)
+    return preparer.remake(item, queue.paths_for(item.id))
+
+
+def _put_first(
+    check: LinkCheck,
+    queue: UploadQueue,
+    storage: Storage,
+    item: UploadItem | None,
+    sha: str,
+    sources: list[Path | None],
+    *,
+    overwrite: bool,
+) -> None:
+    """Upload the first of `sources` that holds the bytes `sha` under `check.key`."""
     for path in sources:
         if path is None:
             continue
@@ -283,7 +315,7 @@ def _put_file(
     storage: Storage, key: str, path: Path, sha: str, item: UploadItem | None, *, overwrite: bool
 ) -> None:
     kind = sniff_file(path)
-    mime = item.mime if item else (kind.mime if kind else "application/octet-stream")
+    mime = item.upload_mime if item else (kind.mime if kind else "application/octet-stream")
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         storage.put(
@@ -314,10 +346,10 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-class BackgroundVerify:
+class BackgroundVerify(ServiceThread):
     """The daemon's slow, periodic verify, on its own thread.
 
-    Sleeps on an event until the next check is due (the last one's time is kept in the
+    Sleeps until the next check is due (the last one's time is kept in the
     queue, so a restart does not check again at once); stop() wakes it at once, also in
     the middle of a check (between two requests).
     """
@@ -333,6 +365,7 @@ class BackgroundVerify:
         heads_per_second: float = DAEMON_HEADS_PER_SECOND,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__("syncd-verify")
         self.config = config
         self.queue = queue
         self.vault = vault
@@ -340,16 +373,8 @@ class BackgroundVerify:
         self.interval = interval_seconds
         self.heads_per_second = heads_per_second
         self._clock = clock
-        self._stop = threading.Event()
         self._started = clock()
-        self._thread = threading.Thread(target=self._run, name="syncd-verify", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._retry_at: float | None = None
 
     def _next_due(self) -> float:
         last = self.queue.last_verify()
@@ -358,46 +383,44 @@ class BackgroundVerify:
             return self._started + min(self.interval, FIRST_CHECK_DELAY)
         return at + self.interval
 
-    def _run(self) -> None:
-        retry_at: float | None = None
-        while True:
-            due = retry_at if retry_at is not None else self._next_due()
-            if self._stop.wait(max(0.0, due - self._clock())):
-                return
-            retry_at = None
-            try:
-                report = verify_links(
-                    self.queue,
-                    self.vault,
-                    self.storage,
-                    self.config.storage.key_template,
-                    heads_per_second=self.heads_per_second,
-                    wait=self._stop.wait,
-                    clock=self._clock,
-                )
-            except TransientStorageError as exc:
-                log.info("background verify postponed: %s", exc)
-                retry_at = self._clock() + min(self.interval, 900.0)
-                continue
-            except Exception:  # a bug must not end the daemon: log, try again next time
-                log.exception("background verify failed; trying again next time")
-                retry_at = self._clock() + self.interval
-                continue
-            if report.interrupted:
-                return
-            if report.unchecked and not report.broken and report.ok == 0:
-                # The store did not answer at all (offline): try again sooner, keep the last.
-                retry_at = self._clock() + min(self.interval, 900.0)
-                continue
-            self.queue.record_verify(report.summary("daemon"))
-            if report.broken:
-                log.warning(
-                    "verify: %d of %d linked objects are broken; run `syncd verify --repair`",
-                    len(report.broken),
-                    report.checked,
-                )
-            else:
-                log.info("verify: %d linked objects checked, none broken", report.checked)
+    def step(self) -> None:
+        due = self._retry_at if self._retry_at is not None else self._next_due()
+        if self.wait(max(0.0, due - self._clock())):
+            return
+        self._retry_at = None
+        try:
+            report = verify_links(
+                self.queue,
+                self.vault,
+                self.storage,
+                self.config.storage.key_template,
+                heads_per_second=self.heads_per_second,
+                wait=self.wait,
+                clock=self._clock,
+            )
+        except TransientStorageError as exc:
+            log.info("background verify postponed: %s", exc)
+            self._retry_at = self._clock() + min(self.interval, 900.0)
+            return
+        except Exception:  # a bug must not end the daemon: log, try again next time
+            log.exception("background verify failed; trying again next time")
+            self._retry_at = self._clock() + self.interval
+            return
+        if report.interrupted:
+            return
+        if report.unchecked and not report.broken and report.ok == 0:
+            # The store did not answer at all (offline): try again sooner, keep the last.
+            self._retry_at = self._clock() + min(self.interval, 900.0)
+            return
+        self.queue.record_verify(report.summary("daemon"))
+        if report.broken:
+            log.warning(
+                "verify: %d of %d linked objects are broken; run `syncd verify --repair`",
+                len(report.broken),
+                report.checked,
+            )
+        else:
+            log.info("verify: %d linked objects checked, none broken", report.checked)
 
 
 def open_cache() -> ObjectCache:

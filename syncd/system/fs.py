@@ -15,9 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-
-class NotRegularFileError(OSError):
-    """The path is a FIFO, a socket, a device or a folder: syncd does not read it."""
+from syncd.errors import NotRegularFileError
 
 
 def fsync_dir(path: Path) -> None:
@@ -55,3 +53,12 @@ def open_regular(path: Path) -> io.BufferedReader:
     except BaseException:
         os.close(fd)
         raise
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use on `folder`'s file system."""
+    try:
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return 0 if exc.errno == errno.ENOSPC else 1 << 62
+    return st.f_bavail * st.f_frsize

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
+
+from syncd.system.threads import ServiceThread
 
 log = logging.getLogger("syncd.system.sdnotify")
 
@@ -142,7 +143,7 @@ class Notifier:
         return True
 
 
-class WatchdogPinger:
+class WatchdogPinger(ServiceThread):
     """A thread that sends WATCHDOG=1 every `interval` seconds while `healthy()` says so.
 
     When `healthy()` returns False (or raises), the ping is withheld: systemd then
@@ -161,21 +162,11 @@ class WatchdogPinger:
     ) -> None:
         if interval <= 0:
             raise ValueError(f"watchdog interval must be positive, not {interval}")
+        super().__init__(name)
         self.notifier = notifier
         self.interval = interval
         self._healthy = healthy
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._was_healthy = True
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop pinging and wait for the thread to end. Safe to call more than once."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def __enter__(self) -> WatchdogPinger:
         self.start()
@@ -198,8 +189,7 @@ class WatchdogPinger:
             self._was_healthy = ok
         return ok
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._check():
-                self.notifier.watchdog()
-            self._stop.wait(self.interval)
+    def step(self) -> None:
+        if self._check():
+            self.notifier.watchdog()
+        self.wait(self.interval)

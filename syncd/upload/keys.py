@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
+from syncd.errors import SyncdError
+
 PLACEHOLDERS = ("sha256", "ext", "stem", "yyyy", "mm", "dd")
 _SHA_FORMAT = re.compile(r"^(\.\d+)?$")
 
 
-class KeyTemplateError(ValueError):
-    """The template cannot be used; the message says why."""
+class KeyTemplateError(SyncdError, ValueError):
+    """The template cannot be used; the message says why. (Also a ValueError: it is
+    bad input.)"""
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,21 @@ refusal the store may lift by itself (a new token's permissions), which is tried
 more first; a changed or vanished local file sends the path back to intake. The item
 becomes `uploaded` only after the store confirmed the bytes. Big files go up in parts
 whose progress is journalled under the state folder (`multipart/`), so a restart
-resumes them. Also owns the lease keeper that renews the leases of uploads still in
-flight, so a long upload is never mistaken for a crashed one.
+resumes them. What is sent is the body `prepare` makes of the local file (location
+stripped, or converted, as configured), under a key named by the body's own hash. Also
+owns the lease keeper that renews the leases of uploads still in flight, so a long
+upload is never mistaken for a crashed one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +35,7 @@ from syncd.errors import (
     StorageError,
     TransientStorageError,
 )
+from syncd.imaging import ImageOptions
 from syncd.intake.scanner import Scanner
 from syncd.queue import UploadItem, UploadQueue, WaitReason
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, Storage
@@ -39,6 +43,7 @@ from syncd.storage.multipart import UploadJournal
 from syncd.system.fs import open_regular
 from syncd.upload.keys import KeyTemplate
 from syncd.upload.pacing import Pacer
+from syncd.upload.prepare import PREPARED_DIR, Preparer, UploadBody
 from syncd.upload.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,7 @@ class Uploader:
         *,
         clock: Callable[[], float] = time.time,
         pacer: Pacer | None = None,
+        images: ImageOptions | None = None,
     ) -> None:
         self.queue = queue
         self.storage = storage
@@ -89,20 +95,24 @@ class Uploader:
         self._clock = clock
         self.pacer = pacer or Pacer()
         self.journal_dir = queue.path.parent / "multipart"
+        # What is done to an image before it leaves (location stripped by default).
+        self.preparer = Preparer(images or ImageOptions(), queue.path.parent / PREPARED_DIR)
         # Called from the uploading thread with (item, bytes read so far), per chunk.
         self.on_progress: Callable[[UploadItem, int], None] | None = None
 
     def key_for(self, item: UploadItem) -> str:
+        """The item's object key: named by the hash of the bytes uploaded (which differ
+        from the local file's when it was prepared), with their extension."""
         if item.remote_key:
             return item.remote_key
         stem = Path(item.name).stem
         return self.template.render(
-            item.sha256, item.ext, stem, datetime.fromtimestamp(item.created_at, UTC)
+            item.object_sha, item.upload_ext, stem, datetime.fromtimestamp(item.created_at, UTC)
         )
 
     def journal_for(self, item: UploadItem) -> UploadJournal:
         """Where a multipart upload of `item` keeps its progress across restarts."""
-        return UploadJournal(self.journal_dir / f"{item.id}-{item.sha256}.json")
+        return UploadJournal(self.journal_dir / f"{item.id}-{item.object_sha}.json")
 
     def process(self, item: UploadItem, owner: str) -> Outcome:
         """Upload a claimed item and record the outcome. Never raises StorageError."""
@@ -131,7 +141,6 @@ class Uploader:
         return outcome
 
     def _process(self, item: UploadItem, owner: str) -> Outcome:
-        key = self.key_for(item)
         unreadable: list[str] = []
         for path in self.queue.paths_for(item.id):
             try:
@@ -145,30 +154,79 @@ class Uploader:
                 if os.fstat(f.fileno()).st_size != item.size:
                     continue  # edited since it was queued: intake records the new content
                 try:
-                    body: BinaryIO = f
-                    if self.on_progress is not None:
-                        body = _ProgressReader(f, item, self.on_progress)  # type: ignore[assignment]
-                    self.storage.put_resumable(
-                        key,
-                        body,
-                        size=item.size,
-                        sha256=item.sha256,
-                        content_type=item.mime,
-                        cache_control=CONTENT_ADDRESSED_CACHE,
-                        if_absent=True,
-                        journal=self.journal_for(item),
-                    )
+                    body = self.preparer.body_for(item, path, f)
+                except OSError as exc:
+                    # No prepared copy, no upload: the file as it is may hold a location.
+                    error = f"cannot prepare {item.name} in the state folder: {exc.strerror}"
+                    return self._retry(item, owner, error, None, WaitReason.OTHER)
+                if body is None:
+                    continue  # edited while queued, same size
+                prepared = self._record_prepared(item, owner, body)
+                if prepared is None:
+                    return Outcome(item, Result.LOST_LEASE, error="another worker took it over")
+                item = prepared
+                key = self.key_for(item)
+                try:
+                    with _opened(body, f) as stream:
+                        self._send(item, key, stream)
                 except PreconditionFailed:
                     return self._already_there(item, key)
                 except ContentMismatch:
+                    if body.temporary:
+                        self.preparer.discard(item)  # a damaged copy: prepare it anew
                     log.info("%s changed while it was uploaded; looking at it again", path)
                     continue
             return self._done(item, key, Result.UPLOADED)
         return self._no_usable_file(item, owner, unreadable)
 
+    def _send(self, item: UploadItem, key: str, f: BinaryIO) -> None:
+        body: BinaryIO = f
+        if self.on_progress is not None:
+            body = _ProgressReader(f, item, self.on_progress)  # type: ignore[assignment]
+        self.storage.put_resumable(
+            key,
+            body,
+            size=item.upload_size,
+            sha256=item.object_sha,
+            content_type=item.upload_mime,
+            cache_control=CONTENT_ADDRESSED_CACHE,
+            if_absent=True,
+            journal=self.journal_for(item),
+        )
+
+    def _record_prepared(self, item: UploadItem, owner: str, body: UploadBody) -> UploadItem | None:
+        """`item` with what will be uploaded, recorded first (None: the lease is lost)."""
+        obj = body.object
+        updated = replace(
+            item,
+            object_sha256=obj.sha256,
+            object_size=obj.size,
+            object_mime=obj.mime,
+            object_ext=obj.ext,
+            source_path=str(obj.source_path),
+            stripped=obj.stripped,
+            converted_from=obj.converted_from,
+            prepare_note=obj.note,
+            prepared_with=obj.settings,
+        )
+        if updated == item:
+            return item
+        if obj.sha256 == item.sha256 and not obj.note and item.object_sha256 is None:
+            return item  # the local file as it is, nothing to say: nothing to record
+        if not self.queue.record_prepared(item.id, owner, obj):
+            return None
+        done = [f"removed {', '.join(obj.stripped)}"] if obj.stripped else []
+        if obj.converted_from:
+            done.append(f"converted to {obj.mime} ({item.size} -> {obj.size} bytes)")
+        if done:
+            log.info("%s: %s before upload", item.name, "; ".join(done))
+        if obj.note:
+            log.info("%s: %s", item.name, obj.note)
+        return updated
+
     def _already_there(self, item: UploadItem, key: str) -> Outcome:
         info = self.storage.head(key)
-        if info.size != item.size or (info.sha256 not in (None, item.sha256)):
+        if info.size != item.upload_size or (info.sha256 not in (None, item.object_sha)):
             raise PermanentStorageError(
                 f"a different object already exists at {key} ({info.size} bytes); "
                 "check storage.key_template and storage.prefix"
@@ -178,6 +236,7 @@ class Uploader:
     def _done(self, item: UploadItem, key: str, result: Result) -> Outcome:
         url = self.storage.url_for(key)
         self.queue.mark_uploaded(item.id, key, url)
+        self.preparer.discard(item)
         log.info("%s %s -> %s", result.value.replace("_", " "), item.name, url)
         return Outcome(item, result, url=url)
 
@@ -188,6 +247,7 @@ class Uploader:
             self.scanner.consider(path)
         if not self.queue.paths_for(item.id):
             self.storage.discard_resumable(self.journal_for(item))
+            self.preparer.discard(item)
             self.queue.drop(item.id)
             log.info("dropped %s: no local file holds this content any more", item.name)
             return Outcome(item, Result.DROPPED)
@@ -224,6 +284,17 @@ class Uploader:
             return Outcome(item, Result.LOST_LEASE, error=error)
         log.error("%s failed: %s", item.name, error)
         return Outcome(item, Result.FAILED, error=error)
+
+
+@contextlib.contextmanager
+def _opened(body: UploadBody, local: BinaryIO) -> Iterator[BinaryIO]:
+    """The body as a file at its start: the open local file, or its prepared copy."""
+    if not body.temporary:
+        local.seek(0)
+        yield local
+        return
+    with open(body.path, "rb") as f:
+        yield f
 
 
 class _ProgressReader:

@@ -5,14 +5,15 @@ JPEGs (3000x2000, quality 92, EXIF with GPS and an ICC profile: smooth sky-like 
 shapes with soft and hard edges, sensor noise) and `--screenshots` screenshot-like PNGs
 (1920x1080: flat panels, rows of glyph-like marks, icons, one photo pane).
 
-For each image syncd runs `syncd.imaging.prepare` with `convert = "webp"` (then "avif") at
-the default quality 82, in this process, timed by process CPU time (all threads: Pillow's
-AVIF encoder uses every core, as avifenc is told to with `-j`). The peers run as child
-processes on the same file, CPU from `wait4`, at the equivalent settings:
-`cwebp -q 82 -m 4 -metadata exif,icc` (syncd keeps EXIF without GPS, and the ICC profile)
-and `avifenc -s 6 -y 420 --min Q --max Q` with Q the quantizer libavif derives from
-quality 82 (Debian's avifenc 0.11 predates its `-q`). Each output is decoded and its PSNR
-against the source shown, so "equivalent quality" can be checked, not just assumed.
+For each image syncd runs `syncd.imaging.prepare` with `convert = "webp"` (then "avif")
+at each format's default quality (82 for WebP, 60 for AVIF; `--quality` sets both), in
+this process, timed by process CPU time (all threads: Pillow's AVIF encoder uses every
+core, as avifenc is told to with `-j`). The peers run as child processes on the same
+file, CPU from `wait4`, at the equivalent settings: `cwebp -q 82 -m 4 -metadata
+exif,icc` (syncd keeps EXIF without GPS, and the ICC profile) and `avifenc -s 6 -y 420
+--min Q --max Q` with Q the quantizer libavif derives from the same quality (Debian's
+avifenc 0.11 predates its `-q`). Each output is decoded and its PSNR against the source
+shown, so "equivalent quality" can be checked, not just assumed.
 
 The figures are ratios of totals over all images: bytes (syncd / peer) and CPU seconds
 (syncd / peer), per format; plus what syncd saved against the originals. No targets: the
@@ -39,10 +40,10 @@ from pathlib import Path
 from harness import Figure, report, run_child
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
-from syncd.imaging import ImageOptions, Target, prepare
+from syncd.imaging import DEFAULT_QUALITY, ImageOptions, Target, prepare
 from tests.support import photos
 
-QUALITY = 82
+QUALITY = dict(DEFAULT_QUALITY)  # per target; `--quality` sets both
 
 
 # -- the images --------------------------------------------------------------------------
@@ -154,9 +155,9 @@ def _avif_quantizer(quality: int) -> int:
 
 def _peer_argv(target: Target, source: Path, out: Path) -> list[str]:
     if target is Target.WEBP:
-        return ["cwebp", "-quiet", "-q", str(QUALITY), "-m", "4", "-metadata", "exif,icc",
+        return ["cwebp", "-quiet", "-q", str(QUALITY[target]), "-m", "4", "-metadata", "exif,icc",
                 str(source), "-o", str(out)]  # fmt: skip
-    q = str(_avif_quantizer(QUALITY))
+    q = str(_avif_quantizer(QUALITY[target]))
     jobs = str(len(os.sched_getaffinity(0)))
     return ["avifenc", "-s", "6", "-y", "420", "-j", jobs, "--min", q, "--max", q,
             str(source), str(out)]  # fmt: skip
@@ -178,7 +179,7 @@ def measure(
     source.write_bytes(data)
     for target in (Target.WEBP, Target.AVIF):
         started = time.process_time()
-        result = prepare(data, mime, ImageOptions(convert=target, quality=QUALITY))
+        result = prepare(data, mime, ImageOptions(convert=target, quality=QUALITY[target]))
         cpu = time.process_time() - started
         if result.converted_from is None:
             raise RuntimeError(f"{name}: syncd did not convert to {target.value}: {result.note}")
@@ -227,7 +228,10 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=4)
     parser.add_argument("--screenshots", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quality", type=int, default=None)
     args = parser.parse_args()
+    if args.quality is not None:
+        QUALITY.update(dict.fromkeys(QUALITY, args.quality))
     missing = [exe for exe in ("cwebp", "avifenc") if shutil.which(exe) is None]
     if missing:
         sys.exit(f"{', '.join(missing)} not installed: apt-get install webp libavif-bin")

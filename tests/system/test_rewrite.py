@@ -424,6 +424,34 @@ def test_an_edited_image_moves_its_notes_to_the_new_url(tmp_path: Path) -> None:
     assert note.read_text() == original
 
 
+def test_an_edited_image_moves_its_suffixed_and_shared_links_too(tmp_path: Path) -> None:
+    v = make_vault(tmp_path)
+    first, second = png(seed=3), png(seed=4)
+    image = v.vault / "attachments" / "chart.png"
+    image.write_bytes(first)
+    note = v.vault / "n.md"
+    original = (
+        "![c](attachments/chart.png#gh-dark-mode-only)\nSee [it][d] and ![d]\n\n"
+        '[d]: attachments/chart.png?raw=true "T"\n'
+    )
+    note.write_text(original)
+
+    def shown(url: str) -> str:
+        return (
+            f'![c]({url}#gh-dark-mode-only)\nSee [it][d] and ![d]({url}?raw=true "T")\n\n'
+            '[d]: attachments/chart.png?raw=true "T"\n'
+        )
+
+    assert v.run("sync", "--once").returncode == 0
+    assert note.read_text() == shown(v.url(first))
+    image.write_bytes(second)
+    code, out = v.run_json("sync", "--once")
+    assert code == 0, out
+    assert note.read_text() == shown(v.url(second))
+    assert v.run("localize", "--all").returncode == 0
+    assert note.read_text() == original
+
+
 def snapshot(root: Path) -> dict[Path, tuple[bytes, int]]:
     return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
@@ -443,6 +471,31 @@ def test_sync_dry_run_lists_and_changes_nothing(tmp_path: Path) -> None:
     assert v.run("sync", "--once").returncode == 0
     code, plan = v.run_json("sync", "--once", "--dry-run")
     assert plan["would_upload"] == [] and plan["would_rewrite"] == []
+
+
+def test_an_obsidian_vault_shows_raw_spaces_unless_the_config_says_commonmark(
+    tmp_path: Path,
+) -> None:
+    v = make_vault(tmp_path)
+    (v.vault / ".obsidian").mkdir()
+    shot = png(seed=5)
+    (v.vault / "attachments" / "my shot.png").write_bytes(shot)
+    note = v.vault / "n.md"
+    note.write_text("![s|300](attachments/my shot.png)\n")
+    plain = v.config.read_text(encoding="utf-8") + '\n[notes]\ndialect = "commonmark"\n'
+    commonmark = tmp_path / "commonmark.toml"
+    commonmark.write_text(plain, encoding="utf-8")
+    code, out = Vaulted(v.root, v.vault, commonmark, v.remote).run_json(
+        "sync", "--once", "--dry-run"
+    )
+    assert code == 0, out
+    assert out["would_rewrite"] == []  # CommonMark reads it as text
+
+    code, plan = v.run_json("sync", "--once", "--dry-run")  # the vault's editor decides
+    assert code == 0, plan
+    assert [(Path(r["note"]).name, r["links"]) for r in plan["would_rewrite"]] == [("n.md", 1)]
+    assert v.run("sync", "--once").returncode == 0
+    assert note.read_text() == f"![s|300]({v.url(shot)})\n"
 
 
 def test_only_restricts_a_run_to_part_of_the_vault(tmp_path: Path) -> None:

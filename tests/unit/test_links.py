@@ -24,8 +24,11 @@ MD = MarkdownIt("commonmark")
 
 
 def found(text: str) -> list[tuple[str, str]]:
-    """(text of the span a rewrite replaces, target) for every reference, in order."""
-    return [(text[r.start : r.end], r.target) for r in find_image_refs(text)]
+    """(text of the span a rewrite replaces, destination) for every reference, in order.
+
+    The destination is the target with its ?query or #fragment, as the author meant it.
+    """
+    return [(text[r.start : r.end], r.target + r.suffix) for r in find_image_refs(text)]
 
 
 def only(text: str) -> ImageRef:
@@ -361,12 +364,17 @@ def test_one_ref_per_definition_however_many_images_use_it() -> None:
     assert found(text) == [("x.png", "x.png")]
 
 
-def test_definition_shared_with_a_link_is_flagged() -> None:
-    shared = only("![a][d]\n\nSee [the image][d].\n\n[d]: x.png\n")
+def test_definition_shared_with_a_link_leaves_the_link_alone() -> None:
+    # The image alone is reported, whole: a rewrite turns it into an inline image.
+    text = "See [the diagram][d] and ![diagram][d]\n\n[d]: y.png\n"
+    shared = only(text)
+    assert shared.syntax is Syntax.REFERENCE_IMAGE
+    assert text[shared.start : shared.end] == "![diagram][d]"
+    assert (shared.target, shared.alt, shared.label) == ("y.png", "diagram", "d")
     alone = only("![a][d]\n\nSee [a link][e].\n\n[d]: x.png\n[e]: y.png\n")
-    assert (shared.shared_with_link, alone.shared_with_link) == (True, False)
+    assert alone.syntax is Syntax.REFERENCE_DEF
     in_same_chunk = only("- ![a][d]\n- [link][d]\n\n[d]: x.png\n")
-    assert in_same_chunk.shared_with_link
+    assert in_same_chunk.syntax is Syntax.REFERENCE_IMAGE
 
 
 def test_reference_image_inside_a_link() -> None:

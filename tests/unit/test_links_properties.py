@@ -3,7 +3,9 @@
 Generated notes mix prose, headings, lists, block quotes, code spans, fenced and indented code,
 HTML blocks and comments, links, and every image syntax with awkward file names. markdown-it-py
 (CommonMark) is the oracle: it must see the same images as `find_image_refs`, and the HTML it
-renders before and after a rewrite may differ only in ``img src``.
+renders before and after a rewrite may differ only in ``img src``. Destinations carry ``?query``
+and ``#fragment`` suffixes, definitions are shared by images and ordinary links, and the
+Obsidian and Logseq dialects also read destinations with raw spaces.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from markdown_it.common.normalize_url import normalizeLink
 from markdown_it.token import Token
 
 from syncd.markdown.links import (
+    Dialect,
     ImageRef,
     Syntax,
     apply_edits,
@@ -115,6 +118,8 @@ def url_for(ref: ImageRef, awkward: bool) -> str:
 PATH_CHARS = "abcXYZ019 -_.()[]#%&'\"é日+=,;!@~{}"
 WIKI_CHARS = "abcXYZ019 -_.()&'é日+=,;!@~{}"
 EXTENSIONS = ["png", "JPG", "jpeg", "gif", "webp", "svg"]
+# What GitHub, MkDocs and Hugo put after an image's file name; the rewrite keeps it.
+SUFFIXES = ["", "", "", "#gh-light-mode-only", "?raw=true", "#only-dark", "?v=1#x"]
 
 
 @dataclass
@@ -129,14 +134,14 @@ def _escape(path: str, chars: str) -> str:
     return "".join("\\" + ch if ch in chars else ch for ch in path)
 
 
-def inline_destination(path: str, form: int) -> str:
+def inline_destination(path: str, form: int, suffix: str = "") -> str:
     """`path` written as a CommonMark destination, the way an author might write it."""
     if form == 0:  # <...> with escapes
-        return "<" + _escape(path.replace("%", "%25"), "\\<>&") + ">"
+        return "<" + _escape(path.replace("%", "%25"), "\\<>&") + suffix + ">"
     if form == 1:  # bare, parentheses and specials escaped, spaces percent-encoded
         bare = _escape(path.replace("%", "%25"), "\\()<&").replace(" ", "%20")
-        return bare
-    return quote(path, safe="/")  # bare, percent-encoded as a browser would
+        return bare + suffix
+    return quote(path, safe="/") + suffix  # bare, percent-encoded as a browser would
 
 
 def title_for(kind: int) -> str:
@@ -152,7 +157,7 @@ def paths(draw: st.DrawFn, chars: str = PATH_CHARS) -> str:
 
 @st.composite
 def inline_pieces(draw: st.DrawFn, note: Note, multiline: bool, live: bool) -> str:
-    kind = draw(st.integers(0, 13))
+    kind = draw(st.integers(0, 14))
     if kind == 0:
         return draw(
             st.sampled_from(
@@ -180,7 +185,7 @@ def inline_pieces(draw: st.DrawFn, note: Note, multiline: bool, live: bool) -> s
         path = draw(paths())
         alt = draw(st.sampled_from(["alt", "", "a [nested] alt", "**b**", "x\\]y"]))
         title = title_for(draw(st.integers(0, 4 if multiline else 3)))
-        dest = inline_destination(path, draw(st.integers(0, 2)))
+        dest = inline_destination(path, draw(st.integers(0, 2)), draw(st.sampled_from(SUFFIXES)))
         space = draw(st.sampled_from(["", " ", "  "]))
         return f"![{alt}]({space}{dest}{title}{space})"
     if kind == 6:  # image inside a link
@@ -192,7 +197,7 @@ def inline_pieces(draw: st.DrawFn, note: Note, multiline: bool, live: bool) -> s
         form = draw(st.integers(0, 2))
         return [f"![alt {form}][{variant}]", f"![{variant}][]", f"![{variant}]"][form]
     if kind == 9:  # inline HTML image
-        path = draw(paths())
+        path = draw(paths()) + draw(st.sampled_from(SUFFIXES))
         quote = draw(st.sampled_from(['"', "'"]))
         value = path.replace("&", "&amp;").replace(quote, "&quot;" if quote == '"' else "&#39;")
         other = draw(st.sampled_from(["", ' alt="x"', " width=300"]))
@@ -207,6 +212,12 @@ def inline_pieces(draw: st.DrawFn, note: Note, multiline: bool, live: bool) -> s
         return "![[Some note]]"
     if kind == 12:
         return "![empty]()"
+    if kind == 13 and note.labels and draw(st.booleans()):  # a link sharing an image's label
+        label = draw(st.sampled_from(sorted(note.labels)))
+        return draw(st.sampled_from([f"[see it][{label}]", f"[{label}]", f"[{label}][]"]))
+    if kind == 14:  # raw spaces: an image in Obsidian and Logseq, text in CommonMark
+        path = draw(st.sampled_from(["my image.png", "../assets/a b.jpg", "x y.gif#f"]))
+        return f"![sp]({path})" + draw(st.sampled_from(["", "{:height 200}"]))
     return "[text][link-only]"
 
 
@@ -277,7 +288,9 @@ def notes(draw: st.DrawFn) -> Note:
     note = Note()
     for _ in range(draw(st.integers(0, 3))):
         label = draw(st.sampled_from(["foo", "Bar baz", "ÄÖ", "x y z", "logo"]))
-        note.labels[label] = inline_destination(draw(paths()), draw(st.integers(0, 2)))
+        note.labels[label] = inline_destination(
+            draw(paths()), draw(st.integers(0, 2)), draw(st.sampled_from(SUFFIXES))
+        )
     body = draw(st.lists(blocks(note), min_size=1, max_size=8))
     seps = draw(st.lists(st.sampled_from(["\n\n", "\n\n\n", "\n"]), min_size=len(body)))
     text = body[0]
@@ -285,6 +298,9 @@ def notes(draw: st.DrawFn) -> Note:
         # A single newline only between blocks that may interrupt one another safely.
         after_html = text.rstrip().endswith(">")  # an HTML block runs to a blank line
         text += (sep if block[:1] in "#`~<" and not after_html else "\n\n") + block
+    if note.labels and draw(st.booleans()):  # an ordinary link shares an image's definition
+        shared = draw(st.sampled_from(sorted(note.labels)))
+        text += "\n\n" + draw(st.sampled_from([f"See [it][{shared}].", f"> [{shared}]"]))
     if note.labels and "]: " not in text:
         text += "\n\n" + "\n".join(f"[{lab}]: {dest}" for lab, dest in note.labels.items())
     if draw(st.booleans()):
@@ -317,6 +333,13 @@ def stored_notes(draw: st.DrawFn) -> Stored:
 
 
 # --- the properties ---------------------------------------------------------------------------
+
+
+WHOLE = (Syntax.WIKI_EMBED, Syntax.REFERENCE_IMAGE)  # rewritten whole, into inline images
+
+
+def destination(ref: ImageRef) -> str:
+    return ref.target + ref.suffix
 
 
 def rewrite(text: str, refs: list[ImageRef], awkward: bool) -> tuple[str, list[str]]:
@@ -352,9 +375,11 @@ def test_rewrite_changes_only_image_destinations(note: Stored, awkward: bool) ->
     allowed: dict[str, set[str]] = {}
     for i, r in enumerate(refs):
         if r.syntax is Syntax.HTML_IMG:
-            allowed.setdefault(r.target, set()).add(urls[i])
+            allowed.setdefault(destination(r), set()).add(urls[i] + r.suffix)
         elif r.syntax is not Syntax.WIKI_EMBED:
-            allowed.setdefault(normalizeLink(r.target), set()).add(normalizeLink(urls[i]))
+            allowed.setdefault(normalizeLink(destination(r)), set()).add(
+                normalizeLink(urls[i] + r.suffix)
+            )
     assert len(srcs_after) == len(srcs_before)
     for before, after in zip(srcs_before, srcs_after, strict=True):
         assert after in allowed.get(before, {before})
@@ -362,9 +387,9 @@ def test_rewrite_changes_only_image_destinations(note: Stored, awkward: bool) ->
     shown = set(srcs_after)
     for i, r in enumerate(refs):
         if r.syntax is Syntax.HTML_IMG:
-            assert urls[i] in shown
-        elif r.syntax is Syntax.INLINE or r.syntax is Syntax.REFERENCE_DEF:
-            assert normalizeLink(urls[i]) in shown
+            assert urls[i] + r.suffix in shown
+        elif r.syntax is not Syntax.WIKI_EMBED:
+            assert normalizeLink(urls[i] + r.suffix) in shown
 
 
 @SETTINGS
@@ -376,8 +401,8 @@ def test_rewritten_note_parses_back_to_the_urls(note: Stored, awkward: bool) -> 
     new_refs = find_image_refs(new)
     assert len(new_refs) == len(refs)
     for i, (old, now) in enumerate(zip(refs, new_refs, strict=True)):
-        assert now.target == urls[i]
-        expected = Syntax.INLINE if old.syntax is Syntax.WIKI_EMBED else old.syntax
+        assert (now.target, now.suffix) == (urls[i], old.suffix)
+        expected = Syntax.INLINE if old.syntax in WHOLE else old.syntax
         assert now.syntax is expected
         if old.syntax is Syntax.WIKI_EMBED:
             # The alt keeps the file name and the size, so Obsidian renders the same size.
@@ -394,10 +419,32 @@ def test_localize_restores_every_byte(note: Stored, awkward: bool) -> None:
     new, _urls = rewrite(text, refs, awkward)
     restore = []
     for old, now in zip(refs, find_image_refs(new), strict=True):
-        if old.syntax is Syntax.WIKI_EMBED:
+        if old.syntax in WHOLE:
             restore.append((now.image_start, now.image_end, text[old.start : old.end]))
         else:
             restore.append((now.start, now.end, text[old.start : old.end]))
+    assert apply_edits(new, restore) == text
+
+
+@SETTINGS
+@given(stored_notes(), st.sampled_from([Dialect.OBSIDIAN, Dialect.LOGSEQ]), st.booleans())
+def test_editor_dialects_round_trip(note: Stored, dialect: Dialect, awkward: bool) -> None:
+    text = note.text
+    refs = find_image_refs(text, dialect)
+    standard = find_image_refs(text)
+    # Whatever CommonMark reads as an image, the editors read alike; they add raw spaces.
+    assert set(standard) <= set(refs)
+    for r in set(refs) - set(standard):
+        assert r.syntax is Syntax.INLINE and " " in r.target
+    new, urls = rewrite(text, refs, awkward)
+    new_refs = find_image_refs(new, dialect)
+    assert [(r.target, r.suffix) for r in new_refs] == [
+        (u, r.suffix) for u, r in zip(urls, refs, strict=True)
+    ]
+    restore = []
+    for old, now in zip(refs, new_refs, strict=True):
+        span = (now.image_start, now.image_end) if old.syntax in WHOLE else (now.start, now.end)
+        restore.append((*span, text[old.start : old.end]))
     assert apply_edits(new, restore) == text
 
 
@@ -414,11 +461,11 @@ def test_finds_the_images_markdown_it_renders(note: Stored) -> None:
     body = apply_edits(text, [(r.start, r.end, "WIKIMASK") for r in wiki])
     md_srcs, html_srcs = markdown_it_images(body[note.body_start :])
     mine_md = {
-        normalizeLink(r.target)
+        normalizeLink(destination(r))
         for r in refs
-        if r.syntax is Syntax.INLINE or r.syntax is Syntax.REFERENCE_DEF
+        if r.syntax in (Syntax.INLINE, Syntax.REFERENCE_DEF, Syntax.REFERENCE_IMAGE)
     }
-    mine_html = sorted(r.target for r in refs if r.syntax is Syntax.HTML_IMG)
+    mine_html = sorted(destination(r) for r in refs if r.syntax is Syntax.HTML_IMG)
     assert mine_md == md_srcs
     assert mine_html == html_srcs
 
@@ -475,7 +522,7 @@ def test_any_destination_round_trips(destination: str, text: str) -> None:
     (ref,) = find_image_refs(text)
     new = apply_edits(text, [(ref.start, ref.end, render_replacement(ref, destination))])
     (now,) = find_image_refs(new)
-    assert now.target == destination
+    assert now.target + now.suffix == destination
     # Everything outside the construct is untouched.
     assert new[: now.image_start] == text[: ref.image_start]
     assert new[now.image_end :] == text[ref.image_end :]

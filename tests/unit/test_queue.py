@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import QueueError
-from syncd.queue import FileStat, NewRef, State, UploadQueue
+from syncd.queue import SCHEMA_VERSION, FileStat, NewRef, State, UploadQueue
+from tests.unit.test_queue_schema import PROVENANCE_COLUMNS
 
 
 class FakeClock:
@@ -69,7 +70,9 @@ def test_the_text_a_rewrite_replaces_is_recorded_durably(queue: UploadQueue) -> 
 
 def test_schema_version_is_recorded(queue: UploadQueue) -> None:
     con = sqlite3.connect(queue.path)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("6",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
     con.close()
 
 
@@ -89,6 +92,8 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
         con.execute(f"DROP TRIGGER {name}")
     con.execute("DROP TABLE item_counts")
+    for column in PROVENANCE_COLUMNS:
+        con.execute(f"ALTER TABLE items DROP COLUMN {column}")
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()

@@ -8,6 +8,19 @@ from pathlib import Path
 
 from syncd.queue import SCHEMA_VERSION, UploadQueue
 
+# The columns schema 7 added to `items`.
+PROVENANCE_COLUMNS = (
+    "object_sha256",
+    "object_size",
+    "object_mime",
+    "object_ext",
+    "source_path",
+    "stripped",
+    "converted_from",
+    "prepare_note",
+    "prepared_with",
+)
+
 
 def _shape(path: Path) -> dict[str, object]:
     con = sqlite3.connect(path)
@@ -54,6 +67,8 @@ def _as_schema_1(path: Path) -> None:
     for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
         con.execute(f"DROP TRIGGER {name}")
     con.execute("DROP TABLE item_counts")
+    for column in PROVENANCE_COLUMNS:
+        con.execute(f"ALTER TABLE items DROP COLUMN {column}")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()

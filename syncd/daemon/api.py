@@ -1,0 +1,40 @@
+"""The control API's view of a running daemon: what the control socket's routes call."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from syncd.queue import State
+
+if TYPE_CHECKING:
+    from syncd.daemon.daemon import Daemon
+
+
+class DaemonControl:
+    """The control API's view of a daemon (see `syncd.control.server.ControlBackend`)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.events = daemon.events
+
+    def status(self) -> dict[str, Any]:
+        return self.daemon.status()
+
+    def items(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        return self.daemon.queue.item_listing(State(state) if state else None, limit)
+
+    def sync_now(self) -> dict[str, Any]:
+        return {"due_now": self.daemon.sync_now()}
+
+    def pause(self) -> dict[str, Any]:
+        self.daemon.pause()
+        return {"paused": True}
+
+    def resume(self) -> dict[str, Any]:
+        self.daemon.resume()
+        return {"paused": False}
+
+    def retry(self, ids: list[int] | None) -> dict[str, Any]:
+        retried = self.daemon.queue.retry_failed(ids)
+        self.daemon.wake_workers()
+        return {"retried": retried}

@@ -1,0 +1,56 @@
+"""Processes: the daemon's lock on its state folder, and who holds it.
+
+One daemon per queue: `state_lock` holds an exclusive `flock` on `daemon.lock` in the
+state folder for as long as the daemon runs (the kernel drops it when the process dies,
+however it dies, so a stale lock is impossible) and writes the pid into it for messages.
+`running_daemon_pid` asks without taking it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from syncd.errors import DaemonRunning
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """Hold `daemon.lock` in the state folder for as long as the daemon runs."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state_dir / "daemon.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise DaemonRunning(
+                f"a syncd daemon (pid {holder}) already runs on {state_dir}; "
+                "stop it first (`syncd stop` or `systemctl --user stop syncd`)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def running_daemon_pid(state_dir: Path) -> int | None:
+    """The pid of the daemon holding `state_dir`'s lock, or None if none runs."""
+    path = state_dir / "daemon.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)  # closing drops our shared lock if we got it
+    return None

@@ -1,0 +1,240 @@
+"""The step before an upload: one local file in, the bytes to send out.
+
+Owns turning a claimed item's local file into its upload body through the image core
+(`syncd.imaging.prepare`: location stripped by default, all metadata or a conversion on
+request), and where such a body waits: a file in the state folder (`prepared/`), never
+the local image, which is only ever read. A body that equals the local file is the local
+file itself, streamed as before; so is a file too large for the image core, and every
+file when the settings change nothing.
+
+What was done is recorded on the item (`PreparedObject`) before the upload starts, so
+a retry sends the same object under the same key, and a prepared body is kept until
+the item is uploaded: the same original is not processed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from syncd.imaging import MAX_IMAGE_BYTES, ImageOptions, Target, prepare
+from syncd.imaging.convert import CONVERTIBLE
+from syncd.intake.imagetype import SNIFF_BYTES, sniff
+from syncd.queue import PreparedObject, UploadItem
+from syncd.system.fs import open_regular
+
+log = logging.getLogger(__name__)
+
+PREPARED_DIR = "prepared"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class UploadBody:
+    """What to send for an item: `path` holds exactly `object.sha256`'s bytes (checked
+    again by the store as they stream), `temporary` when it is a prepared copy."""
+
+    path: Path
+    object: PreparedObject
+    temporary: bool
+
+
+class Preparer:
+    """Prepares uploads with one set of `ImageOptions`, keeping bodies in `work_dir`."""
+
+    def __init__(self, options: ImageOptions, work_dir: Path) -> None:
+        self.options = options
+        self.work_dir = work_dir
+
+    def body_for(self, item: UploadItem, path: Path, f: BinaryIO) -> UploadBody | None:
+        """The body to upload for `item`, read from `path` (open as `f`, at its start).
+
+        None if the file no longer holds the item's content (edited since it was
+        queued). Never raises for what is in the file: an image that cannot be parsed
+        goes up unchanged, with a note.
+        """
+        options = self._options_for(item)
+        settings = options.fingerprint
+        reused = self._recorded_body(item, path, settings)
+        if reused is not None:
+            return reused
+        if options.changes_nothing or item.size > MAX_IMAGE_BYTES:
+            note = None
+            if not options.changes_nothing:
+                note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: uploaded unchanged, not checked"
+            return self._as_is(item, path, settings, note)
+        data = f.read(MAX_IMAGE_BYTES + 1)
+        if hashlib.sha256(data).hexdigest() != item.sha256:
+            return None
+        f.seek(0)
+        result = prepare(data, item.mime, options)
+        if result.data == data:
+            return self._as_is(item, path, settings, result.note)
+        digest = hashlib.sha256(result.data).hexdigest()
+        converted = result.converted_from is not None
+        prepared = PreparedObject(
+            sha256=digest,
+            size=len(result.data),
+            mime=result.mime if converted else item.mime,
+            ext=result.ext if converted else item.ext,
+            source_path=path,
+            stripped=result.stripped,
+            converted_from=result.converted_from,
+            note=result.note,
+            settings=settings,
+        )
+        target = self._body_path(item, prepared)
+        _write_new(target, result.data)
+        return UploadBody(target, prepared, temporary=True)
+
+    def _options_for(self, item: UploadItem) -> ImageOptions:
+        """The settings for `item`: the configured ones, except for an item uploaded
+        before (its object left the bucket and is wanted again), which is made as it was
+        then, so that its key, which notes may show, names the same bytes again."""
+        if item.remote_key and item.prepared_with:
+            return ImageOptions.from_fingerprint(item.prepared_with) or self.options
+        return self.options
+
+    def remake(self, item: UploadItem, paths: list[Path]) -> Path | None:
+        """The object of an uploaded `item` made again from a local original, with the
+        settings it was made with, if that gives the very bytes its key names (for
+        `verify --repair`). The caller `discard`s it when done."""
+        options = ImageOptions.from_fingerprint(item.prepared_with or "")
+        if options is None or item.object_sha256 is None:
+            return None
+        for path in paths:
+            try:
+                with open_regular(path) as f:
+                    data = f.read(MAX_IMAGE_BYTES + 1)
+            except OSError:
+                continue
+            if hashlib.sha256(data).hexdigest() != item.sha256:
+                continue
+            made = prepare(data, item.mime, options).data
+            if hashlib.sha256(made).hexdigest() == item.object_sha256:
+                target = self.work_dir / f"{item.sha256}-{item.object_sha256}{item.upload_ext}"
+                _write_new(target, made)
+                return target
+        return None
+
+    def discard(self, item: UploadItem) -> None:
+        """Forget the prepared bodies of `item` (uploaded, dropped, or made anew)."""
+        try:
+            entries = list(self.work_dir.glob(f"{item.sha256}-*"))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                entry.unlink()
+            except OSError as exc:
+                log.warning("could not remove %s: %s", entry, exc.strerror)
+
+    def _recorded_body(self, item: UploadItem, path: Path, settings: str) -> UploadBody | None:
+        """The body prepared by an earlier attempt with the same settings, if it is still
+        there: a retry sends the object it recorded without working on the image again."""
+        if item.prepared_with != settings or item.object_sha256 is None:
+            return None
+        recorded = PreparedObject(
+            sha256=item.object_sha256,
+            size=item.upload_size,
+            mime=item.upload_mime,
+            ext=item.upload_ext,
+            source_path=Path(item.source_path) if item.source_path else path,
+            stripped=item.stripped,
+            converted_from=item.converted_from,
+            note=item.prepare_note,
+            settings=settings,
+        )
+        if item.object_sha256 == item.sha256:
+            return UploadBody(path, replace(recorded, source_path=path), temporary=False)
+        target = self._body_path(item, recorded)
+        try:
+            if target.stat().st_size == recorded.size:
+                return UploadBody(target, recorded, temporary=True)
+        except OSError:
+            pass
+        return None
+
+    def _as_is(
+        self,
+        item: UploadItem,
+        path: Path,
+        settings: str,
+        note: str | None,
+    ) -> UploadBody:
+        prepared = PreparedObject(
+            sha256=item.sha256,
+            size=item.size,
+            mime=item.mime,
+            ext=item.ext,
+            source_path=path,
+            note=note,
+            settings=settings,
+        )
+        return UploadBody(path, prepared, temporary=False)
+
+    def _body_path(self, item: UploadItem, prepared: PreparedObject) -> Path:
+        return self.work_dir / f"{item.sha256}-{prepared.sha256}{prepared.ext}"
+
+
+def _write_new(target: Path, data: bytes) -> None:
+    """`data` at `target`, whole or not at all (a temp file renamed into place)."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for start in range(0, len(data), _CHUNK):
+                out.write(data[start : start + _CHUNK])
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class PreparePlan:
+    """What preparing a file would do (for `sync --once --dry-run`)."""
+
+    stripped: tuple[str, ...] = ()
+    convert_to: str | None = None  # the target format, when it would be converted
+    note: str | None = None
+
+    def describe(self) -> str | None:
+        """One line for a person, or None when the file would go up as it is."""
+        parts = []
+        if self.stripped:
+            parts.append("remove " + ", ".join(self.stripped))
+        if self.convert_to:
+            parts.append(f"convert to {self.convert_to} if smaller")
+        if self.note:
+            parts.append(self.note)
+        return "; ".join(parts) or None
+
+
+def plan_for(path: Path, options: ImageOptions) -> PreparePlan:
+    """What an upload of `path` would do to it, found without converting anything (a
+    conversion's size is known only after encoding, which a dry run does not pay for)."""
+    if options.changes_nothing:
+        return PreparePlan()
+    try:
+        with open_regular(path) as f:
+            if os.fstat(f.fileno()).st_size > MAX_IMAGE_BYTES:
+                note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: would go up unchanged"
+                return PreparePlan(note=note)
+            data = f.read()
+    except OSError as exc:
+        return PreparePlan(note=f"cannot read it: {exc.strerror}")
+    kind = sniff(data[:SNIFF_BYTES])
+    if kind is None:
+        return PreparePlan()  # not an image: not uploaded at all
+    result = prepare(data, kind.mime, replace(options, convert=Target.NONE))
+    converts = options.convert is not Target.NONE and kind in CONVERTIBLE
+    if converts and kind is options.convert.image_type and not options.max_dimension:
+        converts = False  # already in the target format, nothing to resize
+    convert_to = options.convert.value if converts else None
+    return PreparePlan(result.stripped, convert_to, result.note)
