@@ -99,6 +99,8 @@ class UploadConfig:
     settle_seconds: float = 1.0
     # What is done to an image before it leaves (see `syncd.imaging`).
     images: ImageOptions = field(default_factory=ImageOptions)
+    # The daemon downloads the web images notes show and serves them from the own bucket.
+    adopt_remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "convert",
         "quality",
         "max_dimension",
+        "adopt_remote",
     ),
     "cache": ("prefetch",),
     "daemon": ("notify", "verify_interval_hours"),
@@ -344,6 +347,13 @@ class _Checker:
             self.problem(key, f"must be a number >= {low}", f"write it as {name} = {default}")
             return default
         return float(value)
+
+    def flag(self, table: dict[str, Any], name: str, key: str, default: bool) -> bool:
+        value = table.get(name, default)
+        if not isinstance(value, bool):
+            self.problem(key, "must be true or false", f"write {name} = {str(not default).lower()}")
+            return default
+        return value
 
     def path(self, value: str) -> Path:
         expanded = _ENV_VAR.sub(lambda m: self.env.get(m[1] or m[2], m[0]), value)
@@ -613,6 +623,7 @@ def _parse_upload(checker: _Checker, table: dict[str, Any]) -> UploadConfig:
             table, "settle_seconds", "upload.settle_seconds", d.settle_seconds, 0
         ),
         images=_parse_images(checker, table),
+        adopt_remote=checker.flag(table, "adopt_remote", "upload.adopt_remote", False),
     )
 
 

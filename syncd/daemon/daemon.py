@@ -43,6 +43,7 @@ from syncd import __version__, app
 from syncd.config import Config, load_config
 from syncd.control.events import EventBus
 from syncd.control.server import ControlServer, default_socket_path
+from syncd.daemon.adopter import Adopter
 from syncd.daemon.api import DaemonControl
 from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online, Source
 from syncd.daemon.oneshot import owner_id, pid_alive
@@ -250,6 +251,11 @@ class Daemon:
             for n in range(NOTE_LANES)
         ]
         self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)
+        self.adopter = (
+            Adopter(self.rewriter, self._adopt_folder, self.wake_workers)
+            if config.upload.adopt_remote
+            else None
+        )
         self.watcher = Watcher(
             [*config.paths.notes, *config.paths.images],
             self._on_paths_changed,
@@ -296,6 +302,8 @@ class Daemon:
         for worker in self.note_workers:
             worker.start()
         self.big_note_worker.start()
+        if self.adopter is not None:
+            self.adopter.start()
         self._start_background_verify()
         self.watcher.release()  # what the watches saw during the reconcile, then the rest
 
@@ -351,6 +359,8 @@ class Daemon:
         for worker in self.note_workers:
             worker.stop()
         self.big_note_worker.stop()
+        if self.adopter is not None:
+            self.adopter.stop()
         self.monitor.stop()
         self.keeper.stop()
         self._release_own_claims()
@@ -384,6 +394,7 @@ class Daemon:
                 "syncd-connectivity",
                 "syncd-watch-delivery",
                 BIG_NOTES_THREAD,
+                *([self.adopter.name] if self.adopter is not None else []),
                 *(worker.name for worker in self.note_workers),
             }
             if not expected <= alive:
@@ -687,9 +698,16 @@ class Daemon:
             self._rewrite_wanted.discard(note)
         if forced or not self.rewriter.is_own_write(note):
             self.rewriter.index_note(note, use_cache=not forced)
+            if self.adopter is not None:
+                self.adopter.submit(note)
         elif not wanted:
             return  # the echo of our own rewrite: nothing new in it
         self._rewrite(note)
+
+    def _adopt_folder(self, note: Path) -> Path:
+        """Where an adopted web image goes: the first image folder, else beside the note."""
+        images = self.config.paths.images
+        return images[0] if images else note.parent
 
     def _rewrite_pending_notes(self) -> None:
         for note in self.queue.notes_to_rewrite():

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from syncd.errors import CorruptDownload, StorageError
+from syncd.intake.adopt import adoptable
 from syncd.intake.scanner import Outcome, Scanner, iter_files
 from syncd.intake.vault import Vault
 from syncd.markdown.links import (
@@ -113,6 +114,16 @@ class NoteChange:
                 tofile=f"b/{name}",
             )
         )
+
+
+@dataclass(frozen=True)
+class WebImage:
+    """An image from another site that a note shows: the link text and the URL."""
+
+    note: Path
+    original: str
+    syntax: str
+    url: str
 
 
 class Rewriter:
@@ -618,6 +629,36 @@ class Rewriter:
         with image.open("rb") as f:
             sha = hashlib.file_digest(f, "sha256").hexdigest()
         return self.queue.by_sha256(sha)
+
+    # -- adopt ----------------------------------------------------------------
+
+    def web_images(self, note: Path) -> list[WebImage]:
+        """The images from other sites `note` shows that are not adopted yet."""
+        try:
+            snap = read_note(note)
+        except NoteError as exc:
+            log.warning("%s", exc)
+            return []
+        known = {r.original for r in self.queue.refs_of_note(note)}
+        found: dict[str, WebImage] = {}
+        for ref in self._refs(snap):
+            url = ref.target + ref.suffix
+            if ref.syntax is Syntax.WIKI_EMBED or not adoptable(url, self.public_base_url):
+                continue
+            original = snap.text[ref.start : ref.end]
+            if original not in known and original not in found:
+                found[original] = WebImage(note, original, ref.syntax.value, url)
+        return list(found.values())
+
+    def adopt(self, image: WebImage, path: Path) -> bool:
+        """`image`, downloaded to `path`: queue it and record its link, so the next rewrite
+        of its note points it at the own bucket (and `localize` restores the web URL).
+        False if `path` is no image syncd can queue."""
+        item_id = self._item_id_for(path)
+        if item_id is None:
+            return False
+        self.queue.record_ref(image.note, image.original, image.syntax, path, item_id)
+        return True
 
     # -- localize -------------------------------------------------------------
 
