@@ -15,6 +15,8 @@ wrapped in `Secret`, whose repr and str never show the value, and registered wit
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import os
 import re
 import stat
@@ -130,6 +132,8 @@ class Config:
     cache: CacheConfig = CacheConfig()
     daemon: DaemonConfig = DaemonConfig()
     notes: NotesConfig = NotesConfig()
+    instance: Instance = field(default_factory=lambda: Instance(None))
+    warnings: tuple[str, ...] = ()
 
     @property
     def queue_path(self) -> Path:
@@ -157,6 +161,69 @@ def runtime_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "syncd"
 
 
+_INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SOCKET_NAME = "control.sock"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One daemon per config: the places that follow from which config it runs.
+
+    `name` is None for the default config (`$XDG_CONFIG_HOME/syncd/config.toml`), whose
+    daemon answers at `$XDG_RUNTIME_DIR/syncd/control.sock` and keeps its state in
+    `$XDG_STATE_HOME/syncd` as it always has. `NAME.toml` beside it is instance NAME (the
+    one `syncd@NAME.service` runs); any other config is `<stem>-<8 hex of its path>`.
+    Each instance has its own folder under `$XDG_RUNTIME_DIR/syncd/` (systemd's
+    `RuntimeDirectory=syncd/%i` removes only it) and its own default state folder, so
+    any number of vaults run side by side and `--config X` always reaches X's daemon.
+    """
+
+    name: str | None
+
+    @property
+    def unit(self) -> str:
+        return "syncd.service" if self.name is None else f"syncd@{self.name}.service"
+
+    @property
+    def label(self) -> str:
+        return "the default config" if self.name is None else f"instance {self.name}"
+
+    def runtime_dir(self, env: Mapping[str, str]) -> Path:
+        base = runtime_dir(env)
+        return base if self.name is None else base / self.name
+
+    def socket_path(self, env: Mapping[str, str]) -> Path:
+        return self.runtime_dir(env) / SOCKET_NAME
+
+    def state_dir(self, env: Mapping[str, str]) -> Path:
+        base = default_state_dir(env)
+        return base if self.name is None else base / self.name
+
+
+def instance_for(config_path: Path, env: Mapping[str, str]) -> Instance:
+    """The instance of the config at `config_path` (it need not exist or be valid)."""
+    path = Path(os.path.normpath(Path(config_path).expanduser().absolute()))
+    default = Path(os.path.normpath(default_config_path(env).absolute()))
+    if path == default:
+        return Instance(None)
+    named = path.parent == default.parent and path.suffix == ".toml"
+    if named and _INSTANCE_NAME.fullmatch(path.stem):
+        return Instance(path.stem)
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)[:32].lstrip("._-") or "config"
+    return Instance(f"{stem}-{digest}")
+
+
+def instance_config_path(name: str, env: Mapping[str, str]) -> Path:
+    """The config of instance NAME: `$XDG_CONFIG_HOME/syncd/NAME.toml`."""
+    if not _INSTANCE_NAME.fullmatch(name) or name == "config":
+        raise ValueError(
+            f"{name!r} is not an instance name: letters, digits, '_', '.' and '-', "
+            "not starting with a dot, and not 'config' (that is the default config)"
+        )
+    return default_config_path(env).parent / f"{name}.toml"
+
+
 def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
     if cli_path:
         return Path(cli_path).expanduser()
@@ -169,6 +236,7 @@ def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
 # Loading
 
 
+_ACCOUNT_ID = re.compile(r"[0-9a-fA-F]{32}")
 _ENV_VAR = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
 
 _KNOWN: dict[str, tuple[str, ...]] = {
@@ -209,8 +277,15 @@ _KNOWN: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and check the config at `path`; raise ConfigError listing every problem."""
+def load_config(
+    path: Path, env: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Config:
+    """Read and check the config at `path`; raise ConfigError listing every problem.
+
+    With `secrets=False` the credentials are neither looked for nor required (they stay
+    None): what commands that never talk to the store use, so that `status` works in a
+    shell that has no credentials (the service has them).
+    """
     env = os.environ if env is None else env
     path = path.absolute()  # relative folders resolve against it; cwd may change later
     try:
@@ -222,8 +297,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
                     str(path),
                     "-",
                     "the config file does not exist",
-                    "create it (see contrib/config.example.toml), or pass --config PATH "
-                    "or set SYNCD_CONFIG",
+                    f"create it: syncd config example > {path} (then edit it), or pass "
+                    "--config PATH or set SYNCD_CONFIG",
                 )
             ]
         ) from None
@@ -241,10 +316,32 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             [ConfigProblem(str(path), "-", f"not valid TOML: {exc}", "fix the syntax at that spot")]
         ) from None
-    return parse_config(data, source=path, env=env)
+    return parse_config(data, source=path, env=env, secrets=secrets)
 
 
-def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[str, str]) -> Config:
+def state_dir_of(path: Path, env: Mapping[str, str]) -> Path:
+    """The state folder of the config at `path`, however broken the rest of it is: its
+    `paths.state_dir` if that can be read, else the instance's default. What `status`
+    reads the queue from when the config has problems."""
+    path = path.expanduser().absolute()
+    checker = _Checker(str(path), path.parent, env)
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = {}
+    raw = _table(data, "paths").get("state_dir")
+    if isinstance(raw, str) and raw.strip():
+        return checker.path(raw)
+    return instance_for(path, env).state_dir(env)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    source: Path | None,
+    env: Mapping[str, str],
+    secrets: bool = True,
+) -> Config:
     """Check a parsed TOML document; relative paths resolve against the config's folder."""
     checker = _Checker(
         str(source) if source else "<config>", source.parent if source else None, env
@@ -252,7 +349,10 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
     for table in data:
         if table not in _KNOWN:
             checker.problem(
-                table, "unknown table", f"remove it; known tables: {', '.join(sorted(_KNOWN))}"
+                table,
+                "unknown table",
+                _did_you_mean(f"[{table}]", [f"[{t}]" for t in _KNOWN])
+                or f"remove it; known tables: {', '.join(sorted(_KNOWN))}",
             )
     for table, keys in _KNOWN.items():
         section = data.get(table, {})
@@ -264,11 +364,13 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
                 checker.problem(
                     f"{table}.{key}",
                     "unknown key",
-                    f"remove it or check the spelling; known: {', '.join(keys)}",
+                    _did_you_mean(key, list(keys))
+                    or f"remove it or check the spelling; known: {', '.join(keys)}",
                 )
 
-    paths = _parse_paths(checker, _table(data, "paths"), env)
-    storage = _parse_storage(checker, _table(data, "storage"), env, source)
+    instance = instance_for(source, env) if source is not None else Instance(None)
+    paths = _parse_paths(checker, _table(data, "paths"), env, instance)
+    storage = _parse_storage(checker, _table(data, "storage"), env, source, secrets)
     upload = _parse_upload(checker, _table(data, "upload"))
     prefetch = _table(data, "cache").get("prefetch", False)
     if not isinstance(prefetch, bool):
@@ -297,7 +399,14 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[s
         cache=CacheConfig(prefetch=prefetch),
         daemon=DaemonConfig(notify=notify, verify_interval_hours=verify_interval),
         notes=NotesConfig(dialect=dialect),
+        instance=instance,
+        warnings=tuple(checker.warnings),
     )
+
+
+def _did_you_mean(word: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else None
 
 
 def _parse_dialect(checker: _Checker, table: Mapping[str, Any]) -> Dialect | None:
@@ -326,6 +435,7 @@ class _Checker:
         self.base = base
         self.env = env
         self.problems: list[ConfigProblem] = []
+        self.warnings: list[str] = []  # things the daemon survives, for the user to know
 
     def problem(self, key: str, message: str, fix: str) -> None:
         self.problems.append(ConfigProblem(self.file, key, message, fix))
@@ -363,7 +473,9 @@ class _Checker:
         return Path(os.path.normpath(p))
 
 
-def _parse_paths(checker: _Checker, table: dict[str, Any], env: Mapping[str, str]) -> PathsConfig:
+def _parse_paths(
+    checker: _Checker, table: dict[str, Any], env: Mapping[str, str], instance: Instance
+) -> PathsConfig:
     lists: dict[str, tuple[Path, ...]] = {}
     for name in ("notes", "images"):
         value = table.get(name, [])
@@ -377,11 +489,14 @@ def _parse_paths(checker: _Checker, table: dict[str, Any], env: Mapping[str, str
             continue
         folders = tuple(checker.path(v) for v in value)
         for folder in folders:
-            if not folder.is_dir():
-                checker.problem(
-                    f"paths.{name}",
-                    f"folder {folder} does not exist",
-                    "create it, or correct the path",
+            if folder.exists() and not folder.is_dir():
+                checker.problem(f"paths.{name}", f"{folder} is not a folder", "correct the path")
+            elif not folder.exists():
+                # A vault on a removable or late-mounted disk: the daemon runs, and its
+                # periodic rescan looks there until the folder appears.
+                checker.warnings.append(
+                    f"paths.{name}: folder {folder} does not exist (yet); syncd looks "
+                    "again at every rescan — create it, mount it, or correct the path"
                 )
         lists[name] = folders
     if (
@@ -395,7 +510,7 @@ def _parse_paths(checker: _Checker, table: dict[str, Any], env: Mapping[str, str
             'set notes = ["~/Notes"] (Markdown roots) and/or images = ["~/Notes/attachments"]',
         )
     state_raw = checker.string(table, "state_dir", "paths.state_dir")
-    state_dir = checker.path(state_raw) if state_raw else default_state_dir(env)
+    state_dir = checker.path(state_raw) if state_raw else instance.state_dir(env)
     max_note_bytes = table.get("max_note_bytes", DEFAULT_MAX_NOTE_BYTES)
     if (
         isinstance(max_note_bytes, bool)
@@ -417,7 +532,11 @@ def _parse_paths(checker: _Checker, table: dict[str, Any], env: Mapping[str, str
 
 
 def _parse_storage(
-    checker: _Checker, table: dict[str, Any], env: Mapping[str, str], source: Path | None
+    checker: _Checker,
+    table: dict[str, Any],
+    env: Mapping[str, str],
+    source: Path | None,
+    with_secrets: bool,
 ) -> StorageConfig | None:
     backend = checker.string(table, "backend", "storage.backend")
     if backend is None:
@@ -502,6 +621,13 @@ def _parse_storage(
             "must be an http(s) URL",
             'e.g. "https://s3.eu-west-1.amazonaws.com"',
         )
+    derives_endpoint = backend == "r2" and endpoint is None
+    if account_id is not None and derives_endpoint and not _ACCOUNT_ID.fullmatch(account_id):
+        checker.problem(
+            "storage.account_id",
+            f"{account_id[:40]!r} is not an R2 account ID (32 hexadecimal characters)",
+            "copy the account ID from the Cloudflare dashboard (R2 > Overview)",
+        )
     if backend == "r2" and account_id is None and endpoint is None:
         checker.problem(
             "storage.account_id",
@@ -519,7 +645,10 @@ def _parse_storage(
     region = checker.string(table, "region", "storage.region") or (
         "auto" if backend == "r2" else "us-east-1"
     )
-    secrets = {name: _resolve_secret(checker, table, name, env, source) for name in SECRET_KEYS}
+    secrets = {
+        name: _resolve_secret(checker, table, name, env, source) if with_secrets else None
+        for name in SECRET_KEYS
+    }
     if bucket is None or public is None or endpoint is None:
         return None
     return StorageConfig(

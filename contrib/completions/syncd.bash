@@ -35,10 +35,10 @@ _syncd() {
 
     local common="-h --help --config --json -v --verbose -q --quiet"
     local commands="sync status run start stop doctor pull cache remote gc verify install-service
-        rewrite localize retry items pause resume watch"
+        rewrite localize retry items config pause resume watch"
     local states="pending uploading uploaded failed removed"
     # Options that take a value (the next word, or after "=").
-    local with_value="--config|--only|--state|--limit|--max-size|--max-pages|--page-size|--grace-days"
+    local with_value="--config|--only|--state|--limit|--max-size|--max-pages|--page-size|--grace-days|--instance"
 
     # `--opt=value`: bash splits it into `--opt` `=` `value` (COMP_WORDBREAKS has "=").
     local opt=$prev
@@ -62,7 +62,7 @@ _syncd() {
             ;;
     esac
 
-    # The command, and for cache/remote the action, typed so far.
+    # The command, and for cache/remote/config the action, typed so far.
     local i word cmd= action=
     for ((i = 1; i < COMP_CWORD; i++)); do
         word=${COMP_WORDS[i]}
@@ -73,7 +73,7 @@ _syncd() {
             :
         elif [[ -z $cmd ]]; then
             cmd=$word
-        elif [[ -z $action && ($cmd == cache || $cmd == remote) ]]; then
+        elif [[ -z $action && ($cmd == cache || $cmd == remote || $cmd == config) ]]; then
             action=$word
         fi
     done
@@ -90,13 +90,21 @@ _syncd() {
     local opts= words= notes=
     case $cmd in
         sync) opts="--once --dry-run --only" ;;
-        status | run | start | stop | doctor | install-service | pause | resume | watch) ;;
+        status | run | start | stop | doctor | pause | resume | watch) ;;
+        install-service) opts="--instance" ;;
         pull) ;; # KEY...: object keys or URLs, nothing to complete
         cache)
             case $action in
                 "") words="stats clear prune" ;;
                 prune) opts="--max-size" ;;
                 stats | clear) ;;
+                *) return ;;
+            esac
+            ;;
+        config)
+            case $action in
+                "") words="example path" ;;
+                example | path) ;;
                 *) return ;;
             esac
             ;;

@@ -18,7 +18,7 @@ function __syncd_path --description 'The syncd command (and cache/remote action)
             continue
         end
         switch $word
-            case --config --only --state --limit --max-size --max-pages --page-size --grace-days
+            case --config --only --state --limit --max-size --max-pages --page-size --grace-days --instance
                 set skip 1
             case '-*'
             case '*'
@@ -26,7 +26,7 @@ function __syncd_path --description 'The syncd command (and cache/remote action)
         end
     end
     switch "$found[1]"
-        case cache remote
+        case cache remote config
             echo $found[1..2]
         case '*'
             echo $found[1]
@@ -76,6 +76,7 @@ complete -c syncd -n '__syncd_at' -a rewrite -d 'point links to uploaded images 
 complete -c syncd -n '__syncd_at' -a localize -d 'turn URLs back into local image references'
 complete -c syncd -n '__syncd_at' -a retry -d 'put failed items back in the queue'
 complete -c syncd -n '__syncd_at' -a items -d 'list queued items'
+complete -c syncd -n '__syncd_at' -a config -d 'an example config, or where its daemon lives'
 complete -c syncd -n '__syncd_at' -a pause -d 'no new uploads until `syncd resume`'
 complete -c syncd -n '__syncd_at' -a resume -d 'uploads go on'
 complete -c syncd -n '__syncd_at' -a watch -d 'live progress while the queue drains'
@@ -91,6 +92,10 @@ complete -c syncd -n '__syncd_at cache' -a clear -d 'empty the cache'
 complete -c syncd -n '__syncd_at cache' -a prune -d 'least recently used first'
 complete -c syncd -n '__syncd_at cache prune' -l max-size -x -d 'e.g. 2G'
 
+# config example|path
+complete -c syncd -n '__syncd_at config' -a example -d 'print a commented example config'
+complete -c syncd -n '__syncd_at config' -a path -d 'the config file, instance, socket, state'
+
 # remote index|ls
 complete -c syncd -n '__syncd_at remote' -a index -d 'list the bucket into the index'
 complete -c syncd -n '__syncd_at remote' -a ls -d 'show the index'
@@ -98,6 +103,7 @@ complete -c syncd -n '__syncd_at remote index' -l max-pages -x -d 'stop after th
 complete -c syncd -n '__syncd_at remote index' -l page-size -x -d 'objects per page (1000)'
 
 # gc
+complete -c syncd -n '__syncd_at install-service' -l instance -x -d 'syncd@NAME for ~/.config/syncd/NAME.toml'
 complete -c syncd -n '__syncd_at gc' -l delete -d 'delete them (default: only list)'
 complete -c syncd -n '__syncd_at gc' -l force -d 'even if more than half would go'
 complete -c syncd -n '__syncd_at gc' -l grace-days -x -d 'keep younger objects (30 days)'

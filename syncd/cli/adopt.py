@@ -27,13 +27,14 @@ class AdoptReport:
 
 def adopt(config: Config, notes: list[Path], *, dry_run: bool = False) -> AdoptReport:
     """Download and queue the web images of `notes` (all notes if empty); with `dry_run`
-    only find them. The caller uploads and rewrites (one `sync --once`)."""
+    only find them. `notes` may name folders. The caller uploads and rewrites (one
+    `sync --once`)."""
     report = AdoptReport()
     with UploadQueue(config.queue_path) as queue:
         scanner = app.scanner(config, queue)
         vault = app.vault(config)
         rewriter = app.rewriter(config, queue, scanner, vault)
-        for note in notes or list(vault.notes()):
+        for note in vault.notes(notes) if notes else vault.notes():
             report.found += rewriter.web_images(note)
         if dry_run:
             return report

@@ -2,15 +2,15 @@
 
 Each check is a function returning `Check` values; nothing here changes the user's
 setup, except the credentials check, which writes, reads and deletes one small probe
-object (`<prefix>.syncd-doctor/<random>.txt`) — an object round trip, never HeadBucket,
-which an R2 "Object Read & Write" token may not call. The store's answers to that
-round trip also tell how far this machine's clock is from the store's.
+object (`syncd.remote.probe`). The store's answers to that round trip also tell how far
+this machine's clock is from the store's. It knows instances: the socket, unit and
+running daemon it looks at are those of the config it is given, and it asks that daemon
+over its socket to run the same probe with the daemon's own credentials — which proves
+that the service can read them, whatever this shell has.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import shutil
 import stat
@@ -23,10 +23,10 @@ from urllib.parse import unquote
 
 import requests
 
-from syncd.config import Config, find_config_path, load_config, runtime_dir
+from syncd.config import SECRET_ENV, Config, Instance, find_config_path, instance_for, load_config
 from syncd.errors import ConfigError, StorageError
+from syncd.remote.probe import probe_key, write_probe
 from syncd.storage import Storage, clock_problem, open_storage
-from syncd.system import redact
 
 OK, WARN, FAIL = "ok", "warning", "problem"
 
@@ -48,21 +48,67 @@ def run_doctor(
     run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None,
 ) -> list[Check]:
     path = find_config_path(cli_config, env)
+    instance = instance_for(path, env)
+    try:
+        config = load_config(path, env, secrets=False)
+    except ConfigError as exc:
+        return [Check("config", FAIL, f"[{p.key}] {p.message}", p.fix) for p in exc.problems]
+    checks = [Check("config", OK, f"{path} is valid ({instance.label})")]
+    checks += [Check("folders", WARN, warning) for warning in config.warnings]
+    checks += list(_state_folder(config))
     try:
         config = load_config(path, env)
     except ConfigError as exc:
-        return [Check("config", FAIL, f"[{p.key}] {p.message}", p.fix) for p in exc.problems]
-    checks = [Check("config", OK, f"{path} is valid")]
-    checks += list(_state_folder(config))
-    factory = storage_factory or (lambda c: open_storage(c.storage))
-    storage = factory(config)
-    checks += list(_storage_round_trip(config, storage, http_get))
-    checks += list(_clock(storage))
+        missing = "; ".join(f"{p.key} {p.message}" for p in exc.problems)
+        checks.append(
+            Check(
+                "credentials",
+                WARN,
+                f"not in this shell ({missing}): the store is checked through the daemon only",
+                f"fine if the service has them; else run `syncd install-service` with "
+                f"{SECRET_ENV['access_key_id']} and {SECRET_ENV['secret_access_key']} set",
+            )
+        )
+    else:
+        factory = storage_factory or (lambda c: open_storage(c.storage))
+        storage = factory(config)
+        checks += list(_storage_round_trip(config, storage, http_get))
+        checks += list(_clock(storage))
+    checks += list(_daemon_storage(instance, env))
     checks += list(_dbus(env))
     checks += list(_inotify(config))
-    checks += list(_socket(env))
-    checks += list(_systemd_unit(env, run or _run))
+    checks += list(_socket(instance, env))
+    checks += list(_systemd_unit(instance, env, run or _run))
     return checks
+
+
+def _daemon_storage(instance: Instance, env: Mapping[str, str]) -> Iterator[Check]:
+    """Ask this config's running daemon whether its store takes its credentials."""
+    from syncd.control.client import ControlClient
+    from syncd.control.errors import ControlError, DaemonNotRunning
+
+    try:
+        answer = ControlClient(instance.socket_path(env), timeout=60).get("/v1/storage")
+    except DaemonNotRunning:
+        yield Check(
+            "daemon",
+            WARN,
+            f"no daemon runs for {instance.label}",
+            f"start it: systemctl --user start {instance.unit} (or `syncd start`)",
+        )
+        return
+    except ControlError as exc:
+        yield Check("daemon", FAIL, f"the daemon did not answer: {exc}", exc.hint)
+        return
+    if answer.get("ok"):
+        yield Check("daemon", OK, "the running daemon reaches the store with its credentials")
+    else:
+        yield Check(
+            "daemon",
+            FAIL,
+            f"the running daemon cannot use the store: {answer.get('detail')}",
+            answer.get("fix"),
+        )
 
 
 def _state_folder(config: Config) -> Iterator[Check]:
@@ -104,33 +150,19 @@ def _state_folder(config: Config) -> Iterator[Check]:
 def _storage_round_trip(
     config: Config, storage: Storage, http_get: Callable[..., requests.Response]
 ) -> Iterator[Check]:
-    key = f"{config.storage.prefix}.syncd-doctor/{uuid.uuid4().hex}.txt"
+    key = probe_key(config.storage.prefix)
     body = f"syncd doctor probe {uuid.uuid4().hex}\n".encode()
-    sha = hashlib.sha256(body).hexdigest()
+    result = write_probe(storage, key, body)
     try:
-        storage.put(key, io.BytesIO(body), size=len(body), sha256=sha, content_type="text/plain")
-        info = storage.head(key)
-    except StorageError as exc:
-        yield Check(
-            "credentials",
-            FAIL,
-            f"could not write a probe object: {redact.scrub(str(exc))}",
-            "check the access key, the secret and the token's permissions "
-            "(object read and write on the bucket)",
-        )
-        storage.close()
-        return
-    try:
-        if info.size != len(body):
-            yield Check("credentials", FAIL, f"the probe object came back with {info.size} bytes")
-        else:
-            yield Check("credentials", OK, "wrote, checked and deleted a probe object")
-        yield _public_url(storage, key, body, http_get)
+        yield Check("credentials", OK if result.ok else FAIL, result.detail, result.fix)
+        if result.ok:
+            yield _public_url(storage, key, body, http_get)
     finally:
-        try:
-            storage.delete(key)
-        except StorageError as exc:
-            yield Check("credentials", WARN, f"could not delete the probe object {key}: {exc}")
+        if result.key is not None:
+            try:
+                storage.delete(key)
+            except StorageError as exc:
+                yield Check("credentials", WARN, f"could not delete the probe object {key}: {exc}")
         storage.close()
 
 
@@ -251,8 +283,8 @@ def _inotify(config: Config) -> Iterator[Check]:
         yield Check("inotify", OK, f"{folders} folders to watch, limit {limit}")
 
 
-def _socket(env: Mapping[str, str]) -> Iterator[Check]:
-    folder = runtime_dir(env)
+def _socket(instance: Instance, env: Mapping[str, str]) -> Iterator[Check]:
+    folder = instance.runtime_dir(env)
     if not folder.exists():
         yield Check("control socket", OK, f"{folder} will be created by the daemon")
         return
@@ -265,7 +297,7 @@ def _socket(env: Mapping[str, str]) -> Iterator[Check]:
             f"run: chmod 700 {folder}",
         )
         return
-    sock = folder / "control.sock"
+    sock = instance.socket_path(env)
     if sock.exists() and stat.S_IMODE(sock.stat().st_mode) & 0o077:
         yield Check("control socket", FAIL, f"{sock} is not private", f"run: chmod 600 {sock}")
         return
@@ -273,23 +305,28 @@ def _socket(env: Mapping[str, str]) -> Iterator[Check]:
 
 
 def _systemd_unit(
-    env: Mapping[str, str], run: Callable[[list[str]], subprocess.CompletedProcess[str]]
+    instance: Instance,
+    env: Mapping[str, str],
+    run: Callable[[list[str]], subprocess.CompletedProcess[str]],
 ) -> Iterator[Check]:
-    from syncd.system.service import unit_dir
+    from syncd.system.service import TEMPLATE_NAME, UNIT_NAME, unit_dir
 
-    unit = unit_dir(env) / "syncd.service"
+    unit = unit_dir(env) / (UNIT_NAME if instance.name is None else TEMPLATE_NAME)
+    install = "syncd install-service" + (
+        f" --instance {instance.name}" if instance.name is not None else ""
+    )
     if not unit.exists():
         yield Check(
             "systemd unit",
             WARN,
             "not installed: syncd runs only when you start it",
-            "run: syncd install-service (or `syncd start` without systemd)",
+            f"run: {install} (or `syncd start` without systemd)",
         )
         return
     if shutil.which("systemctl") is None:
         yield Check("systemd unit", WARN, f"{unit} exists but systemctl is not available")
         return
-    result = run(["systemctl", "--user", "is-enabled", "syncd"])
+    result = run(["systemctl", "--user", "is-enabled", instance.unit])
     state = (result.stdout or result.stderr).strip()
     if result.returncode == 0:
         yield Check("systemd unit", OK, f"installed and {state}")
@@ -298,7 +335,7 @@ def _systemd_unit(
             "systemd unit",
             WARN,
             f"installed but not enabled ({state or 'unknown'})",
-            "run: systemctl --user enable --now syncd",
+            f"run: systemctl --user enable --now {instance.unit}",
         )
 
 

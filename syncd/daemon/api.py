@@ -38,3 +38,8 @@ class DaemonControl:
         retried = self.daemon.queue.retry_failed(ids)
         self.daemon.wake_workers()
         return {"retried": retried}
+
+    def check_storage(self) -> dict[str, Any]:
+        from syncd.remote.probe import round_trip
+
+        return round_trip(self.daemon.storage, self.daemon.config.storage.prefix).as_dict()

@@ -42,7 +42,7 @@ from typing import Any
 from syncd import __version__, app
 from syncd.config import Config, load_config
 from syncd.control.events import EventBus
-from syncd.control.server import ControlServer, default_socket_path
+from syncd.control.server import ControlServer
 from syncd.daemon.adopter import Adopter
 from syncd.daemon.api import DaemonControl
 from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online, Source
@@ -159,7 +159,9 @@ class Daemon:
             self._build(self.config)
             try:
                 # The socket answers during the (possibly long) first reconcile too.
-                self.control = ControlServer(default_socket_path(os.environ), DaemonControl(self))
+                self.control = ControlServer(
+                    self.config.instance.socket_path(os.environ), DaemonControl(self)
+                )
                 self.control.start()
                 remove_stale_temp_files(self.config.paths.notes)  # left by a killed rewrite
                 self._start_watching()

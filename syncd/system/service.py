@@ -1,13 +1,17 @@
-"""The systemd user unit: render it for this installation and install it.
+"""The systemd user units: render them for this installation and install them.
 
-Owns `syncd install-service`. The unit ships inside the package
-(`syncd/data/syncd.service`, a byte-for-byte copy of the human-facing
-`systemd/syncd.service`; a test
-keeps the two equal). `render_unit` points its ExecStart= at the installed `syncd` and
-its ReadWritePaths= at the configured vaults and state folder; `install_service` writes
-the result to `$XDG_CONFIG_HOME/systemd/user/` and drives `systemctl --user`. Plain
-text substitution and `subprocess` do all of it, so no dependency is needed; the
-command runner is injected so that tests never touch the real systemctl.
+Owns `syncd install-service`. Two units ship inside the package, byte-for-byte copies
+of the human-facing ones in `systemd/` (a test keeps them equal): `syncd.service` runs
+the default config, the template `syncd@.service` runs instance NAME, the config
+`$XDG_CONFIG_HOME/syncd/NAME.toml`. `render_unit` points the plain unit's ExecStart= at
+the installed `syncd` and its ReadWritePaths= at the configured vaults and state folder;
+for an instance the template gets the ExecStart= and a drop-in
+(`syncd@NAME.service.d/50-install.conf`) gets that instance's folders. Credentials the
+unit could not see (the shell's `SYNCD_*` variables) are handed over the systemd way
+(`credentials.py`). `install_service` writes the result to `$XDG_CONFIG_HOME/systemd/user/`
+and drives `systemctl --user`. Plain text substitution and `subprocess` do all of it, so
+no dependency is needed; the command runner is injected so that tests never touch the
+real systemctl.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from syncd.config import Instance, instance_config_path
 from syncd.errors import SyncdError
+from syncd.system.credentials import wire_credentials
 
 UNIT_NAME = "syncd.service"
+TEMPLATE_NAME = "syncd@.service"
+DROPIN_NAME = "50-install.conf"
 
 # What a runner gets (the argv) and must give back (exit code, stdout, stderr as text).
 CommandRunner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
@@ -47,17 +55,20 @@ class InstallResult:
     unit_path: Path
     unit_changed: bool
     commands: tuple[tuple[str, ...], ...]
+    credentials: str | None = None  # how the secrets reach the unit, if it was given them
 
     def describe(self) -> list[str]:
         verb = "wrote" if self.unit_changed else "kept (unchanged)"
         lines = [f"{verb} {self.unit_path}"]
+        if self.credentials:
+            lines.append(f"credentials: {self.credentials}")
         lines += ["ran: " + " ".join(cmd) for cmd in self.commands]
         return lines
 
 
-def unit_template() -> str:
-    """The unit as shipped in the package."""
-    return resources.files("syncd").joinpath("data", UNIT_NAME).read_text(encoding="utf-8")
+def unit_template(name: str = UNIT_NAME) -> str:
+    """A unit as shipped in the package (`syncd.service` or `syncd@.service`)."""
+    return resources.files("syncd").joinpath("data", name).read_text(encoding="utf-8")
 
 
 def render_unit(
@@ -67,6 +78,7 @@ def render_unit(
     *,
     config_path: Path | None = None,
     template: str | None = None,
+    credentials: Sequence[str] = (),
 ) -> str:
     """The shipped unit with this installation's paths filled in.
 
@@ -75,7 +87,8 @@ def render_unit(
     folder if that is the store (image folders are only read, so they need no entry).
     Vaults are listed with systemd's "-" prefix, so a vault that is absent (an unmounted
     drive) doesn't stop the service from starting. `config_path`, if given, is passed to
-    `syncd run --config`. Paths are quoted and escaped for systemd (spaces, `%`, `$`).
+    `syncd run --config`. `credentials` are lines such as `LoadCredential=…` that hand
+    the unit its secrets. Paths are quoted and escaped for systemd (spaces, `%`, `$`).
     """
     syncd_path = _absolute(syncd_path, "the syncd executable")
     state_dir = _absolute(state_dir, "the state folder")
@@ -91,6 +104,52 @@ def render_unit(
         "ReadWritePaths": " ".join(writable),
     }
     text = unit_template() if template is None else template
+    return _with_credentials(_replaced(text, replacements), credentials)
+
+
+def render_template(syncd_path: Path, *, template: str | None = None) -> str:
+    """The shipped `syncd@.service` with its ExecStart= at the installed `syncd`."""
+    syncd_path = _absolute(syncd_path, "the syncd executable")
+    text = unit_template(TEMPLATE_NAME) if template is None else template
+    exec_start = f"{_exec_word(syncd_path, command=True)} run --config %E/syncd/%i.toml"
+    return _replaced(text, {"ExecStart": exec_start})
+
+
+def render_dropin(
+    vault_paths: Sequence[Path],
+    state_dir: Path,
+    *,
+    syncd_path: Path | None = None,
+    config_path: Path | None = None,
+    credentials: Sequence[str] = (),
+) -> str:
+    """One instance's drop-in: the folders it writes, its credentials, and (for a config
+    outside `$XDG_CONFIG_HOME/syncd/`) the ExecStart= that names it."""
+    state_dir = _absolute(state_dir, "the state folder")
+    vaults = list(dict.fromkeys(_absolute(p, "a vault") for p in vault_paths))
+    writable = [_path_word(f"-{p}") for p in vaults] + [_path_word(str(state_dir))]
+    lines = [
+        "# Written by `syncd install-service`; it is rewritten on every install.",
+        "[Service]",
+        "# The state folder must exist for ReadWritePaths=; '+' runs this outside the sandbox.",
+        f"ExecStartPre=+/bin/mkdir -p -m 0700 {_exec_word(state_dir)}",
+        "# This instance's vaults ('-': a vault may be absent) and state folder.",
+        f"ReadWritePaths={' '.join(writable)}",
+    ]
+    if config_path is not None and syncd_path is not None:
+        config = _exec_word(_absolute(config_path, "the config file"))
+        syncd = _exec_word(_absolute(syncd_path, "the syncd executable"), command=True)
+        lines += [
+            "# This instance's config is not $XDG_CONFIG_HOME/syncd/%i.toml: name it.",
+            "ExecStart=",
+            f"ExecStart={syncd} run --config {config}",
+        ]
+    if credentials:
+        lines += ["# The secrets, as systemd credentials (see `syncd doctor`).", *credentials]
+    return "\n".join(lines) + "\n"
+
+
+def _replaced(text: str, replacements: Mapping[str, str]) -> str:
     lines = text.splitlines(keepends=True)
     for key, value in replacements.items():
         found = [i for i, line in enumerate(lines) if line.startswith(key + "=")]
@@ -98,6 +157,17 @@ def render_unit(
             raise RuntimeError(f"the unit template must have exactly one {key}= line")
         lines[found[0]] = f"{key}={value}\n"
     return "".join(lines)
+
+
+def _with_credentials(text: str, credentials: Sequence[str]) -> str:
+    if not credentials:
+        return text
+    block = "# Written by `syncd install-service`: the secrets, as systemd credentials.\n"
+    block += "".join(f"{line}\n" for line in credentials)
+    head, sep, tail = text.partition("\n[Install]")
+    if not sep:
+        raise RuntimeError("the unit template must have an [Install] section")
+    return f"{head}\n{block}{sep}{tail}"
 
 
 def unit_dir(env: Mapping[str, str]) -> Path:
@@ -146,34 +216,65 @@ def install_service(
     state_dir: Path,
     *,
     config_path: Path | None = None,
+    instance: Instance | None = None,
     env: Mapping[str, str] | None = None,
     run: CommandRunner = run_command,
 ) -> InstallResult:
     """Write the unit, reload systemd, enable and start syncd.
 
-    Runs `systemctl --user daemon-reload`, then `systemctl --user try-restart syncd` if the
-    unit changed (a syncd that was already running picks up the new unit), then
-    `systemctl --user enable --now syncd`. Raises `ServiceError` naming what failed and
+    The default config (`instance` None or unnamed) gets `syncd.service`; instance NAME
+    gets the template `syncd@.service` and its own drop-in. The environment's
+    `SYNCD_*` secrets, if any, are handed to the unit (`credentials.py`). Runs
+    `systemctl --user daemon-reload`, then `systemctl --user try-restart UNIT` if a file
+    changed (a syncd that was already running picks up the new unit), then
+    `systemctl --user enable --now UNIT`. Raises `ServiceError` naming what failed and
     what to do; the unit file stays written in that case, ready for a later start.
     """
     env = os.environ if env is None else env
     syncd_path = _absolute(syncd_path, "the syncd executable")
     if not (syncd_path.is_file() and os.access(syncd_path, os.X_OK)):
         raise ServiceError(f"{syncd_path} is not an executable file; the unit would not start")
-    text = render_unit(syncd_path, vault_paths, state_dir, config_path=config_path)
+    name = instance.name if instance is not None else None
+    wiring = wire_credentials(name, env, run)
+    credentials = wiring.lines if wiring is not None else ()
+    folder = unit_dir(env)
+    if name is None:
+        text = render_unit(
+            syncd_path, vault_paths, state_dir, config_path=config_path, credentials=credentials
+        )
+        unit_path = folder / UNIT_NAME
+        changed = _write_if_changed(unit_path, text)
+        unit = "syncd"
+    else:
+        unit_path = folder / TEMPLATE_NAME
+        changed = _write_if_changed(unit_path, render_template(syncd_path))
+        named = instance_config_path(name, env)
+        dropin = render_dropin(
+            vault_paths,
+            state_dir,
+            syncd_path=syncd_path,
+            config_path=config_path if config_path not in (None, named) else None,
+            credentials=credentials,
+        )
+        dropin_path = folder / f"syncd@{name}.service.d" / DROPIN_NAME
+        changed = _write_if_changed(dropin_path, dropin) or changed
+        unit = f"syncd@{name}"
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    unit_path = unit_dir(env) / UNIT_NAME
-    changed = _write_if_changed(unit_path, text)
 
     ran: list[tuple[str, ...]] = []
     commands: list[tuple[str, ...]] = [("systemctl", "--user", "daemon-reload")]
     if changed:
-        commands.append(("systemctl", "--user", "try-restart", "syncd"))
-    commands.append(("systemctl", "--user", "enable", "--now", "syncd"))
+        commands.append(("systemctl", "--user", "try-restart", unit))
+    commands.append(("systemctl", "--user", "enable", "--now", unit))
     for argv in commands:
         _run_systemctl(run, argv, unit_path, first=not ran)
         ran.append(argv)
-    return InstallResult(unit_path=unit_path, unit_changed=changed, commands=tuple(ran))
+    return InstallResult(
+        unit_path=unit_path,
+        unit_changed=changed,
+        commands=tuple(ran),
+        credentials=wiring.how if wiring is not None else None,
+    )
 
 
 def _run_systemctl(run: CommandRunner, argv: tuple[str, ...], unit_path: Path, first: bool) -> None:
@@ -201,7 +302,7 @@ def _run_systemctl(run: CommandRunner, argv: tuple[str, ...], unit_path: Path, f
         )
     raise ServiceError(
         f"`{shown}` failed: {detail}",
-        hint="see `systemctl --user status syncd` and `journalctl --user -u syncd`",
+        hint=f"see `systemctl --user status {argv[-1]}` and `journalctl --user -u {argv[-1]}`",
     )
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from harness import Figure, local_storage, percentile, report, write_vault_config
 
-from syncd.control.server import ControlClient, ControlError
+from syncd.control.client import ControlClient
+from syncd.control.errors import ControlError
 from tests.support.daemonproc import DaemonProcess
 from tests.support.greedy import SlowClients, open_stream, status_of
 

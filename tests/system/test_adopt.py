@@ -174,3 +174,37 @@ def test_the_daemon_adopts_a_pasted_web_image_and_localize_gives_the_url_back(
     )
     assert done.returncode == 0, done.stderr
     assert note.read_text() == text  # byte for byte, web URLs back
+
+
+def test_syncd_adopt_lists_then_adopts_and_localize_gives_the_urls_back(
+    site: str, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, adopt=False)
+    note = tmp_path / "vault" / "Reading.md"
+    text = f"# Reading\n\n![a]({site}/img/photo.png)\n![b]({site}/page.png)\n"
+    note.write_text(text)
+    env = DaemonProcess.base_env(XDG_RUNTIME_DIR=str(tmp_path))
+
+    def syncd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SYNCD, "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    listed = syncd("adopt", "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{site}/img/photo.png" in listed.stdout and "2 web images to adopt" in listed.stdout
+    assert note.read_text() == text and list((tmp_path / "vault" / "attachments").iterdir()) == []
+
+    done = syncd("adopt")
+    assert done.returncode == 1  # the page is no image: named, its link left alone
+    assert "not an image" in done.stdout and "1 web image adopted" in done.stdout
+    assert note.read_text() == text.replace(f"{site}/img/photo.png", _own_url(PHOTO))
+    assert syncd("adopt", "--dry-run").stdout.count("would adopt") == 1  # only the page
+
+    back = syncd("localize", str(note))
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert note.read_text() == text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from syncd.config import instance_for
 from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
 from tests.support.images import png
 from tests.support.s3server import MotoServer
@@ -39,7 +41,8 @@ def syncd(
 
 def syncd_json(config: Path, *args: str) -> Any:
     proc = syncd(config, *args, "--json")
-    assert proc.returncode == 0, proc.stderr
+    # `status` exits 1 while anything is pending, uploading or failed.
+    assert proc.returncode in ((0, 1) if args[0] == "status" else (0,)), proc.stderr
     return json.loads(proc.stdout)
 
 
@@ -65,7 +68,8 @@ def test_status_through_the_socket_and_curl(running: tuple[Path, DaemonProcess])
     assert status["online"] in ("online", "unknown")
     human = syncd(config, "status").stdout
     assert f"running (pid {d.proc.pid})" in human and "queue:" in human
-    sock = Path(os.environ["XDG_RUNTIME_DIR"]) / "syncd" / "control.sock"
+    sock = instance_for(config, os.environ).socket_path(os.environ)  # this config's own
+    assert sock.parent.parent == Path(os.environ["XDG_RUNTIME_DIR"]) / "syncd"
     curl = subprocess.run(
         ["curl", "-sS", "--unix-socket", str(sock), "http://syncd/v1/status"],
         capture_output=True,
@@ -94,6 +98,9 @@ def test_pause_items_resume(running: tuple[Path, DaemonProcess], tmp_path: Path)
     wait_until(lambda: uploaded(tmp_path) == 3, what="uploads after resume")
     items = syncd_json(config, "items", "--state", "uploaded")["items"]
     assert {i["name"] for i in items} == {"0.png", "1.png", "2.png"}
+    log = _d.log_text()  # each request logged as what it is
+    assert "asked over the control socket: /v1/pause" in log
+    assert "asked over the control socket: /v1/resume" in log
 
 
 def test_failed_item_retried_through_the_daemon(
@@ -132,7 +139,8 @@ def test_watch_prints_progress_lines(running: tuple[Path, DaemonProcess], tmp_pa
         while True:
             line = watch.stdout.readline()
             seen.append(line)
-            if line.startswith("uploaded w.png -> https://img.example.com/"):
+            if line.startswith("uploaded w.png ("):
+                assert len(line.rstrip("\n")) <= 80  # no full URL: lines fit a terminal
                 break
             assert line, f"watch ended early: {seen}"
     finally:
@@ -143,10 +151,13 @@ def test_watch_prints_progress_lines(running: tuple[Path, DaemonProcess], tmp_pa
 def test_sync_without_daemon_says_use_once(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     proc = syncd(config, "sync")
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "--once" in proc.stderr
+    first_line = proc.stderr.splitlines()[0]
     proc = syncd(config, "pause")
+    # One message and one exit code for every command that needs the daemon.
     assert proc.returncode == 1 and "no syncd daemon is running" in proc.stderr
+    assert proc.stderr.splitlines()[0] == first_line
 
 
 def test_no_secret_in_status_or_items(
@@ -204,4 +215,30 @@ def test_start_and_stop_without_systemd(tmp_path: Path) -> None:
         stopped = syncd(config, "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert syncd_json(config, "status")["daemon"] == "not running"
-    assert "syncd stopped" in (tmp_path / "state" / "syncd.log").read_text()
+    log_lines = (tmp_path / "state" / "syncd.log").read_text().splitlines()
+    assert any(line.endswith("syncd stopped") for line in log_lines)
+    # A log file has no time of its own: every line carries one.
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) for line in log_lines), log_lines
+
+
+def test_watch_says_so_and_exits_1_when_the_daemon_stops(
+    running: tuple[Path, DaemonProcess],
+) -> None:
+    config, d = running
+    watch = subprocess.Popen(
+        [SYNCD, "--config", str(config), "watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().startswith("waiting:")  # it is following the stream
+        assert d.stop() == 0
+        code = watch.wait(timeout=30)
+        assert watch.stderr is not None
+        assert code == 1 and "the daemon stopped" in watch.stderr.read()
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()

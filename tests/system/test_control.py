@@ -24,15 +24,12 @@ from typing import Any
 
 import pytest
 
+from syncd.control.client import ControlClient
+from syncd.control.errors import ControlError, DaemonNotRunning
 from syncd.control.events import EventBus
-from syncd.control.server import (
-    ITEM_STATES,
-    ControlClient,
-    ControlError,
-    ControlServer,
-    DaemonNotRunning,
-    default_socket_path,
-)
+from syncd.control.routes import ITEM_STATES
+from syncd.control.server import ControlServer
+from syncd.control.sockdir import default_socket_path
 from syncd.errors import SyncdError, UsageError
 from syncd.queue import State
 from syncd.system import redact
@@ -90,6 +87,10 @@ class FakeBackend:
     def retry(self, ids: list[int] | None) -> dict[str, Any]:
         self._record("retry", ids)
         return {"retried": ids if ids is not None else [7]}
+
+    def check_storage(self) -> dict[str, Any]:
+        self._record("check_storage")
+        return {"ok": True, "detail": "fine", "fix": None}
 
 
 @pytest.fixture
@@ -318,7 +319,7 @@ def test_an_event_that_is_not_json_is_skipped_not_fatal(
 ) -> None:
     events = client.stream("/v1/events", idle_timeout=5)
     wait_until(lambda: backend.events.subscriber_count == 1, 5, "the subscription")
-    with caplog.at_level(logging.ERROR, logger="syncd.control.server"):
+    with caplog.at_level(logging.ERROR, logger="syncd.control"):
         backend.events.publish("queued", id=object())  # a daemon bug
         backend.events.publish("paused")
         assert next(events)["kind"] == "paused"
@@ -450,7 +451,7 @@ def test_another_uid_is_refused(server: ControlServer, caplog: pytest.LogCapture
     # ...and with them opened up, SO_PEERCRED still does.
     server.socket_path.parent.chmod(0o755)
     server.socket_path.chmod(0o666)
-    with caplog.at_level(logging.WARNING, logger="syncd.control.server"):
+    with caplog.at_level(logging.WARNING, logger="syncd.control"):
         assert connect_as_nobody(server.socket_path, request) == "HTTP/1.1 403 Forbidden"
     assert f"from uid {NOBODY}" in caplog.text
     assert raw_exchange(server.socket_path, request).startswith(b"HTTP/1.1 200 OK")

@@ -360,23 +360,21 @@ def test_a_closed_image_is_queued_without_waiting_to_settle(
     assert d.stop() == 0
 
 
-def test_a_second_daemon_on_the_same_socket_says_so(
+def test_a_second_daemon_of_the_same_config_says_so(
     tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
-    first_root, second_root = tmp_path / "one", tmp_path / "two"
-    write_config(first_root)
-    write_config(second_root)  # another state folder, but the same runtime folder
-    first = new_daemon(daemon_factory, first_root)
+    write_config(tmp_path)  # (another config gets its own socket and runs beside it)
+    first = new_daemon(daemon_factory, tmp_path)
     first.start()
     proc = subprocess.run(
-        [SYNCD, "--config", str(second_root / "config.toml"), "run"],
+        [SYNCD, "--config", str(tmp_path / "config.toml"), "run"],
         capture_output=True,
         text=True,
         timeout=60,
         env=DaemonProcess.base_env(),
     )
     assert proc.returncode == 1
-    assert "control.sock" in proc.stderr and "Traceback" not in proc.stderr
+    assert "already runs" in proc.stderr and "Traceback" not in proc.stderr
     assert first.stop() == 0
 
 

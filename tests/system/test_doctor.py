@@ -88,7 +88,7 @@ def test_private_endpoint_as_public_url_is_a_config_problem(tmp_path: Path) -> N
     code, checks, _ = doctor(
         config, SYNCD_ACCESS_KEY_ID="AKID1234", SYNCD_SECRET_ACCESS_KEY="s3cr3tXY"
     )
-    assert code == 1
+    assert code == 78  # a configuration problem, as for every command
     problem = next(c for c in checks if "public_base_url" in c["detail"])
     assert "r2.dev" in problem["fix"]
 
@@ -157,3 +157,58 @@ def test_a_clock_far_from_the_stores_is_named(
 
     checks = run_doctor(str(config), env, storage_factory=lambda _c: storage_with_clock(0))
     assert next(c for c in checks if c.name == "clock").status == "ok"
+
+
+def test_doctor_asks_the_running_daemon_which_has_the_credentials(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    from tests.support.daemonproc import DaemonProcess
+
+    (tmp_path / "vault").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        f'[storage]\nbackend = "s3"\nbucket = "{s3_bucket}"\nendpoint_url = "{s3_server.url}"\n'
+        f'public_base_url = "{s3_server.url}/{s3_bucket}"\n'
+    )
+    code, checks, _ = doctor(config)
+    assert by_name(checks, "daemon")["status"] == "warning"  # none runs yet
+    assert "syncd@config-" in by_name(checks, "daemon")["fix"]
+    assert s3_server.credentials is not None
+    # The service has the credentials; this shell does not (as it should be).
+    d = DaemonProcess(
+        config,
+        DaemonProcess.base_env(
+            SYNCD_ACCESS_KEY_ID=s3_server.credentials.access_key_id,
+            SYNCD_SECRET_ACCESS_KEY=s3_server.credentials.secret_access_key,
+        ),
+        tmp_path,
+    )
+    d.start()
+    try:
+        code, checks, text = doctor(config)
+        assert by_name(checks, "credentials")["status"] == "warning"
+        assert by_name(checks, "daemon")["status"] == "ok", checks
+        assert code == 0, checks
+        assert s3_server.credentials.secret_access_key not in text
+    finally:
+        d.stop()
+
+
+def test_a_missing_bucket_is_named_as_such(tmp_path: Path, s3_server: MotoServer) -> None:
+    (tmp_path / "vault").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        f'[storage]\nbackend = "s3"\nbucket = "no-such-bucket"\nendpoint_url = "{s3_server.url}"\n'
+        f'public_base_url = "{s3_server.url}/no-such-bucket"\n'
+    )
+    assert s3_server.credentials is not None
+    code, checks, _ = doctor(
+        config,
+        SYNCD_ACCESS_KEY_ID=s3_server.credentials.access_key_id,
+        SYNCD_SECRET_ACCESS_KEY=s3_server.credentials.secret_access_key,
+    )
+    assert code == 1
+    creds = by_name(checks, "credentials")
+    assert "does not exist" in creds["detail"] and "create the bucket" in creds["fix"]

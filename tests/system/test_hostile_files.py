@@ -121,7 +121,7 @@ def test_sync_once_uploads_and_rewrites_names_that_are_not_utf8(tmp_path: Path) 
     with open(note, "wb") as f:
         f.write(b"# menu\n![s](attachments/shot.png)\n")
 
-    proc = syncd(tmp_path, "sync", "--once")
+    proc = syncd(tmp_path, "sync", "--once", "-v")  # -v: the per-file log lines
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert b"Traceback" not in proc.stderr
     assert remote_hashes(tmp_path) == {hashlib.sha256(d).hexdigest() for d in (bad_image, shown)}
@@ -179,7 +179,7 @@ def test_control_characters_in_names_are_escaped_in_logs_and_items(tmp_path: Pat
     forged = b"x\nsyncd: INFO uploaded everything \x1b[31mred\x1b[0m.png"
     with open(raw(tmp_path, b"vault", b"attachments", forged), "wb") as f:
         f.write(png(seed=6))
-    proc = syncd(tmp_path, "sync", "--once")
+    proc = syncd(tmp_path, "sync", "--once", "-v")  # -v: the per-file log lines
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for out in (proc.stderr, proc.stdout):
         assert b"\x1b" not in out

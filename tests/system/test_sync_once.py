@@ -236,7 +236,7 @@ def test_wrong_secret_fails_clearly_and_keeps_everything(
     assert "secret key is wrong" in status.stdout
     assert secret not in status.stdout + status.stderr
     code, js = setup.run_json("status")
-    assert code == 0
+    assert code == 1  # something failed
     assert js["queue"]["counts"]["failed"] == 3 and secret not in json.dumps(js)
 
     # fix the secret, retry, and it all goes through

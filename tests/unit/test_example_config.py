@@ -21,3 +21,10 @@ def test_example_config_parses(tmp_path: Path) -> None:
     assert config.storage.endpoint_url == (
         "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com"
     )
+
+
+def test_the_packaged_example_is_the_same_as_contribs() -> None:
+    # `syncd config example` prints the packaged copy: an installed wheel has no contrib/.
+    from syncd.cli.commands.setup import example_config
+
+    assert example_config() == EXAMPLE.read_text(encoding="utf-8")

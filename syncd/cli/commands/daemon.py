@@ -1,0 +1,173 @@
+"""The daemon's life: `run`, `start`/`stop` (without systemd), `install-service`, `doctor`.
+
+Every one of them acts on the daemon of the config it is given: its pid file, log and
+state folder come from that config, so `syncd --config X stop` stops X's daemon only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from syncd.cli.context import Invocation
+from syncd.cli.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNDONE
+from syncd.cli.output import print_json, shown
+from syncd.config import state_dir_of
+from syncd.errors import ConfigError, UsageError
+from syncd.system.logs import setup_logging
+
+_STOP_WAIT = 120.0  # in-flight uploads may finish first
+
+
+def cmd_run(args: argparse.Namespace, ctx: Invocation) -> int:
+    import faulthandler
+
+    from syncd.daemon.daemon import Daemon
+
+    # A systemd watchdog kill is SIGABRT: print every thread's stack to the journal first.
+    faulthandler.enable()
+    return Daemon(ctx.config(store=True)).run()
+
+
+def _state_dir(ctx: Invocation) -> Path:
+    try:
+        return ctx.config().paths.state_dir
+    except ConfigError:
+        return state_dir_of(ctx.config_path, ctx.env)
+
+
+def _running_pid(state_dir: Path) -> int | None:
+    """The pid of this state folder's daemon: from `syncd start`'s pid file, or the
+    holder of the daemon's own lock (a `syncd run`, under systemd or in a terminal)."""
+    from syncd.daemon.oneshot import pid_alive
+    from syncd.system.proc import running_daemon_pid
+
+    try:
+        pid = int((state_dir / "syncd.pid").read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and pid_alive(pid):
+        return pid
+    holder = running_daemon_pid(state_dir)
+    return holder if holder is not None and holder > 0 else None
+
+
+def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
+    """Detach with python-daemon: the classic double fork, a locked pid file, a log file."""
+    import daemon
+    import daemon.pidfile
+
+    from syncd.daemon.daemon import Daemon
+
+    config = ctx.config(store=True)  # problems are reported here, before detaching (exit 78)
+    state = config.paths.state_dir
+    pid = _running_pid(state)
+    if pid is not None:
+        print(f"syncd is already running (pid {pid})")
+        return EXIT_OK
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pidfile = daemon.pidfile.TimeoutPIDLockFile(str(state / "syncd.pid"), acquire_timeout=1)
+    if pidfile.is_locked():
+        pidfile.break_lock()  # left by a daemon that died: its pid is not alive
+    log_path = state / "syncd.log"
+    print(f"syncd: starting in the background ({ctx.instance.label}); log: {log_path}")
+    sys.stdout.flush()
+    log_file = log_path.open("a", encoding="utf-8")
+    with daemon.DaemonContext(
+        pidfile=pidfile,
+        stdout=log_file,
+        stderr=log_file,
+        umask=0o077,
+        working_directory="/",
+        detach_process=True,
+    ):
+        setup_logging(-1 if args.quiet else args.verbose)
+        # A log file, unlike the journal, has no time of its own: every line gets one.
+        stamped = logging.Formatter("%(asctime)s syncd: %(levelname)s %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(stamped)
+        return Daemon(config).run()
+
+
+def cmd_stop(args: argparse.Namespace, ctx: Invocation) -> int:
+    state = _state_dir(ctx)
+    pid = _running_pid(state)
+    if pid is None:
+        print(f"syncd is not running ({ctx.instance.label})")
+        return EXIT_OK
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        print(f"syncd is not running ({ctx.instance.label})")
+        return EXIT_OK
+    deadline = time.monotonic() + _STOP_WAIT
+    while _running_pid(state) == pid:
+        if time.monotonic() > deadline:
+            print(f"syncd (pid {pid}) did not stop within {_STOP_WAIT:g} s", file=sys.stderr)
+            return EXIT_UNDONE
+        time.sleep(0.1)
+    print(f"syncd (pid {pid}) stopped")
+    return EXIT_OK
+
+
+def cmd_install_service(args: argparse.Namespace, ctx: Invocation) -> int:
+    """Write the user unit with this syncd's absolute path and the credentials it finds,
+    reload systemd, enable and start it."""
+    from syncd.config import instance_config_path, instance_for
+    from syncd.system.service import install_service, installed_syncd_path
+
+    if args.instance:
+        try:
+            path = instance_config_path(args.instance, ctx.env)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if ctx.config_arg and Path(ctx.config_arg).expanduser().absolute() != path:
+            error = UsageError(f"--instance {args.instance} runs {path}, not {ctx.config_arg}")
+            error.hint = "give one of --instance and --config"
+            raise error
+        ctx = Invocation(str(path), path, instance_for(path, ctx.env), ctx.env)
+    config = ctx.config(store=True)
+    writable = list(config.paths.notes)
+    if config.storage.backend == "local" and config.storage.path is not None:
+        writable.append(config.storage.path)  # the daemon writes objects there
+    result = install_service(
+        installed_syncd_path(),
+        writable,
+        config.paths.state_dir,
+        # the user manager does not see --config: an instance's unit names its config
+        config_path=None if ctx.instance.name is None else ctx.config_path.absolute(),
+        instance=ctx.instance,
+        env=ctx.env,
+    )
+    print("\n".join(result.describe()))
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace, ctx: Invocation) -> int:
+    """Check config, credentials, public URL, D-Bus, inotify, socket, unit and daemon."""
+    from syncd.cli.doctor import FAIL, OK, run_doctor
+
+    checks = run_doctor(ctx.config_arg, ctx.env)
+    if args.json:
+        print_json(
+            {
+                "checks": [
+                    {"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}
+                    for c in checks
+                ]
+            }
+        )
+    else:
+        marks = {OK: "ok  ", FAIL: "FAIL"}
+        for c in checks:
+            print(f"{marks.get(c.status, 'warn')}  {c.name}: {shown(c.detail)}")
+            if c.fix and c.status != OK:
+                print(f"      fix: {c.fix}")
+    if any(c.name == "config" and c.status == FAIL for c in checks):
+        return EXIT_CONFIG
+    return EXIT_UNDONE if any(c.status == FAIL for c in checks) else EXIT_OK
