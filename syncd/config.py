@@ -94,7 +94,7 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class UploadConfig:
-    workers: int = 4
+    workers: int = 16  # the most uploads in flight; fewer while more do not pay
     lease_seconds: float = 300.0
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 3600.0
@@ -730,10 +730,12 @@ def _resolve_secret(
 
 
 def _parse_upload(checker: _Checker, table: dict[str, Any]) -> UploadConfig:
-    workers = table.get("workers", 4)
+    workers = table.get("workers", UploadConfig.workers)
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
-        checker.problem("upload.workers", "must be a whole number from 1 to 64", "e.g. workers = 4")
-        workers = 4
+        checker.problem(
+            "upload.workers", "must be a whole number from 1 to 64", "e.g. workers = 16"
+        )
+        workers = UploadConfig.workers
     d = UploadConfig()
     return UploadConfig(
         workers=workers,

@@ -8,7 +8,7 @@ READY=1. From then on:
 
     watcher (inotify) ──> intake: queue new images, index and rewrite changed notes
     connectivity ──ONLINE──> reset backoff, wake the workers
-    workers (N threads) ──> claim, upload, verify ──> rewrite the notes that show it
+    workers (syncd.upload.drain) ──> claim, upload, verify ──> rewrite the notes that show it
     main loop ──> sleeps until the next retry is due or the periodic rescan, no polling
 
 Signals only set flags and wake the main loop: SIGTERM/SIGINT stop gracefully (no new
@@ -64,6 +64,7 @@ from syncd.system.fs import free_bytes
 from syncd.system.notify import DesktopNotifier
 from syncd.system.proc import state_lock
 from syncd.system.sdnotify import Notifier, WatchdogPinger
+from syncd.upload.drain import Drain
 from syncd.upload.retry import RetryPolicy
 from syncd.upload.schedule import RetrySchedule
 from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
@@ -131,9 +132,8 @@ class Daemon:
         self._disk_check_gap = DISK_CHECK_MIN
         self._next_disk_check = 0.0
         self._unreleased: list[tuple[int, str]] = []  # claims a full disk kept us from releasing
-        self._work_generation = 0
         self._online = Online.UNKNOWN
-        self._workers: list[threading.Thread] = []
+        self.drain: Drain | None = None
         self._last_loop = time.monotonic()
         self.pinger: WatchdogPinger | None = None
         self._in_rescan = False
@@ -293,12 +293,14 @@ class Daemon:
         self.keeper.start()
         self.monitor.start()
         self.monitor.wanted(self._has_work())
-        self._workers = [
-            threading.Thread(target=self._work, name=f"syncd-upload-{n}", daemon=True)
-            for n in range(self.config.upload.workers)
-        ]
-        for t in self._workers:
-            t.start()
+        self.drain = Drain(
+            _DaemonDrainPolicy(self),
+            workers=self.config.upload.workers,
+            pacer=self.uploader.pacer,
+            keeper=self.keeper,
+            owner=owner_id,
+        )
+        self.drain.start()
         for worker in self.note_workers:
             worker.start()
         self.big_note_worker.start()
@@ -346,16 +348,13 @@ class Daemon:
             self.pinger = None
         # In-flight uploads get a grace period to finish; then they are cut off (their
         # claims go back to pending: content-addressed keys make the next try safe).
-        deadline = time.monotonic() + STOP_GRACE
-        for t in self._workers:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in self._workers):
-            log.info("cutting off the uploads still running; they resume at the next start")
-            self._abort_uploads.set()
-            deadline = time.monotonic() + STOP_GRACE
-            for t in self._workers:
-                t.join(max(0.0, deadline - time.monotonic()))
-        self._workers = []
+        if self.drain is not None:
+            self.drain.stop()
+            if not self.drain.join(time.monotonic() + STOP_GRACE):
+                log.info("cutting off the uploads still running; they resume at the next start")
+                self._abort_uploads.set()
+                self.drain.join(time.monotonic() + STOP_GRACE)
+            self.drain = None
         self._threads_started = False
         self._stop_background_verify()
         self.watcher.stop()
@@ -388,7 +387,7 @@ class Daemon:
         The main loop wakes at least once per watchdog interval; a rescan (which can take
         a while on a big vault) counts as turning.
         """
-        if not all(t.is_alive() for t in self._workers):
+        if self.drain is not None and not self.drain.alive():
             return False
         alive = {t.name for t in threading.enumerate() if t.is_alive()}
         if self._threads_started and not self._stopping:
@@ -745,9 +744,8 @@ class Daemon:
     # -- workers ------------------------------------------------------------------
 
     def wake_workers(self) -> None:
-        with self._cond:
-            self._work_generation += 1
-            self._cond.notify_all()
+        if self.drain is not None:
+            self.drain.wake()  # the workers wait in the drain, on its own condition
         monitor = getattr(self, "monitor", None)
         if monitor is not None:
             monitor.wanted(self._has_work())
@@ -799,46 +797,8 @@ class Daemon:
             and self._disk_full is None
         )
 
-    def _work(self) -> None:
-        """One upload worker. Nothing ends it but a stop: errors are logged, and a full
-        disk pauses it until the main loop sees room again."""
-        owner = owner_id()
-        lease = self.config.upload.lease_seconds
-        while True:
-            with self._cond:
-                seen = self._work_generation
-                if self._stopping:
-                    return
-                allowed = self._may_claim()
-                # The store asked to slow down (429/503): every worker waits together.
-                pace = self.uploader.pacer.wait_seconds() if allowed else 0.0
-                if pace > 0:
-                    self._cond.wait(pace)
-                    continue
-            item: UploadItem | None = None
-            pause = 0.0
-            try:
-                item = self.queue.claim_next(owner, lease) if allowed else None
-                if item is not None:
-                    self._upload(item, owner)
-            except QueueError as exc:
-                self._note_queue_error(exc)
-                if item is not None:
-                    with self._cond:
-                        self._unreleased.append((item.id, owner))
-                item = None
-            except Exception:
-                log.exception("unexpected error in an upload worker; it carries on")
-                item, pause = None, ERROR_PAUSE
-            if item is None:
-                with self._cond:
-                    if pause:
-                        self._cond.wait(pause)
-                    while self._work_generation == seen and not self._stopping:
-                        self._cond.wait()
-
-    def _upload(self, item: UploadItem, owner: str) -> None:
-        self.keeper.hold(item.id, owner)
+    def _upload(self, item: UploadItem, owner: str) -> Outcome | None:
+        """Upload one claimed item (on a drain worker), with events and `status`."""
         with self._inflight_lock:
             self._inflight[item.id] = {
                 "id": item.id,
@@ -855,7 +815,7 @@ class Daemon:
         except UploadAborted:
             self.queue.release(item.id, owner)
             log.info("stopped uploading %s; it is uploaded at the next start", item.name)
-            return
+            return None
         except QueueError:
             raise
         except Exception:  # a bug must not kill the worker: log, back off, go on
@@ -863,14 +823,13 @@ class Daemon:
             self.queue.reschedule(item.id, owner, "internal error (see the log)", 60)
             with self._cond:
                 self.schedule.wait(item.id, 60, network=False)
-                self._cond.notify_all()
                 self._main_cond.notify_all()
-            return
+            return None
         finally:
-            self.keeper.drop(item.id)
             with self._inflight_lock:
                 self._inflight.pop(item.id, None)
         self._after_upload(item, outcome)
+        return outcome
 
     def _after_upload(self, item: UploadItem, outcome: Outcome) -> None:
         if outcome.offline:
@@ -960,6 +919,7 @@ class Daemon:
             "clock_offset": offset,
             "clock": clock_problem(offset),
             "pacing": asdict(self.uploader.pacer.state()),
+            "concurrency": asdict(self.drain.concurrency.state()) if self.drain else None,
             "verify": self.queue.last_verify(),  # the last check, by the daemon or the CLI
         }
 
@@ -974,3 +934,28 @@ class Daemon:
             f"{state}; {c[State.PENDING]} pending, {c[State.UPLOADING]} uploading, "
             f"{c[State.UPLOADED]} uploaded, {c[State.FAILED]} failed"
         )
+
+
+class _DaemonDrainPolicy:
+    """The daemon's rules for the shared upload workers (`syncd.upload.drain`)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def may_claim(self) -> bool:
+        return self.daemon._may_claim()
+
+    def claim(self, owner: str) -> UploadItem | None:
+        return self.daemon.queue.claim_next(owner, self.daemon.config.upload.lease_seconds)
+
+    def upload(self, item: UploadItem, owner: str) -> Outcome | None:
+        return self.daemon._upload(item, owner)
+
+    def finished(self) -> bool:
+        return False  # a daemon's workers end only at a stop
+
+    def queue_failed(self, exc: QueueError, item: UploadItem | None, owner: str) -> None:
+        self.daemon._note_queue_error(exc)
+        if item is not None:
+            with self.daemon._cond:
+                self.daemon._unreleased.append((item.id, owner))

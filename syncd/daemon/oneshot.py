@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.config import Config
+from syncd.errors import QueueError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
 from syncd.intake.scanner import Outcome as ScanOutcome
 from syncd.intake.scanner import Scanner, ScanReport, walk_files
@@ -32,9 +33,10 @@ from syncd.notes.notewriter import (
     settle_all_leftovers,
 )
 from syncd.notes.rewriter import Rewriter, dialect_of
-from syncd.queue import QueueSummary, UploadQueue
+from syncd.queue import QueueSummary, UploadItem, UploadQueue
 from syncd.storage import Storage, open_storage
 from syncd.system.fs import open_regular
+from syncd.upload.drain import Drain
 from syncd.upload.prepare import PreparePlan, plan_for
 from syncd.upload.retry import RetryPolicy
 from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
@@ -195,7 +197,10 @@ def _scan_settled(
 
 
 class _Drain:
-    """The worker pool of one run: each pending item tried once, stop at the first offline."""
+    """The uploads of one run: each pending item tried once, stop at the first offline.
+
+    The workers are the shared `syncd.upload.drain.Drain`; this is its policy for one run.
+    """
 
     def __init__(
         self,
@@ -210,78 +215,77 @@ class _Drain:
         self.queue = queue
         self.only_ids = only_ids
         self.uploader = uploader
-        self.config = config
+        self.lease_seconds = config.upload.lease_seconds
         self.on_outcome = on_outcome
         self.started = clock()
         self.offline = threading.Event()
         self.results: dict[Result, int] = dict.fromkeys(Result, 0)
         self.errors: list[tuple[str, str]] = []
-        self._cond = threading.Condition()
-        self._generation = 0  # bumped by every wake(): no wake-up can be missed
+        self._lock = threading.Lock()
         self._intake_done = False
+        self._broken = False  # the queue could not record: stop claiming
         self._keeper = LeaseKeeper(queue, config.upload.lease_seconds)
-        self._threads = [
-            threading.Thread(target=self._work, name=f"syncd-upload-{n}", daemon=True)
-            for n in range(config.upload.workers)
-        ]
+        self.drain = Drain(
+            self,
+            workers=config.upload.workers,
+            pacer=uploader.pacer,
+            keeper=self._keeper,
+            owner=owner_id,
+        )
 
     def start(self) -> None:
         self._keeper.start()
-        for t in self._threads:
-            t.start()
+        self.drain.start()
 
     def wake(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
+        self.drain.wake()
 
     def intake_done(self) -> None:
-        with self._cond:
+        with self._lock:
             self._intake_done = True
-            self._cond.notify_all()
+        self.drain.wake()
 
     def join(self, scan: ScanReport) -> RunReport:
-        for t in self._threads:
-            t.join()
+        self.drain.join()
         self._keeper.stop()
         return RunReport(
             scan=scan, results=self.results, errors=self.errors, offline=self.offline.is_set()
         )
 
-    def _work(self) -> None:
-        owner = owner_id()
-        lease = self.config.upload.lease_seconds
-        while not self.offline.is_set():
-            with self._cond:
-                seen = self._generation
-                done = self._intake_done
-            item = self.queue.claim_next(
-                owner,
-                lease,
-                not_attempted_since=self.started,
-                ignore_schedule=True,
-                only_ids=self.only_ids,
-            )
-            if item is None:
-                if done:
-                    return
-                with self._cond:
-                    while self._generation == seen and not self._intake_done:
-                        self._cond.wait()
-                continue
-            self._keeper.hold(item.id, owner)
-            try:
-                outcome = self.uploader.process(item, owner)
-            finally:
-                self._keeper.drop(item.id)
-            if outcome.offline:
-                self.offline.set()
-            with self._cond:
-                self.results[outcome.result] += 1
-                if outcome.error and outcome.result in (Result.FAILED, Result.RETRY):
-                    self.errors.append((item.name, outcome.error))
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+    # -- the policy (see DrainPolicy) ---------------------------------------------
+
+    def may_claim(self) -> bool:
+        return not self.offline.is_set() and not self._broken
+
+    def finished(self) -> bool:
+        with self._lock:
+            return self._intake_done or self._broken or self.offline.is_set()
+
+    def claim(self, owner: str) -> UploadItem | None:
+        return self.queue.claim_next(
+            owner,
+            self.lease_seconds,
+            not_attempted_since=self.started,
+            ignore_schedule=True,
+            only_ids=self.only_ids,
+        )
+
+    def upload(self, item: UploadItem, owner: str) -> Outcome:
+        outcome = self.uploader.process(item, owner)
+        if outcome.offline:
+            self.offline.set()
+        with self._lock:
+            self.results[outcome.result] += 1
+            if outcome.error and outcome.result in (Result.FAILED, Result.RETRY):
+                self.errors.append((item.name, outcome.error))
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+    def queue_failed(self, exc: QueueError, item: UploadItem | None, owner: str) -> None:
+        with self._lock:
+            self._broken = True
+            self.errors.append((item.name if item else "queue", str(exc)))
 
 
 @dataclass

@@ -105,7 +105,7 @@ class RemoteTable(RefsTable):
         return self._one_item("remote_key = ? ORDER BY id LIMIT 1", (key,))
 
     def items_by_remote_key(self) -> dict[str, UploadItem]:
-        """Every item that has a key, by key, in one query (remote_key has no index)."""
+        """Every item that has a key, by key, in one query."""
         rows = self._sql(
             f"SELECT {ITEM_COLUMNS} FROM items WHERE remote_key IS NOT NULL ORDER BY id DESC"
         )

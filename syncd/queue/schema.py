@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import peewee
-from playhouse.migrate import SqliteMigrator, migrate
 
 SCHEMA_VERSION = 7
+LAST_ERROR_INDEX = "item_last_error"
 
 
 class Models:
@@ -50,7 +50,7 @@ class Models:
             last_error_at = peewee.FloatField(null=True)
             lease_owner = peewee.TextField(null=True)
             lease_until = peewee.FloatField(null=True)
-            remote_key = peewee.TextField(null=True)
+            remote_key = peewee.TextField(null=True, index=True)  # gc, verify: by key
             url = peewee.TextField(null=True)
             created_at = peewee.FloatField()
             updated_at = peewee.FloatField()
@@ -71,7 +71,29 @@ class Models:
 
             class Meta:
                 table_name = "items"
-                indexes = ((("state", "next_attempt_at"), False),)
+                indexes = (
+                    (("state", "next_attempt_at"), False),
+                    (("state", "lease_until"), False),  # a crashed worker's claim, by lease
+                )
+
+        # `status` shows the latest error of an item still to do: a small index of just
+        # those, newest last, instead of a scan of the table.
+        Item.add_index(
+            Item.index(Item.last_error_at, name=LAST_ERROR_INDEX).where(
+                Item.last_error.is_null(False) & (Item.state != "uploaded")
+            )
+        )
+
+        class ItemCount(Base):
+            """How many items, and how many bytes, are in each state: kept by triggers
+            (`COUNT_TRIGGERS`), so `status` reads five rows, not a million."""
+
+            state = peewee.TextField(primary_key=True)
+            n = peewee.IntegerField()
+            bytes = peewee.BigIntegerField()
+
+            class Meta:
+                table_name = "item_counts"
 
         class File(Base):
             """The stat cache of local files: path at (size, mtime, inode) holds sha256."""
@@ -136,21 +158,50 @@ class Models:
 
         self.Meta = Meta
         self.Item = Item
+        self.ItemCount = ItemCount
         self.File = File
         self.Ref = Ref
         self.RemoteObject = RemoteObject
         self.Note = Note
 
     def tables(self) -> list[type[peewee.Model]]:
-        return [self.Meta, self.Item, self.File, self.Ref, self.RemoteObject, self.Note]
+        return [
+            self.Meta,
+            self.Item,
+            self.ItemCount,
+            self.File,
+            self.Ref,
+            self.RemoteObject,
+            self.Note,
+        ]
 
 
 Migration = Callable[[peewee.Database, Models], None]
+
+_COUNT_IN = (
+    "INSERT INTO item_counts (state, n, bytes) VALUES (NEW.state, 1, NEW.size) "
+    "ON CONFLICT (state) DO UPDATE SET n = n + 1, bytes = bytes + NEW.size;"
+)
+_COUNT_OUT = "UPDATE item_counts SET n = n - 1, bytes = bytes - OLD.size WHERE state = OLD.state;"
+# The triggers keeping `item_counts`, by name (in the same transaction as the change).
+COUNT_TRIGGERS = {
+    "item_counts_insert": f"AFTER INSERT ON items BEGIN {_COUNT_IN} END",
+    "item_counts_delete": f"AFTER DELETE ON items BEGIN {_COUNT_OUT} END",
+    "item_counts_update": (
+        f"AFTER UPDATE OF state, size ON items BEGIN {_COUNT_OUT} {_COUNT_IN} END"
+    ),
+}
+
+
+def _create_count_triggers(db: peewee.Database) -> None:
+    for name, body in COUNT_TRIGGERS.items():
+        db.execute_sql(f"CREATE TRIGGER {name} {body}")
 
 
 def create(db: peewee.Database, models: Models) -> None:
     """A new queue, at `SCHEMA_VERSION`, straight from the models."""
     db.create_tables(models.tables())
+    _create_count_triggers(db)
 
 
 # -- history: how each version changed the one before -------------------------------
@@ -200,12 +251,34 @@ def _migration_4(db: peewee.Database, models: Models) -> None:
 def _migration_5(db: peewee.Database, models: Models) -> None:
     """Why each pending item waits, so a recovery brings forward only the items a
     network error held back."""
+    # Imported here: every command opens the queue, only an old one needs the migrator.
+    from playhouse.migrate import SqliteMigrator, migrate
+
     migrate(SqliteMigrator(db).add_column("items", "wait_reason", peewee.TextField(null=True)))
+
+
+def _migration_6(db: peewee.Database, models: Models) -> None:
+    """For a big queue: the counts per state kept by triggers; indexes for claims of
+    expired leases, items by remote key (gc and verify ask per object), the latest error."""
+    db.create_tables([models.ItemCount])
+    db.execute_sql(
+        "INSERT INTO item_counts (state, n, bytes) "
+        "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM items GROUP BY state"
+    )
+    _create_count_triggers(db)
+    db.execute_sql("CREATE INDEX item_state_lease_until ON items (state, lease_until)")
+    db.execute_sql("CREATE INDEX item_remote_key ON items (remote_key)")
+    db.execute_sql(
+        f"CREATE INDEX {LAST_ERROR_INDEX} ON items (last_error_at) "
+        "WHERE last_error IS NOT NULL AND state != 'uploaded'"
+    )
 
 
 def _migration_7(db: peewee.Database, models: Models) -> None:
     """Provenance of an uploaded object that is not the local file's bytes (location
     stripped, converted): its hash, size and type, and what was done to which file."""
+    from playhouse.migrate import SqliteMigrator, migrate  # see _migration_5
+
     migrator = SqliteMigrator(db)
     migrate(
         migrator.add_column("items", "object_sha256", peewee.CharField(max_length=64, null=True)),
@@ -225,6 +298,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (3, _migration_3),
     (4, _migration_4),
     (5, _migration_5),
+    (6, _migration_6),
     (7, _migration_7),
 ]
 

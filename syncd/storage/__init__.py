@@ -42,7 +42,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # requests and botocore cost ~10 MB of memory: a daemon on the local backend never
+    # requests costs several MB of memory: a daemon on the local backend never
     # loads them.
     if name == "S3Storage":
         from syncd.storage.s3 import S3Storage

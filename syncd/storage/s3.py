@@ -1,15 +1,15 @@
 """The `s3` and `r2` backends: any S3-compatible store over HTTP.
 
-Requests are sent by one pooled `requests.Session` and signed with botocore's
-`S3SigV4Auth` (the S3 variant, because plain SigV4 normalises paths and breaks keys with
-`%`, `..` or `//`). We do not use boto3's client: its upload path reads small bodies
-into memory, adds CRC32 checksum headers that R2 rejects, and costs far more CPU per
-request than a signed `requests` call. The payload hash we sign is the SHA-256 syncd
-already computed, so the store itself verifies every byte (a mismatch is
-`XAmzContentSHA256Mismatch`) while the body streams from disk; the same bytes are also
-hashed as they are sent, so a file that changed mid-upload is caught even by a store
-that does not check. `r2` is this backend with R2's defaults: endpoint from the account
-id, region `auto`, no ACL headers, no CRC32 headers, no bucket-level calls.
+Requests are sent by one pooled `requests.Session` and signed by `syncd.storage.sigv4`
+(SigV4's S3 variant, because plain SigV4 normalises paths and breaks keys with `%`, `..`
+or `//`; the signing key is derived once a day). We do not use boto3's client: its
+upload path reads small bodies into memory, adds CRC32 checksum headers that R2 rejects,
+and costs far more CPU per request than a signed `requests` call. The payload hash we
+sign is the SHA-256 syncd already computed, so the store itself verifies every byte (a
+mismatch is `XAmzContentSHA256Mismatch`) while the body streams from disk; the same
+bytes are also hashed as they are sent, so a file that changed mid-upload is caught even
+by a store that does not check. `r2` is this backend with R2's defaults: endpoint from
+the account id, region `auto`, no ACL headers, no CRC32 headers, no bucket-level calls.
 
 Bodies bigger than one PUT may carry go up in parts (`syncd.storage.multipart`).
 
@@ -56,16 +56,13 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 import requests
-from botocore.auth import SIGV4_TIMESTAMP, S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from requests.adapters import HTTPAdapter
 
 from syncd.errors import (
@@ -95,6 +92,7 @@ from syncd.storage.multipart import (
     part_size_for,
     upload_multipart,
 )
+from syncd.storage.sigv4 import SigV4Signer
 from syncd.system import redact
 from syncd.upload.keys import KeyTemplateError, check_key
 
@@ -110,31 +108,6 @@ SKEW_SUSPECT_SECONDS = 60.0
 _NETWORK_400 = frozenset({"IncompleteBody", "ClientDisconnect", "RequestTimeout"})
 _RACE_409 = frozenset({"ConditionalRequestConflict", "OperationAborted"})
 _BYTES_REJECTED = frozenset({"XAmzContentSHA256Mismatch", "BadDigest", "InvalidDigest"})
-
-
-class _PrehashedAuth(S3SigV4Auth):
-    """SigV4 for S3 with a payload hash we supply instead of one botocore computes, and
-    a request time we supply (our clock corrected by the store's, see `clock_offset`)."""
-
-    def __init__(
-        self, credentials: Credentials, region: str, payload_hash: str, timestamp: float
-    ) -> None:
-        super().__init__(credentials, "s3", region)
-        self._payload_hash = payload_hash
-        self._timestamp = timestamp
-
-    def payload(self, request: AWSRequest) -> str:
-        return self._payload_hash
-
-    def add_auth(self, request: AWSRequest) -> None:
-        # botocore's add_auth, with our time instead of the system clock's.
-        when = datetime.fromtimestamp(self._timestamp, UTC)
-        request.context["timestamp"] = when.strftime(SIGV4_TIMESTAMP)
-        self._modify_request_before_signing(request)
-        canonical_request = self.canonical_request(request)
-        string_to_sign = self.string_to_sign(request, canonical_request)
-        signature = self.signature(string_to_sign, request)
-        self._inject_signature_to_request(request, signature)
 
 
 class _HashingReader:
@@ -192,7 +165,7 @@ class S3Storage(Storage):
         self.endpoint_url = endpoint_url.rstrip("/")
         self.bucket = bucket
         self.region = region
-        self._credentials = Credentials(access_key_id, secret_access_key)
+        self._signer = SigV4Signer(access_key_id, secret_access_key, region)
         redact.register(access_key_id)
         redact.register(secret_access_key)
         self._timeout = (connect_timeout, read_timeout)
@@ -258,10 +231,8 @@ class S3Storage(Storage):
         stream: bool = False,
         what: str,
     ) -> requests.Response:
-        aws = AWSRequest(method=method, url=url, headers=dict(headers or {}))
         timestamp = self._clock() + self._sign_offset
-        _PrehashedAuth(self._credentials, self.region, payload_hash, timestamp).add_auth(aws)
-        signed = {k: v for k, v in aws.headers.items()}
+        signed = self._signer.sign(method, url, headers or {}, payload_hash, timestamp)
         try:
             response = self._session.request(
                 method,

@@ -62,7 +62,8 @@ class Result(enum.Enum):
 class Outcome:
     """What happened to one item. On RETRY: `offline`, the store could not be reached
     at all; `network`, the network or the store's health failed (any `offline` too, and
-    timeouts, 5xx, 429): the item waits with `WaitReason.NETWORK`."""
+    timeouts, 5xx, 429): the item waits with `WaitReason.NETWORK`; `throttled`, the store
+    asked to slow down (429/503)."""
 
     item: UploadItem
     result: Result
@@ -70,6 +71,7 @@ class Outcome:
     error: str | None = None
     offline: bool = False
     network: bool = False
+    throttled: bool = False
 
 
 class Uploader:
@@ -120,9 +122,10 @@ class Uploader:
             if exc.throttled:
                 self.pacer.slow_down(exc.retry_after)
             reason = WaitReason.NETWORK if exc.network else WaitReason.OTHER
-            return self._retry(
+            retry = self._retry(
                 item, owner, str(exc), exc.retry_after, reason, isinstance(exc, OfflineError)
             )
+            return replace(retry, throttled=exc.throttled)
         except PermanentStorageError as exc:
             if exc.retry_once_after is not None and (
                 self.queue.wait_reason(item.id) is not WaitReason.ACCESS

@@ -183,8 +183,9 @@ def write_syncd_config(
     state_dir: Path,
     bucket: str,
     endpoint_url: str,
-    workers: int = 4,
+    workers: int | None = None,
 ) -> Path:
+    """`workers`: None leaves `upload.workers` at syncd's default, as a user would."""
     path.write_text(
         "[paths]\n"
         f"images = [{json.dumps(str(images))}]\n"
@@ -195,8 +196,8 @@ def write_syncd_config(
         f"endpoint_url = {json.dumps(endpoint_url)}\n"
         'public_base_url = "https://img.example.com"\n'
         "[upload]\n"
-        f"workers = {workers}\n"
-        "settle_seconds = 0\n"
+        + (f"workers = {workers}\n" if workers is not None else "")
+        + "settle_seconds = 0\n"
     )
     return path
 
@@ -349,10 +350,11 @@ def write_vault_config(
     images: Sequence[Path],
     state_dir: Path,
     storage: Mapping[str, str],
-    workers: int = 4,
+    workers: int | None = None,
     settle_seconds: float = 0.0,
 ) -> Path:
-    """A config with note and image roots; `storage` is the [storage] table (see below)."""
+    """A config with note and image roots; `storage` is the [storage] table (see below).
+    `workers`: None leaves `upload.workers` at syncd's default."""
     table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in storage.items())
     path.write_text(
         "[paths]\n"
@@ -361,8 +363,8 @@ def write_vault_config(
         f"state_dir = {json.dumps(str(state_dir))}\n"
         f"[storage]\n{table}"
         "[upload]\n"
-        f"workers = {workers}\n"
-        f"settle_seconds = {settle_seconds}\n"
+        + (f"workers = {workers}\n" if workers is not None else "")
+        + f"settle_seconds = {settle_seconds}\n"
     )
     return path
 

@@ -86,6 +86,12 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     con.execute("DROP TABLE remote_objects")
     con.execute("DROP TABLE notes")
     con.execute("ALTER TABLE items DROP COLUMN wait_reason")
+    con.execute("DROP INDEX item_state_lease_until")
+    con.execute("DROP INDEX item_last_error")
+    con.execute("DROP INDEX item_remote_key")
+    for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
+        con.execute(f"DROP TRIGGER {name}")
+    con.execute("DROP TABLE item_counts")
     for column in PROVENANCE_COLUMNS:
         con.execute(f"ALTER TABLE items DROP COLUMN {column}")
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
@@ -134,6 +140,36 @@ def test_expired_lease_comes_back(queue: UploadQueue, clock: FakeClock) -> None:
     # the crashed worker's late report must not undo the new claim
     assert not queue.reschedule(first.id, "crashed", "late", 10)
     assert queue.get(first.id).lease_owner == "w2"  # type: ignore[union-attr]
+
+
+def test_claims_take_the_most_overdue_of_pending_and_crashed_items(
+    queue: UploadQueue, clock: FakeClock
+) -> None:
+    crashed_id = add(queue, "a.png", "1" * 64)
+    assert queue.claim_next("crashed", 60) is not None
+    clock.now += 10
+    later_id = add(queue, "b.png", "2" * 64)  # due from now: after a.png's original time
+    clock.now += 61  # a.png's lease is over
+
+    order = [queue.claim_next("w", 60), queue.claim_next("w", 60), queue.claim_next("w", 60)]
+
+    assert [i.id if i else None for i in order] == [crashed_id, later_id, None]
+
+
+def test_a_one_shot_claim_skips_items_tried_in_this_run(
+    queue: UploadQueue, clock: FakeClock
+) -> None:
+    tried = add(queue, "a.png", "1" * 64)
+    untried = add(queue, "b.png", "2" * 64)
+    started = clock.now
+    first = queue.claim_next("w", 60, not_attempted_since=started, ignore_schedule=True)
+    assert first is not None and first.id == tried
+    assert queue.reschedule(tried, "w", "HTTP 503", 0)  # due again at once
+
+    again = queue.claim_next("w", 60, not_attempted_since=started, ignore_schedule=True)
+
+    assert again is not None and again.id == untried
+    assert queue.claim_next("w", 60, not_attempted_since=started, ignore_schedule=True) is None
 
 
 def test_lease_renewal_keeps_a_long_upload(queue: UploadQueue, clock: FakeClock) -> None:

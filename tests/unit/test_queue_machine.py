@@ -130,6 +130,16 @@ class QueueMachine(RuleBasedStateMachine):
         assert present == self.enqueued
 
     @invariant()
+    def counts_agree(self) -> None:
+        """The counts `status` shows (kept by triggers) are the table's."""
+        summary = self.queue.summary()
+        items = self.queue.items()
+        for state in State:
+            assert summary.counts[state] == sum(i.state is state for i in items)
+        outstanding = (State.PENDING, State.UPLOADING)
+        assert summary.waiting_bytes == sum(i.size for i in items if i.state in outstanding)
+
+    @invariant()
     def states_agree(self) -> None:
         for item in self.queue.items():
             if item.sha256 in self.acked:

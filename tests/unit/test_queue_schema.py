@@ -41,10 +41,14 @@ def _shape(path: Path) -> dict[str, object]:
                 (
                     tuple(col for _, _, col in con.execute(f"PRAGMA index_info('{index}')")),
                     bool(unique),
+                    bool(partial),
                 )
-                for _, index, unique, *_ in con.execute(f"PRAGMA index_list({table})")
+                for _, index, unique, _, partial in con.execute(f"PRAGMA index_list({table})")
             )
             shape[table] = (columns, indexes)
+        shape["triggers"] = sorted(
+            con.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        )
         return shape
     finally:
         con.close()
@@ -57,6 +61,12 @@ def _as_schema_1(path: Path) -> None:
     con.execute("DROP TABLE remote_objects")
     con.execute("DROP TABLE notes")
     con.execute("ALTER TABLE items DROP COLUMN wait_reason")
+    con.execute("DROP INDEX item_state_lease_until")
+    con.execute("DROP INDEX item_last_error")
+    con.execute("DROP INDEX item_remote_key")
+    for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
+        con.execute(f"DROP TRIGGER {name}")
+    con.execute("DROP TABLE item_counts")
     for column in PROVENANCE_COLUMNS:
         con.execute(f"ALTER TABLE items DROP COLUMN {column}")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
