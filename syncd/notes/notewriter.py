@@ -65,6 +65,7 @@ NOTE_SUFFIXES = (".md", ".markdown")
 # How long the note we replaced stays under its temp name before it is checked and removed.
 SETTLE_SECONDS = 0.5
 # Replaced versions waiting at most (each holds a file descriptor until settled).
+WRITE_ATTEMPTS = 5  # tries of one note write (read again after each change) before later
 _MAX_LEFTOVERS = 64
 # A temp file this old belongs to no write in progress (a write takes milliseconds).
 STALE_TEMP_SECONDS = 10.0

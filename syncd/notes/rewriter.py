@@ -11,22 +11,16 @@ images this machine never had. Parsing and rendering are the pure functions of
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 import zlib
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
 
-from syncd.errors import CorruptDownload, StorageError
 from syncd.intake.adopt import adoptable
 from syncd.intake.scanner import Outcome, Scanner, iter_files
 from syncd.intake.vault import Vault
@@ -39,7 +33,10 @@ from syncd.markdown.links import (
     render_replacement,
     target_path,
 )
+from syncd.notes.change import LocalCopies, NoteChange
+from syncd.notes.localize import Localizing
 from syncd.notes.notewriter import (
+    WRITE_ATTEMPTS,
     NoteBusy,
     NoteChanged,
     NoteError,
@@ -61,11 +58,10 @@ from syncd.queue import (
 )
 from syncd.storage import Storage
 from syncd.system.display import printable
-from syncd.upload.keys import key_from_url, sha256_in_key
+from syncd.system.fs import sha256_file
 
 log = logging.getLogger(__name__)
 
-_WRITE_ATTEMPTS = 5
 _NOTE_LOCKS = 64  # rewrites of different notes run at once
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
@@ -87,35 +83,6 @@ class Waiting:
     busy: bool  # only busy so far (an editor saving it), not a failure
 
 
-class LocalCopies(Protocol):
-    """Where localize finds an object without the network (the object cache)."""
-
-    def copy_to(self, sha256: str, target: Path) -> Path | None: ...
-
-
-@dataclass
-class NoteChange:
-    """What a rewrite or localize did (or, in a dry run, would do) to one note."""
-
-    note: Path
-    before: str
-    after: str
-    replaced: int
-    written: bool = False
-    problems: list[str] = field(default_factory=list)
-
-    def diff(self, base: Path | None = None) -> str:
-        name = str(self.note.relative_to(base)) if base else str(self.note)
-        return "".join(
-            difflib.unified_diff(
-                self.before.splitlines(keepends=True),
-                self.after.splitlines(keepends=True),
-                fromfile=f"a/{name}",
-                tofile=f"b/{name}",
-            )
-        )
-
-
 @dataclass(frozen=True)
 class WebImage:
     """An image from another site that a note shows: the link text and the URL."""
@@ -126,7 +93,7 @@ class WebImage:
     url: str
 
 
-class Rewriter:
+class Rewriter(Localizing):
     def __init__(
         self,
         queue: UploadQueue,
@@ -362,7 +329,7 @@ class Rewriter:
     def _rewrite_note(
         self, note: Path, *, dry_run: bool, include_localized: bool
     ) -> NoteChange | None:
-        for _ in range(_WRITE_ATTEMPTS):
+        for _ in range(WRITE_ATTEMPTS):
             try:
                 snap = self._fresh_read(note) or read_note(note)
             except NoteError as exc:
@@ -626,9 +593,7 @@ class Rewriter:
             )
         ):
             return self.queue.get(record.item_id)
-        with image.open("rb") as f:
-            sha = hashlib.file_digest(f, "sha256").hexdigest()
-        return self.queue.by_sha256(sha)
+        return self.queue.by_sha256(sha256_file(image))
 
     # -- adopt ----------------------------------------------------------------
 
@@ -660,199 +625,6 @@ class Rewriter:
         self.queue.record_ref(image.note, image.original, image.syntax, path, item_id)
         return True
 
-    # -- localize -------------------------------------------------------------
-
-    def localize_note(self, note: Path, *, dry_run: bool = False) -> NoteChange | None:
-        """Turn public URLs back into local references.
-
-        A URL this machine wrote gets back the exact text it replaced. A URL under
-        `public_base_url` that it never wrote (the vault came from another device) is
-        downloaded, verified by the SHA-256 in its key, saved to the image folder and
-        referenced by a relative path.
-        """
-        for _ in range(_WRITE_ATTEMPTS):
-            try:
-                snap = read_note(note)
-            except NoteError as exc:
-                log.warning("%s", exc)
-                return None
-            edits, ids, problems = self._plan_localize(snap, dry_run=dry_run)
-            if not edits:
-                if problems:
-                    return NoteChange(note, snap.text, snap.text, 0, problems=problems)
-                return None
-            change = NoteChange(note, snap.text, apply_edits(snap.text, edits), len(edits))
-            change.problems = problems
-            if dry_run:
-                return change
-            try:
-                with self._lock:
-                    written = write_note(snap, change.after)
-                    self._own_writes[str(note)] = (written.size, written.mtime_ns, written.inode)
-            except NoteChanged:
-                continue
-            except NoteError as exc:  # NoteBusy too: an editor is saving it right now
-                change.problems.append(str(exc))
-                return change
-            change.written = True
-            self.queue.set_ref_state(ids, RefState.LOCALIZED)
-            return change
-        return None
-
-    def _plan_localize(
-        self, snap: NoteSnapshot, *, dry_run: bool
-    ) -> tuple[list[tuple[int, int, str]], list[int], list[str]]:
-        originals = _OriginalsInOrder(self.queue.refs_of_note(snap.path))
-        edits: list[tuple[int, int, str]] = []
-        ids: list[int] = []
-        problems: list[str] = []
-        for ref in self._refs(snap):
-            whole = snap.text[ref.image_start : ref.image_end]
-            span = snap.text[ref.start : ref.end]
-            # A wiki embed was rewritten whole, into an inline image: match the whole image.
-            rec = originals.take(whole) if ref.syntax is Syntax.INLINE else None
-            if rec is not None:
-                edits.append((ref.image_start, ref.image_end, rec.original))
-                ids.append(rec.id)
-                continue
-            rec = originals.take(span)
-            if rec is not None:
-                edits.append((ref.start, ref.end, rec.original))
-                ids.append(rec.id)
-                continue
-            local = self._download_for(ref, snap.path, dry_run=dry_run, problems=problems)
-            if local is not None:
-                relative = os.path.relpath(local, snap.path.parent).replace(os.sep, "/")
-                replacement = render_replacement(ref, relative)
-                edits.append((ref.start, ref.end, replacement))
-                if not dry_run:
-                    item_id = self._item_id_for(local)
-                    if item_id is not None:
-                        rec = self.queue.record_ref(
-                            snap.path, replacement, ref.syntax.value, local, item_id
-                        )
-                        self.queue.set_ref_rewritten(rec.id, span, [ref.start])
-                        ids.append(rec.id)
-        return edits, ids, problems
-
-    def _download_for(
-        self, ref: ImageRef, note: Path, *, dry_run: bool, problems: list[str]
-    ) -> Path | None:
-        """The local copy of a URL under public_base_url, or None.
-
-        From the object cache if `syncd pull` put it there (no network needed), else
-        downloaded from the store.
-        """
-        key = key_from_url(ref.target, self.public_base_url)
-        if key is None:
-            return None
-        sha = sha256_in_key(key)
-        if sha is None:
-            problems.append(f"{ref.target}: no SHA-256 in its key: a download cannot be verified")
-            return None
-        item = self.queue.by_object_sha256(sha)
-        if item is not None and item.object_sha != item.sha256:
-            # A prepared object (location stripped, converted): the note gets back the
-            # local original it was made from, not a download of what was sent.
-            original = self.queue.local_original(sha)
-            if original is not None:
-                return original
-        folder = self.download_dir or note.parent
-        name = key.rsplit("/", 1)[-1]
-        target = folder / name
-        if target.exists():
-            if _sha256_of(target) == sha:
-                return target
-            stem, dot, ext = name.rpartition(".")
-            target = folder / (f"{stem}-{sha[:8]}.{ext}" if dot else f"{name}-{sha[:8]}")
-            if target.exists() and _sha256_of(target) == sha:
-                return target
-        if dry_run:
-            return target
-        if self.cache is not None and self.cache.copy_to(sha, target) is not None:
-            return target
-        if self.storage is None:
-            problems.append(f"{ref.target}: not in the cache (run `syncd pull`)")
-            return None
-        try:
-            fetch_verified(self.storage, key, sha, target)
-        except (StorageError, OSError) as exc:
-            problems.append(f"{ref.target}: {exc}")
-            return None
-        return target
-
-
-class _OriginalsInOrder:
-    """The original texts behind each rewritten text, in the order they stood in the note.
-
-    Two different originals (`a%20b.png` and `<a b.png>`) can become the same URL; the
-    order in which they occurred tells them apart when they are put back.
-    """
-
-    def __init__(self, records: list[RefRecord]) -> None:
-        occurrences = sorted(
-            (pos, rec) for rec in records if rec.rewritten is not None for pos in rec.positions
-        )
-        self._queues: dict[str, deque[RefRecord]] = {}
-        self._last: dict[str, RefRecord] = {}
-        for _pos, rec in occurrences:
-            assert rec.rewritten is not None
-            self._queues.setdefault(rec.rewritten, deque()).append(rec)
-
-    def take(self, text: str) -> RefRecord | None:
-        pending = self._queues.get(text)
-        if pending:
-            self._last[text] = pending.popleft()
-        return self._last.get(text)
-
-
-def fetch_verified(
-    storage: Storage, key: str, sha256: str, target: Path, *, mode: int | None = None
-) -> None:
-    """Download `key` to `target`, only if its bytes hash to `sha256`.
-
-    A partial or corrupt download never appears under the final name: it is written to a
-    hidden temp file in the same folder, checked (CorruptDownload if it does not match),
-    then linked into place (never over an existing file: FileExistsError). The file gets
-    `mode`, by default what a new file gets under the process umask (0644 usually).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            hashing = _HashingWriter(out)
-            storage.get(key, hashing)  # type: ignore[arg-type]
-            out.flush()
-            os.fsync(out.fileno())
-        if hashing.digest.hexdigest() != sha256:
-            raise CorruptDownload(f"downloaded bytes of {key} do not match its SHA-256; not saved")
-        os.chmod(tmp, _default_mode() if mode is None else mode)
-        os.link(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _default_mode() -> int:
-    """0666 minus the umask, read without os.umask (which would race other threads)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError):
-        umask = 0o022
-    return 0o666 & ~umask
-
-
-class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self._out.write(data)
-
 
 def dialect_of(vault: Vault, note: Path, configured: Dialect | None) -> Dialect:
     """The dialect `note` is read in: `configured`, else that of its vault root's editor."""
@@ -881,8 +653,3 @@ def _missing_names(ref: ImageRef) -> set[str]:
             return set()  # a URL, not a local file
         candidates = [path, ref.target]
     return {c.rstrip("/").rsplit("/", 1)[-1].lower() for c in candidates if c.strip("/")}
-
-
-def _sha256_of(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -7,7 +7,7 @@ The two-character shard folders keep each folder small (as git does), so a looku
 one folder of a few dozen names instead of the whole cache.
 
 A file appears under its final name only once its bytes have been checked
-(`syncd.notes.rewriter.fetch_verified`: hidden temp file, hash check, `link` never over an
+(`syncd.remote.fetch.fetch_verified`: hidden temp file, hash check, `link` never over an
 existing file); two processes fetching the same object both succeed and one file stays.
 Least recently used goes first when pruning: use is recorded in the file's mtime
 (`touch`), a plain timestamp that survives `noatime` mounts and needs no database.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from syncd.errors import CorruptDownload, StorageError
-from syncd.notes.rewriter import fetch_verified
+from syncd.remote.fetch import fetch_verified
 from syncd.storage.base import Storage
 from syncd.storage.local import LocalStorage
 

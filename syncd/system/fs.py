@@ -10,6 +10,7 @@ the check and the open cannot block, then checks what it really opened.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import stat
@@ -62,3 +63,9 @@ def free_bytes(folder: Path) -> int:
     except OSError as exc:
         return 0 if exc.errno == errno.ENOSPC else 1 << 62
     return st.f_bavail * st.f_frsize
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex (read by hashlib, a chunk at a time)."""
+    with open_regular(path) as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
