@@ -11,6 +11,7 @@ the general branches live here; a branch that only one package raises lives besi
     ├── UsageError                  the command line asks for the impossible (exit 2)
     ├── QueueError                  queue.db cannot be opened or written (a full disk)
     ├── DaemonRunning               another daemon holds this state folder
+    ├── UploadAborted               an upload cut off by a stop (back to pending)
     ├── NotRegularFileError         a FIFO, socket, device or folder (also an OSError)
     ├── StorageError
     │   ├── TransientStorageError   retrying can help
@@ -137,3 +138,8 @@ class DaemonRunning(SyncdError):
 class NotRegularFileError(SyncdError, OSError):
     """The path is a FIFO, a socket, a device or a folder: syncd does not read it. Also
     an OSError, so code that handles an unreadable file handles this one too."""
+
+
+class UploadAborted(SyncdError):
+    """Raised from an upload's progress callback to cut it off when the daemon stops
+    (its item goes back to pending)."""

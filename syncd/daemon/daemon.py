@@ -32,7 +32,6 @@ import signal
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,14 +45,14 @@ from syncd.control.server import ControlServer
 from syncd.daemon.adopter import Adopter
 from syncd.daemon.api import DaemonControl
 from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online, Source
-from syncd.daemon.oneshot import owner_id, pid_alive
-from syncd.errors import ConfigError, QueueError
+from syncd.daemon.intake import DaemonIntake
+from syncd.errors import ConfigError, QueueError, UploadAborted
 from syncd.intake.scanner import Outcome as ScanOutcome
-from syncd.intake.watcher import EventKind, PathEvent, Watcher
-from syncd.notes.notewriter import is_note, remove_stale_temp_files
-from syncd.notes.worker import BIG_NOTE_BYTES, NoteWorker
+from syncd.intake.watcher import Watcher
+from syncd.notes.notewriter import remove_stale_temp_files
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
+from syncd.notes.worker import NoteWorker
 from syncd.queue import State, UploadItem
 from syncd.queue.integrity import open_checked_queue
 from syncd.storage import Storage
@@ -62,7 +61,7 @@ from syncd.system import redact
 from syncd.system.display import printable
 from syncd.system.fs import free_bytes
 from syncd.system.notify import DesktopNotifier
-from syncd.system.proc import state_lock
+from syncd.system.proc import owner_id, pid_alive, state_lock
 from syncd.system.sdnotify import Notifier, WatchdogPinger
 from syncd.upload.drain import Drain
 from syncd.upload.retry import RetryPolicy
@@ -81,10 +80,6 @@ DISK_FREE_ENOUGH = 1 << 20  # bytes free before work resumes on a disk that was 
 ERROR_PAUSE = 1.0  # a loop that hit an unexpected error waits this long before going on
 
 
-class UploadAborted(Exception):
-    """Raised from an upload's progress callback to cut it off when the daemon stops."""
-
-
 @dataclass
 class Counters:
     """What the daemon did since it started (for STATUS= and, later, the control API)."""
@@ -96,7 +91,7 @@ class Counters:
     last_error: str | None = None
 
 
-class Daemon:
+class Daemon(DaemonIntake):
     def __init__(
         self,
         config: Config,
@@ -564,157 +559,6 @@ class Daemon:
         self._start_threads()
         self._ready()
 
-    # -- intake -----------------------------------------------------------------
-
-    def _prefetch(self) -> None:
-        """With `[cache] prefetch = true`: fill the object cache in the background."""
-        if not self.config.cache.prefetch or self._prefetching.is_set():
-            return
-        self._prefetching.set()
-
-        def run() -> None:
-            from syncd.remote.pull import run_pull
-
-            try:
-                report = run_pull(self.config, have_local=self.queue.has_local_copy)
-                if report.downloaded or report.failed:
-                    log.info(
-                        "prefetch: %d downloaded into the cache, %d failed",
-                        report.downloaded,
-                        len(report.failed),
-                    )
-            except Exception:
-                log.exception("prefetch failed; the next rescan tries again")
-            finally:
-                self._prefetching.clear()
-
-        threading.Thread(target=run, name="syncd-prefetch", daemon=True).start()
-
-    def reconcile(self) -> None:
-        """Catch up with everything that changed while nobody watched."""
-        started = time.monotonic()
-        self.vault.forget_index()  # names of files that arrived unseen (overflow, downtime)
-        released = self.queue.release_orphans(socket.gethostname(), pid_alive)
-        if released:
-            log.info("took back %d uploads claimed by a process that died", released)
-        report = self.scanner.scan(self.config.paths.images)
-        if report.unsettled:
-            # Being written while we scanned: look again once they have settled.
-            due = time.monotonic() + self.config.upload.settle_seconds
-            with self._cond:
-                for path in report.unsettled:
-                    self._recheck[path] = due
-        refs = self.rewriter.index_notes(self.vault.notes())
-        self._rewrite_pending_notes()
-        if self._online is not Online.OFFLINE:
-            self._prefetch()
-        log.info(
-            "reconciled in %.2f s: %d files checked, %d note references",
-            time.monotonic() - started,
-            sum(report.counts.values()),
-            refs,
-        )
-        self.wake_workers()
-
-    def _on_paths_changed(self, events: list[PathEvent]) -> None:
-        """Called from the watcher's delivery thread with a debounced batch."""
-        try:
-            for event in events:
-                try:
-                    self._intake(event)
-                except QueueError:
-                    raise
-                except Exception:  # one odd file must not cost the rest of its batch
-                    log.exception("could not handle %s (%s)", event.path, event.kind.value)
-        except QueueError as exc:
-            # The disk is full: intake pauses; the rescan on resuming catches up.
-            self._note_queue_error(exc)
-        self.wake_workers()
-
-    def _intake(self, event: PathEvent) -> None:
-        path = event.path
-        if event.kind is EventKind.RESCAN:
-            self.vault.forget_index()
-            if any(root == path or root in path.parents for root in self.vault.image_roots):
-                self.scanner.scan([path])
-            for note in self.vault.notes([path]):
-                self._submit_note(note)
-            self._image_arrived(path)
-            return
-        if event.kind is EventKind.DELETED:
-            self.queue.forget_file(path)
-            self.queue.forget_under(path)  # it may have been a folder
-            return  # the name index keeps the path; lookups check that it still exists
-        self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
-        if is_note(path):
-            size = self.vault.readable_size(path)  # not a FIFO, not too big: by stat
-            if size is not None:
-                self._submit_note(path, size)  # parsed on its own thread, never here
-        elif any(root in path.parents for root in self.vault.image_roots):
-            # CHANGED means closed after writing, or renamed into place: complete.
-            self.scanner.consider(path, complete=True)
-        if not is_note(path):
-            self._image_arrived(path)
-
-    def _image_arrived(self, path: Path) -> None:
-        """Notes saved before the image they show (git pull, sync tools): index them now."""
-        for note in self.rewriter.notes_waiting_for(path):
-            with self._cond:
-                self._reindex.add(note)  # read again even if syncd wrote it last
-            self._submit_note(note)
-
-    def _retry_notes(self) -> None:
-        """Rewrite the notes postponed earlier (a full disk, an editor saving them)."""
-        self.rewriter.settle()
-        for note in self.rewriter.due_notes():
-            self._rewrite(note)
-
-    def _submit_note(self, note: Path, size: int | None = None) -> None:
-        if size is None:
-            try:
-                size = os.stat(note).st_size
-            except OSError:
-                size = 0
-        if size > BIG_NOTE_BYTES:
-            self.big_note_worker.submit(note)
-        else:
-            lane = zlib.crc32(os.fsencode(note)) % len(self.note_workers)
-            self.note_workers[lane].submit(note)
-
-    def _handle_note(self, note: Path) -> None:
-        """On the note thread: a changed note read, indexed and rewritten."""
-        try:
-            self._note_changed(note)
-        except QueueError as exc:
-            self._note_queue_error(exc)
-
-    def _note_changed(self, note: Path) -> None:
-        """One pass over a note that changed, or whose images were uploaded (or both, as
-        often as not): index it unless it is our own last write, then rewrite it. One
-        thread per lane does both, so each version of a note is parsed once, and a burst
-        of saves and uploads for one note becomes one pass."""
-        with self._cond:
-            forced = note in self._reindex
-            self._reindex.discard(note)
-            wanted = note in self._rewrite_wanted
-            self._rewrite_wanted.discard(note)
-        if forced or not self.rewriter.is_own_write(note):
-            self.rewriter.index_note(note, use_cache=not forced)
-            if self.adopter is not None:
-                self.adopter.submit(note)
-        elif not wanted:
-            return  # the echo of our own rewrite: nothing new in it
-        self._rewrite(note)
-
-    def _adopt_folder(self, note: Path) -> Path:
-        """Where an adopted web image goes: the first image folder, else beside the note."""
-        images = self.config.paths.images
-        return images[0] if images else note.parent
-
-    def _rewrite_pending_notes(self) -> None:
-        for note in self.queue.notes_to_rewrite():
-            self._rewrite(note)
-
     # -- connectivity -------------------------------------------------------------
 
     def _on_connectivity(self, event: ConnectivityEvent) -> None:
@@ -878,14 +722,9 @@ class Daemon:
             )
         self.monitor.wanted(self._has_work())
 
-    def _rewrite(self, note: Path) -> None:
-        change = self.rewriter.rewrite_note(note)
-        if change is not None and change.written:
-            self.counters.notes_rewritten += 1
-            self.events.publish("note_rewritten", note=str(note), links=change.replaced)
-        if note in self.rewriter.waiting():
-            with self._cond:
-                self._main_cond.notify_all()  # postponed: the main loop tries it again
+    def _published_rewrite(self, note: Path, links: int) -> None:
+        self.counters.notes_rewritten += 1
+        self.events.publish("note_rewritten", note=str(note), links=links)
 
     # -- status -------------------------------------------------------------------
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from syncd.notes.rewriter import Rewriter, dialect_of
 from syncd.queue import QueueSummary, UploadItem, UploadQueue
 from syncd.storage import Storage, open_storage
 from syncd.system.fs import open_regular
+from syncd.system.proc import owner_id, pid_alive
 from syncd.upload.drain import Drain
 from syncd.upload.prepare import PreparePlan, plan_for
 from syncd.upload.retry import RetryPolicy
@@ -70,21 +69,6 @@ class RunReport:
             and self.summary.counts_failed == 0
             and self.refs_pending == 0
         )
-
-
-def owner_id() -> str:
-    """Who holds a lease: host, pid and a nonce, so dead holders can be recognised."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 def sync_once(

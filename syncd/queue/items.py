@@ -186,7 +186,7 @@ class ItemsTable(FilesTable):
     def release_orphans(self, host: str, alive: Callable[[int], bool]) -> int:
         """Claims held by dead processes of this host go back to pending now.
 
-        Owners are `host:pid:nonce` (see `syncd.daemon.oneshot.owner_id`). Without this a
+        Owners are `host:pid:nonce` (see `syncd.system.proc.owner_id`). Without this a
         SIGKILLed run's claims would wait for their leases to expire.
         """
         rows = self._sql("SELECT id, lease_owner FROM items WHERE state = 'uploading'")

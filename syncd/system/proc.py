@@ -3,7 +3,9 @@
 One daemon per queue: `state_lock` holds an exclusive `flock` on `daemon.lock` in the
 state folder for as long as the daemon runs (the kernel drops it when the process dies,
 however it dies, so a stale lock is impossible) and writes the pid into it for messages.
-`running_daemon_pid` asks without taking it.
+`running_daemon_pid` asks without taking it. `owner_id` names who holds an upload's
+lease (host, pid, nonce) and `pid_alive` tells whether that process still exists, so a
+claim of a process that died is taken back.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,3 +58,18 @@ def running_daemon_pid(state_dir: Path) -> int | None:
     finally:
         os.close(fd)  # closing drops our shared lock if we got it
     return None
+
+
+def owner_id() -> str:
+    """Who holds a lease: host, pid and a nonce, so dead holders can be recognised."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True

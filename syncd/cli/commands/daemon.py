@@ -44,8 +44,7 @@ def _state_dir(ctx: Invocation) -> Path:
 def _running_pid(state_dir: Path) -> int | None:
     """The pid of this state folder's daemon: from `syncd start`'s pid file, or the
     holder of the daemon's own lock (a `syncd run`, under systemd or in a terminal)."""
-    from syncd.daemon.oneshot import pid_alive
-    from syncd.system.proc import running_daemon_pid
+    from syncd.system.proc import pid_alive, running_daemon_pid
 
     try:
         pid = int((state_dir / "syncd.pid").read_text().strip())
