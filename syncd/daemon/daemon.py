@@ -46,19 +46,19 @@ from syncd.daemon.adopter import Adopter
 from syncd.daemon.api import DaemonControl
 from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, Online, Source
 from syncd.daemon.intake import DaemonIntake
-from syncd.errors import ConfigError, QueueError, UploadAborted
+from syncd.daemon.uploads import DaemonDrainPolicy, DaemonUploads, InFlight
+from syncd.errors import ConfigError, QueueError
 from syncd.intake.scanner import Outcome as ScanOutcome
 from syncd.intake.watcher import Watcher
 from syncd.notes.notewriter import remove_stale_temp_files
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
 from syncd.notes.worker import NoteWorker
-from syncd.queue import State, UploadItem
+from syncd.queue import State
 from syncd.queue.integrity import open_checked_queue
 from syncd.storage import Storage
 from syncd.storage.base import clock_problem
 from syncd.system import redact
-from syncd.system.display import printable
 from syncd.system.fs import free_bytes
 from syncd.system.notify import DesktopNotifier
 from syncd.system.proc import owner_id, pid_alive, state_lock
@@ -66,7 +66,7 @@ from syncd.system.sdnotify import Notifier, WatchdogPinger
 from syncd.upload.drain import Drain
 from syncd.upload.retry import RetryPolicy
 from syncd.upload.schedule import RetrySchedule
-from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
+from syncd.upload.uploader import LeaseKeeper, Uploader
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Counters:
     last_error: str | None = None
 
 
-class Daemon(DaemonIntake):
+class Daemon(DaemonIntake, DaemonUploads):
     def __init__(
         self,
         config: Config,
@@ -141,7 +141,7 @@ class Daemon(DaemonIntake):
         self.control: ControlServer | None = None
         self._online_source = Source.NONE
         self._online_since = time.time()
-        self._inflight: dict[int, dict[str, Any]] = {}  # item id -> what status shows
+        self._inflight: dict[int, InFlight] = {}  # item id -> what status shows
         self._inflight_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------
@@ -289,7 +289,7 @@ class Daemon(DaemonIntake):
         self.monitor.start()
         self.monitor.wanted(self._has_work())
         self.drain = Drain(
-            _DaemonDrainPolicy(self),
+            DaemonDrainPolicy(self),
             workers=self.config.upload.workers,
             pacer=self.uploader.pacer,
             keeper=self.keeper,
@@ -615,113 +615,6 @@ class Daemon(DaemonIntake):
         self.wake_workers()
         return due
 
-    def _on_queued(self, item: UploadItem) -> None:
-        self.events.publish("queued", id=item.id, name=item.name, size=item.size)
-        self.wake_workers()
-
-    def _on_progress(self, item: UploadItem, sent: int) -> None:
-        if self._abort_uploads.is_set():
-            raise UploadAborted(item.name)
-        now = time.monotonic()
-        with self._inflight_lock:
-            entry = self._inflight.get(item.id)
-            if entry is None:
-                return
-            entry["sent"] = sent
-            if now - entry["_reported"] < 0.25 and sent < item.upload_size:
-                return  # a few progress events per second are enough
-            entry["_reported"] = now
-        self.events.publish("upload_progress", id=item.id, bytes_sent=sent, size=item.upload_size)
-
-    def _may_claim(self) -> bool:
-        return (
-            not self._stopping
-            and not self.paused
-            and self._online is not Online.OFFLINE
-            and self._disk_full is None
-        )
-
-    def _upload(self, item: UploadItem, owner: str) -> Outcome | None:
-        """Upload one claimed item (on a drain worker), with events and `status`."""
-        with self._inflight_lock:
-            self._inflight[item.id] = {
-                "id": item.id,
-                "name": item.name,
-                "size": item.size,
-                "sent": 0,
-                "started_at": time.time(),
-                "_started": time.monotonic(),
-                "_reported": 0.0,
-            }
-        self.events.publish("upload_started", id=item.id, name=item.name, size=item.size)
-        try:
-            outcome = self.uploader.process(item, owner)
-        except UploadAborted:
-            self.queue.release(item.id, owner)
-            log.info("stopped uploading %s; it is uploaded at the next start", item.name)
-            return None
-        except QueueError:
-            raise
-        except Exception:  # a bug must not kill the worker: log, back off, go on
-            log.exception("unexpected error while uploading %s", item.name)
-            self.queue.reschedule(item.id, owner, "internal error (see the log)", 60)
-            with self._cond:
-                self.schedule.wait(item.id, 60, network=False)
-                self._main_cond.notify_all()
-            return None
-        finally:
-            with self._inflight_lock:
-                self._inflight.pop(item.id, None)
-        self._after_upload(item, outcome)
-        return outcome
-
-    def _after_upload(self, item: UploadItem, outcome: Outcome) -> None:
-        if outcome.offline:
-            self.monitor.report_network_failure()
-        if outcome.result is Result.RETRY:
-            after = self.queue.get(item.id)
-            delay = (after.next_attempt_at - self.clock()) if after else 0.0
-            with self._cond:
-                self.schedule.wait(item.id, delay, network=outcome.network)
-                self._cond.notify_all()  # the main loop sleeps until this retry is due
-                self._main_cond.notify_all()
-        else:
-            with self._cond:
-                self.schedule.forget(item.id)
-        if outcome.result in (Result.UPLOADED, Result.ALREADY_THERE):
-            # The store answers: whatever waits on a transient error is due now.
-            with self._cond:
-                waiting = self.schedule.healthy()
-            if self.queue.make_due(waiting):
-                self.wake_workers()
-            self.counters.uploaded += 1
-            self.events.publish("uploaded", id=item.id, name=item.name, url=outcome.url)
-            for note in self.queue.notes_of_item(item.id):
-                # On the note's own thread: several uploads (and saves) for one note
-                # become one pass, and the upload workers go on uploading.
-                with self._cond:
-                    self._rewrite_wanted.add(note)
-                self._submit_note(note)
-        elif outcome.result is Result.FAILED:
-            self.counters.failed += 1
-            self.counters.last_error = outcome.error
-            self.events.publish("failed", id=item.id, name=item.name, error=outcome.error)
-            if self.config.daemon.notify:
-                DesktopNotifier().notify(
-                    f"syncd could not upload {printable(item.name)}",
-                    redact.scrub(f"{outcome.error}\nFix it, then run: syncd retry"),
-                )
-        elif outcome.result is Result.RETRY:
-            self.counters.last_error = outcome.error
-            self.events.publish(
-                "retry",
-                id=item.id,
-                name=item.name,
-                error=outcome.error,
-                next_attempt_at=after.next_attempt_at if after else None,
-            )
-        self.monitor.wanted(self._has_work())
-
     def _published_rewrite(self, note: Path, links: int) -> None:
         self.counters.notes_rewritten += 1
         self.events.publish("note_rewritten", note=str(note), links=links)
@@ -732,13 +625,7 @@ class Daemon(DaemonIntake):
         now = time.monotonic()
         offset = self.storage.clock_offset()
         with self._inflight_lock:
-            uploading = [
-                {
-                    **{k: v for k, v in entry.items() if not k.startswith("_")},
-                    "rate": entry["sent"] / max(now - entry["_started"], 1e-3),
-                }
-                for entry in self._inflight.values()
-            ]
+            uploading = [entry.shown(now) for entry in self._inflight.values()]
         return {
             "daemon": "running",
             "pid": os.getpid(),
@@ -773,28 +660,3 @@ class Daemon(DaemonIntake):
             f"{state}; {c[State.PENDING]} pending, {c[State.UPLOADING]} uploading, "
             f"{c[State.UPLOADED]} uploaded, {c[State.FAILED]} failed"
         )
-
-
-class _DaemonDrainPolicy:
-    """The daemon's rules for the shared upload workers (`syncd.upload.drain`)."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    def may_claim(self) -> bool:
-        return self.daemon._may_claim()
-
-    def claim(self, owner: str) -> UploadItem | None:
-        return self.daemon.queue.claim_next(owner, self.daemon.config.upload.lease_seconds)
-
-    def upload(self, item: UploadItem, owner: str) -> Outcome | None:
-        return self.daemon._upload(item, owner)
-
-    def finished(self) -> bool:
-        return False  # a daemon's workers end only at a stop
-
-    def queue_failed(self, exc: QueueError, item: UploadItem | None, owner: str) -> None:
-        self.daemon._note_queue_error(exc)
-        if item is not None:
-            with self.daemon._cond:
-                self.daemon._unreleased.append((item.id, owner))
