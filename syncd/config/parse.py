@@ -1,240 +1,40 @@
-"""Configuration: find the TOML file, check every key, resolve secrets.
-
-Owns the user contract for config keys (the README's table). `load_config` either returns a
-frozen `Config` or raises one `ConfigError` listing *every* problem, each naming the
-file, the key and the fix (the CLI turns it into exit 78). TOML is read with the
-standard library's `tomllib`; no dependency needed.
-
-Secrets (`access_key_id`, `secret_access_key`) come, first match wins, from the
-environment (`SYNCD_ACCESS_KEY_ID`, `SYNCD_SECRET_ACCESS_KEY`), from files named by
-`*_file` keys (refused when group/world readable), from the config file itself (only if
-the file is private), or from systemd credentials in `$CREDENTIALS_DIRECTORY`. They are
-wrapped in `Secret`, whose repr and str never show the value, and registered with
-`syncd.system.redact` so that no log line or error message can carry them.
-"""
+"""Reading and checking the TOML: every key checked, every problem collected (file, key,
+fix), secrets resolved. `load_config` and `parse_config` are the entry points."""
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncd.config.instances import (
+    Instance,
+    instance_for,
+)
+from syncd.config.model import (
+    BACKENDS,
+    DEFAULT_KEY_TEMPLATE,
+    DEFAULT_MAX_NOTE_BYTES,
+    SECRET_ENV,
+    SECRET_KEYS,
+    CacheConfig,
+    Config,
+    DaemonConfig,
+    NotesConfig,
+    PathsConfig,
+    Secret,
+    StorageConfig,
+    UploadConfig,
+)
 from syncd.errors import ConfigError, ConfigProblem
 from syncd.imaging import DEFAULT_QUALITY, ImageOptions, Target
 from syncd.markdown.refs import Dialect
-from syncd.system import redact
 from syncd.upload.keys import KeyTemplate, KeyTemplateError
-
-BACKENDS = ("r2", "s3", "local")
-DEFAULT_KEY_TEMPLATE = "{sha256:.2}/{sha256}{ext}"
-DEFAULT_MAX_NOTE_BYTES = 16 * 1024 * 1024
-SECRET_KEYS = ("access_key_id", "secret_access_key")
-SECRET_ENV = {
-    "access_key_id": "SYNCD_ACCESS_KEY_ID",
-    "secret_access_key": "SYNCD_SECRET_ACCESS_KEY",
-}
-
-
-class Secret:
-    """A credential. Its value is reachable only through `reveal()`."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        redact.register(value)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-
-@dataclass(frozen=True)
-class PathsConfig:
-    notes: tuple[Path, ...]
-    images: tuple[Path, ...]
-    state_dir: Path
-    # A bigger note is skipped with a warning: reading and parsing it would stall intake.
-    max_note_bytes: int = DEFAULT_MAX_NOTE_BYTES
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    backend: str
-    bucket: str
-    public_base_url: str | None
-    prefix: str
-    key_template: KeyTemplate
-    account_id: str | None = None
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    path: Path | None = None
-    access_key_id: Secret | None = field(default=None, repr=False)
-    secret_access_key: Secret | None = field(default=None, repr=False)
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-
-
-@dataclass(frozen=True)
-class UploadConfig:
-    workers: int = 16  # the most uploads in flight; fewer while more do not pay
-    lease_seconds: float = 300.0
-    retry_base_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    settle_seconds: float = 1.0
-    # What is done to an image before it leaves (see `syncd.imaging`).
-    images: ImageOptions = field(default_factory=ImageOptions)
-    # The daemon downloads the web images notes show and serves them from the own bucket.
-    adopt_remote: bool = False
-
-
-@dataclass(frozen=True)
-class DaemonConfig:
-    notify: bool = False  # a desktop notice when an upload fails for good
-    verify_interval_hours: float = 24.0  # the background `verify`; 0 = off
-
-
-@dataclass(frozen=True)
-class CacheConfig:
-    prefetch: bool = False  # the daemon keeps the object cache filled (`syncd pull`)
-
-
-@dataclass(frozen=True)
-class NotesConfig:
-    # Whose rules decide what is an image; None: detected from the vault root's `.obsidian/`
-    # or `logseq/` folder, else CommonMark.
-    dialect: Dialect | None = None
-
-
-@dataclass(frozen=True)
-class Config:
-    source: Path | None
-    paths: PathsConfig
-    storage: StorageConfig
-    upload: UploadConfig
-    cache: CacheConfig = CacheConfig()
-    daemon: DaemonConfig = DaemonConfig()
-    notes: NotesConfig = NotesConfig()
-    instance: Instance = field(default_factory=lambda: Instance(None))
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def queue_path(self) -> Path:
-        return self.paths.state_dir / "queue.db"
-
-
-# ---------------------------------------------------------------------------
-# Where things live
-
-
-def default_config_path(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
-    return Path(base) / "syncd" / "config.toml"
-
-
-def default_state_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_STATE_HOME") or str(
-        Path(env.get("HOME", "~")).expanduser() / ".local" / "state"
-    )
-    return Path(base) / "syncd"
-
-
-def runtime_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_RUNTIME_DIR") or f"/tmp/syncd-{os.getuid()}"
-    return Path(base) / "syncd"
-
-
-_INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-SOCKET_NAME = "control.sock"
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One daemon per config: the places that follow from which config it runs.
-
-    `name` is None for the default config (`$XDG_CONFIG_HOME/syncd/config.toml`), whose
-    daemon answers at `$XDG_RUNTIME_DIR/syncd/control.sock` and keeps its state in
-    `$XDG_STATE_HOME/syncd` as it always has. `NAME.toml` beside it is instance NAME (the
-    one `syncd@NAME.service` runs); any other config is `<stem>-<8 hex of its path>`.
-    Each instance has its own folder under `$XDG_RUNTIME_DIR/syncd/` (systemd's
-    `RuntimeDirectory=syncd/%i` removes only it) and its own default state folder, so
-    any number of vaults run side by side and `--config X` always reaches X's daemon.
-    """
-
-    name: str | None
-
-    @property
-    def unit(self) -> str:
-        return "syncd.service" if self.name is None else f"syncd@{self.name}.service"
-
-    @property
-    def label(self) -> str:
-        return "the default config" if self.name is None else f"instance {self.name}"
-
-    def runtime_dir(self, env: Mapping[str, str]) -> Path:
-        base = runtime_dir(env)
-        return base if self.name is None else base / self.name
-
-    def socket_path(self, env: Mapping[str, str]) -> Path:
-        return self.runtime_dir(env) / SOCKET_NAME
-
-    def state_dir(self, env: Mapping[str, str]) -> Path:
-        base = default_state_dir(env)
-        return base if self.name is None else base / self.name
-
-
-def instance_for(config_path: Path, env: Mapping[str, str]) -> Instance:
-    """The instance of the config at `config_path` (it need not exist or be valid)."""
-    path = Path(os.path.normpath(Path(config_path).expanduser().absolute()))
-    default = Path(os.path.normpath(default_config_path(env).absolute()))
-    if path == default:
-        return Instance(None)
-    named = path.parent == default.parent and path.suffix == ".toml"
-    if named and _INSTANCE_NAME.fullmatch(path.stem):
-        return Instance(path.stem)
-    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)[:32].lstrip("._-") or "config"
-    return Instance(f"{stem}-{digest}")
-
-
-def instance_config_path(name: str, env: Mapping[str, str]) -> Path:
-    """The config of instance NAME: `$XDG_CONFIG_HOME/syncd/NAME.toml`."""
-    if not _INSTANCE_NAME.fullmatch(name) or name == "config":
-        raise ValueError(
-            f"{name!r} is not an instance name: letters, digits, '_', '.' and '-', "
-            "not starting with a dot, and not 'config' (that is the default config)"
-        )
-    return default_config_path(env).parent / f"{name}.toml"
-
-
-def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
-    if cli_path:
-        return Path(cli_path).expanduser()
-    if env.get("SYNCD_CONFIG"):
-        return Path(env["SYNCD_CONFIG"]).expanduser()
-    return default_config_path(env)
-
-
-# ---------------------------------------------------------------------------
-# Loading
-
 
 _ACCOUNT_ID = re.compile(r"[0-9a-fA-F]{32}")
 _ENV_VAR = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
