@@ -57,7 +57,6 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -74,8 +73,6 @@ from syncd.errors import (
     TransientStorageError,
 )
 from syncd.storage.base import (
-    AccessDenied,
-    ClockSkewed,
     ContentMismatch,
     ObjectInfo,
     ObjectPage,
@@ -86,12 +83,12 @@ from syncd.storage.base import (
 from syncd.storage.multipart import (
     DEFAULT_PART_SIZE,
     MAX_SINGLE_PUT,
-    NoSuchUpload,
     UploadJournal,
     abort_quietly,
     part_size_for,
     upload_multipart,
 )
+from syncd.storage.s3_errors import SKEW_CODES, classify, http_date, s3_error
 from syncd.storage.sigv4 import SigV4Signer
 from syncd.system import redact
 from syncd.upload.keys import KeyTemplateError, check_key
@@ -101,13 +98,9 @@ log = logging.getLogger(__name__)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _CHUNK = 1 << 20
-SKEW_CODES = frozenset({"RequestTimeTooSkewed", "ExpiredRequest"})
 # A bare 400/403 from a store whose clock is this far from ours is taken for a clock
 # refusal: HEAD answers have no body to name the error, and S3 allows 15 minutes.
 SKEW_SUSPECT_SECONDS = 60.0
-_NETWORK_400 = frozenset({"IncompleteBody", "ClientDisconnect", "RequestTimeout"})
-_RACE_409 = frozenset({"ConditionalRequestConflict", "OperationAborted"})
-_BYTES_REJECTED = frozenset({"XAmzContentSHA256Mismatch", "BadDigest", "InvalidDigest"})
 
 
 class _HashingReader:
@@ -298,7 +291,7 @@ class S3Storage(Storage):
         raise AssertionError("unreachable")
 
     def _observe_clock(self, response: requests.Response) -> None:
-        server = _http_date(response.headers.get("Date"))
+        server = http_date(response.headers.get("Date"))
         if server is not None:
             self._seen_offset = server - self._clock()
 
@@ -307,7 +300,7 @@ class S3Storage(Storage):
         sign with the store's time from now on; True if the request should be resent."""
         if response.status_code not in (400, 403) or self._seen_offset is None:
             return False
-        code, _ = _s3_error(response)
+        code, _ = s3_error(response)
         drift = self._seen_offset - self._sign_offset
         if code in SKEW_CODES:
             suspect = abs(drift) >= 1.0  # Date has whole seconds: closer is all we can do
@@ -332,81 +325,15 @@ class S3Storage(Storage):
 
     def _classify(self, response: requests.Response, what: str, key: str | None) -> StorageError:
         """The error an unsuccessful answer means (the table in the module docstring)."""
-        status = response.status_code
-        code, message = _s3_error(response)
-        detail = f"HTTP {status}" + (f" {code}" if code else "")
-        detail += f": {message}" if message else ""
-        retry_after = _retry_after(response.headers.get("Retry-After"), self._now_at_store())
-        if code in SKEW_CODES:
-            offset = self._seen_offset
-            where = f"is {describe_clock_offset(offset)}" if offset is not None else "is off"
-            return ClockSkewed(
-                f"{what}: the store refused this machine's clock, which {where} the store's "
-                f"({detail}) — enable time sync: timedatectl set-ntp true"
-            )
-        if status == 501:
-            return StoreNotImplemented(
-                f"{what}: the store does not support a request syncd sent ({detail}) — "
-                f"{self.endpoint_url} lacks an S3 feature syncd needs"
-            )
-        if status in (429, 503) or code == "SlowDown":
-            return TransientStorageError(
-                f"{what}: the store asks us to slow down ({detail})",
-                retry_after=retry_after,
-                throttled=True,
-            )
-        if status == 408 or status >= 500 or (status == 400 and code in _NETWORK_400):
-            return TransientStorageError(
-                f"{what}: the store is busy or failing ({detail})", retry_after=retry_after
-            )
-        if status == 409 and code in _RACE_409:
-            return TransientStorageError(
-                f"{what}: another upload of {key} was under way ({detail})",
-                retry_after=retry_after,
-                network=False,
-            )
-        if status == 412:
-            return PreconditionFailed(f"{what}: {key} already exists")
-        if status == 404:
-            if code == "NoSuchBucket":
-                return PermanentStorageError(
-                    f"{what}: bucket {self.bucket!r} does not exist at {self.endpoint_url} — "
-                    "create it or fix storage.bucket"
-                )
-            if code == "NoSuchUpload":
-                return NoSuchUpload(f"{what}: the store no longer has this multipart upload")
-            return NotFoundError(f"{what}: no object {key}")
-        if code in _BYTES_REJECTED:
-            return ContentMismatch(f"{what}: the store rejected the bytes ({detail})")
-        if status == 401:
-            return PermanentStorageError(
-                f"{what}: the store rejected the credentials as invalid ({detail}) — check "
-                "storage.access_key_id and storage.secret_access_key (SYNCD_ACCESS_KEY_ID / "
-                "SYNCD_SECRET_ACCESS_KEY); the token may have expired or been revoked"
-            )
-        if code == "InvalidAccessKeyId":
-            return PermanentStorageError(
-                f"{what}: the store does not know this access key ({detail}) — check "
-                "storage.access_key_id / SYNCD_ACCESS_KEY_ID"
-            )
-        if code == "SignatureDoesNotMatch":
-            return PermanentStorageError(
-                f"{what}: the secret key is wrong ({detail}) — check storage.secret_access_key "
-                "/ SYNCD_SECRET_ACCESS_KEY"
-            )
-        if code == "NotEntitled":
-            return PermanentStorageError(
-                f"{what}: the account may not use this store ({detail}) — enable R2 "
-                "(a subscription) for the account"
-            )
-        if status == 403:
-            return AccessDenied(
-                f"{what}: access denied ({detail}) — the token needs object read and write "
-                f"permission on bucket {self.bucket!r}"
-            )
-        if code == "EntityTooLarge":
-            return PermanentStorageError(f"{what}: the store refused the size ({detail})")
-        return PermanentStorageError(f"{what}: the store refused the request ({detail})")
+        return classify(
+            response,
+            what,
+            key,
+            now_at_store=self._now_at_store(),
+            seen_offset=self._seen_offset,
+            bucket=self.bucket,
+            endpoint_url=self.endpoint_url,
+        )
 
     def _now_at_store(self) -> float:
         return self._clock() + (self._seen_offset or 0.0)
@@ -528,7 +455,7 @@ class S3Storage(Storage):
                 key=key,
                 size=int(h.get("Content-Length", "0")),
                 etag=(h.get("ETag") or "").strip('"') or None,
-                last_modified=_http_date(h.get("Last-Modified")),
+                last_modified=http_date(h.get("Last-Modified")),
                 sha256=h.get("x-amz-meta-sha256"),
                 content_type=h.get("Content-Type"),
             )
@@ -711,37 +638,6 @@ def _xml_text(content: bytes, tag: str) -> str | None:
         if el.tag == tag or el.tag.endswith("}" + tag):
             return el.text
     return None
-
-
-def _s3_error(response: requests.Response) -> tuple[str | None, str | None]:
-    """S3's error Code and Message. Only these two: the rest may echo request details,
-    and even these pass through `redact.scrub` before they go into an error."""
-    try:
-        root = ET.fromstring(response.content)
-    except ET.ParseError:
-        return None, None
-    code, message = root.findtext("Code"), root.findtext("Message")
-    return (redact.scrub(code) if code else None), (redact.scrub(message) if message else None)
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Retry-After in seconds: a number, or an HTTP date (compared with `now`, the
-    store's idea of the time, so our clock's error does not matter)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    when = _http_date(value)
-    return None if when is None else max(0.0, when - now)
-
-
-def _http_date(value: str | None) -> float | None:
-    try:
-        return parsedate_to_datetime(value).timestamp() if value else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _iso_date(value: str | None) -> float | None:
