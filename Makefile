@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 SHELLS_STAMP := $(VENV)/.shells
 $(SHELLS_STAMP):
 	command -v fish >/dev/null && command -v zsh >/dev/null \
+	  || echo "make: installing fish and zsh with apt (the completion tests load them for real)"
+	command -v fish >/dev/null && command -v zsh >/dev/null \
 	  || (apt-get update -qq && apt-get install -y -qq fish zsh) \
 	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq fish zsh'
 	mkdir -p $(VENV) && touch $(SHELLS_STAMP)
@@ -25,6 +27,8 @@ $(SHELLS_STAMP):
 # Node.js: the edit stress test saves notes as Node's fs.writeFileSync does.
 NODE_STAMP := $(VENV)/.node
 $(NODE_STAMP):
+	command -v node >/dev/null \
+	  || echo "make: installing nodejs with apt (the edit stress test saves notes as Node does)"
 	command -v node >/dev/null \
 	  || (apt-get update -qq && apt-get install -y -qq nodejs) \
 	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq nodejs'

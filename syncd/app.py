@@ -3,7 +3,8 @@
 The daemon, `sync --once`, the CLI's note commands and `pull` all need a vault, a
 scanner, a rewriter or a store made from the same `Config`; each used to build them
 itself, and they drifted (one forgot the note size limit, another the Markdown dialect).
-Every caller now asks here. Heavy parts (the store's HTTP stack) are imported only when
+Every caller now asks here: the daemon, `sync --once`, the CLI's commands and
+`pull`. Heavy parts (the store's HTTP stack) are imported only when
 asked for, so a command that never talks to the store never loads them.
 """
 
@@ -21,6 +22,7 @@ from syncd.queue import UploadQueue
 if TYPE_CHECKING:
     from syncd.notes.rewriter import LocalCopies, Rewriter
     from syncd.storage import Storage
+    from syncd.upload.uploader import Uploader
 
 
 def vault(config: Config) -> Vault:
@@ -72,4 +74,27 @@ def rewriter(
         cache=cache,
         public_base_url=config.storage.public_base_url,
         dialect=config.notes.dialect,
+    )
+
+
+def uploader(
+    config: Config,
+    queue: UploadQueue,
+    storage: Storage,
+    scanner: Scanner,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Uploader:
+    """One upload at a time, as the configuration asks (key template, retries, images)."""
+    from syncd.upload.retry import RetryPolicy
+    from syncd.upload.uploader import Uploader
+
+    return Uploader(
+        queue,
+        storage,
+        scanner,
+        config.storage.key_template,
+        RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
+        clock=clock,
+        images=config.upload.images,
     )

@@ -64,9 +64,8 @@ from syncd.system.notify import DesktopNotifier
 from syncd.system.proc import owner_id, pid_alive, state_lock
 from syncd.system.sdnotify import Notifier, WatchdogPinger
 from syncd.upload.drain import Drain
-from syncd.upload.retry import RetryPolicy
 from syncd.upload.schedule import RetrySchedule
-from syncd.upload.uploader import LeaseKeeper, Uploader
+from syncd.upload.uploader import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +135,7 @@ class Daemon(DaemonIntake, DaemonUploads):
         self._prefetching = threading.Event()
         self._reindex: set[Path] = set()  # notes to index again although unchanged
         self._rewrite_wanted: set[Path] = set()  # notes with images uploaded since their pass
+        self._rescan_asked = False  # the next rescan is `syncd sync`'s, not the hour's
         self._recheck: dict[Path, float] = {}  # files still being written -> when to look
         self.events = EventBus()
         self.control: ControlServer | None = None
@@ -230,14 +230,7 @@ class Daemon(DaemonIntake, DaemonUploads):
         self.scanner.on_queued = self._on_queued
         self.vault = app.vault(config)
         self.rewriter = app.rewriter(config, self.queue, self.scanner, self.vault)
-        self.uploader = Uploader(
-            self.queue,
-            self.storage,
-            self.scanner,
-            config.storage.key_template,
-            RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
-            images=config.upload.images,
-        )
+        self.uploader = app.uploader(config, self.queue, self.storage, self.scanner)
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
         # Ordinary notes on NOTE_LANES threads, each note always on the same one (by its
@@ -436,7 +429,10 @@ class Daemon(DaemonIntake, DaemonUploads):
         self._recheck_due()
         self._retry_notes()
         if time.monotonic() >= self._next_rescan:
-            log.info("periodic rescan")
+            log.info(
+                "rescan asked for by `syncd sync`" if self._rescan_asked else "periodic rescan"
+            )
+            self._rescan_asked = False
             self._in_rescan = True
             try:
                 self.reconcile()
@@ -610,6 +606,7 @@ class Daemon(DaemonIntake, DaemonUploads):
         due = self.queue.reset_backoff()
         with self._cond:
             self._next_rescan = time.monotonic()
+            self._rescan_asked = True
             self._cond.notify_all()
             self._main_cond.notify_all()
         self.wake_workers()

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syncd import app
 from syncd.config import Config
 from syncd.errors import QueueError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
 from syncd.intake.scanner import Outcome as ScanOutcome
 from syncd.intake.scanner import Scanner, ScanReport, walk_files
-from syncd.intake.vault import Vault
 from syncd.markdown.links import find_image_refs
 from syncd.notes.notewriter import (
     NoteError,
@@ -30,14 +30,13 @@ from syncd.notes.notewriter import (
     remove_stale_temp_files,
     settle_all_leftovers,
 )
-from syncd.notes.rewriter import Rewriter, dialect_of
+from syncd.notes.rewriter import dialect_of
 from syncd.queue import QueueSummary, UploadItem, UploadQueue
-from syncd.storage import Storage, open_storage
+from syncd.storage import Storage
 from syncd.system.fs import open_regular
 from syncd.system.proc import owner_id, pid_alive
 from syncd.upload.drain import Drain
 from syncd.upload.prepare import PreparePlan, plan_for
-from syncd.upload.retry import RetryPolicy
 from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
 
 log = logging.getLogger(__name__)
@@ -81,31 +80,16 @@ def sync_once(
 ) -> RunReport:
     """One pass over the vault (or, with `only`, over the part under that path)."""
     own_storage = storage is None
-    storage = storage or open_storage(config.storage, pool_size=config.upload.workers)
+    storage = storage or app.storage(config)
     with UploadQueue(config.queue_path, clock=clock) as queue:
-        scanner = Scanner(
-            queue,
-            settle_seconds=config.upload.settle_seconds,
-            clock=clock,
-            roots=[*config.paths.notes, *config.paths.images],
-        )
+        scanner = app.scanner(config, queue, clock=clock)
         released = queue.release_orphans(socket.gethostname(), pid_alive)
         if released:
             log.info("took back %d uploads claimed by a process that died", released)
         remove_stale_temp_files(config.paths.notes)  # left by a killed note rewrite
-        uploader = Uploader(
-            queue,
-            storage,
-            scanner,
-            config.storage.key_template,
-            RetryPolicy(config.upload.retry_base_seconds, config.upload.retry_max_seconds),
-            clock=clock,
-            images=config.upload.images,
-        )
-        vault = Vault(
-            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
-        )
-        rewriter = Rewriter(queue, scanner, vault, dialect=config.notes.dialect)
+        uploader = app.uploader(config, queue, storage, scanner, clock=clock)
+        vault = app.vault(config)
+        rewriter = app.rewriter(config, queue, scanner, vault)
         image_roots = scoped_roots(config.paths.images, only)
         notes = list(vault.notes([only] if only else ()))
         if only is None:
@@ -320,9 +304,7 @@ def plan_once(config: Config, *, only: Path | None = None) -> DryRun:
                 state = state_of(path)
                 if state in ("new", "pending", "uploading") and path not in seen:
                     add_upload(path, st.st_size)
-        vault = Vault(
-            config.paths.notes, config.paths.images, max_note_bytes=config.paths.max_note_bytes
-        )
+        vault = app.vault(config)
         for note in vault.notes([only] if only else ()):
             try:
                 text = read_note(note).text

@@ -329,6 +329,8 @@ class Rewriter(Localizing):
     def _rewrite_note(
         self, note: Path, *, dry_run: bool, include_localized: bool
     ) -> NoteChange | None:
+        done: NoteChange | None = None  # what an earlier attempt of this call wrote
+        rechecked = False
         for _ in range(WRITE_ATTEMPTS):
             try:
                 snap = self._fresh_read(note) or read_note(note)
@@ -339,7 +341,7 @@ class Rewriter(Localizing):
                     log.warning("%s", exc)
                     with self._lock:
                         self._waiting.pop(note, None)
-                return None
+                return done
             edits, done_ids = self._plan_rewrite(
                 snap, record=not dry_run, include_localized=include_localized
             )
@@ -347,7 +349,10 @@ class Rewriter(Localizing):
                 if not dry_run:
                     self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
                     self._settled(note)
-                return None
+                    if not rechecked and self.queue.has_uploaded_pending(note):
+                        rechecked = True  # an upload finished while this pass planned
+                        continue
+                return done
             change = NoteChange(note, snap.text, apply_edits(snap.text, edits), len(edits))
             if dry_run:
                 return change
@@ -355,7 +360,7 @@ class Rewriter(Localizing):
                 written = write_note(snap, change.after)
             except NoteBusy as exc:
                 self._postpone(note, str(exc), busy=True)
-                return None
+                return done
             except NoteChanged:
                 log.debug("%s changed while being rewritten; reading it again", note)
                 continue
@@ -370,9 +375,17 @@ class Rewriter(Localizing):
             log.info(
                 "rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), printable(note)
             )
+            if done is not None:
+                change.replaced += done.replaced
+            done = change
+            # A link recorded by this pass whose image finished uploading in the meantime
+            # would otherwise wait for the next save: nobody else knows to come back.
+            if not rechecked and self.queue.has_uploaded_pending(note):
+                rechecked = True
+                continue
             return change
         self._postpone(note, "it kept changing while being rewritten", busy=True)
-        return None
+        return done
 
     # -- notes waiting for another try ------------------------------------------
 

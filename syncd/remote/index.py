@@ -223,7 +223,7 @@ def collect_garbage(
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     result.log_path = log_dir / time.strftime("gc-%Y%m%dT%H%M%S.log")
     with result.log_path.open("a", encoding="utf-8") as record:
-        record.write("# objects deleted by syncd gc: key, size, last modified (epoch)\n")
+        record.write("# objects deleted by syncd gc: key, size, last modified (local time)\n")
         for obj in plan.orphans:
             sha = plan.orphan_sha.get(obj.key)
             # The queue too: a note indexed meanwhile, or an upload of these bytes under
@@ -240,7 +240,7 @@ def collect_garbage(
                 # Needed again in the instant between the check and the delete: upload
                 # it again rather than leave a link to nothing.
                 queue.requeue_key(obj.key)
-            record.write(f"{obj.key}\t{obj.size}\t{obj.last_modified}\n")
+            record.write(f"{obj.key}\t{obj.size}\t{_local_time(obj.last_modified)}\n")
             record.flush()
             result.deleted.append(obj)
     queue.forget_remote_objects(o.key for o in result.deleted)
@@ -249,3 +249,10 @@ def collect_garbage(
 
 def _in_use(queue: UploadQueue, vault: Vault, storage: Storage) -> set[str]:
     return referenced_keys(vault, storage.public_base_url) | queue.keys_in_use()
+
+
+def _local_time(when: float | None) -> str:
+    """A store's timestamp as people read it (local time, with the zone)."""
+    if when is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(when))

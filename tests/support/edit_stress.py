@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tests.support.daemonproc import DaemonProcess, wait_until
 from tests.support.images import png
+from tests.support.localvault import write_local_config
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "https://img.example.com/s"
@@ -53,26 +54,7 @@ class StressReport:
 
 
 def write_config(root: Path) -> Path:
-    (root / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
-    config = root / "config.toml"
-    config.write_text(
-        f"""
-[paths]
-notes = ["vault"]
-images = ["vault/attachments"]
-state_dir = "state"
-
-[storage]
-backend = "local"
-path = "remote"
-public_base_url = "{BASE}"
-
-[upload]
-settle_seconds = 0
-retry_base_seconds = 0.2
-"""
-    )
-    return config
+    return write_local_config(root, BASE, retry_base_seconds=0.2)
 
 
 def run_edit_stress(

@@ -15,6 +15,7 @@ import pytest
 from syncd.intake.adopt import MAX_REDIRECTS, AdoptError, adoptable, fetch
 from tests.support.daemonproc import DaemonProcess, wait_until
 from tests.support.images import png
+from tests.support.localvault import write_local_config
 
 SYNCD = str(Path(sys.executable).parent / "syncd")
 
@@ -110,26 +111,7 @@ BASE = "https://img.example.com/n"
 
 
 def _config(root: Path, *, adopt: bool) -> Path:
-    (root / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
-    config = root / "config.toml"
-    config.write_text(
-        f"""
-[paths]
-notes = ["vault"]
-images = ["vault/attachments"]
-state_dir = "state"
-
-[storage]
-backend = "local"
-path = "remote"
-public_base_url = "{BASE}"
-
-[upload]
-settle_seconds = 0
-adopt_remote = {str(adopt).lower()}
-"""
-    )
-    return config
+    return write_local_config(root, BASE, adopt_remote=str(adopt).lower())
 
 
 def _own_url(data: bytes) -> str:

@@ -18,32 +18,13 @@ from tests.support.daemonproc import SYNCD, DaemonProcess, wait_until
 from tests.support.dbus import PrivateBus, private_bus
 from tests.support.fake_nm import FakeService
 from tests.support.images import png
+from tests.support.localvault import write_local_config
 
 BASE = "https://img.example.com/d"
 
 
 def write_config(root: Path, **upload: object) -> Path:
-    (root / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
-    extra = "".join(f"{k} = {v}\n" for k, v in upload.items())
-    config = root / "config.toml"
-    config.write_text(
-        f"""
-[paths]
-notes = ["vault"]
-images = ["vault/attachments"]
-state_dir = "state"
-
-[storage]
-backend = "local"
-path = "remote"
-public_base_url = "{BASE}"
-
-[upload]
-settle_seconds = 0
-retry_base_seconds = 0.2
-{extra}"""
-    )
-    return config
+    return write_local_config(root, BASE, retry_base_seconds=0.2, **upload)
 
 
 def remote_objects(root: Path) -> set[str]:

@@ -21,6 +21,7 @@ import pytest
 from syncd.intake.watcher import EventKind, PathEvent, Watcher
 from tests.support.churn import images_written, start_writer, stop_writer, wait_handled
 from tests.support.daemonproc import DaemonProcess, wait_until
+from tests.support.localvault import write_local_config
 
 BASE = "https://img.example.com/s"
 ROUNDS = 10
@@ -31,25 +32,7 @@ STALL = 20.0  # seconds without an image or note more handled: something was mis
 
 
 def write_config(root: Path) -> Path:
-    (root / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
-    config = root / "config.toml"
-    config.write_text(
-        f"""
-[paths]
-notes = ["vault"]
-images = ["vault/attachments"]
-state_dir = "state"
-
-[storage]
-backend = "local"
-path = "remote"
-public_base_url = "{BASE}"
-
-[upload]
-settle_seconds = 0
-"""
-    )
-    return config
+    return write_local_config(root, BASE)
 
 
 @pytest.fixture

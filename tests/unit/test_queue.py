@@ -9,7 +9,7 @@ import pytest
 
 from syncd.errors import QueueError
 from syncd.queue import SCHEMA_VERSION, FileStat, NewRef, State, UploadQueue
-from tests.unit.test_queue_schema import PROVENANCE_COLUMNS
+from tests.support.queuedb import as_schema_1
 
 
 class FakeClock:
@@ -81,22 +81,7 @@ def test_a_version_1_queue_is_migrated_and_keeps_its_items(tmp_path: Path) -> No
     q = UploadQueue(path)
     add(q, "a.png", "1" * 64)
     q.close()
-    con = sqlite3.connect(path)  # turn it back into what syncd 0.1 schema 1 wrote
-    con.execute("DROP TABLE refs")
-    con.execute("DROP TABLE remote_objects")
-    con.execute("DROP TABLE notes")
-    con.execute("ALTER TABLE items DROP COLUMN wait_reason")
-    con.execute("DROP INDEX item_state_lease_until")
-    con.execute("DROP INDEX item_last_error")
-    con.execute("DROP INDEX item_remote_key")
-    for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
-        con.execute(f"DROP TRIGGER {name}")
-    con.execute("DROP TABLE item_counts")
-    for column in PROVENANCE_COLUMNS:
-        con.execute(f"ALTER TABLE items DROP COLUMN {column}")
-    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
-    con.commit()
-    con.close()
+    as_schema_1(path)  # what syncd 0.1 wrote
     q = UploadQueue(path)
     assert [i.name for i in q.items()] == ["a.png"]
     ref = q.record_ref(Path("/v/n.md"), "a.png", "inline", Path("/v/a.png"), 1)

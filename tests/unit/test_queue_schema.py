@@ -7,19 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from syncd.queue import SCHEMA_VERSION, UploadQueue
-
-# The columns schema 7 added to `items`.
-PROVENANCE_COLUMNS = (
-    "object_sha256",
-    "object_size",
-    "object_mime",
-    "object_ext",
-    "source_path",
-    "stripped",
-    "converted_from",
-    "prepare_note",
-    "prepared_with",
-)
+from tests.support.queuedb import as_schema_1
 
 
 def _shape(path: Path) -> dict[str, object]:
@@ -54,31 +42,11 @@ def _shape(path: Path) -> dict[str, object]:
         con.close()
 
 
-def _as_schema_1(path: Path) -> None:
-    """Turn a queue back into what syncd 0.1 (schema 1) wrote."""
-    con = sqlite3.connect(path)
-    con.execute("DROP TABLE refs")
-    con.execute("DROP TABLE remote_objects")
-    con.execute("DROP TABLE notes")
-    con.execute("ALTER TABLE items DROP COLUMN wait_reason")
-    con.execute("DROP INDEX item_state_lease_until")
-    con.execute("DROP INDEX item_last_error")
-    con.execute("DROP INDEX item_remote_key")
-    for name in ("item_counts_insert", "item_counts_delete", "item_counts_update"):
-        con.execute(f"DROP TRIGGER {name}")
-    con.execute("DROP TABLE item_counts")
-    for column in PROVENANCE_COLUMNS:
-        con.execute(f"ALTER TABLE items DROP COLUMN {column}")
-    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    con.commit()
-    con.close()
-
-
 def test_a_migrated_queue_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
     new, old = tmp_path / "new.db", tmp_path / "old.db"
     UploadQueue(new).close()
     UploadQueue(old).close()
-    _as_schema_1(old)
+    as_schema_1(old)
     assert _shape(old) != _shape(new)  # the downgrade really removed something
 
     UploadQueue(old).close()

@@ -19,9 +19,9 @@ from syncd.queue import UploadQueue
 
 
 def _remote_parts(config: Config) -> tuple[UploadQueue, Any]:
-    from syncd.storage import open_storage
+    from syncd import app
 
-    return UploadQueue(config.queue_path), open_storage(config.storage)
+    return UploadQueue(config.queue_path), app.storage(config)
 
 
 def cmd_remote(args: argparse.Namespace, ctx: Invocation) -> int:
@@ -77,12 +77,12 @@ def _remote_index(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
-    from syncd.intake.vault import Vault
+    from syncd import app
     from syncd.remote.index import collect_garbage, index_remote, plan_gc
 
     config = ctx.config(store=True)
     queue, storage = _remote_parts(config)
-    vault = Vault(config.paths.notes, config.paths.images)
+    vault = app.vault(config)
     with queue:
         index = index_remote(queue, storage, config.storage.prefix)
         assert index.complete
@@ -136,13 +136,12 @@ def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
 
 def cmd_verify(args: argparse.Namespace, ctx: Invocation) -> int:
     """Every URL in the notes that points into the bucket, checked (and with --repair, mended)."""
-    from syncd.intake.vault import Vault
+    from syncd import app
     from syncd.remote.verify import open_cache, printable, verify_links
-    from syncd.storage import open_storage
 
     config = ctx.config(store=True)
-    vault = Vault(config.paths.notes, config.paths.images)
-    storage = open_storage(config.storage)
+    vault = app.vault(config)
+    storage = app.storage(config)
     with UploadQueue(config.queue_path) as queue:
         try:
             report = verify_links(
