@@ -20,7 +20,7 @@ the general branches live here; a branch that only one package raises lives besi
     │   │   └── NoSuchUpload                        [storage.multipart]
     │   ├── PermanentStorageError   retrying cannot help
     │   │   ├── NotFoundError
-    │   │   └── ContentMismatch, AccessDenied,
+    │   │   └── BucketMissing, ContentMismatch, AccessDenied,
     │   │       ClockSkewed, StoreNotImplemented    [storage.base]
     │   └── PreconditionFailed      If-None-Match found the object there
     ├── NoteError                                   [notes.notewriter]

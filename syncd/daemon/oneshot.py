@@ -242,9 +242,17 @@ class _Drain:
         outcome = self.uploader.process(item, owner)
         if outcome.offline:
             self.offline.set()
+        if outcome.store_missing:
+            with self._lock:
+                first = not self._broken
+                self._broken = True  # no other file can go up either: the run ends
+            if not first:
+                return outcome
         with self._lock:
             self.results[outcome.result] += 1
-            if outcome.error and outcome.result in (Result.FAILED, Result.RETRY):
+            if outcome.store_missing:
+                self.errors.append(("the store", outcome.error or "the bucket is missing"))
+            elif outcome.error and outcome.result in (Result.FAILED, Result.RETRY):
                 self.errors.append((item.name, outcome.error))
         if self.on_outcome is not None:
             self.on_outcome(outcome)

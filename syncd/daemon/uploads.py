@@ -107,6 +107,7 @@ class DaemonUploads:
             and not self.paused
             and self._online is not Online.OFFLINE
             and self._disk_full is None
+            and not self.uploader.store_blocked()
         )
 
     def _upload(self, item: UploadItem, owner: str) -> Outcome | None:

@@ -83,6 +83,11 @@ class ContentMismatch(PermanentStorageError):
     """The bytes sent did not hash to the SHA-256 promised: the local file changed."""
 
 
+class BucketMissing(PermanentStorageError):
+    """The bucket does not exist: nothing can be uploaded until it does, and no single
+    file is to blame (its items wait; they are not failed)."""
+
+
 class AccessDenied(PermanentStorageError):
     """The credentials are valid but may not do this (HTTP 403 AccessDenied).
 

@@ -18,6 +18,7 @@ from syncd.errors import (
 )
 from syncd.storage.base import (
     AccessDenied,
+    BucketMissing,
     ClockSkewed,
     ContentMismatch,
     StoreNotImplemented,
@@ -80,8 +81,8 @@ def classify(
         return PreconditionFailed(f"{what}: {key} already exists")
     if status == 404:
         if code == "NoSuchBucket":
-            return PermanentStorageError(
-                f"{what}: bucket {bucket!r} does not exist at {endpoint_url} — "
+            return BucketMissing(
+                f"bucket {bucket!r} does not exist at {endpoint_url} — "
                 "create it or fix storage.bucket"
             )
         if code == "NoSuchUpload":

@@ -39,6 +39,7 @@ from syncd.imaging import ImageOptions
 from syncd.intake.scanner import Scanner
 from syncd.queue import UploadItem, UploadQueue, WaitReason
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, Storage
+from syncd.storage.base import BucketMissing
 from syncd.storage.multipart import UploadJournal
 from syncd.system.fs import open_regular
 from syncd.upload.keys import KeyTemplate
@@ -47,6 +48,8 @@ from syncd.upload.prepare import PREPARED_DIR, Preparer, UploadBody
 from syncd.upload.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
+
+STORE_MISSING_WAIT = 300.0  # seconds before uploads try a bucket that did not exist again
 
 
 class Result(enum.Enum):
@@ -72,6 +75,7 @@ class Outcome:
     offline: bool = False
     network: bool = False
     throttled: bool = False
+    store_missing: bool = False  # the bucket does not exist: no upload can succeed now
 
 
 class Uploader:
@@ -99,6 +103,8 @@ class Uploader:
         self.preparer = Preparer(images or ImageOptions(), queue.path.parent / PREPARED_DIR)
         # Called from the uploading thread with (item, bytes read so far), per chunk.
         self.on_progress: Callable[[UploadItem, int], None] | None = None
+        self.store_missing_until = 0.0  # monotonic; see `store_blocked`
+        self._store_missing_said = False
 
     def key_for(self, item: UploadItem) -> str:
         """The item's object key: named by the hash of the bytes uploaded (which differ
@@ -114,6 +120,10 @@ class Uploader:
         """Where a multipart upload of `item` keeps its progress across restarts."""
         return UploadJournal(self.journal_dir / f"{item.id}-{item.object_sha}.json")
 
+    def store_blocked(self) -> bool:
+        """Whether the store said its bucket is missing, recently: claims wait."""
+        return time.monotonic() < self.store_missing_until
+
     def process(self, item: UploadItem, owner: str) -> Outcome:
         """Upload a claimed item and record the outcome. Never raises StorageError."""
         try:
@@ -126,6 +136,18 @@ class Uploader:
                 item, owner, str(exc), exc.retry_after, reason, isinstance(exc, OfflineError)
             )
             return replace(retry, throttled=exc.throttled)
+        except BucketMissing as exc:
+            # Said once, not once per file; the items wait (not failed) and claims stop
+            # until STORE_MISSING_WAIT has passed (`store_blocked`).
+            self.store_missing_until = time.monotonic() + STORE_MISSING_WAIT
+            if not self._store_missing_said:
+                self._store_missing_said = True
+                log.error("cannot upload: %s", exc)
+            if not self.queue.reschedule(
+                item.id, owner, str(exc), STORE_MISSING_WAIT, WaitReason.OTHER
+            ):
+                return Outcome(item, Result.LOST_LEASE, error=str(exc))
+            return Outcome(item, Result.RETRY, error=str(exc), store_missing=True)
         except PermanentStorageError as exc:
             if exc.retry_once_after is not None and (
                 self.queue.wait_reason(item.id) is not WaitReason.ACCESS
@@ -138,6 +160,7 @@ class Uploader:
             return self._retry(item, owner, str(exc), None, WaitReason.OTHER)
         if outcome.result in (Result.UPLOADED, Result.ALREADY_THERE):
             self.pacer.on_success()
+            self._store_missing_said = False  # the bucket is there: say it if it goes
         return outcome
 
     def _process(self, item: UploadItem, owner: str) -> Outcome:

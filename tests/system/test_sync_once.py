@@ -269,3 +269,19 @@ def test_config_error_exit_78_names_file_and_key(tmp_path: Path, bad: str) -> No
     assert proc.returncode == 78
     assert str(config) in proc.stderr
     assert "storage." in proc.stderr
+
+
+def test_a_missing_bucket_stops_the_run_once_and_fails_no_item(
+    tmp_path: Path, s3_server: MotoServer
+) -> None:
+    setup = make_setup(tmp_path, s3_server, "no-such-bucket")
+    add_images(setup.images, 12)
+    proc = setup.run("sync", "--once")
+    assert proc.returncode == 1
+    # One clear line in the summary (and at most one in the log), not one per image.
+    assert proc.stdout.count("does not exist") == 1, proc.stdout
+    assert proc.stderr.count("does not exist") <= 1, proc.stderr
+    assert "no-such-bucket" in proc.stdout and "storage.bucket" in proc.stdout
+    listed = json.loads(setup.run("items", "--json").stdout)
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert len(items) == 12 and {i["state"] for i in items} == {"pending"}  # none failed

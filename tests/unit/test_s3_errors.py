@@ -28,6 +28,7 @@ from syncd.errors import (
 )
 from syncd.storage import (
     AccessDenied,
+    BucketMissing,
     ClockSkewed,
     ContentMismatch,
     S3Storage,
@@ -104,7 +105,7 @@ TABLE = [
     (409, "OperationAborted", TransientStorageError, (False, False)),
     (409, "BucketNotEmpty", PermanentStorageError, None),
     (412, "PreconditionFailed", PreconditionFailed, None),
-    (404, "NoSuchBucket", PermanentStorageError, None),
+    (404, "NoSuchBucket", BucketMissing, None),
     (404, "NoSuchUpload", NoSuchUpload, (False, False)),
     (404, "NoSuchKey", NotFoundError, None),
     (400, "XAmzContentSHA256Mismatch", ContentMismatch, None),
