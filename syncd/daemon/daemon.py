@@ -48,7 +48,7 @@ from syncd.daemon.connectivity import ConnectivityEvent, ConnectivityMonitor, On
 from syncd.daemon.intake import DaemonIntake
 from syncd.daemon.uploads import DaemonDrainPolicy, DaemonUploads, InFlight
 from syncd.errors import ConfigError, QueueError
-from syncd.intake.scanner import Outcome as ScanOutcome
+from syncd.intake.scanner import ScanOutcome
 from syncd.intake.watcher import Watcher
 from syncd.notes.notewriter import remove_stale_temp_files
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD

@@ -21,8 +21,7 @@ from syncd import app
 from syncd.config import Config
 from syncd.errors import QueueError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
-from syncd.intake.scanner import Outcome as ScanOutcome
-from syncd.intake.scanner import Scanner, ScanReport, walk_files
+from syncd.intake.scanner import Scanner, ScanOutcome, ScanReport, walk_files
 from syncd.markdown.links import find_image_refs
 from syncd.notes.notewriter import (
     NoteError,

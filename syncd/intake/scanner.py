@@ -56,7 +56,7 @@ def is_ignored_name(name: str) -> bool:
     )
 
 
-class Outcome(enum.Enum):
+class ScanOutcome(enum.Enum):
     QUEUED = "queued"  # new content, now in the queue
     KNOWN = "known"  # content the queue already has (maybe under another name)
     UNCHANGED = "unchanged"  # the stat cache says nothing changed
@@ -69,15 +69,15 @@ class Outcome(enum.Enum):
 
 @dataclass
 class ScanReport:
-    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    counts: dict[ScanOutcome, int] = field(default_factory=lambda: dict.fromkeys(ScanOutcome, 0))
     unsettled: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
-    def add(self, path: Path, outcome: Outcome, reason: str = "") -> None:
+    def add(self, path: Path, outcome: ScanOutcome, reason: str = "") -> None:
         self.counts[outcome] += 1
-        if outcome is Outcome.UNSETTLED:
+        if outcome is ScanOutcome.UNSETTLED:
             self.unsettled.append(path)
-        elif outcome is Outcome.UNREADABLE:
+        elif outcome is ScanOutcome.UNREADABLE:
             self.unreadable.append((path, reason))
 
 
@@ -121,11 +121,11 @@ class Scanner:
                     if not stat.S_ISREG(st.st_mode):
                         continue
                     if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
-                        report.counts[Outcome.IGNORED] += 1
+                        report.counts[ScanOutcome.IGNORED] += 1
                         continue
                     cached = known.pop(entry.path, None)
                     if cached == (st.st_size, st.st_mtime_ns, st.st_ino):
-                        report.counts[Outcome.UNCHANGED] += 1
+                        report.counts[ScanOutcome.UNCHANGED] += 1
                         continue
                     path = Path(entry.path)
                     outcome, reason = self._consider(path, st, cached_checked=True, others=others)
@@ -141,7 +141,7 @@ class Scanner:
                 self.queue.record_others(others)
         return report
 
-    def consider(self, path: Path, *, complete: bool = False) -> Outcome:
+    def consider(self, path: Path, *, complete: bool = False) -> ScanOutcome:
         """Look at one file now (after an inotify event, or before an upload).
 
         `complete`: we know the writer is done (it closed the file, or a note that shows
@@ -149,19 +149,19 @@ class Scanner:
         hash it is still refused.
         """
         if is_ignored_name(path.name):
-            return Outcome.IGNORED
+            return ScanOutcome.IGNORED
         try:
             st = path.stat()
         except FileNotFoundError:
             self.queue.forget_file(path)
-            return Outcome.GONE
+            return ScanOutcome.GONE
         except OSError as exc:
             log.warning("cannot stat %s: %s", path, exc.strerror)
-            return Outcome.UNREADABLE
+            return ScanOutcome.UNREADABLE
         if not stat.S_ISREG(st.st_mode):
-            return Outcome.IGNORED
+            return ScanOutcome.IGNORED
         if self._roots and os.path.islink(path) and not self._link_allowed(str(path), self._roots):
-            return Outcome.IGNORED
+            return ScanOutcome.IGNORED
         return self._consider(path, st, complete=complete)[0]
 
     def _link_allowed(self, link: str, roots: tuple[str, ...]) -> bool:
@@ -186,16 +186,16 @@ class Scanner:
         cached_checked: bool = False,
         complete: bool = False,
         others: list[tuple[Path, FileStat]] | None = None,
-    ) -> tuple[Outcome, str]:
+    ) -> tuple[ScanOutcome, str]:
         fstat = FileStat.of(st)
         if not cached_checked:
             cached = self.queue.file_record(path)
             if cached is not None and cached.stat == fstat:
-                return Outcome.UNCHANGED, ""
+                return ScanOutcome.UNCHANGED, ""
         # Being written now means mtime ≈ now. An mtime far in the future (a camera's wrong
         # clock, an unpacked archive) is no sign of writing and must not block it forever.
         if not complete and abs(self._clock() - st.st_mtime) < self.settle_seconds:
-            return Outcome.UNSETTLED, ""
+            return ScanOutcome.UNSETTLED, ""
         try:
             with open_regular(path) as f:
                 head = f.read(SNIFF_BYTES)
@@ -205,21 +205,21 @@ class Scanner:
                         others.append((path, fstat))
                     else:
                         self.queue.record_other(path, fstat)
-                    return Outcome.NOT_IMAGE, ""
+                    return ScanOutcome.NOT_IMAGE, ""
                 digest = hashlib.sha256(head)
                 while chunk := f.read(_CHUNK):
                     digest.update(chunk)
                 after = FileStat.of(os.fstat(f.fileno()))
         except FileNotFoundError:
             self.queue.forget_file(path)
-            return Outcome.GONE, ""
+            return ScanOutcome.GONE, ""
         except NotRegularFileError:  # swapped for a FIFO or the like since the stat
-            return Outcome.IGNORED, ""
+            return ScanOutcome.IGNORED, ""
         except OSError as exc:
             log.warning("cannot read %s: %s", path, exc.strerror)
-            return Outcome.UNREADABLE, exc.strerror or "unreadable"
+            return ScanOutcome.UNREADABLE, exc.strerror or "unreadable"
         if after != fstat:
-            return Outcome.UNSETTLED, ""  # written to while we read it
+            return ScanOutcome.UNSETTLED, ""  # written to while we read it
         item, new = self.queue.record_image(
             path, fstat, digest.hexdigest(), kind.mime, kind.extension_for(path.name)
         )
@@ -227,7 +227,7 @@ class Scanner:
             log.info("queued %s (%s, %d bytes)", path, kind.mime, fstat.size)
             if self.on_queued is not None:
                 self.on_queued(item)
-        return (Outcome.QUEUED if new else Outcome.KNOWN), ""
+        return (ScanOutcome.QUEUED if new else ScanOutcome.KNOWN), ""
 
 
 def _real_prefix(root: Path) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.intake.adopt import adoptable
-from syncd.intake.scanner import Outcome, Scanner, iter_files
+from syncd.intake.scanner import Scanner, ScanOutcome, iter_files
 from syncd.intake.vault import Vault
 from syncd.markdown.links import (
     Dialect,
@@ -62,6 +62,7 @@ from syncd.system.fs import sha256_file
 
 log = logging.getLogger(__name__)
 
+_NOT_QUEUED = (ScanOutcome.NOT_IMAGE, ScanOutcome.IGNORED, ScanOutcome.GONE, ScanOutcome.UNREADABLE)
 _NOTE_LOCKS = 64  # rewrites of different notes run at once
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
@@ -300,7 +301,12 @@ class Rewriter(Localizing):
                 pass  # gone: intake forgets it
         # A note that shows the image was saved after it: the image is complete.
         outcome = self.scanner.consider(image, complete=True)
-        if outcome in (Outcome.NOT_IMAGE, Outcome.IGNORED, Outcome.GONE, Outcome.UNREADABLE):
+        if outcome in (
+            ScanOutcome.NOT_IMAGE,
+            ScanOutcome.IGNORED,
+            ScanOutcome.GONE,
+            ScanOutcome.UNREADABLE,
+        ):
             return None
         record = self.queue.file_record(image)
         return record.item_id if record else None

@@ -20,7 +20,6 @@ import contextlib
 import enum
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -42,6 +41,7 @@ from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, Storage
 from syncd.storage.base import BucketMissing
 from syncd.storage.multipart import UploadJournal
 from syncd.system.fs import open_regular
+from syncd.system.threads import ServiceThread
 from syncd.upload.keys import KeyTemplate
 from syncd.upload.pacing import Pacer
 from syncd.upload.prepare import PREPARED_DIR, Preparer, UploadBody
@@ -351,28 +351,17 @@ class _ProgressReader:
         return self._f.fileno()
 
 
-class LeaseKeeper:
+class LeaseKeeper(ServiceThread):
     """Renews the leases of in-flight uploads every third of the lease.
 
     Sleeps on a condition with no timeout while nothing is in flight: idle means idle.
     """
 
     def __init__(self, queue: UploadQueue, lease_seconds: float) -> None:
+        super().__init__("syncd-lease")
         self.queue = queue
         self.lease_seconds = lease_seconds
         self._held: dict[int, str] = {}
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="syncd-lease", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        self._thread.join()
 
     def hold(self, item_id: int, owner: str) -> None:
         with self._cond:
@@ -385,22 +374,22 @@ class LeaseKeeper:
         with self._cond:
             self._held.pop(item_id, None)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._held and not self._stopping:
-                    self._cond.wait()
-                deadline = time.monotonic() + self.lease_seconds / 3
-                while not self._stopping and self._held:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                if self._stopping:
-                    return
-                held = dict(self._held)
-            for item_id, owner in held.items():
-                try:
-                    self.queue.extend_lease(item_id, owner, self.lease_seconds)
-                except Exception:
-                    log.exception("could not renew the lease of item %d", item_id)
+    def step(self) -> None:
+        """One round: wait for work, then a third of the lease, then renew."""
+        with self._cond:
+            while not self._held and not self._stopping:
+                self._cond.wait()
+            deadline = time.monotonic() + self.lease_seconds / 3
+            while not self._stopping and self._held:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if self._stopping:
+                return
+            held = dict(self._held)
+        for item_id, owner in held.items():
+            try:
+                self.queue.extend_lease(item_id, owner, self.lease_seconds)
+            except Exception:
+                log.exception("could not renew the lease of item %d", item_id)

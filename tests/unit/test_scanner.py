@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import syncd.intake.scanner as scanner_module
-from syncd.intake.scanner import Outcome, Scanner, is_ignored_name
+from syncd.intake.scanner import Scanner, ScanOutcome, is_ignored_name
 from syncd.queue import State, UploadQueue
 from tests.support.images import GIF, JPEG, SVG, png
 
@@ -32,9 +32,9 @@ class CountingScanner(Scanner):
 
     reads = 0
 
-    def _consider(self, path: Path, st: os.stat_result, **kw: object) -> tuple[Outcome, str]:
+    def _consider(self, path: Path, st: os.stat_result, **kw: object) -> tuple[ScanOutcome, str]:
         outcome, reason = super()._consider(path, st, **kw)  # type: ignore[arg-type]
-        if outcome not in (Outcome.UNCHANGED, Outcome.UNSETTLED):
+        if outcome not in (ScanOutcome.UNCHANGED, ScanOutcome.UNSETTLED):
             CountingScanner.reads += 1
         return outcome, reason
 
@@ -61,8 +61,8 @@ def test_images_are_found_by_content(vault: Path, queue: UploadQueue) -> None:
     (vault / "sub" / "deeper" / "logo.svg").write_bytes(SVG)
     (vault / "note.md").write_text("# hi\n")
     report = Scanner(queue, settle_seconds=0).scan([vault])
-    assert report.counts[Outcome.QUEUED] == 4
-    assert report.counts[Outcome.NOT_IMAGE] == 2
+    assert report.counts[ScanOutcome.QUEUED] == 4
+    assert report.counts[ScanOutcome.NOT_IMAGE] == 2
     items = {i.name: i for i in queue.items()}
     assert set(items) == {"shot.png", "no extension", "anim.gif", "logo.svg"}
     assert items["no extension"].mime == "image/jpeg" and items["no extension"].ext == ".jpg"
@@ -90,24 +90,24 @@ def test_unchanged_files_are_not_read_again(vault: Path, queue: UploadQueue) -> 
     assert CountingScanner.reads == 6
     report = scanner.scan([vault])
     assert CountingScanner.reads == 6, "an unchanged file was read again"
-    assert report.counts[Outcome.UNCHANGED] == 6
+    assert report.counts[ScanOutcome.UNCHANGED] == 6
 
 
 def test_a_file_still_being_written_waits(vault: Path, queue: UploadQueue) -> None:
     (vault / "growing.png").write_bytes(png(seed=1))
     clock_now = (vault / "growing.png").stat().st_mtime + 0.2
     report = Scanner(queue, settle_seconds=1.0, clock=lambda: clock_now).scan([vault])
-    assert report.counts[Outcome.UNSETTLED] == 1
+    assert report.counts[ScanOutcome.UNSETTLED] == 1
     assert queue.items() == []
     later = Scanner(queue, settle_seconds=1.0, clock=lambda: clock_now + 5)
-    assert later.consider(vault / "growing.png") is Outcome.QUEUED
+    assert later.consider(vault / "growing.png") is ScanOutcome.QUEUED
 
 
 def test_same_bytes_twice_is_one_item(vault: Path, queue: UploadQueue) -> None:
     (vault / "a.png").write_bytes(png(seed=7))
     (vault / "copy.png").write_bytes(png(seed=7))
     report = Scanner(queue, settle_seconds=0).scan([vault])
-    assert report.counts[Outcome.QUEUED] == 1 and report.counts[Outcome.KNOWN] == 1
+    assert report.counts[ScanOutcome.QUEUED] == 1 and report.counts[ScanOutcome.KNOWN] == 1
     assert len(queue.items()) == 1
 
 
@@ -159,7 +159,7 @@ def test_unreadable_file_is_reported_not_fatal(
 
     monkeypatch.setattr(scanner_module, "open_regular", guarded_open)
     report = Scanner(queue, settle_seconds=0).scan([vault])
-    assert report.counts[Outcome.UNREADABLE] == 1
+    assert report.counts[ScanOutcome.UNREADABLE] == 1
     assert report.unreadable == [(image, "Permission denied")]
     assert [i.name for i in queue.items()] == ["fine.png"]
 
@@ -167,8 +167,8 @@ def test_unreadable_file_is_reported_not_fatal(
 def test_a_fifo_is_never_opened(vault: Path, queue: UploadQueue) -> None:
     os.mkfifo(vault / "pipe.png")
     scanner = Scanner(queue, settle_seconds=0)
-    assert scanner.consider(vault / "pipe.png", complete=True) is Outcome.IGNORED
-    assert scanner.scan([vault]).counts[Outcome.QUEUED] == 0
+    assert scanner.consider(vault / "pipe.png", complete=True) is ScanOutcome.IGNORED
+    assert scanner.scan([vault]).counts[ScanOutcome.QUEUED] == 0
 
 
 def test_a_file_swapped_for_a_fifo_after_its_stat_is_not_read(
@@ -185,7 +185,7 @@ def test_a_file_swapped_for_a_fifo_after_its_stat_is_not_read(
         return real_open(path)
 
     monkeypatch.setattr(scanner_module, "open_regular", swap_then_open)
-    assert Scanner(queue, settle_seconds=0).consider(image, complete=True) is Outcome.IGNORED
+    assert Scanner(queue, settle_seconds=0).consider(image, complete=True) is ScanOutcome.IGNORED
 
 
 def test_a_symlink_out_of_every_root_is_refused_once_with_a_warning(
@@ -202,8 +202,8 @@ def test_a_symlink_out_of_every_root_is_refused_once_with_a_warning(
     scanner = Scanner(queue, settle_seconds=0, roots=[vault, other_root])
     caplog.set_level("WARNING")
     report = scanner.scan([vault])
-    assert report.counts[Outcome.QUEUED] == 1
-    assert scanner.consider(vault / "leak.png", complete=True) is Outcome.IGNORED
+    assert report.counts[ScanOutcome.QUEUED] == 1
+    assert scanner.consider(vault / "leak.png", complete=True) is ScanOutcome.IGNORED
     scanner.scan([vault])
     warnings = [r.getMessage() for r in caplog.records if "leak.png" in r.getMessage()]
     assert len(warnings) == 1 and "outside" in warnings[0]

@@ -28,7 +28,7 @@ from syncd.errors import UsageError
 def cmd_sync_once(args: argparse.Namespace, ctx: Invocation) -> int:
     from syncd.cli.progress import OnceProgress
     from syncd.daemon.oneshot import sync_once
-    from syncd.intake.scanner import Outcome as ScanOutcome
+    from syncd.intake.scanner import ScanOutcome
     from syncd.upload.uploader import Outcome, Result
 
     only = Path(args.only).absolute() if args.only else None
