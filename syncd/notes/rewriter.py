@@ -348,14 +348,14 @@ class Rewriter(Localizing):
                     with self._lock:
                         self._waiting.pop(note, None)
                 return done
-            edits, done_ids = self._plan_rewrite(
+            edits, done_ids, late = self._plan_rewrite(
                 snap, record=not dry_run, include_localized=include_localized
             )
             if not edits:
                 if not dry_run:
                     self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
                     self._settled(note)
-                    if not rechecked and self.queue.has_uploaded_pending(note):
+                    if late and not rechecked:
                         rechecked = True  # an upload finished while this pass planned
                         continue
                 return done
@@ -386,7 +386,7 @@ class Rewriter(Localizing):
             done = change
             # A link recorded by this pass whose image finished uploading in the meantime
             # would otherwise wait for the next save: nobody else knows to come back.
-            if not rechecked and self.queue.has_uploaded_pending(note):
+            if late and not rechecked:
                 rechecked = True
                 continue
             return change
@@ -464,8 +464,9 @@ class Rewriter(Localizing):
 
     def _plan_rewrite(
         self, snap: NoteSnapshot, *, record: bool, include_localized: bool = False
-    ) -> tuple[list[tuple[int, int, str]], list[int]]:
-        """The edits that point uploaded images at their URLs, and the refs they settle."""
+    ) -> tuple[list[tuple[int, int, str]], list[int], bool]:
+        """The edits that point uploaded images at their URLs, the refs they settle, and
+        whether a reference recorded here has an image that was uploaded meanwhile."""
         all_records = self.queue.refs_of_note(snap.path, open_only=True)
         records = {r.original: r for r in all_records}
         # References already rewritten whose image changed since: their URL must move on.
@@ -496,6 +497,7 @@ class Rewriter(Localizing):
         resolved: dict[tuple[Syntax, str], Path | None] = {}
         items: dict[Path, UploadItem | None] = {}
         recorded: dict[str, NewRef] = {}
+        waiting: set[int] = set()  # items of refs recorded here, not uploaded at our look
         for ref in self._refs(snap):
             original = snap.text[ref.start : ref.end]
             present.add(original)
@@ -533,6 +535,7 @@ class Rewriter(Localizing):
                     # Saved since the note was indexed (its save event may be folded into
                     # the echo of this very rewrite): the upload must find this note.
                     recorded[original] = NewRef(original, ref.syntax.value, image, item.id)
+                    waiting.add(item.id)
                 continue
             replacement = render_replacement(ref, item.url)
             edits.append((ref.start, ref.end, replacement))
@@ -541,18 +544,24 @@ class Rewriter(Localizing):
                     recorded[original] = NewRef(original, ref.syntax.value, image, item.id)
                 planned_new.setdefault(original, (replacement, []))[1].append(ref.start)
         settled: list[int] = []
+        late = False
         if record and (recorded or planned or planned_new):
             # Recorded (durably, in one transaction) before the note is written: a crash
             # in between leaves the references pending, and the next pass writes the same
             # text again.
             settled = self.queue.plan_rewrite(snap.path, recorded.values(), planned_new, planned)
+            # An image whose upload finished between our look and that record: its upload
+            # did not find this note yet, so nobody else would come back for it.
+            late = bool(waiting) and any(
+                i.state is State.UPLOADED for i in self.queue.items_by_id(waiting).values()
+            )
         # Pending records whose text has left the note need no more work.
         settled += [
             r.id
             for r in records.values()
             if r.state is RefState.PENDING and r.original not in present
         ]
-        return edits, settled
+        return edits, settled, late
 
     def _plan_move(
         self,

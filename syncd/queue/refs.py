@@ -158,16 +158,6 @@ class RefsTable(ItemsTable):
         )
         return [Path(path_text(n)) for (n,) in rows]
 
-    def has_uploaded_pending(self, note: Path) -> bool:
-        """Whether `note` has a pending reference whose image is uploaded (a rewrite would
-        change something)."""
-        row = self._sql(
-            "SELECT EXISTS (SELECT 1 FROM refs JOIN items ON items.id = refs.item_id "
-            "WHERE refs.note = ? AND refs.state = 'pending' AND items.state = 'uploaded')",
-            (db_path(note),),
-        ).fetchone()
-        return bool(row[0])
-
     def notes_of_item(self, item_id: int) -> list[Path]:
         """Notes with a pending reference to `item_id` (to rewrite once it is uploaded)."""
         rows = self._sql(
