@@ -211,6 +211,6 @@ class DaemonIntake:
         change = self.rewriter.rewrite_note(note)
         if change is not None and change.written:
             self._published_rewrite(note, change.replaced)
-        if note in self.rewriter.waiting():
+        if self.rewriter.is_postponed(note):
             with self._cond:
                 self._main_cond.notify_all()  # postponed: the main loop tries it again

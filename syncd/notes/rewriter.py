@@ -447,6 +447,10 @@ class Rewriter(Localizing):
         """Finish earlier rewrites: remove the versions they replaced (see notewriter)."""
         settle_leftovers()
 
+    def is_postponed(self, note: Path) -> bool:
+        with self._lock:
+            return note in self._waiting
+
     def waiting(self) -> dict[Path, Waiting]:
         """The postponed notes (for status)."""
         with self._lock:

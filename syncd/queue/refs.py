@@ -53,20 +53,15 @@ class RefsTable(ItemsTable):
     ) -> list[int]:
         """Before `note` is rewritten, in one durable transaction: record the references
         seen for the first time (`new`), then the text about to replace each original
-        (`by_original`, or by ref id for one already known) and the offsets of its
-        occurrences in the note as read — when two different originals become the same
-        URL, their order is how localize tells them apart. Returns the ids planned."""
+        (`by_original`: texts of `new`; `by_id`: references already known) and the
+        offsets of its occurrences in the note as read — when two different originals
+        become the same URL, their order is how localize tells them apart. Returns the
+        ids planned."""
         planned: dict[int, tuple[str, list[int]]] = dict(by_id)
         with self._write(durable=bool(by_original or by_id)):
-            for ref in new:
-                self._upsert_ref(note, ref)
+            ids = {ref.original: self._upsert_ref(note, ref).id for ref in new}
             for original, plan in by_original.items():
-                row = self._sql(
-                    "SELECT id FROM refs WHERE note = ? AND original = ?",
-                    (db_path(note), original),
-                ).fetchone()
-                if row is not None:
-                    planned[row[0]] = plan
+                planned[ids[original]] = plan
             now = self._clock()
             for ref_id, (rewritten, positions) in planned.items():
                 self._sql(
@@ -204,10 +199,6 @@ class RefsTable(ItemsTable):
             (db_path(note),),
         ).fetchone()
         return row is not None and note_cache_valid(tuple(row), stat)
-
-    def record_note_indexed(self, note: Path, stat: FileStat, unresolved: int) -> None:
-        with self._write():
-            self._put_note(note, stat, unresolved)
 
     def _put_note(self, note: Path, stat: FileStat, unresolved: int) -> None:
         self._sql(

@@ -69,7 +69,7 @@ def test_refs_and_notes_of_a_non_utf8_note(queue: UploadQueue) -> None:
     assert [r.id for r in queue.refs_of_note(note)] == [ref.id]
     assert queue.notes_of_item(item.id) == [note]
     assert queue.items_under(Path("/v")) == {item.id}
-    queue.record_note_indexed(note, FileStat(1, 1, 1), 0)
+    queue.record_note_refs(note, [], FileStat(1, 1, 1), 0)
     assert str(note) in queue.indexed_notes()
 
 
