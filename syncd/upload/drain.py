@@ -204,9 +204,12 @@ class Drain:
                     throttled=outcome.throttled,
                 )
             if self._refused and work_left:
+                # As many as can have a slot now (one, or more if the limit grew): the
+                # rest would only be refused again.
                 self._refused = False
                 self._generation += 1
-                self._cond.notify_all()
+                state = self.concurrency.state()
+                self._cond.notify(max(1, state.limit - state.in_flight))
 
     def _end(self) -> float | None:
         """This worker ends (None): wake the others, so each sees the end too (one
