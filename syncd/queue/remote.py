@@ -15,6 +15,7 @@ from syncd.queue.records import (
     item_from_row,
 )
 from syncd.queue.refs import RefsTable
+from syncd.queue.summary import verify_record
 
 
 class RemoteTable(RefsTable):
@@ -165,9 +166,4 @@ class RemoteTable(RefsTable):
             self._set_meta("verify.last", json.dumps(result, sort_keys=True))
 
     def last_verify(self) -> dict[str, Any] | None:
-        raw = self._meta("verify.last")
-        try:
-            value = json.loads(raw) if raw else None
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+        return verify_record(self._meta("verify.last"))

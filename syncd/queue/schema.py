@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 import peewee
 
-SCHEMA_VERSION = 7
+from syncd.queue.summary import SCHEMA_VERSION
+
+__all__ = ["LAST_ERROR_INDEX", "MIGRATIONS", "SCHEMA_VERSION", "Models", "create", "upgrade"]
 LAST_ERROR_INDEX = "item_last_error"
 
 
