@@ -97,13 +97,15 @@ class RemoteTable(RefsTable):
         )
         return {key for (key,) in rows}
 
-    def own_remote_keys(self) -> set[str]:
-        """Every key this queue ever uploaded to (whatever the item's state now)."""
-        rows = self._sql("SELECT remote_key FROM items WHERE remote_key IS NOT NULL")
-        return {key for (key,) in rows}
-
-    def item_by_remote_key(self, key: str) -> UploadItem | None:
-        return self._one_item("remote_key = ? ORDER BY id LIMIT 1", (key,))
+    def own_key_shas(self) -> dict[str, str]:
+        """Every key this queue ever uploaded to (whatever the item's state now), with the
+        hash of the bytes it sent there; in one query (gc asks it for a whole bucket). For
+        a key of several items, the first item's."""
+        rows = self._sql(
+            "SELECT remote_key, COALESCE(object_sha256, sha256) FROM items "
+            "WHERE remote_key IS NOT NULL ORDER BY id DESC"
+        )
+        return dict(rows)
 
     def items_by_remote_key(self) -> dict[str, UploadItem]:
         """Every item that has a key, by key, in one query."""
