@@ -91,8 +91,11 @@ class RemoteTable(RefsTable):
 
     def keys_in_use(self) -> set[str]:
         """Keys of uploaded items that some note shows or is about to show."""
+        # From the references to their items (CROSS JOIN keeps that order): the notes'
+        # references are far fewer than the items uploaded, each probed by key.
         rows = self._sql(
-            "SELECT DISTINCT items.remote_key FROM items JOIN refs ON refs.item_id = items.id "
+            "SELECT DISTINCT items.remote_key FROM refs CROSS JOIN items "
+            "ON items.id = refs.item_id "
             "WHERE items.remote_key IS NOT NULL AND refs.state != 'localized'"
         )
         return {key for (key,) in rows}

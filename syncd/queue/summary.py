@@ -22,7 +22,7 @@ from syncd.errors import QueueError
 from syncd.queue.records import QueueSummary, State
 
 # The schema this syncd reads and writes (`schema` migrates older files to it).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _COUNTS = "SELECT state, n, bytes FROM item_counts"
 _LAST_ERROR = (

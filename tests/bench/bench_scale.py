@@ -404,8 +404,12 @@ PLANNED = {
     "items --state failed": "SELECT id FROM items WHERE state = 'failed' ORDER BY id LIMIT 200",
     "items: paths of one": "SELECT path FROM files WHERE item_id = 1 ORDER BY path",
     "gc: keys in use": (
-        "SELECT DISTINCT items.remote_key FROM items JOIN refs ON refs.item_id = items.id "
+        "SELECT DISTINCT items.remote_key FROM refs CROSS JOIN items ON items.id = refs.item_id "
         "WHERE items.remote_key IS NOT NULL AND refs.state != 'localized'"
+    ),
+    "gc: own keys": (
+        "SELECT remote_key, COALESCE(object_sha256, sha256) FROM items "
+        "WHERE remote_key IS NOT NULL ORDER BY id DESC"
     ),
     "gc: remote index": (
         "SELECT key, size, etag, last_modified FROM remote_objects "
