@@ -16,8 +16,8 @@ objects without `force=True`; the notes are read again right before deleting, an
 queue is asked once more per object, in the same transaction that marks its items
 `removed` (so no note gets their URL any more, and a later reference uploads them again).
 
-Planning asks the store nothing about a key the queue uploaded to when the hash in the
-key is the one the queue sent there: a bucket of a million of syncd's objects is
+Planning asks the store nothing about a key the queue uploaded to when the key holds
+the hash of the bytes the queue sent there: a bucket of a million of syncd's objects is
 planned from the index and the queue alone (a HEAD each took minutes). The store's
 word is still asked for every object right before it is deleted, so an object someone
 else wrote over one of syncd's keys is found foreign then, and left alone.
@@ -193,16 +193,17 @@ def plan_gc(
             plan.referenced += 1
             continue
         own_sha = own_shas.get(obj.key)
-        key_sha = template.sha256_of(obj.key)
-        if own_sha is None and key_sha is None:
+        if own_sha is None and template.sha256_of(obj.key) is None:
             plan.foreign += 1  # no request needed: the template cannot make this key
             continue
         if obj.last_modified is not None and obj.last_modified > cutoff:
             plan.young += 1
             continue
         sha: str | None
-        if own_sha is not None and key_sha == own_sha:
-            # Ours by the queue's record: `collect_garbage` asks the store before deleting.
+        if own_sha is not None and own_sha in obj.key:
+            # Ours by the queue's record (it sent these bytes to this key, which names
+            # them, whatever template made it): `collect_garbage` asks the store before
+            # deleting.
             owner, sha = Ownership.OURS, own_sha
         else:
             owner, sha = ownership(obj.key, storage, template, own_sha, own_key=own_sha is not None)
