@@ -9,8 +9,9 @@ module that owns its tables and may use the layers below it:
     refs     the notes' image references and the notes' stat cache
     remote   the remote index and the checks before an object leaves the bucket
 
-`records` holds the values these return (pure, no connection); `summary` what `status`
-shows, also read without the layers above (the standard library's sqlite3 only).
+`records` holds the values these return (pure, no connection), `states` the item states;
+`summary` what `status` shows, also read without the layers above (the standard
+library's sqlite3 only).
 
 The names below are imported on first use: a command that only reads the summary
 (`syncd status`) must not pay for peewee and every layer at start.
@@ -28,24 +29,19 @@ if TYPE_CHECKING:
         FileStat,
         NewRef,
         PreparedObject,
-        QueueSummary,
         RefRecord,
         RefState,
         RemoteListing,
         RemoteObject,
-        State,
         UploadItem,
         WaitReason,
         db_path,
         note_cache_valid,
         path_text,
     )
-    from syncd.queue.summary import (
-        SCHEMA_VERSION,
-    )
-    from syncd.queue.uploadqueue import (
-        UploadQueue,
-    )
+    from syncd.queue.states import State
+    from syncd.queue.summary import SCHEMA_VERSION, QueueSummary
+    from syncd.queue.uploadqueue import UploadQueue
 
 _WHERE = {
     "Clock": "syncd.queue.records",
@@ -53,12 +49,12 @@ _WHERE = {
     "FileStat": "syncd.queue.records",
     "NewRef": "syncd.queue.records",
     "PreparedObject": "syncd.queue.records",
-    "QueueSummary": "syncd.queue.records",
+    "QueueSummary": "syncd.queue.summary",
     "RefRecord": "syncd.queue.records",
     "RefState": "syncd.queue.records",
     "RemoteListing": "syncd.queue.records",
     "RemoteObject": "syncd.queue.records",
-    "State": "syncd.queue.records",
+    "State": "syncd.queue.states",
     "UploadItem": "syncd.queue.records",
     "WaitReason": "syncd.queue.records",
     "db_path": "syncd.queue.records",

@@ -14,7 +14,6 @@ from syncd.queue.files import FilesTable
 from syncd.queue.records import (
     ITEM_COLUMNS,
     PreparedObject,
-    QueueSummary,
     State,
     UploadItem,
     WaitReason,
@@ -22,7 +21,7 @@ from syncd.queue.records import (
     item_from_row,
     stored_error,
 )
-from syncd.queue.summary import summarize
+from syncd.queue.summary import QueueSummary, summarize
 
 
 class ItemsTable(FilesTable):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.errors import QueueError
-from syncd.queue.records import QueueSummary, State
+from syncd.queue.states import State
 
 # The schema this syncd reads and writes (`schema` migrates older files to it).
 SCHEMA_VERSION = 8
@@ -33,6 +33,33 @@ _NEXT_RETRY = (
     "SELECT MIN(next_attempt_at) FROM items WHERE state = 'pending' AND next_attempt_at > ?"
 )
 _META = "SELECT value FROM meta WHERE key = ?"
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    counts: dict[State, int]
+    last_error: str | None
+    last_error_at: float | None
+    next_attempt_at: float | None  # earliest pending retry, if any is waiting
+    waiting_bytes: int = 0  # size of everything pending or uploading
+
+    @property
+    def outstanding(self) -> int:
+        return self.counts[State.PENDING] + self.counts[State.UPLOADING]
+
+    @property
+    def counts_failed(self) -> int:
+        return self.counts[State.FAILED]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "counts": {s.value: n for s, n in self.counts.items()},
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "next_attempt_at": self.next_attempt_at,
+            "waiting_bytes": self.waiting_bytes,
+        }
+
 
 Query = Callable[[str, tuple[Any, ...]], Any]  # (sql, params) -> a cursor
 
