@@ -131,6 +131,7 @@ class Models:
                     (("note", "original"), True),
                     (("item", "state"), False),
                     (("note", "rewritten"), False),
+                    (("state", "note"), False),  # the pending ones, by note
                 )
 
         class RemoteObject(Base):
@@ -299,7 +300,8 @@ def _migration_7(db: peewee.Database, models: Models) -> None:
 
 
 def _migration_8(db: peewee.Database, models: Models) -> None:
-    """The remote index stored in key order (WITHOUT ROWID), as gc reads it."""
+    """For a big queue: the remote index stored in key order (WITHOUT ROWID), as gc reads
+    it; the pending references found without walking every uploaded item."""
     db.execute_sql("ALTER TABLE remote_objects RENAME TO remote_objects_8")
     db.create_tables([models.RemoteObject])
     db.execute_sql(
@@ -307,6 +309,7 @@ def _migration_8(db: peewee.Database, models: Models) -> None:
         "SELECT key, size, etag, last_modified, generation FROM remote_objects_8"
     )
     db.execute_sql("DROP TABLE remote_objects_8")
+    db.execute_sql("CREATE INDEX ref_state_note ON refs (state, note)")
 
 
 MIGRATIONS: list[tuple[int, Migration]] = [

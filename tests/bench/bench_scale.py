@@ -411,6 +411,10 @@ PLANNED = {
         "SELECT remote_key, COALESCE(object_sha256, sha256) FROM items "
         "WHERE remote_key IS NOT NULL ORDER BY id DESC"
     ),
+    "daemon start: notes to rewrite": (
+        "SELECT DISTINCT refs.note FROM refs CROSS JOIN items ON items.id = refs.item_id "
+        "WHERE refs.state = 'pending' AND items.state = 'uploaded' ORDER BY refs.note"
+    ),
     "gc: remote index": (
         "SELECT key, size, etag, last_modified FROM remote_objects "
         "WHERE key >= '' AND key < char(1114111) ORDER BY key"

@@ -41,8 +41,10 @@ def as_schema_1(path: Path) -> None:
 
 
 def as_schema_7(path: Path) -> None:
-    """Turn a queue back into what schema 7 wrote: the remote index a rowid table."""
+    """Turn a queue back into what schema 7 wrote: the remote index a rowid table, no
+    index of the references by state."""
     con = sqlite3.connect(path)
+    con.execute("DROP INDEX ref_state_note")
     con.execute("ALTER TABLE remote_objects RENAME TO remote_objects_new")
     con.execute(
         "CREATE TABLE remote_objects (key TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT, "
