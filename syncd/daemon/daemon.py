@@ -230,6 +230,7 @@ class Daemon(DaemonIntake, DaemonUploads):
         self.scanner.on_queued = self._on_queued
         self.vault = app.vault(config)
         self.rewriter = app.rewriter(config, self.queue, self.scanner, self.vault)
+        self.rewriter.watched = True  # every note write comes back as a watch event
         self.uploader = app.uploader(config, self.queue, self.storage, self.scanner)
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)

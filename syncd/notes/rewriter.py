@@ -133,6 +133,10 @@ class Rewriter(Localizing):
         self._dialects: dict[Path | None, Dialect] = {}
         # The last version of each note that syncd itself wrote: (size, mtime_ns, inode).
         self._own_writes: dict[str, tuple[int, int, int]] = {}
+        # Whether each change to a note comes back as an event (the daemon's watch): then
+        # a plan may be carried over to a newer save past references it never saw, which
+        # the event of its own write brings to the index (see `_rebase`).
+        self.watched = False
         # One rewrite of a note at a time: two threads rewriting one note would each see
         # the other's write as a person's edit (`_note_lock`). `_lock` guards the state
         # shared by all notes, below.
@@ -362,6 +366,7 @@ class Rewriter(Localizing):
                         self._waiting.pop(note, None)
                 return done
             rebased = self._rebase(plan, snap) if plan is not None else None
+            unseen = rebased is not None and rebased[1]
             if plan is None or rebased is None:
                 plan = _Plan(
                     snap.text,
@@ -376,7 +381,7 @@ class Rewriter(Localizing):
                     # takes milliseconds): carry the plan over to that save.
                     continue
             else:
-                edits = rebased
+                edits = rebased[0]
             if not edits:
                 if not dry_run:
                     self.queue.set_ref_state(plan.done_ids, RefState.REWRITTEN)
@@ -401,7 +406,12 @@ class Rewriter(Localizing):
                 change.problems.append(str(exc))
                 self._postpone(note, str(exc))
                 return change
-            self._own_writes[str(note)] = (written.size, written.mtime_ns, written.inode)
+            if unseen:
+                # Not taken for our own echo: its event indexes the references it has
+                # that the plan never saw.
+                self._own_writes.pop(str(note), None)
+            else:
+                self._own_writes[str(note)] = (written.size, written.mtime_ns, written.inode)
             change.written = True
             self.queue.set_ref_state(plan.done_ids, RefState.REWRITTEN)
             self._settled(note)
@@ -421,30 +431,38 @@ class Rewriter(Localizing):
         self._postpone(note, "it kept changing while being rewritten", busy=True)
         return done
 
-    def _rebase(self, plan: _Plan, snap: NoteSnapshot) -> list[tuple[int, int, str]] | None:
+    def _rebase(
+        self, plan: _Plan, snap: NoteSnapshot
+    ) -> tuple[list[tuple[int, int, str]], bool] | None:
         """The plan's edits for a newer save of the note, or None if it needs a new plan.
 
         An editor saving every few tens of milliseconds lands a save between most plans
         and their writes. The plan recorded (durably) each replacement with the places of
         its original; a newer save that still has every one of those links, as links
         (parsed again: text typed after a link can make it code), at the very same places,
-        and no reference the plan did not see, needs no new record, so only a parse
-        stands between that save and the write. A new reference needs a new plan: its
-        save's own event may be folded into the echo of this write, so this pass is the
-        one that must record it.
+        needs no new record, so only a parse stands between that save and the write.
+
+        A reference the plan did not see (a link pasted meanwhile) must be recorded: the
+        save's own event may be folded into the echo of this write. Where changes come
+        back as events (`watched`) the write is then not taken for our own echo, so its
+        event indexes the note (the second element says so); elsewhere it needs a new
+        plan (None).
         """
         if not plan.edits:
             return None
         wanted = {(start, plan.text[start:end]): repl for start, end, repl in plan.edits}
         edits = []
+        unseen = False
         for ref in self._refs(snap):
             original = snap.text[ref.start : ref.end]
             repl = wanted.get((ref.start, original))
             if repl is not None:
                 edits.append((ref.start, ref.end, repl))
             elif original not in plan.seen:
-                return None
-        return edits if len(edits) == len(plan.edits) else None
+                if not self.watched:
+                    return None
+                unseen = True
+        return (edits, unseen) if len(edits) == len(plan.edits) else None
 
     # -- notes waiting for another try ------------------------------------------
 

@@ -23,6 +23,7 @@ from tests.support.images import png
 from tests.system.test_rewrite import Vaulted, make_vault
 
 LINK = "![s](attachments/shot.png)"
+firsts: list[str] = []  # the note after the first rewrite of the last helper call
 
 
 def _uploaded(tmp_path: Path) -> tuple[Vaulted, str]:
@@ -35,14 +36,17 @@ def _uploaded(tmp_path: Path) -> tuple[Vaulted, str]:
 
 
 def _rewrite_with_a_save_during_the_record(
-    v: Vaulted, note: Path, save: Callable[[Path], None]
+    v: Vaulted, note: Path, save: Callable[[Path], None], *, watched: bool = False
 ) -> tuple[int, str]:
     """Rewrite `note`; the first durable record of the plan lets `save` change the note
     (an editor saving in that instant). Returns how many plans were recorded, and the
-    note as it ends."""
+    note as it ends. `watched`: as in the daemon, where the write's own event comes back
+    (it is delivered here by hand, as the watch would)."""
     with UploadQueue(v.root / "state" / "queue.db") as queue:
         vault = Vault([v.vault], [v.vault / "attachments"])
         rewriter = Rewriter(queue, Scanner(queue, settle_seconds=0), vault)
+        rewriter.watched = watched
+        firsts.clear()
         rewriter.index_note(note)
         recorded = 0
         plan_rewrite = queue.plan_rewrite
@@ -57,6 +61,10 @@ def _rewrite_with_a_save_during_the_record(
 
         queue.plan_rewrite = racing  # type: ignore[method-assign]
         rewriter.rewrite_note(note)
+        firsts.append(note.read_text())
+        if watched and not rewriter.is_own_write(note):
+            rewriter.index_note(note)  # the write's event: the daemon's next pass
+            rewriter.rewrite_note(note)
         settle_all_leftovers()
     return recorded, note.read_text()
 
@@ -127,5 +135,27 @@ def test_a_link_pasted_during_the_record_is_rewritten_too(tmp_path: Path) -> Non
             f.write("![o](attachments/other.png)\n")
 
     recorded, text = _rewrite_with_a_save_during_the_record(v, note, paste_another)
+    assert text == f"shot: ![s]({url})\n![o]({other})\n"
+    assert recorded == 2
+
+
+def test_in_the_daemon_a_link_pasted_during_the_record_goes_to_the_next_pass(
+    tmp_path: Path,
+) -> None:
+    """Where the write comes back as an event, the plan is carried over at once and the
+    write is not taken for syncd's own: its event indexes the pasted link."""
+    v, url = _uploaded(tmp_path)
+    other = v.url(png(seed=12))
+    note = v.vault / "daily.md"
+    note.write_text(f"shot: {LINK}\n")
+
+    def paste_another(path: Path) -> None:
+        with path.open("a") as f:
+            f.write("![o](attachments/other.png)\n")
+
+    recorded, text = _rewrite_with_a_save_during_the_record(v, note, paste_another, watched=True)
+    # The first pass wrote the carried-over plan at once, the pasted link as typed...
+    assert firsts == [f"shot: ![s]({url})\n![o](attachments/other.png)\n"]
+    # ...and the pass its write's event brought recorded and rewrote that link.
     assert text == f"shot: ![s]({url})\n![o]({other})\n"
     assert recorded == 2
