@@ -7,7 +7,9 @@ regular file (a FIFO would block the reader), never a file reached through a sym
 that leads outside every configured root (the promise is: files inside a root only).
 The stat cache in the
 queue (size, mtime_ns, inode) means an unchanged file is never read twice, so a
-rescan of a large vault costs one `stat` per file.
+rescan of a large vault costs one `stat` per file. The same walk can list the notes it
+passes, with their stat, so that a rescan walks a vault once, not once for images and
+again for notes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.errors import NotRegularFileError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
+from syncd.notes.notewriter import is_note_name
 from syncd.queue import FileStat, UploadItem, UploadQueue
 from syncd.system.display import printable
 from syncd.system.fs import open_regular
@@ -72,6 +75,11 @@ class ScanReport:
     counts: dict[ScanOutcome, int] = field(default_factory=lambda: dict.fromkeys(ScanOutcome, 0))
     unsettled: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    # With `scan(..., notes=True)`: every regular file the walk passed that is named like a
+    # note, as (real path, (size, mtime_ns, inode)) in walk order, and the real paths of
+    # the folders walked (see `Vault.notes_found`).
+    notes: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
+    walked: list[str] = field(default_factory=list)
 
     def add(self, path: Path, outcome: ScanOutcome, reason: str = "") -> None:
         self.counts[outcome] += 1
@@ -100,32 +108,49 @@ class Scanner:
         # Called with the new item after new content is queued.
         self.on_queued: Callable[[UploadItem], None] | None = None
 
-    def scan(self, roots: Iterable[Path]) -> ScanReport:
+    def scan(self, roots: Iterable[Path], *, notes: bool = False) -> ScanReport:
         """Consider every file under `roots`; forget cached files that are gone.
 
-        The hot loop of a rescan: one stat per file compared with the cache as plain
-        tuples; a Path is made only for a file that changed.
+        The hot loop of a rescan: one stat per file compared with the cache (read in one
+        query) as plain tuples; a Path is made only for a file that changed. With `notes`,
+        the notes the walk passes are listed in the report with their stat (see
+        `Vault.notes_found`), so the caller need not walk the folders again.
         """
         report = ScanReport()
         others: list[tuple[Path, FileStat]] = []  # not-images, written a batch at a time
         roots = list(roots)
         allowed = self._roots or tuple(_real_prefix(r) for r in roots)
+        counts = dict.fromkeys(ScanOutcome, 0)
+        found_notes = report.notes
+        is_reg = stat.S_ISREG
         try:
             for root in roots:
                 known = self.queue.known_files(root)
+                pop = known.pop
+                # Notes are listed by their real path, as the Vault names them: the walk
+                # follows no folder symlink, so only the root's own part can differ.
+                given = os.fspath(root)
+                real = os.path.realpath(root)
+                if notes:
+                    report.walked.append(real)
                 for entry in iter_files(root):
                     try:
-                        st = entry.stat(follow_symlinks=True)
+                        st = entry.stat()
                     except OSError:
                         continue
-                    if not stat.S_ISREG(st.st_mode):
+                    if not is_reg(st.st_mode):
                         continue
+                    key = (st.st_size, st.st_mtime_ns, st.st_ino)
+                    if notes and is_note_name(entry.name):
+                        name = entry.path
+                        found_notes.append(
+                            (name if real == given else real + name[len(given) :], key)
+                        )
                     if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
-                        report.counts[ScanOutcome.IGNORED] += 1
+                        counts[ScanOutcome.IGNORED] += 1
                         continue
-                    cached = known.pop(entry.path, None)
-                    if cached == (st.st_size, st.st_mtime_ns, st.st_ino):
-                        report.counts[ScanOutcome.UNCHANGED] += 1
+                    if pop(entry.path, None) == key:
+                        counts[ScanOutcome.UNCHANGED] += 1
                         continue
                     path = Path(entry.path)
                     outcome, reason = self._consider(path, st, cached_checked=True, others=others)
@@ -139,6 +164,8 @@ class Scanner:
         finally:
             if others:
                 self.queue.record_others(others)
+            for outcome, n in counts.items():
+                report.counts[outcome] += n
         return report
 
     def consider(self, path: Path, *, complete: bool = False) -> ScanOutcome:
@@ -235,26 +262,35 @@ def _real_prefix(root: Path) -> str:
     return os.path.realpath(root).rstrip(os.sep) + os.sep
 
 
-def iter_files(root: Path) -> Iterator[os.DirEntry[str]]:
+def iter_files(root: Path, *, skip: Container[str] = ()) -> Iterator[os.DirEntry[str]]:
     """Files under `root`, skipping hidden folders and ignored names.
 
     Folder symlinks are not followed (no loops, no escaping the root); file symlinks are
-    (a symlinked image is still an image of this vault).
+    (a symlinked image is still an image of this vault). Folders whose path is in `skip`
+    are not entered (a walk that already covered them).
     """
-    stack = [root]
+    stack = [os.fspath(root)]
     while stack:
         folder = stack.pop()
         try:
-            entries = list(os.scandir(folder))
+            with os.scandir(folder) as listing:
+                entries = list(listing)  # the folder is closed before anything is yielded
         except OSError as exc:
             log.warning("cannot list %s: %s", folder, exc.strerror)
             continue
         for entry in entries:
-            if is_ignored_name(entry.name):
+            name = entry.name
+            # is_ignored_name, inlined: it runs for every file of every rescan.
+            if (
+                name.startswith((".", "~$"))
+                or name.lower().endswith(_TEMP_SUFFIXES)
+                or (name[0] == "#" and name[-1] == "#")
+            ):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    if entry.path not in skip:
+                        stack.append(entry.path)
                 elif entry.is_file():
                     yield entry
             except OSError:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from syncd.config import DEFAULT_MAX_NOTE_BYTES
-from syncd.intake.scanner import iter_files
+from syncd.intake.scanner import is_ignored_name, iter_files
 from syncd.markdown.links import ImageRef, Syntax, target_path
 from syncd.notes.notewriter import is_note_name
 from syncd.system.display import printable
@@ -63,6 +63,43 @@ class Vault:
                     if self.may_read(Path(name)):
                         yield Path(name)
 
+    def notes_found(
+        self, walked: Iterable[str], found: Iterable[tuple[str, tuple[int, int, int]]]
+    ) -> list[tuple[str, tuple[int, int, int]]]:
+        """What `notes()` lists, in its order, each with its (size, mtime_ns, inode), given
+        the notes a walk already found with their stat (`Scanner.scan(..., notes=True)`:
+        real paths) in the real folders `walked`. Those folders are not walked again; the
+        rest of the note roots is, with one stat per note. A rescan walks the vault once.
+        """
+        walked = [w.rstrip(os.sep) for w in walked]
+        listed: list[tuple[str, tuple[int, int, int]]] = []
+        seen: set[str] = set()
+        found = list(found)
+        for root in self.note_roots:
+            top = str(root).rstrip(os.sep)
+            if any(_covers(w, top) for w in walked):
+                inner, rest = [top], False  # all of it was walked
+            else:
+                inner, rest = [w for w in walked if _covers(top, w)], True
+            prefixes = tuple(f + os.sep for f in inner)
+            notes = [(name, st) for name, st in found if name.startswith(prefixes)]
+            if rest:
+                for entry in iter_files(root, skip=set(inner)):
+                    if is_note_name(entry.name):
+                        try:
+                            est = entry.stat()
+                        except OSError:
+                            continue
+                        if stat.S_ISREG(est.st_mode):
+                            notes.append((entry.path, (est.st_size, est.st_mtime_ns, est.st_ino)))
+            notes.sort(key=lambda n: _parts(n[0]))
+            for name, st in notes:
+                if name not in seen:
+                    seen.add(name)
+                    if self._size_ok(name, st[0]):
+                        listed.append((name, st))
+        return listed
+
     def may_read(self, note: Path) -> bool:
         """Whether `note` may be read: a regular file of at most `max_note_bytes`."""
         return self.readable_size(note) is not None
@@ -79,23 +116,28 @@ class Vault:
             size = regular_size(note)
         except OSError:
             return 0
-        key = str(note)
+        return size if self._size_ok(str(note), size) else None
+
+    def _size_ok(self, key: str, size: int | None) -> bool:
+        """Whether a note of `size` bytes (None: not a regular file) may be read; warns once
+        per note and size if not."""
         if size is not None and size <= self.max_note_bytes:
-            self._skipped.pop(key, None)
-            return size
+            if self._skipped:
+                self._skipped.pop(key, None)
+            return True
         if key not in self._skipped or self._skipped[key] != size:
             self._skipped[key] = size
             if size is None:
-                log.warning("skipping %s: not a regular file", printable(note))
+                log.warning("skipping %s: not a regular file", printable(key))
             else:
                 log.warning(
                     "skipping %s: %d bytes, more than max_note_bytes = %d ([paths] in the "
                     "configuration); its images are not linked",
-                    printable(note),
+                    printable(key),
                     size,
                     self.max_note_bytes,
                 )
-        return None
+        return False
 
     def root_of(self, path: Path) -> Path | None:
         real = Path(os.path.realpath(path))
@@ -201,3 +243,14 @@ def _walk(root: Path) -> Iterator[Path]:
 
 def _parts(path: str) -> list[str]:
     return path.split(os.sep)
+
+
+def _covers(folder: str, path: str) -> bool:
+    """Whether a walk of `folder` (real paths) passes `path`: it is `folder`, or inside it
+    with no hidden or ignored folder on the way (a walk never enters those)."""
+    if path == folder:
+        return True
+    prefix = folder.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix):
+        return False
+    return not any(is_ignored_name(part) for part in path[len(prefix) :].split(os.sep))
