@@ -120,7 +120,7 @@ class Scanner:
         others: list[tuple[Path, FileStat]] = []  # not-images, written a batch at a time
         roots = list(roots)
         allowed = self._roots or tuple(_real_prefix(r) for r in roots)
-        counts = dict.fromkeys(ScanOutcome, 0)
+        unchanged = ignored = 0  # plain ints: an Enum key is hashed in Python, per file
         found_notes = report.notes
         is_reg = stat.S_ISREG
         try:
@@ -133,39 +133,44 @@ class Scanner:
                 real = os.path.realpath(root)
                 if notes:
                     report.walked.append(real)
-                for entry in iter_files(root):
-                    try:
-                        st = entry.stat()
-                    except OSError:
-                        continue
-                    if not is_reg(st.st_mode):
-                        continue
-                    key = (st.st_size, st.st_mtime_ns, st.st_ino)
-                    if notes and is_note_name(entry.name):
-                        name = entry.path
-                        found_notes.append(
-                            (name if real == given else real + name[len(given) :], key)
+                for files in iter_folders(root):
+                    for entry in files:
+                        try:
+                            st = entry.stat()
+                        except OSError:
+                            continue
+                        if not is_reg(st.st_mode):
+                            continue
+                        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+                        # ".md" and ".markdown" end in d or n: most names are ruled out
+                        # without lower-casing them.
+                        if notes and entry.name[-1] in "dDnN" and is_note_name(entry.name):
+                            name = entry.path
+                            found_notes.append(
+                                (name if real == given else real + name[len(given) :], key)
+                            )
+                        if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
+                            ignored += 1
+                            continue
+                        if pop(entry.path, None) == key:
+                            unchanged += 1
+                            continue
+                        path = Path(entry.path)
+                        outcome, reason = self._consider(
+                            path, st, cached_checked=True, others=others
                         )
-                    if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
-                        counts[ScanOutcome.IGNORED] += 1
-                        continue
-                    if pop(entry.path, None) == key:
-                        counts[ScanOutcome.UNCHANGED] += 1
-                        continue
-                    path = Path(entry.path)
-                    outcome, reason = self._consider(path, st, cached_checked=True, others=others)
-                    report.add(path, outcome, reason)
-                    if len(others) >= _BATCH:
-                        self.queue.record_others(others)
-                        others.clear()
+                        report.add(path, outcome, reason)
+                        if len(others) >= _BATCH:
+                            self.queue.record_others(others)
+                            others.clear()
                 for gone in known:  # recorded before, not found now
                     if not os.path.lexists(gone):
                         self.queue.forget_file(Path(gone))
         finally:
             if others:
                 self.queue.record_others(others)
-            for outcome, n in counts.items():
-                report.counts[outcome] += n
+            report.counts[ScanOutcome.UNCHANGED] += unchanged
+            report.counts[ScanOutcome.IGNORED] += ignored
         return report
 
     def consider(self, path: Path, *, complete: bool = False) -> ScanOutcome:
@@ -269,6 +274,12 @@ def iter_files(root: Path, *, skip: Container[str] = ()) -> Iterator[os.DirEntry
     (a symlinked image is still an image of this vault). Folders whose path is in `skip`
     are not entered (a walk that already covered them).
     """
+    for files in iter_folders(root, skip=skip):
+        yield from files
+
+
+def iter_folders(root: Path, *, skip: Container[str] = ()) -> Iterator[list[os.DirEntry[str]]]:
+    """`iter_files`, a folder at a time: the files of each folder as one list."""
     stack = [os.fspath(root)]
     while stack:
         folder = stack.pop()
@@ -278,6 +289,7 @@ def iter_files(root: Path, *, skip: Container[str] = ()) -> Iterator[os.DirEntry
         except OSError as exc:
             log.warning("cannot list %s: %s", folder, exc.strerror)
             continue
+        files = []
         for entry in entries:
             name = entry.name
             # is_ignored_name, inlined: it runs for every file of every rescan.
@@ -292,9 +304,11 @@ def iter_files(root: Path, *, skip: Container[str] = ()) -> Iterator[os.DirEntry
                     if entry.path not in skip:
                         stack.append(entry.path)
                 elif entry.is_file():
-                    yield entry
+                    files.append(entry)
             except OSError:
                 continue
+        if files:
+            yield files
 
 
 def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:

@@ -56,7 +56,7 @@ class Vault:
                 # Strings, sorted part by part as Paths sort: a Path per file costs more
                 # than the walk itself.
                 notes = (e.path for e in iter_files(start) if is_note_name(e.name))
-                found = sorted(notes, key=_parts)
+                found = sorted(notes, key=_order)
             for name in found:
                 if name not in seen:
                     seen.add(name)
@@ -77,13 +77,15 @@ class Vault:
         found = list(found)
         for root in self.note_roots:
             top = str(root).rstrip(os.sep)
-            if any(_covers(w, top) for w in walked):
-                inner, rest = [top], False  # all of it was walked
+            inner = [w for w in walked if _covers(top, w)]  # walks inside this root
+            if len(inner) == len(walked):
+                notes = found[:]  # every note found is in this root
+            elif any(_covers(w, top) for w in walked):  # a walk passed all of this root
+                notes = [(name, st) for name, st in found if name.startswith(top + os.sep)]
             else:
-                inner, rest = [w for w in walked if _covers(top, w)], True
-            prefixes = tuple(f + os.sep for f in inner)
-            notes = [(name, st) for name, st in found if name.startswith(prefixes)]
-            if rest:
+                prefixes = tuple(w + os.sep for w in inner)
+                notes = [(name, st) for name, st in found if name.startswith(prefixes)]
+            if not any(_covers(w, top) for w in walked):
                 for entry in iter_files(root, skip=set(inner)):
                     if is_note_name(entry.name):
                         try:
@@ -92,7 +94,7 @@ class Vault:
                             continue
                         if stat.S_ISREG(est.st_mode):
                             notes.append((entry.path, (est.st_size, est.st_mtime_ns, est.st_ino)))
-            notes.sort(key=lambda n: _parts(n[0]))
+            notes.sort(key=lambda n: _order(n[0]))
             for name, st in notes:
                 if name not in seen:
                     seen.add(name)
@@ -241,8 +243,10 @@ def _walk(root: Path) -> Iterator[Path]:
     return (Path(entry.path) for entry in iter_files(root))
 
 
-def _parts(path: str) -> list[str]:
-    return path.split(os.sep)
+def _order(path: str) -> str:
+    """The key that sorts path strings part by part, as Paths sort: with NUL (in no path)
+    for the separator, plain string order is that order, and costs no list per path."""
+    return path.replace(os.sep, "\0")
 
 
 def _covers(folder: str, path: str) -> bool:
