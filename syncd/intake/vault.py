@@ -42,6 +42,9 @@ class Vault:
         self.note_roots = tuple(Path(os.path.realpath(p)) for p in note_roots)
         self.image_roots = tuple(Path(os.path.realpath(p)) for p in image_roots)
         self._roots = self.note_roots + self.image_roots
+        # Compared as strings: what a real path inside each root starts with.
+        self._note_prefixes = [(r, str(r).rstrip(os.sep) + os.sep) for r in self.note_roots]
+        self._prefixes = tuple(str(r).rstrip(os.sep) + os.sep for r in self._roots)
         self._by_name: dict[str, list[Path]] | None = None
         self.max_note_bytes = max_note_bytes
         self._skipped: dict[str, int | None] = {}  # note -> size warned about (None: not a file)
@@ -142,15 +145,15 @@ class Vault:
         return False
 
     def root_of(self, path: Path) -> Path | None:
-        real = Path(os.path.realpath(path))
-        for root in self.note_roots:
-            if real == root or root in real.parents:
+        real = real_path(path)
+        for root, prefix in self._note_prefixes:
+            if real.startswith(prefix) or real == prefix[:-1]:
                 return root
         return None
 
     def inside(self, path: Path) -> bool:
-        real = Path(os.path.realpath(path))
-        return any(real == root or root in real.parents for root in self._roots)
+        real = real_path(path)
+        return any(real.startswith(prefix) or real == prefix[:-1] for prefix in self._prefixes)
 
     def resolve(self, ref: ImageRef, note: Path) -> Path | None:
         """The local image file `ref` in `note` shows, or None (a URL, missing, outside)."""
@@ -241,6 +244,27 @@ class Vault:
 
 def _walk(root: Path) -> Iterator[Path]:
     return (Path(entry.path) for entry in iter_files(root))
+
+
+def real_path(path: Path | str) -> str:
+    """`os.path.realpath` of a file that exists, as the kernel resolves it: a path opened
+    with O_PATH (never blocks, reads nothing) and named back by /proc. Three system calls
+    where realpath makes one lstat per component, in Python; realpath itself when that
+    fails (no /proc, a missing file, a symlink loop)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return os.path.realpath(path)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+    finally:
+        os.close(fd)
+    # A deleted file reads back as "... (deleted)"; anything not absolute is not a path.
+    if not real.startswith(os.sep) or real.endswith(" (deleted)"):
+        return os.path.realpath(path)
+    return real
 
 
 def _order(path: str) -> str:
