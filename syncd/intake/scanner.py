@@ -26,7 +26,7 @@ from pathlib import Path
 
 from syncd.errors import NotRegularFileError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
-from syncd.notes.notewriter import is_note_name
+from syncd.notes.notewriter import NOTE_SUFFIXES, is_note_name
 from syncd.queue import FileStat, UploadItem, UploadQueue
 from syncd.system.display import printable
 from syncd.system.fs import open_regular
@@ -44,6 +44,18 @@ _TEMP_SUFFIXES = (
     ".tmp",
     ".temp",
     "~",
+)
+# The last two letters of each note suffix, in any case: most names are ruled out as notes
+# by one `endswith`, without lower-casing them.
+_NOTE_ENDINGS = tuple(
+    sorted(
+        {
+            a + b
+            for suffix in NOTE_SUFFIXES
+            for a in suffix[-2].upper() + suffix[-2].lower()
+            for b in suffix[-1].upper() + suffix[-1].lower()
+        }
+    )
 )
 _CHUNK = 1 << 20
 _BATCH = 1000  # stat-cache rows of non-images written per transaction during a scan
@@ -142,9 +154,11 @@ class Scanner:
                         if not is_reg(st.st_mode):
                             continue
                         key = (st.st_size, st.st_mtime_ns, st.st_ino)
-                        # ".md" and ".markdown" end in d or n: most names are ruled out
-                        # without lower-casing them.
-                        if notes and entry.name[-1] in "dDnN" and is_note_name(entry.name):
+                        if (
+                            notes
+                            and entry.name.endswith(_NOTE_ENDINGS)
+                            and is_note_name(entry.name)
+                        ):
                             name = entry.path
                             found_notes.append(
                                 (name if real == given else real + name[len(given) :], key)

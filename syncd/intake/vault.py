@@ -97,11 +97,14 @@ class Vault:
                             continue
                         if stat.S_ISREG(est.st_mode):
                             notes.append((entry.path, (est.st_size, est.st_mtime_ns, est.st_ino)))
-            notes.sort(key=lambda n: _order(n[0]))
-            for name, st in notes:
+            keyed = [(_order(name), name, st) for name, st in notes]
+            keyed.sort()
+            most = self.max_note_bytes
+            for _, name, st in keyed:
                 if name not in seen:
                     seen.add(name)
-                    if self._size_ok(name, st[0]):
+                    # Only a note warned about before (or too big now) needs `_size_ok`.
+                    if (st[0] <= most and not self._skipped) or self._size_ok(name, st[0]):
                         listed.append((name, st))
         return listed
 
