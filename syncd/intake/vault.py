@@ -63,8 +63,9 @@ class Vault:
             for name in found:
                 if name not in seen:
                     seen.add(name)
-                    if self.may_read(Path(name)):
-                        yield Path(name)
+                    path = Path(name)
+                    if self.may_read(path):
+                        yield path
 
     def notes_found(
         self, walked: Iterable[str], found: Iterable[tuple[str, tuple[int, int, int]]]
