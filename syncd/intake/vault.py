@@ -75,8 +75,18 @@ class Vault:
         real paths) in the real folders `walked`. Those folders are not walked again; the
         rest of the note roots is, with one stat per note. A rescan walks the vault once.
         """
-        walked = [w.rstrip(os.sep) for w in walked]
         listed: list[tuple[str, tuple[int, int, int]]] = []
+        if any(r.exists() and not r.is_dir() for r in self.note_roots):
+            # A root that became a file since the configuration was read: `notes()` has
+            # the rules for that.
+            for note in self.notes():
+                try:
+                    nst = os.stat(note)
+                except OSError:
+                    continue
+                listed.append((str(note), (nst.st_size, nst.st_mtime_ns, nst.st_ino)))
+            return listed
+        walked = [w.rstrip(os.sep) for w in walked]
         seen: set[str] = set()
         found = list(found)
         for root in self.note_roots:

@@ -137,3 +137,15 @@ def test_an_edited_note_shows_its_new_stat(tmp_path: Path, queue: UploadQueue) -
         f.write("one more line\n")
     after = dict(one_walk(vault, queue, [vault_dir]))
     assert after[str(note)][0] == before[str(note)][0] + len("one more line\n")
+
+
+def test_a_note_root_that_is_a_file_is_listed_as_notes_lists_it(
+    tmp_path: Path, queue: UploadQueue
+) -> None:
+    vault_dir = tmp_path / "vault"
+    make_vault(vault_dir)
+    single = write(tmp_path / "single.md")
+    vault = Vault([vault_dir, single], [vault_dir], max_note_bytes=4096)
+    found = one_walk(vault, queue, [vault_dir])
+    assert found == expected(vault)
+    assert found[-1][0] == str(single)
