@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
 NOTE_LANES = 2  # threads for ordinary notes
-WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
+WATCH_DEBOUNCE = 0.005  # seconds; the close-to-queued budget is 100 ms at p99
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
 DISK_CHECK_MIN, DISK_CHECK_MAX = 1.0, 30.0  # how often a full disk is looked at again

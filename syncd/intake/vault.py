@@ -31,6 +31,9 @@ from syncd.system.fs import regular_size
 log = logging.getLogger(__name__)
 
 
+_REAL_FOLDERS_KEPT = 4096  # folders whose real path root_of remembers
+
+
 class Vault:
     def __init__(
         self,
@@ -46,6 +49,7 @@ class Vault:
         self._note_prefixes = [(r, str(r).rstrip(os.sep) + os.sep) for r in self.note_roots]
         self._prefixes = tuple(str(r).rstrip(os.sep) + os.sep for r in self._roots)
         self._by_name: dict[str, list[Path]] | None = None
+        self._real_folders: dict[Path, str] = {}  # a folder -> its real path (root_of)
         self.max_note_bytes = max_note_bytes
         self._skipped: dict[str, int | None] = {}  # note -> size warned about (None: not a file)
 
@@ -159,7 +163,19 @@ class Vault:
         return False
 
     def root_of(self, path: Path) -> Path | None:
-        real = real_path(path)
+        """The note root holding `path`. Called for each link a note shows: its folder's
+        real path is remembered (one lstat, not one per path component), until the next
+        rescan (`forget_index`). Whether an image is inside the roots is never taken from
+        memory (`inside`)."""
+        if path.name in ("", ".", "..") or os.path.islink(path):
+            real = real_path(path)
+        else:
+            folder = self._real_folders.get(path.parent)
+            if folder is None:
+                if len(self._real_folders) >= _REAL_FOLDERS_KEPT:
+                    self._real_folders.clear()
+                folder = self._real_folders[path.parent] = real_path(path.parent)
+            real = folder.rstrip(os.sep) + os.sep + path.name
         for root, prefix in self._note_prefixes:
             if real.startswith(prefix) or real == prefix[:-1]:
                 return root
@@ -236,6 +252,7 @@ class Vault:
     def forget_index(self) -> None:
         """Build the name index afresh at the next lookup (after a rescan)."""
         self._by_name = None
+        self._real_folders = {}
 
     def _name_index(self) -> dict[str, list[Path]]:
         if self._by_name is None:
