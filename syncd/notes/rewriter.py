@@ -67,11 +67,12 @@ _NOTE_LOCKS = 64  # rewrites of different notes run at once
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
 # read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
-# from 0.25 s up to 10 s.
+# from 0.25 s up to 2 s: while it is being edited its next save brings it back anyway, and
+# once the person stops typing the links they pasted last should not wait long.
 _RETRY_AFTER_FAILURE = 5.0
 _RETRY_AFTER_BUSY = 0.25
 _RETRY_MAX = 600.0
-_RETRY_MAX_BUSY = 10.0  # being edited: its next save brings it back anyway
+_RETRY_MAX_BUSY = 2.0
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def test_an_editor_saving_while_notes_are_rewritten_loses_nothing(
     saves = [json.loads(line) for line in out.read_text().splitlines()]
     texts = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
     lost = [s["marker"] for s in saves if s["marker"] not in texts[s["note"]]]
-    assert len(saves) > 100 and counted[0] > 20, (len(saves), counted)
+    assert len(saves) > 100 and counted[0] > 5, (len(saves), counted)  # both really ran
     assert lost == []
     assert not list(tmp_path.glob(".syncd-*")), "temp files left behind"
 
