@@ -88,14 +88,15 @@ class DaemonIntake:
         released = self.queue.release_orphans(socket.gethostname(), pid_alive)
         if released:
             log.info("took back %d uploads claimed by a process that died", released)
-        report = self.scanner.scan(self.config.paths.images)
+        # One walk: the image scan lists the notes it passes, with their stat.
+        report = self.scanner.scan(self.config.paths.images, notes=True)
         if report.unsettled:
             # Being written while we scanned: look again once they have settled.
             due = time.monotonic() + self.config.upload.settle_seconds
             with self._cond:
                 for path in report.unsettled:
                     self._recheck[path] = due
-        refs = self.rewriter.index_notes(self.vault.notes())
+        refs = self.rewriter.index_found(self.vault.notes_found(report.walked, report.notes))
         self._rewrite_pending_notes()
         if self._online is not Online.OFFLINE:
             self._prefetch()

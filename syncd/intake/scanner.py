@@ -7,7 +7,9 @@ regular file (a FIFO would block the reader), never a file reached through a sym
 that leads outside every configured root (the promise is: files inside a root only).
 The stat cache in the
 queue (size, mtime_ns, inode) means an unchanged file is never read twice, so a
-rescan of a large vault costs one `stat` per file.
+rescan of a large vault costs one `stat` per file. The same walk can list the notes it
+passes, with their stat, so that a rescan walks a vault once, not once for images and
+again for notes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.errors import NotRegularFileError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
+from syncd.notes.notewriter import NOTE_SUFFIXES, is_note_name
 from syncd.queue import FileStat, UploadItem, UploadQueue
 from syncd.system.display import printable
 from syncd.system.fs import open_regular
@@ -41,6 +44,18 @@ _TEMP_SUFFIXES = (
     ".tmp",
     ".temp",
     "~",
+)
+# The last two letters of each note suffix, in any case: most names are ruled out as notes
+# by one `endswith`, without lower-casing them.
+_NOTE_ENDINGS = tuple(
+    sorted(
+        {
+            a + b
+            for suffix in NOTE_SUFFIXES
+            for a in suffix[-2].upper() + suffix[-2].lower()
+            for b in suffix[-1].upper() + suffix[-1].lower()
+        }
+    )
 )
 _CHUNK = 1 << 20
 _BATCH = 1000  # stat-cache rows of non-images written per transaction during a scan
@@ -72,6 +87,11 @@ class ScanReport:
     counts: dict[ScanOutcome, int] = field(default_factory=lambda: dict.fromkeys(ScanOutcome, 0))
     unsettled: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    # With `scan(..., notes=True)`: every regular file the walk passed that is named like a
+    # note, as (real path, (size, mtime_ns, inode)) in walk order, and the real paths of
+    # the folders walked (see `Vault.notes_found`).
+    notes: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
+    walked: list[str] = field(default_factory=list)
 
     def add(self, path: Path, outcome: ScanOutcome, reason: str = "") -> None:
         self.counts[outcome] += 1
@@ -100,45 +120,71 @@ class Scanner:
         # Called with the new item after new content is queued.
         self.on_queued: Callable[[UploadItem], None] | None = None
 
-    def scan(self, roots: Iterable[Path]) -> ScanReport:
+    def scan(self, roots: Iterable[Path], *, notes: bool = False) -> ScanReport:
         """Consider every file under `roots`; forget cached files that are gone.
 
-        The hot loop of a rescan: one stat per file compared with the cache as plain
-        tuples; a Path is made only for a file that changed.
+        The hot loop of a rescan: one stat per file compared with the cache (read in one
+        query) as plain tuples; a Path is made only for a file that changed. With `notes`,
+        the notes the walk passes are listed in the report with their stat (see
+        `Vault.notes_found`), so the caller need not walk the folders again.
         """
         report = ScanReport()
         others: list[tuple[Path, FileStat]] = []  # not-images, written a batch at a time
         roots = list(roots)
         allowed = self._roots or tuple(_real_prefix(r) for r in roots)
+        unchanged = ignored = 0  # plain ints: an Enum key is hashed in Python, per file
+        found_notes = report.notes
+        is_reg = stat.S_ISREG
         try:
             for root in roots:
                 known = self.queue.known_files(root)
-                for entry in iter_files(root):
-                    try:
-                        st = entry.stat(follow_symlinks=True)
-                    except OSError:
-                        continue
-                    if not stat.S_ISREG(st.st_mode):
-                        continue
-                    if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
-                        report.counts[ScanOutcome.IGNORED] += 1
-                        continue
-                    cached = known.pop(entry.path, None)
-                    if cached == (st.st_size, st.st_mtime_ns, st.st_ino):
-                        report.counts[ScanOutcome.UNCHANGED] += 1
-                        continue
-                    path = Path(entry.path)
-                    outcome, reason = self._consider(path, st, cached_checked=True, others=others)
-                    report.add(path, outcome, reason)
-                    if len(others) >= _BATCH:
-                        self.queue.record_others(others)
-                        others.clear()
+                pop = known.pop
+                # Notes are listed by their real path, as the Vault names them: the walk
+                # follows no folder symlink, so only the root's own part can differ.
+                given = os.fspath(root)
+                real = os.path.realpath(root)
+                if notes:
+                    report.walked.append(real)
+                for files in iter_folders(root):
+                    for entry in files:
+                        try:
+                            st = entry.stat()
+                        except OSError:
+                            continue
+                        if not is_reg(st.st_mode):
+                            continue
+                        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+                        if (
+                            notes
+                            and entry.name.endswith(_NOTE_ENDINGS)
+                            and is_note_name(entry.name)
+                        ):
+                            name = entry.path
+                            found_notes.append(
+                                (name if real == given else real + name[len(given) :], key)
+                            )
+                        if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
+                            ignored += 1
+                            continue
+                        if pop(entry.path, None) == key:
+                            unchanged += 1
+                            continue
+                        path = Path(entry.path)
+                        outcome, reason = self._consider(
+                            path, st, cached_checked=True, others=others
+                        )
+                        report.add(path, outcome, reason)
+                        if len(others) >= _BATCH:
+                            self.queue.record_others(others)
+                            others.clear()
                 for gone in known:  # recorded before, not found now
                     if not os.path.lexists(gone):
                         self.queue.forget_file(Path(gone))
         finally:
             if others:
                 self.queue.record_others(others)
+            report.counts[ScanOutcome.UNCHANGED] += unchanged
+            report.counts[ScanOutcome.IGNORED] += ignored
         return report
 
     def consider(self, path: Path, *, complete: bool = False) -> ScanOutcome:
@@ -235,30 +281,48 @@ def _real_prefix(root: Path) -> str:
     return os.path.realpath(root).rstrip(os.sep) + os.sep
 
 
-def iter_files(root: Path) -> Iterator[os.DirEntry[str]]:
+def iter_files(root: Path, *, skip: Container[str] = ()) -> Iterator[os.DirEntry[str]]:
     """Files under `root`, skipping hidden folders and ignored names.
 
     Folder symlinks are not followed (no loops, no escaping the root); file symlinks are
-    (a symlinked image is still an image of this vault).
+    (a symlinked image is still an image of this vault). Folders whose path is in `skip`
+    are not entered (a walk that already covered them).
     """
-    stack = [root]
+    for files in iter_folders(root, skip=skip):
+        yield from files
+
+
+def iter_folders(root: Path, *, skip: Container[str] = ()) -> Iterator[list[os.DirEntry[str]]]:
+    """`iter_files`, a folder at a time: the files of each folder as one list."""
+    stack = [os.fspath(root)]
     while stack:
         folder = stack.pop()
         try:
-            entries = list(os.scandir(folder))
+            with os.scandir(folder) as listing:
+                entries = list(listing)  # the folder is closed before anything is yielded
         except OSError as exc:
             log.warning("cannot list %s: %s", folder, exc.strerror)
             continue
+        files = []
         for entry in entries:
-            if is_ignored_name(entry.name):
+            name = entry.name
+            # is_ignored_name, inlined: it runs for every file of every rescan.
+            if (
+                name.startswith((".", "~$"))
+                or name.lower().endswith(_TEMP_SUFFIXES)
+                or (name[0] == "#" and name[-1] == "#")
+            ):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    if entry.path not in skip:
+                        stack.append(entry.path)
                 elif entry.is_file():
-                    yield entry
+                    files.append(entry)
             except OSError:
                 continue
+        if files:
+            yield files
 
 
 def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:

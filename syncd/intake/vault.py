@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from syncd.config import DEFAULT_MAX_NOTE_BYTES
-from syncd.intake.scanner import iter_files
+from syncd.intake.scanner import is_ignored_name, iter_files
 from syncd.markdown.links import ImageRef, Syntax, target_path
 from syncd.notes.notewriter import is_note_name
 from syncd.system.display import printable
@@ -45,8 +45,11 @@ class Vault:
         self.note_roots = tuple(Path(os.path.realpath(p)) for p in note_roots)
         self.image_roots = tuple(Path(os.path.realpath(p)) for p in image_roots)
         self._roots = self.note_roots + self.image_roots
+        # Compared as strings: what a real path inside each root starts with.
+        self._note_prefixes = [(r, str(r).rstrip(os.sep) + os.sep) for r in self.note_roots]
+        self._prefixes = tuple(str(r).rstrip(os.sep) + os.sep for r in self._roots)
         self._by_name: dict[str, list[Path]] | None = None
-        self._real_folders: dict[Path, Path] = {}  # a folder -> its real path (root_of)
+        self._real_folders: dict[Path, str] = {}  # a folder -> its real path (root_of)
         self.max_note_bytes = max_note_bytes
         self._skipped: dict[str, int | None] = {}  # note -> size warned about (None: not a file)
 
@@ -60,12 +63,65 @@ class Vault:
                 # Strings, sorted part by part as Paths sort: a Path per file costs more
                 # than the walk itself.
                 notes = (e.path for e in iter_files(start) if is_note_name(e.name))
-                found = sorted(notes, key=_parts)
+                found = sorted(notes, key=_order)
             for name in found:
                 if name not in seen:
                     seen.add(name)
-                    if self.may_read(Path(name)):
-                        yield Path(name)
+                    path = Path(name)
+                    if self.may_read(path):
+                        yield path
+
+    def notes_found(
+        self, walked: Iterable[str], found: Iterable[tuple[str, tuple[int, int, int]]]
+    ) -> list[tuple[str, tuple[int, int, int]]]:
+        """What `notes()` lists, in its order, each with its (size, mtime_ns, inode), given
+        the notes a walk already found with their stat (`Scanner.scan(..., notes=True)`:
+        real paths) in the real folders `walked`. Those folders are not walked again; the
+        rest of the note roots is, with one stat per note. A rescan walks the vault once.
+        """
+        listed: list[tuple[str, tuple[int, int, int]]] = []
+        if any(r.exists() and not r.is_dir() for r in self.note_roots):
+            # A root that became a file since the configuration was read: `notes()` has
+            # the rules for that.
+            for note in self.notes():
+                try:
+                    nst = os.stat(note)
+                except OSError:
+                    continue
+                listed.append((str(note), (nst.st_size, nst.st_mtime_ns, nst.st_ino)))
+            return listed
+        walked = [w.rstrip(os.sep) for w in walked]
+        seen: set[str] = set()
+        found = list(found)
+        for root in self.note_roots:
+            top = str(root).rstrip(os.sep)
+            inner = [w for w in walked if _covers(top, w)]  # walks inside this root
+            if len(inner) == len(walked):
+                notes = found[:]  # every note found is in this root
+            elif any(_covers(w, top) for w in walked):  # a walk passed all of this root
+                notes = [(name, st) for name, st in found if name.startswith(top + os.sep)]
+            else:
+                prefixes = tuple(w + os.sep for w in inner)
+                notes = [(name, st) for name, st in found if name.startswith(prefixes)]
+            if not any(_covers(w, top) for w in walked):
+                for entry in iter_files(root, skip=set(inner)):
+                    if is_note_name(entry.name):
+                        try:
+                            est = entry.stat()
+                        except OSError:
+                            continue
+                        if stat.S_ISREG(est.st_mode):
+                            notes.append((entry.path, (est.st_size, est.st_mtime_ns, est.st_ino)))
+            keyed = [(_order(name), name, st) for name, st in notes]
+            keyed.sort()
+            most = self.max_note_bytes
+            for _, name, st in keyed:
+                if name not in seen:
+                    seen.add(name)
+                    # Only a note warned about before (or too big now) needs `_size_ok`.
+                    if (st[0] <= most and not self._skipped) or self._size_ok(name, st[0]):
+                        listed.append((name, st))
+        return listed
 
     def may_read(self, note: Path) -> bool:
         """Whether `note` may be read: a regular file of at most `max_note_bytes`."""
@@ -83,23 +139,28 @@ class Vault:
             size = regular_size(note)
         except OSError:
             return 0
-        key = str(note)
+        return size if self._size_ok(str(note), size) else None
+
+    def _size_ok(self, key: str, size: int | None) -> bool:
+        """Whether a note of `size` bytes (None: not a regular file) may be read; warns once
+        per note and size if not."""
         if size is not None and size <= self.max_note_bytes:
-            self._skipped.pop(key, None)
-            return size
+            if self._skipped:
+                self._skipped.pop(key, None)
+            return True
         if key not in self._skipped or self._skipped[key] != size:
             self._skipped[key] = size
             if size is None:
-                log.warning("skipping %s: not a regular file", printable(note))
+                log.warning("skipping %s: not a regular file", printable(key))
             else:
                 log.warning(
                     "skipping %s: %d bytes, more than max_note_bytes = %d ([paths] in the "
                     "configuration); its images are not linked",
-                    printable(note),
+                    printable(key),
                     size,
                     self.max_note_bytes,
                 )
-        return None
+        return False
 
     def root_of(self, path: Path) -> Path | None:
         """The note root holding `path`. Called for each link a note shows: its folder's
@@ -107,22 +168,22 @@ class Vault:
         rescan (`forget_index`). Whether an image is inside the roots is never taken from
         memory (`inside`)."""
         if path.name in ("", ".", "..") or os.path.islink(path):
-            real = Path(os.path.realpath(path))
+            real = real_path(path)
         else:
             folder = self._real_folders.get(path.parent)
             if folder is None:
                 if len(self._real_folders) >= _REAL_FOLDERS_KEPT:
                     self._real_folders.clear()
-                folder = self._real_folders[path.parent] = Path(os.path.realpath(path.parent))
-            real = folder / path.name
-        for root in self.note_roots:
-            if real == root or root in real.parents:
+                folder = self._real_folders[path.parent] = real_path(path.parent)
+            real = folder.rstrip(os.sep) + os.sep + path.name
+        for root, prefix in self._note_prefixes:
+            if real.startswith(prefix) or real == prefix[:-1]:
                 return root
         return None
 
     def inside(self, path: Path) -> bool:
-        real = Path(os.path.realpath(path))
-        return any(real == root or root in real.parents for root in self._roots)
+        real = real_path(path)
+        return any(real.startswith(prefix) or real == prefix[:-1] for prefix in self._prefixes)
 
     def resolve(self, ref: ImageRef, note: Path) -> Path | None:
         """The local image file `ref` in `note` shows, or None (a URL, missing, outside)."""
@@ -216,5 +277,39 @@ def _walk(root: Path) -> Iterator[Path]:
     return (Path(entry.path) for entry in iter_files(root))
 
 
-def _parts(path: str) -> list[str]:
-    return path.split(os.sep)
+def real_path(path: Path | str) -> str:
+    """`os.path.realpath` of a file that exists, as the kernel resolves it: a path opened
+    with O_PATH (never blocks, reads nothing) and named back by /proc. Three system calls
+    where realpath makes one lstat per component, in Python; realpath itself when that
+    fails (no /proc, a missing file, a symlink loop)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return os.path.realpath(path)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+    finally:
+        os.close(fd)
+    # A deleted file reads back as "... (deleted)"; anything not absolute is not a path.
+    if not real.startswith(os.sep) or real.endswith(" (deleted)"):
+        return os.path.realpath(path)
+    return real
+
+
+def _order(path: str) -> str:
+    """The key that sorts path strings part by part, as Paths sort: with NUL (in no path)
+    for the separator, plain string order is that order, and costs no list per path."""
+    return path.replace(os.sep, "\0")
+
+
+def _covers(folder: str, path: str) -> bool:
+    """Whether a walk of `folder` (real paths) passes `path`: it is `folder`, or inside it
+    with no hidden or ignored folder on the way (a walk never enters those)."""
+    if path == folder:
+        return True
+    prefix = folder.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix):
+        return False
+    return not any(is_ignored_name(part) for part in path[len(prefix) :].split(os.sep))

@@ -8,6 +8,7 @@ parsed (`blocks`, then `inline`).
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Container
 from urllib.parse import unquote
 
@@ -29,9 +30,14 @@ def find_image_refs(text: str, dialect: Dialect = Dialect.COMMONMARK) -> list[Im
     matter, and ``![[...]]`` embeds of non-image files are not reported. `dialect` says whose
     rules decide what is an image (see `Dialect`).
     """
-    has_bang = "![" in text
-    if not has_bang and not _IMG_START.search(text):
+    if not may_hold_image_refs(text):
         return []
+    return _find_all(text, dialect)
+
+
+def _find_all(text: str, dialect: Dialect) -> list[ImageRef]:
+    """`find_image_refs` without the pre-filter (the property tests hold the two together)."""
+    has_bang = "![" in text
     p0 = 1 if text.startswith("\ufeff") else 0
     memo: _Memo = {}
     regions = _block_regions(text, p0, memo)
@@ -92,6 +98,23 @@ def find_image_refs(text: str, dialect: Dialect = Dialect.COMMONMARK) -> list[Im
                 _parse_inline(content, defs, sink, images=False)
         _collect_link_labels(text, regions, region_starts, parsed, closers, defs, sink, memo)
     return _finish(sink, defs)
+
+
+# `<img` as `_IMG_START` reads it, in UTF-8 and without the look-ahead (a superset): with
+# IGNORECASE a str pattern's "i" also matches U+0130 and U+0131.
+_IMG_START_BYTES = re.compile(rb"<(?:[iI]|\xc4[\xb0\xb1])[mM][gG]")
+
+
+def may_hold_image_refs(note: str | bytes) -> bool:
+    """False if `note` (its text, or its UTF-8 bytes) certainly holds no image reference.
+
+    Every image syntax starts with ``![`` (inline, reference, wiki embed; a definition
+    counts only when such an image uses it) or ``<img``: a note with neither is not
+    parsed, and, given as bytes, need not even be decoded for it.
+    """
+    if isinstance(note, bytes):
+        return b"![" in note or _IMG_START_BYTES.search(note) is not None
+    return "![" in note or _IMG_START.search(note) is not None
 
 
 def _label_closers(text: str, labels: Container[str]) -> list[int]:

@@ -20,7 +20,7 @@ of a chunk), `content` (destinations, titles, definitions), `inline` (the bracke
 
 from __future__ import annotations
 
-from syncd.markdown.find import find_image_refs, target_path
+from syncd.markdown.find import find_image_refs, may_hold_image_refs, target_path
 from syncd.markdown.refs import IMAGE_EXTENSIONS, Dialect, ImageRef, Syntax, split_suffix
 from syncd.markdown.render import apply_edits, render_replacement
 
@@ -31,6 +31,7 @@ __all__ = [
     "Syntax",
     "apply_edits",
     "find_image_refs",
+    "may_hold_image_refs",
     "render_replacement",
     "split_suffix",
     "target_path",

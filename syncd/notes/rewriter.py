@@ -307,6 +307,17 @@ class Rewriter(Localizing):
             count += self.index_note(note, use_cache=False)
         return count
 
+    def index_found(self, found: Iterable[tuple[str, tuple[int, int, int]]]) -> int:
+        """`index_notes` for notes a walk found with their (size, mtime_ns, inode)
+        (`Vault.notes_found`): no stat again, and a Path only for a note that is read."""
+        cache = self.queue.indexed_notes()
+        count = 0
+        for name, st in found:
+            row = cache.get(name)
+            if row is None or not note_cache_valid(row, st):
+                count += self.index_note(Path(name), use_cache=False)
+        return count
+
     def _item_id_for(self, image: Path) -> int | None:
         record = self.queue.file_record(image)
         if record is not None and record.item_id is not None:

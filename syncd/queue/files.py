@@ -13,6 +13,7 @@ from syncd.queue.records import (
     State,
     UploadItem,
     bounds_under,
+    by_path_text,
     db_path,
     path_text,
 )
@@ -111,7 +112,7 @@ class FilesTable(QueueDB):
             f"SELECT path, size, mtime_ns, inode FROM files WHERE {UNDER.format('path')}",
             bounds_under(under),
         )
-        return {path_text(p): (size, mtime, inode) for p, size, mtime, inode in rows}
+        return by_path_text({row[0]: row[1:] for row in rows})
 
     def paths_for(self, item_id: int) -> list[Path]:
         rows = self._sql("SELECT path FROM files WHERE item_id = ? ORDER BY path", (item_id,))

@@ -223,6 +223,16 @@ def path_text(value: str | bytes) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
+def by_path_text(rows: dict[Any, Any]) -> dict[str, Any]:
+    """A dict keyed by path column values, keyed by their str instead (see `path_text`).
+
+    For the big reads of a rescan, which build their dict from the raw rows in one pass
+    and come here only for the rare name that is not UTF-8 (a BLOB)."""
+    if any(type(key) is bytes for key in rows):
+        return {path_text(key): value for key, value in rows.items()}
+    return rows
+
+
 # Everything under a folder: a range on the (indexed) column instead of LIKE, so no
 # escaping is needed; "0" is the character after "/". Takes the 4 values of `bounds_under`.
 UNDER = "(({0} >= ? AND {0} < ?) OR ({0} >= ? AND {0} < ?))"

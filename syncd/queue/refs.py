@@ -17,6 +17,7 @@ from syncd.queue.records import (
     RefRecord,
     RefState,
     bounds_under,
+    by_path_text,
     db_path,
     note_cache_valid,
     path_text,
@@ -188,7 +189,7 @@ class RefsTable(ItemsTable):
         """The notes' stat cache in one query: path -> (size, mtime_ns, inode, unresolved,
         indexed_at). For a rescan, which would otherwise ask once per note."""
         rows = self._sql("SELECT path, size, mtime_ns, inode, unresolved, indexed_at FROM notes")
-        return {path_text(path): tuple(rest) for path, *rest in rows}
+        return by_path_text({row[0]: row[1:] for row in rows})
 
     def note_is_indexed(self, note: Path, stat: FileStat) -> bool:
         """True if `note` was indexed at exactly this stat and nothing was left open.

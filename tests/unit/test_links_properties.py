@@ -22,12 +22,14 @@ from markdown_it import MarkdownIt
 from markdown_it.common.normalize_url import normalizeLink
 from markdown_it.token import Token
 
+from syncd.markdown.find import _find_all
 from syncd.markdown.links import (
     Dialect,
     ImageRef,
     Syntax,
     apply_edits,
     find_image_refs,
+    may_hold_image_refs,
     render_replacement,
     target_path,
 )
@@ -526,3 +528,31 @@ def test_any_destination_round_trips(destination: str, text: str) -> None:
     # Everything outside the construct is untouched.
     assert new[: now.image_start] == text[: ref.image_start]
     assert new[now.image_end :] == text[ref.image_end :]
+
+
+def assert_prefilter_lets_through(text: str) -> None:
+    """Whenever the full parser (no pre-filter) finds an image in any dialect, the
+    pre-filter says "maybe", on the text and on its UTF-8 bytes."""
+    for dialect in Dialect:
+        if _find_all(text, dialect):
+            assert may_hold_image_refs(text), (dialect, text)
+            assert may_hold_image_refs(text.encode("utf-8")), (dialect, text)
+
+
+@SETTINGS
+@given(stored_notes())
+def test_the_prefilter_never_skips_a_note_with_an_image(note: Stored) -> None:
+    assert_prefilter_lets_through(note.text)
+
+
+@SETTINGS
+@given(st.text(alphabet="![]()<>`\\ \n\"'#|*-:a.png>imgIMGİı src=\t", max_size=80))
+def test_the_prefilter_never_skips_arbitrary_text_with_an_image(text: str) -> None:
+    assert_prefilter_lets_through(text)
+
+
+def test_the_prefilter_skips_notes_without_candidates() -> None:
+    plain = "# Title\n\nSee [a link](x.png), [[wiki]], [def]: y.png and a <b>tag</b>!\n"
+    assert not may_hold_image_refs(plain) and not may_hold_image_refs(plain.encode())
+    for text in ("x ![a](b.png)", "<IMG src=x.png>", "![[a.png]]", "<\u0130MG src=x>"):
+        assert may_hold_image_refs(text) and may_hold_image_refs(text.encode())
