@@ -334,10 +334,11 @@ def _exchange_if_same(
 ) -> _Swap:
     """The last look at the note's name, the exchange, and the look at what came out.
 
-    Every call here keeps the interpreter lock (`_identity`, `_exchange`), so no other
-    thread of this process runs between the look and the swap, nor between a wrong swap
-    and its undoing: a save renamed over the note in that window is a few system calls
-    wide, and an editor that reads the note finds our version there only as long.
+    The looks (`_identity`) keep the interpreter lock, and the exchange lets go of it
+    only as it enters the kernel: no other thread of this process runs between the last
+    look and the swap, so a save renamed over the note in that window has a few system
+    calls to land in, not a thread switch. The exchange itself does not keep the lock (a
+    rename can wait for the file system's journal, and every thread would wait with it).
     """
     if _identity(target) != read:
         return _Swap.CHANGED
@@ -646,8 +647,7 @@ def _load_statx() -> object:
 
 
 def _find_renameat2() -> object:
-    # PyDLL: the call keeps the interpreter lock (see `_exchange_if_same`).
-    libc = ctypes.PyDLL(None, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
     func = getattr(libc, "renameat2", None)
     if func is not None:
         func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
