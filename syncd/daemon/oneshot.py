@@ -95,7 +95,7 @@ def sync_once(
             # Uploads start while the scan is still finding images: the workers wait for
             # new work until intake is done, then finish what is left.
             drain = _Drain(queue, uploader, config, on_outcome, clock)
-            scanner.on_queued = lambda _item: drain.wake()
+            scanner.on_queued = lambda _item: drain.wake_one()
             drain.start()
             try:
                 scan = _scan_settled(scanner, image_roots, config, clock)
@@ -206,6 +206,9 @@ class _Drain:
 
     def wake(self) -> None:
         self.drain.wake()
+
+    def wake_one(self) -> None:
+        self.drain.wake_one()
 
     def intake_done(self) -> None:
         with self._lock:

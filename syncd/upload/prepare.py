@@ -123,10 +123,14 @@ class Preparer:
 
     def discard(self, item: UploadItem) -> None:
         """Forget the prepared bodies of `item` (uploaded, dropped, or made anew)."""
+        # A name test, not a glob: `Path.glob` compiles a regular expression for every
+        # new pattern, and every item's pattern is new (a millisecond per upload).
+        prefix = f"{item.sha256}-"
         try:
-            entries = list(self.work_dir.glob(f"{item.sha256}-*"))
+            with os.scandir(self.work_dir) as found:
+                entries = [Path(e.path) for e in found if e.name.startswith(prefix)]
         except OSError:
-            return
+            return  # no folder: nothing was prepared
         for entry in entries:
             try:
                 entry.unlink()
