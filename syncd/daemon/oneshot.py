@@ -95,7 +95,7 @@ def sync_once(
             # Uploads start while the scan is still finding images: the workers wait for
             # new work until intake is done, then finish what is left.
             drain = _Drain(queue, uploader, config, on_outcome, clock)
-            scanner.on_queued = lambda _item: drain.wake_one()
+            scanner.on_queued = lambda _item: drain.item_queued()
             drain.start()
             try:
                 scan = _scan_settled(scanner, image_roots, config, clock)
@@ -191,6 +191,11 @@ class _Drain:
         self._lock = threading.Lock()
         self._intake_done = False
         self._broken = False  # the queue could not record: stop claiming
+        self._queued = 0  # items intake queued during this run
+        # `_queued` when a claim last found nothing: until intake queues another item,
+        # the next claim would find nothing too, so it is not asked of the queue (a claim
+        # is a write transaction; workers finishing an upload each try one).
+        self._dry_at = -1
         self._keeper = LeaseKeeper(queue, config.upload.lease_seconds)
         self.drain = Drain(
             self,
@@ -204,10 +209,10 @@ class _Drain:
         self._keeper.start()
         self.drain.start()
 
-    def wake(self) -> None:
-        self.drain.wake()
-
-    def wake_one(self) -> None:
+    def item_queued(self) -> None:
+        """Intake queued a new item: one worker is enough to claim it."""
+        with self._lock:
+            self._queued += 1
         self.drain.wake_one()
 
     def intake_done(self) -> None:
@@ -232,13 +237,21 @@ class _Drain:
             return self._intake_done or self._broken or self.offline.is_set()
 
     def claim(self, owner: str) -> UploadItem | None:
-        return self.queue.claim_next(
+        with self._lock:
+            queued = self._queued
+            if queued == self._dry_at:
+                return None
+        item = self.queue.claim_next(
             owner,
             self.lease_seconds,
             not_attempted_since=self.started,
             ignore_schedule=True,
             only_ids=self.only_ids,
         )
+        if item is None:
+            with self._lock:
+                self._dry_at = max(self._dry_at, queued)
+        return item
 
     def upload(self, item: UploadItem, owner: str) -> Outcome:
         outcome = self.uploader.process(item, owner)
