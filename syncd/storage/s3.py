@@ -15,7 +15,8 @@ far more CPU per request than a signed `requests` call. The payload hash we
 sign is the SHA-256 syncd already computed, so the store itself verifies every byte (a
 mismatch is `XAmzContentSHA256Mismatch`) while the body streams from disk; the same
 bytes are also hashed as they are sent, so a file that changed mid-upload is caught even
-by a store that does not check. `r2` is this backend with R2's defaults: endpoint from
+by a store that does not check (except `KnownBytes`: bytes in memory that the caller just
+hashed cannot change). `r2` is this backend with R2's defaults: endpoint from
 the account id, region `auto`, no ACL headers, no CRC32 headers, no bucket-level calls.
 
 Bodies bigger than one PUT may carry go up in parts (`syncd.storage.multipart`).
@@ -87,6 +88,7 @@ from syncd.storage.base import (
     Storage,
     StoreNotImplemented,
     describe_clock_offset,
+    known_sha256,
 )
 from syncd.storage.multipart import (
     DEFAULT_PART_SIZE,
@@ -126,13 +128,15 @@ class _Adapter(HTTPAdapter):
 
 
 class _HashingReader:
-    """Reads at most `size` bytes from `f`, hashing them on the way to the socket."""
+    """Reads at most `size` bytes from `f`, hashing them on the way to the socket (unless
+    `hashing` is off: bytes whose hash is known)."""
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
+    def __init__(self, f: BinaryIO, size: int, *, hashing: bool = True) -> None:
         self._f = f
         self._left = size
         self.sent = 0
         self.digest = hashlib.sha256()
+        self._hashing = hashing
 
     def __len__(self) -> int:
         return self._left
@@ -144,7 +148,8 @@ class _HashingReader:
         chunk = self._f.read(n)
         self._left -= len(chunk)
         self.sent += len(chunk)
-        self.digest.update(chunk)
+        if self._hashing:
+            self.digest.update(chunk)
         return chunk
 
     def __iter__(self) -> _HashingReader:
@@ -287,6 +292,7 @@ class S3Storage(Storage):
         size: int = 0,
         payload_hash: str = EMPTY_SHA256,
         stream: bool = False,
+        hashing: bool = True,
     ) -> tuple[requests.Response, _HashingReader | None]:
         """One request; sent a second time, re-signed, if the store refused our clock.
 
@@ -298,7 +304,7 @@ class S3Storage(Storage):
             if body is not None:
                 if attempt == 2:
                     body.seek(start)
-                reader = _HashingReader(body, size)
+                reader = _HashingReader(body, size, hashing=hashing)
             response = self._send(
                 method,
                 url,
@@ -435,6 +441,7 @@ class S3Storage(Storage):
             headers["Cache-Control"] = cache_control
         if if_absent:
             headers["If-None-Match"] = "*"
+        known = known_sha256(body) == sha256  # bytes in memory, hashed by the caller
         response, reader = self._call(
             "PUT",
             self._url(key),
@@ -444,11 +451,12 @@ class S3Storage(Storage):
             size=size,
             payload_hash=sha256,
             what=what,
+            hashing=not known,
         )
         with response:
             self._raise_for(response, what, key)
         assert reader is not None
-        if reader.sent != size or reader.digest.hexdigest() != sha256:
+        if reader.sent != size or (not known and reader.digest.hexdigest() != sha256):
             # The store accepted bytes that are not what the key promises (a store that does
             # not check payload hashes, and a file that changed under us): take them back.
             self.delete(key)

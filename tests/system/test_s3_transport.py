@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from syncd.errors import NotFoundError
-from syncd.storage import S3Storage
+from syncd.storage import ContentMismatch, KnownBytes, S3Storage
 from tests.support.delayproxy import DelayProxy
 from tests.support.images import png
 from tests.support.rclone_s3 import RcloneS3Server
@@ -106,3 +106,34 @@ def test_a_body_less_post_and_delete_work_on_a_kept_alive_connection(
         storage.delete(f"p{n}.png")
     storage.close()
     assert proxy.connections == 1
+
+
+def test_bytes_known_by_another_hash_than_the_one_promised_are_hashed_and_refused(
+    rclone_s3_server: RcloneS3Server,
+) -> None:
+    """`KnownBytes` skips the hash on the way only when its hash is the promised one.
+    rclone's server does not check the signed payload hash, so syncd's own check is what
+    keeps the wrong bytes out."""
+    storage = S3Storage(
+        endpoint_url=rclone_s3_server.url,
+        bucket=rclone_s3_server.new_bucket(),
+        region="us-east-1",
+        access_key_id=rclone_s3_server.credentials.access_key_id,  # type: ignore[union-attr]
+        secret_access_key=rclone_s3_server.credentials.secret_access_key,  # type: ignore[union-attr]
+        public_base_url=None,
+    )
+    promised, other = png(seed=1), png(seed=2)
+    assert len(promised) == len(other)
+    body = KnownBytes(other, hashlib.sha256(other).hexdigest())
+
+    with pytest.raises(ContentMismatch):
+        storage.put(
+            "k.png",
+            body,
+            size=len(promised),
+            sha256=hashlib.sha256(promised).hexdigest(),
+            content_type="image/png",
+        )
+    with pytest.raises(NotFoundError):
+        storage.head("k.png")  # taken back
+    storage.close()
