@@ -41,6 +41,7 @@ from harness import (
     Figure,
     MotoServer,
     bucket_objects,
+    compile_syncd,
     median,
     png,
     rclone_env,
@@ -178,6 +179,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     require_rclone()
+    compile_syncd()
     n: int = args.images
     rtts = [float(x) for x in args.rtt_ms.split(",")]
 

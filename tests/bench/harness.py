@@ -47,6 +47,7 @@ __all__ = [
     "Figure",
     "MotoServer",
     "bucket_objects",
+    "compile_syncd",
     "debian_rclone",
     "drop_bucket",
     "local_storage",
@@ -465,3 +466,19 @@ def summarize_stacks(raw: Path, top: int = 25, *, thread: str | None = None) -> 
     for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {100 * n / total:5.1f}%  {frame}")
     return "\n".join(lines)
+
+
+# -- syncd's bytecode ------------------------------------------------------------------
+
+
+def compile_syncd() -> None:
+    """Write syncd's bytecode (`__pycache__`), as installing its wheel does.
+
+    The benchmarks run syncd from the source tree (an editable install). Where
+    PYTHONDONTWRITEBYTECODE is set (containers and CI often set it), Python would compile
+    every syncd module from source at every start of a measured child, CPU an installed
+    syncd never spends; compiling once first measures what a user runs.
+    """
+    import compileall
+
+    compileall.compile_dir(ROOT / "syncd", quiet=1)
