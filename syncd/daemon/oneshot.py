@@ -191,11 +191,17 @@ class _Drain:
         self._lock = threading.Lock()
         self._intake_done = False
         self._broken = False  # the queue could not record: stop claiming
-        self._queued = 0  # items intake queued during this run
-        # `_queued` when a claim last found nothing: until intake queues another item,
-        # the next claim would find nothing too, so it is not asked of the queue (a claim
-        # is a write transaction; workers finishing an upload each try one).
-        self._dry_at = -1
+        # A claim is a write transaction, and every worker that finishes an upload tries
+        # one: once a claim has found the queue empty (`_dry`), only items intake queues
+        # can be claimed in this run, so a claim asks the queue only with one of their
+        # tickets in hand (`_tickets`: one per item queued, one taken per claim asked).
+        # However claims interleave, the claimable items never outnumber the tickets plus
+        # the claims under way that hold one: none is left behind. Items made claimable
+        # otherwise (a note showing an image whose object went missing) are found by the
+        # look every worker takes once intake is done (`_looks` counts those).
+        self._dry = False
+        self._tickets = 0
+        self._looks = 0
         self._keeper = LeaseKeeper(queue, config.upload.lease_seconds)
         self.drain = Drain(
             self,
@@ -210,14 +216,16 @@ class _Drain:
         self.drain.start()
 
     def item_queued(self) -> None:
-        """Intake queued a new item: one worker is enough to claim it."""
+        """Intake queued (and committed) a new item: one worker is enough to claim it."""
         with self._lock:
-            self._queued += 1
+            self._tickets += 1
         self.drain.wake_one()
 
     def intake_done(self) -> None:
         with self._lock:
             self._intake_done = True
+            self._dry = False  # one more look, for what indexing the notes made pending
+            self._looks += 1
         self.drain.wake()
 
     def join(self, scan: ScanReport) -> RunReport:
@@ -238,9 +246,11 @@ class _Drain:
 
     def claim(self, owner: str) -> UploadItem | None:
         with self._lock:
-            queued = self._queued
-            if queued == self._dry_at:
-                return None
+            if self._tickets:
+                self._tickets -= 1
+            elif self._dry:
+                return None  # nothing was queued that another claim has not asked for
+            looks = self._looks
         item = self.queue.claim_next(
             owner,
             self.lease_seconds,
@@ -250,7 +260,9 @@ class _Drain:
         )
         if item is None:
             with self._lock:
-                self._dry_at = max(self._dry_at, queued)
+                # A claim begun before intake ended may have looked before the last
+                # items were made pending: only a later one may say there are none.
+                self._dry = self._dry or looks == self._looks
         return item
 
     def upload(self, item: UploadItem, owner: str) -> Outcome:

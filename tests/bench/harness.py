@@ -185,8 +185,10 @@ def write_syncd_config(
     bucket: str,
     endpoint_url: str,
     workers: int | None = None,
+    key_template: str | None = None,
 ) -> Path:
-    """`workers`: None leaves `upload.workers` at syncd's default, as a user would."""
+    """`workers`: None leaves `upload.workers` at syncd's default, as a user would;
+    `key_template` likewise `storage.key_template`."""
     path.write_text(
         "[paths]\n"
         f"images = [{json.dumps(str(images))}]\n"
@@ -196,7 +198,8 @@ def write_syncd_config(
         f"bucket = {json.dumps(bucket)}\n"
         f"endpoint_url = {json.dumps(endpoint_url)}\n"
         'public_base_url = "https://img.example.com"\n'
-        "[upload]\n"
+        + (f"key_template = {json.dumps(key_template)}\n" if key_template is not None else "")
+        + "[upload]\n"
         + (f"workers = {workers}\n" if workers is not None else "")
         + "settle_seconds = 0\n"
     )

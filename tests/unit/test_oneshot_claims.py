@@ -85,8 +85,33 @@ def test_after_a_claim_found_nothing_the_queue_is_asked_again_only_once_more_is_
     queue.pending.append(item := make_item(7))
     run.item_queued()
     assert run.claim("w") == item and queue.claims == 2
-    assert run.claim("w") is None and queue.claims == 3
-    assert run.claim("w") is None and queue.claims == 3
+    # The worker that uploaded it comes back for more: nothing new, nothing asked.
+    assert run.claim("w") is None and run.claim("w") is None
+    assert queue.claims == 2
+
+
+def test_an_item_queued_while_a_claim_found_nothing_is_claimed_next(tmp_path: Path) -> None:
+    """Intake commits an item and says so while another worker's claim is in the queue,
+    after it looked: that claim finds nothing, the item's ticket is still there."""
+    config = load_config(make_config(tmp_path), {})
+    queue = Queue()
+    uploader = SimpleNamespace(pacer=Pacer())
+    run = _Drain(cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time)
+    item = make_item(9)
+    claim_next = queue.claim_next
+
+    def queued_meanwhile(owner: str, lease_seconds: float, **kwargs: object) -> UploadItem | None:
+        found = claim_next(owner, lease_seconds, **kwargs)  # looked: nothing there yet
+        queue.pending.append(item)
+        run.item_queued()
+        return found
+
+    queue.claim_next = queued_meanwhile  # type: ignore[method-assign]
+    assert run.claim("w") is None
+    queue.claim_next = claim_next  # type: ignore[method-assign]
+
+    assert run.claim("w") == item
+    assert run.claim("w") is None and queue.claims == 2
 
 
 def make_item(n: int) -> UploadItem:
@@ -108,3 +133,35 @@ def make_item(n: int) -> UploadItem:
         created_at=0.0,
         uploaded_at=None,
     )
+
+
+def test_when_intake_ends_the_queue_is_asked_again_even_without_a_ticket(
+    tmp_path: Path,
+) -> None:
+    """Indexing the notes may make an item pending again (its object went missing) without
+    queueing new content: the end of intake sends every worker to look once more, and a
+    claim that looked before then does not close the queue again."""
+    config = load_config(make_config(tmp_path), {})
+    queue = Queue()
+    uploader = SimpleNamespace(pacer=Pacer())
+    run = _Drain(cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time)
+    item = make_item(5)
+    claim_next = queue.claim_next
+
+    def intake_ended_meanwhile(
+        owner: str, lease_seconds: float, **kwargs: object
+    ) -> UploadItem | None:
+        found = claim_next(owner, lease_seconds, **kwargs)  # looked: nothing pending yet
+        queue.pending.append(item)  # a note made it pending again
+        run.intake_done()
+        return found
+
+    assert run.claim("w") is None and queue.claims == 1  # the queue is empty: closed
+    queue.claim_next = intake_ended_meanwhile  # type: ignore[method-assign]
+    run.intake_done()  # (the first end: looked again, still nothing)
+    assert run.claim("w") is None
+    queue.claim_next = claim_next  # type: ignore[method-assign]
+
+    assert run.claim("w") == item
+    assert run.claim("w") is None and run.claim("w") is None
+    assert queue.claims == 4
