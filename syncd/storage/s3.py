@@ -64,13 +64,13 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import default_headers
+from requests.utils import default_headers, get_encoding_from_headers
 
 from syncd.errors import (
     NotFoundError,
@@ -118,12 +118,50 @@ _NO_BODY_METHODS = ("GET", "HEAD")
 
 
 class _Adapter(HTTPAdapter):
-    """`HTTPAdapter` whose connections send a streamed body in `_CHUNK` writes."""
+    """`HTTPAdapter` for one store, changed only through the methods requests documents
+    for subclasses: its connections send a streamed body in `_CHUNK` writes; the pool of
+    the store's origin is looked up once, not worked out again from the URL for every
+    request (without a proxy or client certificate, and with certificates verified, it
+    is always the same pool); answers carry no cookie jar (syncd sends no cookies, and
+    reading them parsed every answer's headers once more)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pools: dict[str, Any] = {}  # origin -> urllib3 connection pool
 
     def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: object
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
     ) -> None:
         super().init_poolmanager(connections, maxsize, block, blocksize=_CHUNK, **pool_kwargs)
+
+    def get_connection_with_tls_context(
+        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        if verify is not True or proxies or cert is not None or not request.url:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        origin = "/".join(request.url.split("/", 3)[:3])  # scheme://host:port
+        pool = self._pools.get(origin)
+        if pool is None or pool.pool is None:  # a closed pool has given up its queue
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._pools[origin] = pool
+        return pool
+
+    def request_url(self, request: Any, proxies: Any) -> str:
+        if proxies:
+            return super().request_url(request, proxies)
+        return request.path_url
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url
+        response.request = req
+        response.connection = self
+        return response
 
 
 class _HashingReader:
