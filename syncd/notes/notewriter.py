@@ -39,6 +39,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import enum
 import errno
 import fcntl
 import hashlib
@@ -78,6 +79,8 @@ _OLD_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.syncd-tmp", re.DOTALL)
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_INO = 0x100
 _SYSCALL_RENAMEAT2 = {"x86_64": 316, "aarch64": 276}
 # The lease-break signal. Its default action is to ignore it, so a break never disturbs
 # the daemon (SIGIO, the kernel's default, would kill it); breaks are seen by F_GETLEASE.
@@ -210,7 +213,7 @@ def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
     try:
         return _swap_in(snapshot, tmp, written, _sha256(data))
     except BaseException:
-        _unlink_if(tmp, written)  # only our own new file; never the note it replaced
+        _unlink_if(tmp, _identity_of(written))  # only our own file, never the note
         raise
 
 
@@ -229,18 +232,18 @@ def _swap_in(
     try:
         leased = _take_lease(held, target)
         old = os.fstat(held)
-        if not _same_content(held, snapshot) or not _same_file(os.lstat(target), old):
+        if not _same_content(held, snapshot):
             raise changed
-        if not _exchange(target, tmp):
+        swap = _exchange_if_same(target, tmp, _identity_of(old), _identity_of(written))
+        if swap is _Swap.UNSUPPORTED:
             return _replace_unswappable(snapshot, tmp, target, written)
-        came_out = os.lstat(tmp)
+        if swap is not _Swap.SWAPPED:
+            raise changed  # not the note we read, before or during the swap: theirs stays
         intact = (
-            _same_file(came_out, old)
-            and (not leased or fcntl.fcntl(held, fcntl.F_GETLEASE) == fcntl.F_RDLCK)
-            and _same_content(held, snapshot)
-        )
+            not leased or fcntl.fcntl(held, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+        ) and _same_content(held, snapshot)
         if not intact:
-            _swap_back(tmp, target, written, came_out)
+            _swap_back(tmp, target, _identity_of(written), _identity_of(old))
             raise changed
         fsync_dir(target.parent)
         if leased:
@@ -254,10 +257,6 @@ def _swap_in(
     finally:
         if leftover is None:
             os.close(held)  # also lets go of the lease
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _take_lease(fd: int, target: Path) -> bool:
@@ -320,7 +319,35 @@ def _write_temp(folder: Path, data: bytes, like: os.stat_result) -> tuple[Path, 
     return tmp, written
 
 
-def _swap_back(tmp: Path, target: Path, ours: os.stat_result, came_out: os.stat_result) -> None:
+class _Swap(enum.Enum):
+    SWAPPED = "swapped"  # ours is in, and what came out is the note we read
+    CHANGED = "changed"  # the name held another file already: nothing was swapped
+    UNDONE = "undone"  # another file came out (a save renamed over): swapped back
+    UNSUPPORTED = "unsupported"  # this file system cannot exchange
+
+
+def _exchange_if_same(
+    target: Path, tmp: Path, read: tuple[int, int], ours: tuple[int, int]
+) -> _Swap:
+    """The last look at the note's name, the exchange, and the look at what came out.
+
+    Every call here keeps the interpreter lock (`_identity`, `_exchange`), so no other
+    thread of this process runs between the look and the swap, nor between a wrong swap
+    and its undoing: a save renamed over the note in that window is a few system calls
+    wide, and an editor that reads the note finds our version there only as long.
+    """
+    if _identity(target) != read:
+        return _Swap.CHANGED
+    if not _exchange(target, tmp):
+        return _Swap.UNSUPPORTED
+    came_out = _identity(tmp)
+    if came_out == read:
+        return _Swap.SWAPPED
+    _swap_back(tmp, target, ours, came_out)
+    return _Swap.UNDONE
+
+
+def _swap_back(tmp: Path, target: Path, ours: tuple[int, int], came_out: tuple[int, int]) -> None:
     """Undo an exchange: the note's own version goes back under its name.
 
     If someone renamed a newer save over ours in the meantime, that save is the one put
@@ -328,17 +355,19 @@ def _swap_back(tmp: Path, target: Path, ours: os.stat_result, came_out: os.stat_
     not been there.
     """
     _exchange(target, tmp)
-    back = os.lstat(tmp)
-    if (back.st_dev, back.st_ino) != (ours.st_dev, ours.st_ino):
+    if _identity(tmp) != ours:
         _exchange(target, tmp)
         _unlink_if(tmp, came_out)
 
 
-def _unlink_if(tmp: Path, ours: os.stat_result) -> None:
+def _identity_of(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _unlink_if(tmp: Path, ours: tuple[int, int]) -> None:
     """Remove the temp file, unless what stands under its name is someone's note."""
     with contextlib.suppress(FileNotFoundError):
-        st = os.lstat(tmp)
-        if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+        if _identity_of(os.lstat(tmp)) == ours:
             tmp.unlink()
 
 
@@ -558,8 +587,64 @@ def _load_renameat2() -> object:
     return _renameat2 or None
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of `path` itself (a link is not followed), keeping the interpreter
+    lock where the C library has `statx` (`os.lstat` lets other threads run)."""
+    func = _load_statx()
+    if func is None:
+        return _identity_of(os.lstat(path))
+    buf = _Statx()
+    flags = _AT_SYMLINK_NOFOLLOW
+    if func(_AT_FDCWD, os.fsencode(path), flags, _STATX_INO, ctypes.byref(buf)) != 0:  # type: ignore[operator]
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+    return (os.makedev(buf.dev_major, buf.dev_minor), buf.ino)
+
+
+class _Statx(ctypes.Structure):
+    """`struct statx` (the same layout on every architecture)."""
+
+    _fields_ = [
+        ("mask", ctypes.c_uint32),
+        ("blksize", ctypes.c_uint32),
+        ("attributes", ctypes.c_uint64),
+        ("nlink", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("mode", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16),
+        ("ino", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+        ("blocks", ctypes.c_uint64),
+        ("attributes_mask", ctypes.c_uint64),
+        ("times", ctypes.c_uint8 * 64),  # atime, btime, ctime, mtime
+        ("rdev_major", ctypes.c_uint32),
+        ("rdev_minor", ctypes.c_uint32),
+        ("dev_major", ctypes.c_uint32),
+        ("dev_minor", ctypes.c_uint32),
+        ("_spare", ctypes.c_uint64 * 14),
+    ]
+
+
+_statx: object = None
+
+
+def _load_statx() -> object:
+    global _statx
+    with _exchange_lock:
+        if _statx is None:
+            func = getattr(ctypes.PyDLL(None, use_errno=True), "statx", None)
+            if func is not None:
+                func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint]
+                func.argtypes += [ctypes.c_void_p]
+                func.restype = ctypes.c_int
+            _statx = func or False
+    return _statx or None
+
+
 def _find_renameat2() -> object:
-    libc = ctypes.CDLL(None, use_errno=True)
+    # PyDLL: the call keeps the interpreter lock (see `_exchange_if_same`).
+    libc = ctypes.PyDLL(None, use_errno=True)
     func = getattr(libc, "renameat2", None)
     if func is not None:
         func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]

@@ -75,6 +75,16 @@ _RETRY_MAX_BUSY = 10.0  # being edited: its next save brings it back anyway
 
 
 @dataclass(frozen=True)
+class _Plan:
+    """A rewrite planned (and recorded) for one version of a note."""
+
+    text: str  # the version planned on
+    edits: list[tuple[int, int, str]]
+    done_ids: list[int]  # the references it settles once written
+    late: bool  # an image of a reference it recorded was uploaded as it planned
+
+
+@dataclass(frozen=True)
 class Waiting:
     """A note whose rewrite is postponed: why, and when it is tried again."""
 
@@ -337,6 +347,7 @@ class Rewriter(Localizing):
     ) -> NoteChange | None:
         done: NoteChange | None = None  # what an earlier attempt of this call wrote
         rechecked = False
+        plan: _Plan | None = None  # the last plan recorded, to carry over to a newer save
         for _ in range(WRITE_ATTEMPTS):
             try:
                 snap = self._fresh_read(note) or read_note(note)
@@ -348,15 +359,28 @@ class Rewriter(Localizing):
                     with self._lock:
                         self._waiting.pop(note, None)
                 return done
-            edits, done_ids, late = self._plan_rewrite(
-                snap, record=not dry_run, include_localized=include_localized
-            )
+            rebased = self._rebase(plan, snap) if plan is not None else None
+            if plan is None or rebased is None:
+                plan = _Plan(
+                    snap.text,
+                    *self._plan_rewrite(
+                        snap, record=not dry_run, include_localized=include_localized
+                    ),
+                )
+                edits = plan.edits
+                if edits and not dry_run and not snap.still_on_disk():
+                    # Saved again while the plan was being recorded (a synced commit
+                    # takes milliseconds): carry the plan over to that save.
+                    continue
+            else:
+                edits = rebased
             if not edits:
                 if not dry_run:
-                    self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
+                    self.queue.set_ref_state(plan.done_ids, RefState.REWRITTEN)
                     self._settled(note)
-                    if late and not rechecked:
+                    if plan.late and not rechecked:
                         rechecked = True  # an upload finished while this pass planned
+                        plan = None
                         continue
                 return done
             change = NoteChange(note, snap.text, apply_edits(snap.text, edits), len(edits))
@@ -376,7 +400,7 @@ class Rewriter(Localizing):
                 return change
             self._own_writes[str(note)] = (written.size, written.mtime_ns, written.inode)
             change.written = True
-            self.queue.set_ref_state(done_ids, RefState.REWRITTEN)
+            self.queue.set_ref_state(plan.done_ids, RefState.REWRITTEN)
             self._settled(note)
             log.info(
                 "rewrote %d link%s in %s", len(edits), "s" * (len(edits) != 1), printable(note)
@@ -386,12 +410,32 @@ class Rewriter(Localizing):
             done = change
             # A link recorded by this pass whose image finished uploading in the meantime
             # would otherwise wait for the next save: nobody else knows to come back.
-            if late and not rechecked:
+            if plan.late and not rechecked:
                 rechecked = True
+                plan = None
                 continue
             return change
         self._postpone(note, "it kept changing while being rewritten", busy=True)
         return done
+
+    def _rebase(self, plan: _Plan, snap: NoteSnapshot) -> list[tuple[int, int, str]] | None:
+        """The plan's edits for a newer save of the note, or None if it needs a new plan.
+
+        An editor saving every few tens of milliseconds lands a save between most plans
+        and their writes. The plan recorded (durably) each replacement with the places of
+        its original; a newer save that still has every one of those links, as links
+        (parsed again: text typed after a link can make it code), at the very same places
+        needs no new record, so only a parse stands between that save and the write.
+        """
+        if not plan.edits:
+            return None
+        wanted = {(start, plan.text[start:end]): repl for start, end, repl in plan.edits}
+        edits = []
+        for ref in self._refs(snap):
+            repl = wanted.get((ref.start, snap.text[ref.start : ref.end]))
+            if repl is not None:
+                edits.append((ref.start, ref.end, repl))
+        return edits if len(edits) == len(plan.edits) else None
 
     # -- notes waiting for another try ------------------------------------------
 
@@ -549,11 +593,24 @@ class Rewriter(Localizing):
                 planned_new.setdefault(original, (replacement, []))[1].append(ref.start)
         settled: list[int] = []
         late = False
+        if record and planned:
+            # Recorded by an earlier pass (a save landed between its plan and its write):
+            # the same text at the same places needs no second synced commit.
+            by_id = {r.id: r for r in all_records}
+            for ref_id, (rewritten, positions) in list(planned.items()):
+                known_ref = by_id.get(ref_id)
+                if (
+                    known_ref is not None
+                    and known_ref.rewritten == rewritten
+                    and known_ref.positions == tuple(positions)
+                ):
+                    settled.append(ref_id)
+                    del planned[ref_id]
         if record and (recorded or planned or planned_new):
             # Recorded (durably, in one transaction) before the note is written: a crash
             # in between leaves the references pending, and the next pass writes the same
             # text again.
-            settled = self.queue.plan_rewrite(snap.path, recorded.values(), planned_new, planned)
+            settled += self.queue.plan_rewrite(snap.path, recorded.values(), planned_new, planned)
             # An image whose upload finished between our look and that record: its upload
             # did not find this note yet, so nobody else would come back for it.
             late = bool(waiting) and any(

@@ -61,6 +61,10 @@ class ItemsTable(FilesTable):
             "SELECT * FROM (SELECT id, next_attempt_at FROM items WHERE state = 'uploading' "
             f"AND lease_until < :now{extra} ORDER BY next_attempt_at, id LIMIT 1)"
         )
+        if not self._db.execute_sql(f"SELECT EXISTS ({candidates})", params).fetchone()[0]:
+            # Nothing to claim: said by a read, without queueing for the write lock
+            # behind every other worker (most claims after a wake-up find nothing).
+            return None
         with self._write():
             row = self._db.execute_sql(
                 "UPDATE items SET state = 'uploading', lease_owner = :owner, "

@@ -90,6 +90,14 @@ class Drain:
             t.start()
 
     def wake(self) -> None:
+        """New work, or a reason to look again: wake as many workers as there are free
+        slots (a pasted image wakes one, not every thread, each to claim nothing)."""
+        with self._cond:
+            self._generation += 1
+            state = self.concurrency.state()
+            self._cond.notify(max(1, state.limit - state.in_flight))
+
+    def _wake_all(self) -> None:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
@@ -206,12 +214,15 @@ class Drain:
                     throttled=outcome.throttled,
                 )
             if self._refused and work_left:
+                # As many as can have a slot now (one, or more if the limit grew): the
+                # rest would only be refused again.
                 self._refused = False
                 self._generation += 1
-                self._cond.notify_all()
+                state = self.concurrency.state()
+                self._cond.notify(max(1, state.limit - state.in_flight))
 
     def _end(self) -> float | None:
         """This worker ends (None): wake the others, so each sees the end too (one
         waiting for a slot would otherwise wait for a release that never comes)."""
-        self.wake()
+        self._wake_all()
         return None

@@ -118,6 +118,14 @@ class DaemonProcess:
         self._close()
         return code
 
+    def reap(self, timeout: float = 60) -> int:
+        """Wait for a daemon that was told to stop some other way (`syncd stop`) to end
+        on its own, without a signal of ours; its exit status."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        self._close()
+        return code
+
     def _close(self) -> None:
         if self.notify is not None:
             self.notify.close()

@@ -96,7 +96,7 @@ def test_three_daemons_side_by_side_each_reached_and_stopped_by_its_config(
     assert daemon_a.proc is not None
     stopped = syncd(config_a, "stop")
     assert stopped.returncode == 0 and f"syncd (pid {daemon_a.proc.pid}) stopped" in stopped.stdout
-    assert daemon_a.stop(timeout=30) == 0  # it ended on its own; this only reaps it
+    assert daemon_a.reap(timeout=30) == 0  # it ends on its own, with no signal of ours
     assert status(config_a)["daemon"] == "not running"
     for name in (None, "b"):
         config, _root, d = three[name]
