@@ -8,16 +8,18 @@ hand it to the adapter instead of going through a `requests.Session`: the sessio
 per-call work (merging settings, preparing URL, headers, cookies and hooks again, and
 redirect bookkeeping) cost about as much CPU as the HTTP exchange itself on a fast link.
 The adapter still does the rest as before: TLS verification with the same CA bundle,
-timeouts, no retries, no redirects followed, the same exceptions; and it sends a body in
-1 MiB writes instead of urllib3's 16 KiB. We do not use boto3's client: its upload path
-reads small bodies into memory, adds CRC32 checksum headers that R2 rejects, and costs
-far more CPU per request than a signed `requests` call. The payload hash we
-sign is the SHA-256 syncd already computed, so the store itself verifies every byte (a
-mismatch is `XAmzContentSHA256Mismatch`) while the body streams from disk; the same
-bytes are also hashed as they are sent, so a file that changed mid-upload is caught even
-by a store that does not check (except `KnownBytes`: bytes in memory that the caller just
-hashed cannot change). `r2` is this backend with R2's defaults: endpoint from
-the account id, region `auto`, no ACL headers, no CRC32 headers, no bucket-level calls.
+timeouts, no retries, no redirects followed, the same exceptions. A body streamed from a
+file goes in urllib3's 16 KiB writes (each read reports progress, and the daemon can
+abort an upload between two); one held in memory (`KnownBytes`) goes in one write.
+We do not use boto3's client: its upload path reads small bodies into memory, adds
+CRC32 checksum headers that R2 rejects, and costs far more CPU per request than a
+signed `requests` call. The payload hash we sign is the SHA-256 syncd already computed,
+so the store itself verifies every byte (a mismatch is `XAmzContentSHA256Mismatch`)
+while the body streams from disk; the same bytes are also hashed as they are sent, so a
+file that changed mid-upload is caught even by a store that does not check (except
+`KnownBytes`: bytes in memory that the caller just hashed cannot change). `r2` is this
+backend with R2's defaults: endpoint from the account id, region `auto`, no ACL headers,
+no CRC32 headers, no bucket-level calls.
 
 Bodies bigger than one PUT may carry go up in parts (`syncd.storage.multipart`).
 
@@ -119,20 +121,14 @@ _NO_BODY_METHODS = ("GET", "HEAD")
 
 class _Adapter(HTTPAdapter):
     """`HTTPAdapter` for one store, changed only through the methods requests documents
-    for subclasses: its connections send a streamed body in `_CHUNK` writes; the pool of
-    the store's origin is looked up once, not worked out again from the URL for every
-    request (without a proxy or client certificate, and with certificates verified, it
-    is always the same pool); answers carry no cookie jar (syncd sends no cookies, and
-    reading them parsed every answer's headers once more)."""
+    for subclasses: the pool of the store's origin is looked up once, not worked out
+    again from the URL for every request (without a proxy or client certificate, and
+    with certificates verified, it is always the same pool); answers carry no cookie
+    jar (syncd sends no cookies, and reading them parsed every answer's headers again)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._pools: dict[str, Any] = {}  # origin -> urllib3 connection pool
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        super().init_poolmanager(connections, maxsize, block, blocksize=_CHUNK, **pool_kwargs)
 
     def get_connection_with_tls_context(
         self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
@@ -177,6 +173,11 @@ class _HashingReader:
 
     def __len__(self) -> int:
         return self._left
+
+    @property
+    def in_memory(self) -> bool:
+        """Bytes in memory, not hashed on the way: nothing to gain from small writes."""
+        return not self._hashing and isinstance(self._f, io.BytesIO)
 
     def read(self, n: int = -1) -> bytes:
         if self._left <= 0:
@@ -310,7 +311,10 @@ class S3Storage(Storage):
         if body is None and method not in _NO_BODY_METHODS:
             merged["Content-Length"] = "0"
         request.headers = merged
-        request.body = body  # type: ignore[assignment]  # a stream, as `prepare_body` keeps one
+        if body is not None and body.in_memory:
+            request.body = body.read(len(body))  # one write, not one per 16 KiB
+        else:
+            request.body = body  # type: ignore[assignment]  # a stream, as `prepare_body` keeps one
         request.hooks = {"response": []}
         response = self._adapter.send(request, stream=stream, timeout=self._timeout)
         if not stream:
