@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from syncd.config import Instance
 from syncd.errors import ConfigError, SyncdError, UsageError
 from syncd.system import redact
 from syncd.system.display import printable
+
+if TYPE_CHECKING:
+    from syncd.config import Instance
 
 EXIT_OK = 0
 EXIT_UNDONE = 1

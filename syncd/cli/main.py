@@ -4,35 +4,21 @@
 README's promise, `syncd.cli.errors`). A reader that goes away (`syncd items | head`)
 ends the command quietly. The parser is `parser.py`, the commands are in `commands/` by
 group, and what they print is formatted by `output.py`.
+
+Only the group of the command given is imported: `syncd status` starts, reads and exits
+in tens of milliseconds, and the daemon's, the uploads' and the notes' modules would
+cost more than that to import.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
-from syncd.cli.commands.daemon import (
-    cmd_doctor,
-    cmd_install_service,
-    cmd_run,
-    cmd_start,
-    cmd_stop,
-)
-from syncd.cli.commands.notes import cmd_adopt, cmd_localize, cmd_rewrite
-from syncd.cli.commands.once import cmd_sync_once
-from syncd.cli.commands.queue import (
-    cmd_items,
-    cmd_pause,
-    cmd_resume,
-    cmd_retry,
-    cmd_status,
-    cmd_sync_daemon,
-    cmd_watch,
-)
-from syncd.cli.commands.remote import cmd_cache, cmd_gc, cmd_pull, cmd_remote, cmd_verify
-from syncd.cli.commands.setup import cmd_config
 from syncd.cli.context import Invocation
 from syncd.cli.errors import (
     EXIT_INTERRUPTED,
@@ -48,36 +34,43 @@ from syncd.system.logs import setup_logging
 
 __all__ = ["build_parser", "main", "report_error"]
 
-Handler = Callable[[argparse.Namespace, Invocation], int]
+if TYPE_CHECKING:
+    Handler = Callable[[argparse.Namespace, Invocation], int]
 
-
-def cmd_sync(args: argparse.Namespace, ctx: Invocation) -> int:
-    return (cmd_sync_once if args.once else cmd_sync_daemon)(args, ctx)
-
-
-_COMMANDS: dict[str, Handler] = {
-    "sync": cmd_sync,
-    "status": cmd_status,
-    "run": cmd_run,
-    "start": cmd_start,
-    "stop": cmd_stop,
-    "retry": cmd_retry,
-    "install-service": cmd_install_service,
-    "rewrite": cmd_rewrite,
-    "localize": cmd_localize,
-    "adopt": cmd_adopt,
-    "doctor": cmd_doctor,
-    "items": cmd_items,
-    "pause": cmd_pause,
-    "resume": cmd_resume,
-    "watch": cmd_watch,
-    "remote": cmd_remote,
-    "gc": cmd_gc,
-    "verify": cmd_verify,
-    "pull": cmd_pull,
-    "cache": cmd_cache,
-    "config": cmd_config,
+# Each command's handler: (module in syncd.cli.commands, function).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "status": ("queue", "cmd_status"),
+    "run": ("daemon", "cmd_run"),
+    "start": ("daemon", "cmd_start"),
+    "stop": ("daemon", "cmd_stop"),
+    "retry": ("queue", "cmd_retry"),
+    "install-service": ("daemon", "cmd_install_service"),
+    "rewrite": ("notes", "cmd_rewrite"),
+    "localize": ("notes", "cmd_localize"),
+    "adopt": ("notes", "cmd_adopt"),
+    "doctor": ("daemon", "cmd_doctor"),
+    "items": ("queue", "cmd_items"),
+    "pause": ("queue", "cmd_pause"),
+    "resume": ("queue", "cmd_resume"),
+    "watch": ("queue", "cmd_watch"),
+    "remote": ("remote", "cmd_remote"),
+    "gc": ("remote", "cmd_gc"),
+    "verify": ("remote", "cmd_verify"),
+    "pull": ("remote", "cmd_pull"),
+    "cache": ("remote", "cmd_cache"),
+    "config": ("setup", "cmd_config"),
 }
+
+
+def handler_for(args: argparse.Namespace) -> Handler:
+    """The function that runs the parsed command (its module imported now)."""
+    if args.command == "sync":
+        module, name = ("once", "cmd_sync_once") if args.once else ("queue", "cmd_sync_daemon")
+    elif args.command in _COMMANDS:
+        module, name = _COMMANDS[args.command]
+    else:
+        raise UsageError(f"unknown command {args.command}")
+    return cast("Handler", getattr(importlib.import_module(f"syncd.cli.commands.{module}"), name))
 
 
 def _verbosity(args: argparse.Namespace) -> int:
@@ -90,7 +83,8 @@ def _verbosity(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -99,10 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = Invocation.of(args)
     try:
         try:
-            handler = _COMMANDS.get(args.command)
-            if handler is None:
-                raise UsageError(f"unknown command {args.command}")
-            code = handler(args, ctx)
+            code = handler_for(args)(args, ctx)
         except DaemonNotRunning:
             code = report_error(
                 no_daemon(ctx.instance, ctx.socket_path, ctx.config_arg, command=args.command)

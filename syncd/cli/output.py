@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncd.queue import QueueSummary
 from syncd.system import redact
 from syncd.system.display import printable
+
+if TYPE_CHECKING:
+    from syncd.queue import QueueSummary
 
 COUNT_STATES = ("pending", "uploading", "uploaded", "failed")
 

@@ -3,16 +3,56 @@
 argparse is the standard library's and does what we need. Options common to all
 commands (`--config`, `--json`, `-v`, `-q`) may stand before or after the subcommand.
 The shell completions in contrib/completions follow this parser (a test keeps them so).
+
+A command line that names its subcommand plainly (`syncd --config work.toml status`)
+gets a parser with that subcommand only: each subcommand's parser costs a fraction of a
+millisecond to build (argparse looks up translations for each), thirty of them were a
+good part of a `syncd status` that should take tens of milliseconds in all.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, cast
 
 from syncd import __version__
-from syncd.queue import State
+from syncd.queue.states import State
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; the terminal's width found as `shutil` finds it, without
+    importing it (argparse would, with three compression modules, for every parser)."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _columns() -> int:
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
+            columns = 0
+    return columns or 80
+
+
+_FORMATTER = _Formatter
 
 
 def _common_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
@@ -43,17 +83,44 @@ def _common_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> 
     )
 
 
-class _Commands:
-    """Adds subcommands, each with its help line, description and examples."""
+class _NotBuilt:
+    """Stands in for the parser of a subcommand this command line does not name."""
 
-    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_subparsers(self, **kwargs: Any) -> _NotBuilt:
+        return self
+
+    def add_parser(self, *args: Any, **kwargs: Any) -> _NotBuilt:
+        return self
+
+
+class _Commands:
+    """Adds subcommands, each with its help line, description and examples; with `only`,
+    just that one (the others get a `_NotBuilt`)."""
+
+    def __init__(
+        self,
+        sub: argparse._SubParsersAction[argparse.ArgumentParser] | _NotBuilt,
+        only: str | None = None,
+    ) -> None:
         self.sub = sub
-        self.common = argparse.ArgumentParser(add_help=False)
-        _common_options(self.common, in_subcommand=True)
+        self.only = only
+        self._common: argparse.ArgumentParser | None = None
+
+    @property
+    def common(self) -> argparse.ArgumentParser:
+        if self._common is None:
+            self._common = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
+            _common_options(self._common, in_subcommand=True)
+        return self._common
 
     def add(
         self, name: str, does: str, *examples: str, more: str | None = None
     ) -> argparse.ArgumentParser:
+        if isinstance(self.sub, _NotBuilt) or self.only not in (None, name):
+            return cast(argparse.ArgumentParser, _NotBuilt())
         epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) if examples else None
         return self.sub.add_parser(
             name,
@@ -65,7 +132,35 @@ class _Commands:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = frozenset(
+    {
+        "sync", "status", "run", "start", "stop", "doctor", "pull", "cache", "remote", "gc",
+        "verify", "install-service", "rewrite", "localize", "adopt", "retry", "items",
+        "config", "pause", "resume", "watch",
+    }
+)  # fmt: skip
+
+# What may stand before the subcommand for `named_command` to know it: the options
+# common to all commands, spelled out (an abbreviation such as `--conf` goes to the whole
+# parser, which knows what it abbreviates).
+_FLAGS = re.compile(r"--json|--verbose|--quiet|-q|-v+")
+
+
+def named_command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names, if it names one plainly; None for anything else
+    (`--help`, `--version`, a mistake), for which the whole parser is built."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            next(args, None)
+        elif not arg.startswith("--config=") and not _FLAGS.fullmatch(arg):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command line, only as much of it as that line needs."""
+    only = named_command(argv) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="syncd",
         description="Offline-first image sync for Markdown notes.",
@@ -77,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(parser, in_subcommand=False)
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    cmd = _Commands(sub)
+    cmd = _Commands(sub, only)
 
     sync = cmd.add(
         "sync",

@@ -1,38 +1,37 @@
 """The control API's client: what `syncd status`, `retry`, `watch`… use.
 
-`http.client` with an AF_UNIX `connect()`; only the standard library.
+`http.client` over an AF_UNIX socket; only the standard library. The socket is
+connected first and `http.client` imported only then: with no daemon running, `status`
+and the other commands find out without paying for an HTTP stack they will not use.
 """
 
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import socket
 import struct
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.control.errors import LOG_HINT, ControlError, DaemonNotRunning
-from syncd.control.events import Event
+
+if TYPE_CHECKING:
+    import http.client
+
+    from syncd.control.events import Event
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: Path, timeout: float) -> None:
-        super().__init__("syncd", timeout=timeout)
-        self.socket_path = socket_path
-        self.unix_sock: socket.socket | None = None
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            _connect_waiting(sock, str(self.socket_path), self.timeout)
-            sock.settimeout(self.timeout)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = self.unix_sock = sock
+def _connect(socket_path: Path, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        _connect_waiting(sock, str(socket_path), timeout)
+        sock.settimeout(timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _connect_waiting(sock: socket.socket, path: str, timeout: float | None) -> None:
@@ -80,16 +79,18 @@ class ControlClient:
         `ControlError`. Closing the iterator (or leaving a `for` loop) disconnects.
         """
         conn, response = self._open("GET", path, None)
-        if conn.unix_sock is not None:
-            conn.unix_sock.settimeout(idle_timeout)
+        if conn.sock is not None:
+            conn.sock.settimeout(idle_timeout)
         return self._events(conn, response, idle_timeout)
 
     def _events(
         self,
-        conn: _UnixHTTPConnection,
+        conn: http.client.HTTPConnection,
         response: http.client.HTTPResponse,
         idle_timeout: float | None,
     ) -> Generator[Event, None, None]:
+        import http.client
+
         try:
             while True:
                 try:
@@ -110,6 +111,8 @@ class ControlClient:
 
     def _call(self, method: str, path: str, body: Any) -> Any:
         conn, response = self._open(method, path, body)
+        import http.client  # imported by `_open`, once a daemon answered
+
         try:
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -120,8 +123,20 @@ class ControlClient:
 
     def _open(
         self, method: str, path: str, body: Any
-    ) -> tuple[_UnixHTTPConnection, http.client.HTTPResponse]:
-        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        try:
+            sock = _connect(self.socket_path, self.timeout)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise DaemonNotRunning(
+                f"the syncd daemon is not running (no one listens on {self.socket_path})",
+                "start it: syncd start (or: systemctl --user start syncd)",
+            ) from None
+        except OSError as exc:
+            raise self._failed(exc) from exc
+        import http.client  # a daemon answers: now the HTTP stack is needed
+
+        conn = http.client.HTTPConnection("syncd", timeout=self.timeout)
+        conn.sock = sock  # connected: `request` does not connect again
         headers = {"Accept": "application/json"}
         payload = None
         if body is not None:
@@ -130,12 +145,6 @@ class ControlClient:
         try:
             conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
-        except (FileNotFoundError, ConnectionRefusedError):
-            conn.close()
-            raise DaemonNotRunning(
-                f"the syncd daemon is not running (no one listens on {self.socket_path})",
-                "start it: syncd start (or: systemctl --user start syncd)",
-            ) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise self._failed(exc) from exc
@@ -150,6 +159,8 @@ class ControlClient:
         return conn, response
 
     def _failed(self, exc: BaseException) -> ControlError:
+        import http.client
+
         if isinstance(exc, PermissionError):
             return ControlError(
                 f"cannot open {self.socket_path}: permission denied",

@@ -53,7 +53,7 @@ from syncd.intake.watcher import Watcher
 from syncd.notes.notewriter import remove_stale_temp_files
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
-from syncd.notes.worker import NoteWorker
+from syncd.notes.worker import NoteBacklog, NoteWorker
 from syncd.queue import State
 from syncd.queue.integrity import open_checked_queue
 from syncd.storage import Storage
@@ -70,8 +70,8 @@ from syncd.upload.uploader import LeaseKeeper
 log = logging.getLogger(__name__)
 
 RESCAN_INTERVAL = 3600.0  # the safety net under inotify (overflow, races)
-NOTE_LANES = 2  # threads for ordinary notes
-WATCH_DEBOUNCE = 0.02  # seconds; the close-to-queued budget is 100 ms at p99
+NOTE_LANES = 3  # threads for ordinary notes
+WATCH_DEBOUNCE = 0.005  # seconds; the close-to-queued budget is 100 ms at p99
 DEGRADED_RESCAN = 300.0  # when inotify cannot watch everything (watch limit, missing root)
 STOP_GRACE = 10.0  # seconds in-flight uploads get to finish on SIGTERM (the unit allows 90)
 DISK_CHECK_MIN, DISK_CHECK_MAX = 1.0, 30.0  # how often a full disk is looked at again
@@ -233,11 +233,16 @@ class Daemon(DaemonIntake, DaemonUploads):
         self.uploader = app.uploader(config, self.queue, self.storage, self.scanner)
         self.uploader.on_progress = self._on_progress
         self.keeper = LeaseKeeper(self.queue, config.upload.lease_seconds)
-        # Ordinary notes on NOTE_LANES threads, each note always on the same one (by its
-        # path), so one note is never handled twice at once while two notes can be: most
-        # of a pass is waiting for the disk (the plan's fsync, the new version's fsync).
+        # Ordinary notes on NOTE_LANES threads sharing one backlog: one note is never
+        # handled twice at once while several notes can be (most of a pass is waiting for
+        # the disk: the plan's fsync, the new version's fsync).
+        backlog = NoteBacklog()
         self.note_workers = [
-            NoteWorker(self._handle_note, name=NOTES_THREAD if n == 0 else f"{NOTES_THREAD}-{n}")
+            NoteWorker(
+                self._handle_note,
+                name=NOTES_THREAD if n == 0 else f"{NOTES_THREAD}-{n}",
+                backlog=backlog,
+            )
             for n in range(NOTE_LANES)
         ]
         self.big_note_worker = NoteWorker(self._handle_note, name=BIG_NOTES_THREAD)

@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import time
-import zlib
 from pathlib import Path
 
 from syncd.config import Config
@@ -170,8 +169,7 @@ class DaemonIntake:
         if size > BIG_NOTE_BYTES:
             self.big_note_worker.submit(note)
         else:
-            lane = zlib.crc32(os.fsencode(note)) % len(self.note_workers)
-            self.note_workers[lane].submit(note)
+            self.note_workers[0].submit(note)  # their shared backlog
 
     def _handle_note(self, note: Path) -> None:
         """On the note thread: a changed note read, indexed and rewritten."""

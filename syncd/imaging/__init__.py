@@ -9,87 +9,22 @@ caller can decide what to do with a file whose location is unknown.
 
 Files above `MAX_IMAGE_BYTES` (64 MiB) pass through unchanged with a note: the whole file
 is held in memory here, and photos that large are not what phones make.
+
+The settings (`options`) are imported with the package; the parsers and encoders when
+an image is first prepared (the config, and so every command, names the settings).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from syncd.imaging import convert, metadata, tiff
-from syncd.imaging.convert import Target
 from syncd.imaging.errors import Unparseable
-from syncd.imaging.xmp import blank_location
+from syncd.imaging.options import DEFAULT_QUALITY, ImageOptions, Target
 from syncd.intake import imagetype
 
 __all__ = ["DEFAULT_QUALITY", "MAX_IMAGE_BYTES", "ImageOptions", "Prepared", "Target", "prepare"]
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-
-
-# The quality each format gets unless one is configured. The two scales are not the
-# same: at AVIF quality 60 photos come out as close to their source (PSNR) as at WebP
-# quality 82, and smaller (see tests/bench/bench_convert.py); AVIF at 82 is near-lossless
-# and larger than the WebP.
-DEFAULT_QUALITY = {Target.NONE: 82, Target.WEBP: 82, Target.AVIF: 60}
-
-
-@dataclass(frozen=True)
-class ImageOptions:
-    """What to do to an image before upload.
-
-    `quality` None means the target format's default (`DEFAULT_QUALITY`).
-    `max_dimension` (longest side in pixels, 0 = keep) applies only when converting:
-    resizing means re-encoding, and a plain upload is never re-encoded.
-    """
-
-    strip_location: bool = True
-    strip_metadata: bool = False
-    convert: Target = Target.NONE
-    quality: int | None = None
-    max_dimension: int = 0
-
-    def __post_init__(self) -> None:
-        if self.quality is not None and not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be 1..100, not {self.quality}")
-        if self.max_dimension < 0:
-            raise ValueError(f"max_dimension must be 0 or more, not {self.max_dimension}")
-
-    @property
-    def effective_quality(self) -> int:
-        return self.quality if self.quality is not None else DEFAULT_QUALITY[self.convert]
-
-    @property
-    def changes_nothing(self) -> bool:
-        """Whether every upload goes up exactly as the local file is."""
-        return not self.strip_location and not self.strip_metadata and self.convert is Target.NONE
-
-    @property
-    def fingerprint(self) -> str:
-        """These settings as one short text: an upload prepared with other settings is
-        prepared again (before it is uploaded; after, it stays as it went up)."""
-        parts = [
-            f"location={int(self.strip_location)}",
-            f"metadata={int(self.strip_metadata)}",
-            f"convert={self.convert.value}",
-        ]
-        if self.convert is not Target.NONE:
-            parts += [f"quality={self.effective_quality}", f"max={self.max_dimension}"]
-        return ",".join(parts)
-
-    @classmethod
-    def from_fingerprint(cls, text: str) -> ImageOptions | None:
-        """The settings a `fingerprint` was written for (None: not one of ours)."""
-        try:
-            fields = dict(part.split("=", 1) for part in text.split(","))
-            return cls(
-                strip_location=fields["location"] == "1",
-                strip_metadata=fields["metadata"] == "1",
-                convert=Target(fields["convert"]),
-                quality=int(fields["quality"]) if "quality" in fields else None,
-                max_dimension=int(fields.get("max", "0")),
-            )
-        except (KeyError, ValueError):
-            return None
 
 
 @dataclass(frozen=True)
@@ -112,6 +47,8 @@ def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
     The bytes decide the type (sniffed again here); `mime`, the caller's idea of it, is
     only handed back for bytes that are no image this module knows.
     """
+    from syncd.imaging import metadata
+
     kind = imagetype.sniff(data[: imagetype.SNIFF_BYTES])
     if kind is None:
         return _unchanged(data, mime, None, "not a recognised image: uploaded unchanged")
@@ -149,6 +86,9 @@ def _unchanged(data: bytes, mime: str, kind: imagetype.ImageType | None, note: s
 def _converted(
     data: bytes, kind: imagetype.ImageType, options: ImageOptions, plain: Prepared
 ) -> Prepared:
+    from syncd.imaging import convert, metadata, tiff
+    from syncd.imaging.xmp import blank_location
+
     target = options.convert.image_type
     if kind not in convert.CONVERTIBLE:
         return _with_note(plain, f"{kind.ext[1:].upper()} is not converted")

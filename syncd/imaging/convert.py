@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from syncd.errors import SyncdError
 from syncd.imaging import tiff
+from syncd.imaging.options import Target
 from syncd.intake import imagetype
 
 if TYPE_CHECKING:
@@ -30,16 +30,6 @@ if TYPE_CHECKING:
 
 # Pillow is imported where an image is encoded, not here: the config names `Target`,
 # and every CLI command would otherwise pay for loading Pillow.
-
-
-class Target(Enum):
-    NONE = "none"
-    WEBP = "webp"
-    AVIF = "avif"
-
-    @property
-    def image_type(self) -> imagetype.ImageType:
-        return imagetype.AVIF if self is Target.AVIF else imagetype.WEBP
 
 
 # Formats Pillow decodes without extra packages and that a conversion can shrink.

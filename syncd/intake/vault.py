@@ -31,6 +31,9 @@ from syncd.system.fs import regular_size
 log = logging.getLogger(__name__)
 
 
+_REAL_FOLDERS_KEPT = 4096  # folders whose real path root_of remembers
+
+
 class Vault:
     def __init__(
         self,
@@ -43,6 +46,7 @@ class Vault:
         self.image_roots = tuple(Path(os.path.realpath(p)) for p in image_roots)
         self._roots = self.note_roots + self.image_roots
         self._by_name: dict[str, list[Path]] | None = None
+        self._real_folders: dict[Path, Path] = {}  # a folder -> its real path (root_of)
         self.max_note_bytes = max_note_bytes
         self._skipped: dict[str, int | None] = {}  # note -> size warned about (None: not a file)
 
@@ -98,7 +102,19 @@ class Vault:
         return None
 
     def root_of(self, path: Path) -> Path | None:
-        real = Path(os.path.realpath(path))
+        """The note root holding `path`. Called for each link a note shows: its folder's
+        real path is remembered (one lstat, not one per path component), until the next
+        rescan (`forget_index`). Whether an image is inside the roots is never taken from
+        memory (`inside`)."""
+        if path.name in ("", ".", "..") or os.path.islink(path):
+            real = Path(os.path.realpath(path))
+        else:
+            folder = self._real_folders.get(path.parent)
+            if folder is None:
+                if len(self._real_folders) >= _REAL_FOLDERS_KEPT:
+                    self._real_folders.clear()
+                folder = self._real_folders[path.parent] = Path(os.path.realpath(path.parent))
+            real = folder / path.name
         for root in self.note_roots:
             if real == root or root in real.parents:
                 return root
@@ -175,6 +191,7 @@ class Vault:
     def forget_index(self) -> None:
         """Build the name index afresh at the next lookup (after a rescan)."""
         self._by_name = None
+        self._real_folders = {}
 
     def _name_index(self) -> dict[str, list[Path]]:
         if self._by_name is None:

@@ -65,9 +65,12 @@ NOTE_SUFFIXES = (".md", ".markdown")
 
 # How long the note we replaced stays under its temp name before it is checked and removed.
 SETTLE_SECONDS = 0.5
-# Replaced versions waiting at most (each holds a file descriptor until settled).
 WRITE_ATTEMPTS = 5  # tries of one note write (read again after each change) before later
-_MAX_LEFTOVERS = 64
+# Replaced versions waiting at most (each holds a file descriptor until settled). Past
+# this a writer waits for the oldest to settle: a few editors saving every few tens of
+# milliseconds, each save rewritten, keep about a hundred waiting; a quarter of the
+# common limit of 1,024 open files leaves room for everything else.
+MAX_LEFTOVERS = 256
 # A temp file this old belongs to no write in progress (a write takes milliseconds).
 STALE_TEMP_SECONDS = 10.0
 
@@ -452,7 +455,7 @@ class _Leftovers:
     def add(self, leftover: Leftover) -> None:
         with self._lock:
             self._items.append(leftover)
-            crowded = len(self._items) > _MAX_LEFTOVERS
+            crowded = len(self._items) > MAX_LEFTOVERS
         # Each holds a file descriptor: a run of rewrites (a reconcile) settles as it goes.
         self.settle_due()
         if crowded:

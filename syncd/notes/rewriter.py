@@ -67,11 +67,12 @@ _NOTE_LOCKS = 64  # rewrites of different notes run at once
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
 # read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
-# from 0.25 s up to 10 s.
+# from 0.25 s up to 2 s: while it is being edited its next save brings it back anyway, and
+# once the person stops typing the links they pasted last should not wait long.
 _RETRY_AFTER_FAILURE = 5.0
 _RETRY_AFTER_BUSY = 0.25
 _RETRY_MAX = 600.0
-_RETRY_MAX_BUSY = 10.0  # being edited: its next save brings it back anyway
+_RETRY_MAX_BUSY = 2.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class _Plan:
     edits: list[tuple[int, int, str]]
     done_ids: list[int]  # the references it settles once written
     late: bool  # an image of a reference it recorded was uploaded as it planned
+    seen: frozenset[str] = frozenset()  # the text of every reference in that version
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,7 @@ class Rewriter(Localizing):
                     *self._plan_rewrite(
                         snap, record=not dry_run, include_localized=include_localized
                     ),
+                    frozenset(snap.text[r.start : r.end] for r in self._refs(snap)),
                 )
                 edits = plan.edits
                 if edits and not dry_run and not snap.still_on_disk():
@@ -424,17 +427,23 @@ class Rewriter(Localizing):
         An editor saving every few tens of milliseconds lands a save between most plans
         and their writes. The plan recorded (durably) each replacement with the places of
         its original; a newer save that still has every one of those links, as links
-        (parsed again: text typed after a link can make it code), at the very same places
-        needs no new record, so only a parse stands between that save and the write.
+        (parsed again: text typed after a link can make it code), at the very same places,
+        and no reference the plan did not see, needs no new record, so only a parse
+        stands between that save and the write. A new reference needs a new plan: its
+        save's own event may be folded into the echo of this write, so this pass is the
+        one that must record it.
         """
         if not plan.edits:
             return None
         wanted = {(start, plan.text[start:end]): repl for start, end, repl in plan.edits}
         edits = []
         for ref in self._refs(snap):
-            repl = wanted.get((ref.start, snap.text[ref.start : ref.end]))
+            original = snap.text[ref.start : ref.end]
+            repl = wanted.get((ref.start, original))
             if repl is not None:
                 edits.append((ref.start, ref.end, repl))
+            elif original not in plan.seen:
+                return None
         return edits if len(edits) == len(plan.edits) else None
 
     # -- notes waiting for another try ------------------------------------------

@@ -35,6 +35,7 @@ import peewee
 from syncd.errors import QueueError
 from syncd.queue.records import ITEM_COLUMNS, Clock, UploadItem, disk_full, item_from_row
 from syncd.queue.schema import SCHEMA_VERSION, Models, create, upgrade
+from syncd.queue.summary import newer_schema, version_problem
 
 
 class QueueDB:
@@ -97,9 +98,7 @@ class QueueDB:
             row = meta.get_or_none(meta.key == "schema_version")
             version = int(row.value) if row else 0
             if version > SCHEMA_VERSION:
-                raise QueueError(
-                    f"{self.path} was written by a newer syncd (schema {version}); upgrade syncd"
-                )
+                raise newer_schema(self.path, version)
             if version == 0:
                 create(self._db, self.models)
                 version = SCHEMA_VERSION
@@ -110,12 +109,9 @@ class QueueDB:
     def _check_version(self) -> None:
         meta = self.models.Meta
         row = meta.get_or_none(meta.key == "schema_version")
-        version = int(row.value) if row else 0
-        if version != SCHEMA_VERSION:
-            raise QueueError(
-                f"{self.path} has schema {version}, this syncd needs {SCHEMA_VERSION}: "
-                "run any write command (e.g. `syncd sync --once`) to migrate it"
-            )
+        problem = version_problem(self.path, int(row.value) if row else 0)
+        if problem is not None:
+            raise problem
 
     def close(self) -> None:
         if not self._db.is_closed():

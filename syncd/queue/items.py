@@ -14,7 +14,6 @@ from syncd.queue.files import FilesTable
 from syncd.queue.records import (
     ITEM_COLUMNS,
     PreparedObject,
-    QueueSummary,
     State,
     UploadItem,
     WaitReason,
@@ -22,6 +21,7 @@ from syncd.queue.records import (
     item_from_row,
     stored_error,
 )
+from syncd.queue.summary import QueueSummary, summarize
 
 
 class ItemsTable(FilesTable):
@@ -304,29 +304,7 @@ class ItemsTable(FilesTable):
         return [item_from_row(row) for row in rows]
 
     def summary(self) -> QueueSummary:
-        counts = dict.fromkeys(State, 0)
-        waiting_bytes = 0
-        # Kept by triggers: counting a million rows took longer than `status` may.
-        for state, n, size in self._sql("SELECT state, n, bytes FROM item_counts"):
-            counts[State(state)] = n
-            if state in (State.PENDING, State.UPLOADING):
-                waiting_bytes += size
-        last = self._sql(
-            "SELECT last_error, last_error_at FROM items WHERE last_error IS NOT NULL "
-            "AND state != 'uploaded' ORDER BY last_error_at DESC LIMIT 1"
-        ).fetchone()
-        (nxt,) = self._sql(
-            "SELECT MIN(next_attempt_at) FROM items WHERE state = 'pending' "
-            "AND next_attempt_at > ?",
-            (self._clock(),),
-        ).fetchone()
-        return QueueSummary(
-            counts=counts,
-            last_error=last[0] if last else None,
-            last_error_at=last[1] if last else None,
-            next_attempt_at=nxt,
-            waiting_bytes=int(waiting_bytes),
-        )
+        return summarize(self._sql, self._clock())
 
     def has_work(self) -> bool:
         """Whether any item is pending or uploading (one index probe, whatever the size

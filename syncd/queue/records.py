@@ -15,20 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from syncd.queue.states import State
 from syncd.system import redact
 from syncd.system.display import printable
 
 Clock = Callable[[], float]
-
-
-class State(enum.StrEnum):
-    PENDING = "pending"
-    UPLOADING = "uploading"
-    UPLOADED = "uploaded"
-    FAILED = "failed"
-    # Its object left the bucket (`syncd gc` deleted it, or `verify` found it missing): no
-    # note gets its URL; a new reference to it queues it again (pending).
-    REMOVED = "removed"
 
 
 class WaitReason(enum.StrEnum):
@@ -172,32 +163,6 @@ class RemoteObject:
     size: int
     etag: str | None
     last_modified: float | None
-
-
-@dataclass(frozen=True)
-class QueueSummary:
-    counts: dict[State, int]
-    last_error: str | None
-    last_error_at: float | None
-    next_attempt_at: float | None  # earliest pending retry, if any is waiting
-    waiting_bytes: int = 0  # size of everything pending or uploading
-
-    @property
-    def outstanding(self) -> int:
-        return self.counts[State.PENDING] + self.counts[State.UPLOADING]
-
-    @property
-    def counts_failed(self) -> int:
-        return self.counts[State.FAILED]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "counts": {s.value: n for s, n in self.counts.items()},
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
-            "next_attempt_at": self.next_attempt_at,
-            "waiting_bytes": self.waiting_bytes,
-        }
 
 
 ITEM_FIELDS = (

@@ -15,6 +15,7 @@ from syncd.queue.records import (
     item_from_row,
 )
 from syncd.queue.refs import RefsTable
+from syncd.queue.summary import verify_record
 
 
 class RemoteTable(RefsTable):
@@ -90,19 +91,24 @@ class RemoteTable(RefsTable):
 
     def keys_in_use(self) -> set[str]:
         """Keys of uploaded items that some note shows or is about to show."""
+        # From the references to their items (CROSS JOIN keeps that order): the notes'
+        # references are far fewer than the items uploaded, each probed by key.
         rows = self._sql(
-            "SELECT DISTINCT items.remote_key FROM items JOIN refs ON refs.item_id = items.id "
+            "SELECT DISTINCT items.remote_key FROM refs CROSS JOIN items "
+            "ON items.id = refs.item_id "
             "WHERE items.remote_key IS NOT NULL AND refs.state != 'localized'"
         )
         return {key for (key,) in rows}
 
-    def own_remote_keys(self) -> set[str]:
-        """Every key this queue ever uploaded to (whatever the item's state now)."""
-        rows = self._sql("SELECT remote_key FROM items WHERE remote_key IS NOT NULL")
-        return {key for (key,) in rows}
-
-    def item_by_remote_key(self, key: str) -> UploadItem | None:
-        return self._one_item("remote_key = ? ORDER BY id LIMIT 1", (key,))
+    def own_key_shas(self) -> dict[str, str]:
+        """Every key this queue ever uploaded to (whatever the item's state now), with the
+        hash of the bytes it sent there; in one query (gc asks it for a whole bucket). For
+        a key of several items, the first item's."""
+        rows = self._sql(
+            "SELECT remote_key, COALESCE(object_sha256, sha256) FROM items "
+            "WHERE remote_key IS NOT NULL ORDER BY id DESC"
+        )
+        return dict(rows)
 
     def items_by_remote_key(self) -> dict[str, UploadItem]:
         """Every item that has a key, by key, in one query."""
@@ -165,9 +171,4 @@ class RemoteTable(RefsTable):
             self._set_meta("verify.last", json.dumps(result, sort_keys=True))
 
     def last_verify(self) -> dict[str, Any] | None:
-        raw = self._meta("verify.last")
-        try:
-            value = json.loads(raw) if raw else None
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+        return verify_record(self._meta("verify.last"))

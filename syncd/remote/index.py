@@ -15,6 +15,12 @@ the flags. Nothing is deleted without `delete=True`; never more than half of syn
 objects without `force=True`; the notes are read again right before deleting, and the
 queue is asked once more per object, in the same transaction that marks its items
 `removed` (so no note gets their URL any more, and a later reference uploads them again).
+
+Planning asks the store nothing about a key the queue uploaded to when the key holds
+the hash of the bytes the queue sent there: a bucket of a million of syncd's objects is
+planned from the index and the queue alone (a HEAD each took minutes). The store's
+word is still asked for every object right before it is deleted, so an object someone
+else wrote over one of syncd's keys is found foreign then, and left alone.
 """
 
 from __future__ import annotations
@@ -142,6 +148,10 @@ class GcPlan:
     referenced: int
     foreign: int = 0  # not written by syncd: left alone
     orphan_sha: dict[str, str | None] = field(default_factory=dict)
+    # For the check with the store before each delete: the template keys were planned
+    # with, and which orphans are keys the queue uploaded to.
+    template: KeyTemplate = field(default_factory=lambda: KeyTemplate(DEFAULT_KEY_TEMPLATE))
+    own_orphans: set[str] = field(default_factory=set)
 
     @property
     def ours(self) -> int:
@@ -154,6 +164,10 @@ class GcResult:
     plan: GcPlan
     deleted: list[RemoteObject] = field(default_factory=list)
     kept_after_recheck: list[str] = field(default_factory=list)
+    # Not syncd's by the store's word right before deleting (someone else's bytes under
+    # the key now): left alone.
+    foreign_after_recheck: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # left the bucket meanwhile
     errors: list[tuple[str, str]] = field(default_factory=list)
     log_path: Path | None = None
 
@@ -170,28 +184,34 @@ def plan_gc(
 ) -> GcPlan:
     template = template or KeyTemplate(DEFAULT_KEY_TEMPLATE, prefix=prefix)
     in_use = _in_use(queue, vault, storage)
-    own_keys = queue.own_remote_keys()
+    own_shas = queue.own_key_shas()
     cutoff = (time.time() if now is None else now) - grace_days * 86400
     objects = queue.remote_objects(prefix)
-    plan = GcPlan(len(objects), [], 0, 0)
+    plan = GcPlan(len(objects), [], 0, 0, template=template)
     for obj in objects:
         if obj.key in in_use:
             plan.referenced += 1
             continue
-        own_key = obj.key in own_keys
-        if not own_key and template.sha256_of(obj.key) is None:
+        own_sha = own_shas.get(obj.key)
+        if own_sha is None and template.sha256_of(obj.key) is None:
             plan.foreign += 1  # no request needed: the template cannot make this key
             continue
         if obj.last_modified is not None and obj.last_modified > cutoff:
             plan.young += 1
             continue
-        item = queue.item_by_remote_key(obj.key) if own_key else None
-        owner, sha = ownership(
-            obj.key, storage, template, item.object_sha if item else None, own_key=own_key
-        )
+        sha: str | None
+        if own_sha is not None and own_sha in obj.key:
+            # Ours by the queue's record (it sent these bytes to this key, which names
+            # them, whatever template made it): `collect_garbage` asks the store before
+            # deleting.
+            owner, sha = Ownership.OURS, own_sha
+        else:
+            owner, sha = ownership(obj.key, storage, template, own_sha, own_key=own_sha is not None)
         if owner is Ownership.OURS:
             plan.orphans.append(obj)
             plan.orphan_sha[obj.key] = sha
+            if own_sha is not None:
+                plan.own_orphans.add(obj.key)
         elif owner is Ownership.FOREIGN:
             plan.foreign += 1
         else:
@@ -208,7 +228,8 @@ def collect_garbage(
     *,
     force: bool = False,
 ) -> GcResult:
-    """Delete the plan's orphans, after the guard and a fresh look at the notes."""
+    """Delete the plan's orphans, after the guard and a fresh look at the notes; each one
+    only once the store says, right then, that syncd wrote it (`ownership`)."""
     result = GcResult(plan)
     if not plan.orphans:
         return result
@@ -226,9 +247,19 @@ def collect_garbage(
         record.write("# objects deleted by syncd gc: key, size, last modified (local time)\n")
         for obj in plan.orphans:
             sha = plan.orphan_sha.get(obj.key)
+            if obj.key in in_use:
+                result.kept_after_recheck.append(obj.key)
+                continue
+            owner, _ = ownership(
+                obj.key, storage, plan.template, sha, own_key=obj.key in plan.own_orphans
+            )
+            if owner is not Ownership.OURS:
+                gone = owner is Ownership.GONE
+                (result.gone if gone else result.foreign_after_recheck).append(obj.key)
+                continue
             # The queue too: a note indexed meanwhile, or an upload of these bytes under
             # way. In the same transaction its items stop being `uploaded`.
-            if obj.key in in_use or not queue.remove_unless_needed(obj.key, sha):
+            if not queue.remove_unless_needed(obj.key, sha):
                 result.kept_after_recheck.append(obj.key)
                 continue
             try:
@@ -243,7 +274,7 @@ def collect_garbage(
             record.write(f"{obj.key}\t{obj.size}\t{_local_time(obj.last_modified)}\n")
             record.flush()
             result.deleted.append(obj)
-    queue.forget_remote_objects(o.key for o in result.deleted)
+    queue.forget_remote_objects([*(o.key for o in result.deleted), *result.gone])
     return result
 
 

@@ -8,6 +8,7 @@ normalised on the way), and the file stem is reduced to safe characters.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
@@ -88,23 +89,28 @@ class KeyTemplate:
         return str(full)
 
     def _pattern(self) -> re.Pattern[str]:
-        parts = [re.escape(self.prefix)]
-        seen_sha = False
-        for n, (literal, name, spec, _conv) in enumerate(string.Formatter().parse(self.template)):
-            parts.append(re.escape(literal))
-            if name is None:
-                continue
-            if name == "sha256" and spec:
-                parts.append(f"(?P<short{n}>[0-9a-f]{{{int(spec[1:])}}})")
-            elif name == "sha256":
-                # A second full {sha256} must repeat the first.
-                parts.append("(?P=sha256)" if seen_sha else "(?P<sha256>[0-9a-f]{64})")
-                seen_sha = True
-            else:
-                parts.append(_PLACEHOLDER_PATTERNS[name])
-        if not seen_sha:  # only shortened hashes: the key cannot name its content
-            return re.compile(r"(?!)")
-        return re.compile("".join(parts))
+        return _key_pattern(self.template, self.prefix)
+
+
+@functools.lru_cache(maxsize=16)  # built once per template: gc asks it for every object
+def _key_pattern(template: str, prefix: str) -> re.Pattern[str]:
+    parts = [re.escape(prefix)]
+    seen_sha = False
+    for n, (literal, name, spec, _conv) in enumerate(string.Formatter().parse(template)):
+        parts.append(re.escape(literal))
+        if name is None:
+            continue
+        if name == "sha256" and spec:
+            parts.append(f"(?P<short{n}>[0-9a-f]{{{int(spec[1:])}}})")
+        elif name == "sha256":
+            # A second full {sha256} must repeat the first.
+            parts.append("(?P=sha256)" if seen_sha else "(?P<sha256>[0-9a-f]{64})")
+            seen_sha = True
+        else:
+            parts.append(_PLACEHOLDER_PATTERNS[name])
+    if not seen_sha:  # only shortened hashes: the key cannot name its content
+        return re.compile(r"(?!)")
+    return re.compile("".join(parts))
 
 
 # What each placeholder can render to (see `render` and `safe_stem`).

@@ -38,3 +38,20 @@ def as_schema_1(path: Path) -> None:
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
+
+
+def as_schema_7(path: Path) -> None:
+    """Turn a queue back into what schema 7 wrote: the remote index a rowid table, no
+    index of the references by state."""
+    con = sqlite3.connect(path)
+    con.execute("DROP INDEX ref_state_note")
+    con.execute("ALTER TABLE remote_objects RENAME TO remote_objects_new")
+    con.execute(
+        "CREATE TABLE remote_objects (key TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT, "
+        "last_modified REAL, generation INTEGER NOT NULL)"
+    )
+    con.execute("INSERT INTO remote_objects SELECT * FROM remote_objects_new")
+    con.execute("DROP TABLE remote_objects_new")
+    con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()

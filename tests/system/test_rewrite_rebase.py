@@ -29,6 +29,7 @@ def _uploaded(tmp_path: Path) -> tuple[Vaulted, str]:
     v = make_vault(tmp_path)
     data = png(seed=11)
     (v.vault / "attachments" / "shot.png").write_bytes(data)
+    (v.vault / "attachments" / "other.png").write_bytes(png(seed=12))
     assert v.run("sync", "--once").returncode == 0
     return v, v.url(data)
 
@@ -111,3 +112,20 @@ def test_a_save_that_moves_the_link_gets_a_new_plan(tmp_path: Path) -> None:
     recorded, text = _rewrite_with_a_save_during_the_record(v, note, insert_above)
     assert text == f"a line typed above\nshot: ![s]({url})\n"
     assert recorded == 2  # its places changed: recorded again for the newer save
+
+
+def test_a_link_pasted_during_the_record_is_rewritten_too(tmp_path: Path) -> None:
+    """The newer save's own event can be folded into the echo of this very write: the
+    pass that carries a plan over must take in a link that the plan never saw."""
+    v, url = _uploaded(tmp_path)
+    other = v.url(png(seed=12))
+    note = v.vault / "daily.md"
+    note.write_text(f"shot: {LINK}\n")
+
+    def paste_another(path: Path) -> None:
+        with path.open("a") as f:
+            f.write("![o](attachments/other.png)\n")
+
+    recorded, text = _rewrite_with_a_save_during_the_record(v, note, paste_another)
+    assert text == f"shot: ![s]({url})\n![o]({other})\n"
+    assert recorded == 2

@@ -28,8 +28,9 @@ from syncd.cli.output import (
 )
 from syncd.config import Config, state_dir_of
 from syncd.control.errors import ControlError, DaemonNotRunning
-from syncd.errors import ConfigError, QueueError
-from syncd.queue import State, UploadQueue
+from syncd.errors import ConfigError
+from syncd.queue import State
+from syncd.queue.summary import read_status
 
 
 def cmd_status(args: argparse.Namespace, ctx: Invocation) -> int:
@@ -78,22 +79,14 @@ def _queue_path(ctx: Invocation, config: Config | None = None) -> Path:
 
 
 def _status_from_file(config: Config | None, ctx: Invocation) -> dict[str, Any]:
+    """Read straight from the file (`syncd.queue.summary`), without the queue's layers."""
     queue_path = _queue_path(ctx, config)
-    summary = verify = None
-    try:
-        queue = UploadQueue(queue_path, readonly=True)
-    except QueueError:
-        if queue_path.exists():
-            raise
-    else:
-        with queue:
-            summary = queue.summary()
-            verify = queue.last_verify()
+    found = read_status(queue_path, time.time())
     return {
         "daemon": "not running",
         "queue_path": str(queue_path),
-        "queue": summary.as_dict() if summary else None,
-        "verify": verify,
+        "queue": found.summary.as_dict() if found else None,
+        "verify": found.verify if found else None,
     }
 
 
@@ -176,6 +169,8 @@ def cmd_items(args: argparse.Namespace, ctx: Invocation) -> int:
         query = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
         items = ctx.client().get("/v1/items?" + urlencode(query))["items"]
     except DaemonNotRunning:
+        from syncd.queue import UploadQueue
+
         queue_path = _queue_path(ctx)
         if not queue_path.exists():
             items = []
@@ -217,6 +212,8 @@ def cmd_retry(args: argparse.Namespace, ctx: Invocation) -> int:
     try:
         n = int(ctx.client().post("/v1/retry", {"ids": ids} if ids else None)["retried"])
     except DaemonNotRunning:
+        from syncd.queue import UploadQueue
+
         with UploadQueue(ctx.config().queue_path) as queue:
             n = queue.retry_failed(ids)
     if args.json:

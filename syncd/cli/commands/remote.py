@@ -110,6 +110,7 @@ def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
                 "orphans": [o.key for o in plan.orphans],
                 "deleted": [o.key for o in result.deleted] if result else [],
                 "kept_after_recheck": result.kept_after_recheck if result else [],
+                "foreign_after_recheck": result.foreign_after_recheck if result else [],
                 "log": str(result.log_path) if result and result.log_path else None,
             }
         )
@@ -129,6 +130,8 @@ def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
             print(f"deleted {len(result.deleted)}; the list is in {result.log_path}")
             for key in result.kept_after_recheck:
                 print(f"  kept {key}: a note references it now")
+            for key in result.foreign_after_recheck:
+                print(f"  kept {shown(key)}: the store says syncd did not write what is there now")
             for key, error in result.errors:
                 print(f"  could not delete {key}: {shown(error)}")
     return EXIT_UNDONE if result is not None and result.errors else EXIT_OK
