@@ -95,7 +95,7 @@ def sync_once(
             # Uploads start while the scan is still finding images: the workers wait for
             # new work until intake is done, then finish what is left.
             drain = _Drain(queue, uploader, config, on_outcome, clock)
-            scanner.on_queued = lambda _item: drain.wake()
+            scanner.on_queued = lambda _item: drain.item_queued()
             drain.start()
             try:
                 scan = _scan_settled(scanner, image_roots, config, clock)
@@ -191,6 +191,17 @@ class _Drain:
         self._lock = threading.Lock()
         self._intake_done = False
         self._broken = False  # the queue could not record: stop claiming
+        # A claim is a write transaction, and every worker that finishes an upload tries
+        # one: once a claim has found the queue empty (`_dry`), only items intake queues
+        # can be claimed in this run, so a claim asks the queue only with one of their
+        # tickets in hand (`_tickets`: one per item queued, one taken per claim asked).
+        # However claims interleave, the claimable items never outnumber the tickets plus
+        # the claims under way that hold one: none is left behind. Items made claimable
+        # otherwise (a note showing an image whose object went missing) are found by the
+        # look every worker takes once intake is done (`_looks` counts those).
+        self._dry = False
+        self._tickets = 0
+        self._looks = 0
         self._keeper = LeaseKeeper(queue, config.upload.lease_seconds)
         self.drain = Drain(
             self,
@@ -204,12 +215,17 @@ class _Drain:
         self._keeper.start()
         self.drain.start()
 
-    def wake(self) -> None:
-        self.drain.wake()
+    def item_queued(self) -> None:
+        """Intake queued (and committed) a new item: one worker is enough to claim it."""
+        with self._lock:
+            self._tickets += 1
+        self.drain.wake_one()
 
     def intake_done(self) -> None:
         with self._lock:
             self._intake_done = True
+            self._dry = False  # one more look, for what indexing the notes made pending
+            self._looks += 1
         self.drain.wake()
 
     def join(self, scan: ScanReport) -> RunReport:
@@ -229,13 +245,25 @@ class _Drain:
             return self._intake_done or self._broken or self.offline.is_set()
 
     def claim(self, owner: str) -> UploadItem | None:
-        return self.queue.claim_next(
+        with self._lock:
+            if self._tickets:
+                self._tickets -= 1
+            elif self._dry:
+                return None  # nothing was queued that another claim has not asked for
+            looks = self._looks
+        item = self.queue.claim_next(
             owner,
             self.lease_seconds,
             not_attempted_since=self.started,
             ignore_schedule=True,
             only_ids=self.only_ids,
         )
+        if item is None:
+            with self._lock:
+                # A claim begun before intake ended may have looked before the last
+                # items were made pending: only a later one may say there are none.
+                self._dry = self._dry or looks == self._looks
+        return item
 
     def upload(self, item: UploadItem, owner: str) -> Outcome:
         outcome = self.uploader.process(item, owner)

@@ -12,12 +12,14 @@ from syncd.storage.base import (
     BucketMissing,
     ClockSkewed,
     ContentMismatch,
+    KnownBytes,
     ObjectInfo,
     ObjectPage,
     Storage,
     StoreNotImplemented,
     clock_problem,
     describe_clock_offset,
+    known_sha256,
 )
 from syncd.storage.local import LocalStorage
 
@@ -31,6 +33,7 @@ __all__ = [
     "BucketMissing",
     "ClockSkewed",
     "ContentMismatch",
+    "KnownBytes",
     "LocalStorage",
     "ObjectInfo",
     "ObjectPage",
@@ -39,6 +42,7 @@ __all__ = [
     "StoreNotImplemented",
     "clock_problem",
     "describe_clock_offset",
+    "known_sha256",
     "open_storage",
 ]
 

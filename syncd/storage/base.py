@@ -13,6 +13,8 @@ Methods, their preconditions and what they raise (all errors derive from Storage
         Stores `size` bytes read from the binary file `body` (read sequentially, never
         whole into memory). Returns only once the store has the bytes and has checked
         them against `sha256` (S3: the signed payload hash; local: hashed while copied).
+        A `KnownBytes` body whose `known_sha256` is `sha256` is not hashed again on the
+        way (S3): its bytes cannot change.
         With `if_absent`, an existing object is left alone and PreconditionFailed is
         raised. ContentMismatch: the bytes read did not hash to `sha256` (the local file
         changed while it was read); nothing is left under `key`.
@@ -48,6 +50,7 @@ means a person must act (the message says what); neither ever carries a secret.
 from __future__ import annotations
 
 import abc
+import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
@@ -77,6 +80,24 @@ def clock_problem(offset: float | None) -> str | None:
     if offset is None or abs(offset) < CLOCK_OFF_SECONDS:
         return None
     return f"this machine's clock is {describe_clock_offset(offset)} the store's"
+
+
+class KnownBytes(io.BytesIO):
+    """A body held in memory whose SHA-256 the caller computed from these very bytes.
+
+    Nothing can change it while it is sent, so a backend need not hash it again to catch
+    a file changing under the upload (the store still checks the signed hash). A wrapper
+    that passes the bytes through unchanged may forward `known_sha256`."""
+
+    def __init__(self, data: bytes, sha256: str) -> None:
+        super().__init__(data)
+        self.known_sha256 = sha256
+
+
+def known_sha256(body: object) -> str | None:
+    """The SHA-256 a body's bytes are known to have (`KnownBytes`), else None."""
+    value = getattr(body, "known_sha256", None)
+    return value if isinstance(value, str) else None
 
 
 class ContentMismatch(PermanentStorageError):

@@ -1,15 +1,25 @@
 """The `s3` and `r2` backends: any S3-compatible store over HTTP.
 
-Requests are sent by one pooled `requests.Session` and signed by `syncd.storage.sigv4`
-(SigV4's S3 variant, because plain SigV4 normalises paths and breaks keys with `%`, `..`
-or `//`; the signing key is derived once a day). We do not use boto3's client: its
-upload path reads small bodies into memory, adds CRC32 checksum headers that R2 rejects,
-and costs far more CPU per request than a signed `requests` call. The payload hash we
-sign is the SHA-256 syncd already computed, so the store itself verifies every byte (a
-mismatch is `XAmzContentSHA256Mismatch`) while the body streams from disk; the same
-bytes are also hashed as they are sent, so a file that changed mid-upload is caught even
-by a store that does not check. `r2` is this backend with R2's defaults: endpoint from
-the account id, region `auto`, no ACL headers, no CRC32 headers, no bucket-level calls.
+Requests are signed by `syncd.storage.sigv4` (SigV4's S3 variant, because plain SigV4
+normalises paths and breaks keys with `%`, `..` or `//`; the signing key is derived once
+a day) and sent by one `requests` transport adapter, shared by every thread: its urllib3
+pool keeps the connections alive and is thread-safe. We build the request ourselves and
+hand it to the adapter instead of going through a `requests.Session`: the session's
+per-call work (merging settings, preparing URL, headers, cookies and hooks again, and
+redirect bookkeeping) cost about as much CPU as the HTTP exchange itself on a fast link.
+The adapter still does the rest as before: TLS verification with the same CA bundle,
+timeouts, no retries, no redirects followed, the same exceptions. A body streamed from a
+file goes in urllib3's 16 KiB writes (each read reports progress, and the daemon can
+abort an upload between two); one held in memory (`KnownBytes`) goes in one write.
+We do not use boto3's client: its upload path reads small bodies into memory, adds
+CRC32 checksum headers that R2 rejects, and costs far more CPU per request than a
+signed `requests` call. The payload hash we sign is the SHA-256 syncd already computed,
+so the store itself verifies every byte (a mismatch is `XAmzContentSHA256Mismatch`)
+while the body streams from disk; the same bytes are also hashed as they are sent, so a
+file that changed mid-upload is caught even by a store that does not check (except
+`KnownBytes`: bytes in memory that the caller just hashed cannot change). `r2` is this
+backend with R2's defaults: endpoint from the account id, region `auto`, no ACL headers,
+no CRC32 headers, no bucket-level calls.
 
 Bodies bigger than one PUT may carry go up in parts (`syncd.storage.multipart`).
 
@@ -52,17 +62,17 @@ import base64
 import hashlib
 import io
 import logging
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote
-from xml.sax.saxutils import escape
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import default_headers, get_encoding_from_headers
 
 from syncd.errors import (
     NotFoundError,
@@ -79,6 +89,7 @@ from syncd.storage.base import (
     Storage,
     StoreNotImplemented,
     describe_clock_offset,
+    known_sha256,
 )
 from syncd.storage.multipart import (
     DEFAULT_PART_SIZE,
@@ -101,19 +112,72 @@ _CHUNK = 1 << 20
 # A bare 400/403 from a store whose clock is this far from ours is taken for a clock
 # refusal: HEAD answers have no body to name the error, and S3 allows 15 minutes.
 SKEW_SUSPECT_SECONDS = 60.0
+# Connections kept beyond the upload workers': the connectivity probe, a pull, gc.
+SPARE_CONNECTIONS = 8
+# Sent with every request as a `requests.Session` would, after signing (so not signed).
+_SESSION_HEADERS = dict(default_headers())
+_NO_BODY_METHODS = ("GET", "HEAD")
+
+
+class _Adapter(HTTPAdapter):
+    """`HTTPAdapter` for one store, changed only through the methods requests documents
+    for subclasses: the pool of the store's origin is looked up once, not worked out
+    again from the URL for every request (without a proxy or client certificate, and
+    with certificates verified, it is always the same pool); answers carry no cookie
+    jar (syncd sends no cookies, and reading them parsed every answer's headers again)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pools: dict[str, Any] = {}  # origin -> urllib3 connection pool
+
+    def get_connection_with_tls_context(
+        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        if verify is not True or proxies or cert is not None or not request.url:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        origin = "/".join(request.url.split("/", 3)[:3])  # scheme://host:port
+        pool = self._pools.get(origin)
+        if pool is None or pool.pool is None:  # a closed pool has given up its queue
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._pools[origin] = pool
+        return pool
+
+    def request_url(self, request: Any, proxies: Any) -> str:
+        if proxies:
+            return super().request_url(request, proxies)
+        return request.path_url
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url
+        response.request = req
+        response.connection = self
+        return response
 
 
 class _HashingReader:
-    """Reads at most `size` bytes from `f`, hashing them on the way to the socket."""
+    """Reads at most `size` bytes from `f`, hashing them on the way to the socket (unless
+    `hashing` is off: bytes whose hash is known)."""
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
+    def __init__(self, f: BinaryIO, size: int, *, hashing: bool = True) -> None:
         self._f = f
         self._left = size
         self.sent = 0
         self.digest = hashlib.sha256()
+        self._hashing = hashing
 
     def __len__(self) -> int:
         return self._left
+
+    @property
+    def in_memory(self) -> bool:
+        """Bytes in memory, not hashed on the way: nothing to gain from small writes."""
+        return not self._hashing and isinstance(self._f, io.BytesIO)
 
     def read(self, n: int = -1) -> bytes:
         if self._left <= 0:
@@ -122,7 +186,8 @@ class _HashingReader:
         chunk = self._f.read(n)
         self._left -= len(chunk)
         self.sent += len(chunk)
-        self.digest.update(chunk)
+        if self._hashing:
+            self.digest.update(chunk)
         return chunk
 
     def __iter__(self) -> _HashingReader:
@@ -162,8 +227,9 @@ class S3Storage(Storage):
         redact.register(access_key_id)
         redact.register(secret_access_key)
         self._timeout = (connect_timeout, read_timeout)
-        self._local = threading.local()
-        self._pool_size = pool_size
+        self._adapter = _Adapter(
+            pool_connections=1, pool_maxsize=pool_size + SPARE_CONNECTIONS, max_retries=0
+        )
         # Bodies above the threshold go in parts (tests lower both to a few MiB).
         self.multipart_threshold = min(multipart_threshold, MAX_SINGLE_PUT)
         self.part_size = part_size
@@ -172,26 +238,8 @@ class S3Storage(Storage):
         self._sign_offset = 0.0  # added to our clock when signing, once the store objected
         self._conditional_complete = True  # until the store says If-None-Match is not for it
 
-    @property
-    def _session(self) -> requests.Session:
-        # One Session per thread: requests does not promise Session thread-safety, and
-        # each still pools its keep-alive connections.
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.trust_env = False  # no proxies or netrc credentials guessed from the env
-            self._local.session = session
-            sessions: list[requests.Session] = getattr(self, "_sessions", [])
-            sessions.append(session)
-            self._sessions = sessions
-        return session
-
     def close(self) -> None:
-        for session in getattr(self, "_sessions", []):
-            session.close()
+        self._adapter.close()
 
     def clock_offset(self) -> float | None:
         return self._seen_offset
@@ -227,15 +275,7 @@ class S3Storage(Storage):
         timestamp = self._clock() + self._sign_offset
         signed = self._signer.sign(method, url, headers or {}, payload_hash, timestamp)
         try:
-            response = self._session.request(
-                method,
-                url,
-                headers=signed,
-                data=body,
-                timeout=self._timeout,
-                stream=stream,
-                allow_redirects=False,
-            )
+            response = self._request(method, url, signed, body, stream=stream)
         except requests.exceptions.ConnectTimeout:
             raise OfflineError(f"{what}: timed out connecting to {self.endpoint_url}") from None
         except requests.exceptions.ConnectionError as exc:
@@ -251,6 +291,36 @@ class S3Storage(Storage):
         self._observe_clock(response)
         return response
 
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: _HashingReader | None = None,
+        *,
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send one request as `Session.request(..., allow_redirects=False)` would, with
+        the session's default headers and its `Content-Length: 0` for a body-less
+        POST/PUT/DELETE; the body is read now unless `stream`. Raises what requests raises."""
+        request = requests.PreparedRequest()
+        request.method = method
+        request.url = url
+        merged: CaseInsensitiveDict[str] = CaseInsensitiveDict(_SESSION_HEADERS)
+        merged.update(headers)
+        if body is None and method not in _NO_BODY_METHODS:
+            merged["Content-Length"] = "0"
+        request.headers = merged
+        if body is not None and body.in_memory:
+            request.body = body.read(len(body))  # one write, not one per 16 KiB
+        else:
+            request.body = body  # type: ignore[assignment]  # a stream, as `prepare_body` keeps one
+        request.hooks = {"response": []}
+        response = self._adapter.send(request, stream=stream, timeout=self._timeout)
+        if not stream:
+            response.content  # noqa: B018 - read it all: the connection goes back to the pool
+        return response
+
     def _call(
         self,
         method: str,
@@ -263,6 +333,7 @@ class S3Storage(Storage):
         size: int = 0,
         payload_hash: str = EMPTY_SHA256,
         stream: bool = False,
+        hashing: bool = True,
     ) -> tuple[requests.Response, _HashingReader | None]:
         """One request; sent a second time, re-signed, if the store refused our clock.
 
@@ -274,7 +345,7 @@ class S3Storage(Storage):
             if body is not None:
                 if attempt == 2:
                     body.seek(start)
-                reader = _HashingReader(body, size)
+                reader = _HashingReader(body, size, hashing=hashing)
             response = self._send(
                 method,
                 url,
@@ -411,6 +482,7 @@ class S3Storage(Storage):
             headers["Cache-Control"] = cache_control
         if if_absent:
             headers["If-None-Match"] = "*"
+        known = known_sha256(body) == sha256  # bytes in memory, hashed by the caller
         response, reader = self._call(
             "PUT",
             self._url(key),
@@ -420,11 +492,12 @@ class S3Storage(Storage):
             size=size,
             payload_hash=sha256,
             what=what,
+            hashing=not known,
         )
         with response:
             self._raise_for(response, what, key)
         assert reader is not None
-        if reader.sent != size or reader.digest.hexdigest() != sha256:
+        if reader.sent != size or (not known and reader.digest.hexdigest() != sha256):
             # The store accepted bytes that are not what the key promises (a store that does
             # not check payload hashes, and a file that changed under us): take them back.
             self.delete(key)
@@ -440,7 +513,7 @@ class S3Storage(Storage):
         # Any HTTP answer means the network path to the store works; the answer itself
         # (403 for a bucket-less request, say) does not matter here.
         try:
-            self._session.head(self.endpoint_url, timeout=self._timeout).close()
+            self._request("HEAD", self.endpoint_url, {}).close()
         except requests.exceptions.RequestException:
             return False
         return True
@@ -568,7 +641,7 @@ class S3Storage(Storage):
     ) -> None:
         what = f"upload {key}"
         xml = "<CompleteMultipartUpload>" + "".join(
-            f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{_escape(etag)}</ETag></Part>"
             for n, etag in parts
         )
         data = (xml + "</CompleteMultipartUpload>").encode()
@@ -620,6 +693,11 @@ class S3Storage(Storage):
             if response.status_code == 404:
                 return
             self._raise_for(response, what, key)
+
+
+def _escape(text: str) -> str:
+    """`text` for XML character data (`xml.sax.saxutils.escape`, without importing it)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _tell(body: BinaryIO) -> int:

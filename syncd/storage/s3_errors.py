@@ -4,6 +4,7 @@ table is in `syncd.storage.s3`'s docstring; this module holds it as code."""
 
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ET
 from email.utils import parsedate_to_datetime
 
@@ -146,7 +147,13 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 
 
 def http_date(value: str | None) -> float | None:
+    return _http_date(value) if value else None
+
+
+@functools.lru_cache(maxsize=32)
+def _http_date(value: str) -> float | None:
+    # Every answer's Date is read; answers of one second share it.
     try:
-        return parsedate_to_datetime(value).timestamp() if value else None
+        return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
         return None

@@ -102,6 +102,16 @@ class Drain:
             self._generation += 1
             self._cond.notify_all()
 
+    def wake_one(self) -> None:
+        """One more item to claim: wake one waiting worker, not all of them. Each woken
+        worker claims, and a claim is a write transaction: waking all of them for every
+        item queued during a scan cost ten claims per item, nine finding nothing. A
+        worker busy uploading sees the new generation and claims again without waiting,
+        so the item is not left behind if the woken one finds no free slot."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify()
+
     def stop(self) -> None:
         """No new claims; workers end once their upload (if any) is over."""
         with self._cond:

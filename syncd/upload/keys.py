@@ -130,6 +130,9 @@ def safe_stem(stem: str) -> str:
     return cleaned[:80] or "image"
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")  # checked twice per upload: no loop over characters
+
+
 def check_key(key: str) -> None:
     """Raise KeyTemplateError for keys that could escape a prefix or be normalised away."""
     if not key or key.startswith("/"):
@@ -137,7 +140,7 @@ def check_key(key: str) -> None:
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
             raise KeyTemplateError(f"key {key!r} has an empty, '.' or '..' segment")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in key):
+    if _CONTROL.search(key):
         raise KeyTemplateError(f"key {key!r} has control characters")
 
 

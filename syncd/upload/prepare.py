@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,16 +31,22 @@ log = logging.getLogger(__name__)
 
 PREPARED_DIR = "prepared"
 _CHUNK = 1 << 20
+# A body up to this size, read and hashed to be prepared, is sent from memory: at most
+# this much per upload in flight stays held a little longer.
+IN_MEMORY_BODY = 1 << 20
 
 
 @dataclass(frozen=True)
 class UploadBody:
     """What to send for an item: `path` holds exactly `object.sha256`'s bytes (checked
-    again by the store as they stream), `temporary` when it is a prepared copy."""
+    again by the store as they stream), `temporary` when it is a prepared copy. `data`:
+    the same bytes, when they were just read and hashed here and are small enough to
+    keep until they are sent (so they are neither read nor hashed again)."""
 
     path: Path
     object: PreparedObject
     temporary: bool
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 class Preparer:
@@ -73,7 +79,7 @@ class Preparer:
         f.seek(0)
         result = prepare(data, item.mime, options)
         if result.data == data:
-            return self._as_is(item, path, settings, result.note)
+            return self._as_is(item, path, settings, result.note, _kept(data))
         digest = hashlib.sha256(result.data).hexdigest()
         converted = result.converted_from is not None
         prepared = PreparedObject(
@@ -89,7 +95,7 @@ class Preparer:
         )
         target = self._body_path(item, prepared)
         _write_new(target, result.data)
-        return UploadBody(target, prepared, temporary=True)
+        return UploadBody(target, prepared, temporary=True, data=_kept(result.data))
 
     def _options_for(self, item: UploadItem) -> ImageOptions:
         """The settings for `item`: the configured ones, except for an item uploaded
@@ -123,10 +129,14 @@ class Preparer:
 
     def discard(self, item: UploadItem) -> None:
         """Forget the prepared bodies of `item` (uploaded, dropped, or made anew)."""
+        # A name test, not a glob: `Path.glob` compiles a regular expression for every
+        # new pattern, and every item's pattern is new (a millisecond per upload).
+        prefix = f"{item.sha256}-"
         try:
-            entries = list(self.work_dir.glob(f"{item.sha256}-*"))
+            with os.scandir(self.work_dir) as found:
+                entries = [Path(e.path) for e in found if e.name.startswith(prefix)]
         except OSError:
-            return
+            return  # no folder: nothing was prepared
         for entry in entries:
             try:
                 entry.unlink()
@@ -165,6 +175,7 @@ class Preparer:
         path: Path,
         settings: str,
         note: str | None,
+        data: bytes | None = None,
     ) -> UploadBody:
         prepared = PreparedObject(
             sha256=item.sha256,
@@ -175,10 +186,14 @@ class Preparer:
             note=note,
             settings=settings,
         )
-        return UploadBody(path, prepared, temporary=False)
+        return UploadBody(path, prepared, temporary=False, data=data)
 
     def _body_path(self, item: UploadItem, prepared: PreparedObject) -> Path:
         return self.work_dir / f"{item.sha256}-{prepared.sha256}{prepared.ext}"
+
+
+def _kept(data: bytes) -> bytes | None:
+    return data if len(data) <= IN_MEMORY_BODY else None
 
 
 def _write_new(target: Path, data: bytes) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-import backoff
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -22,6 +20,8 @@ class RetryPolicy:
 
     def ceiling(self, attempts: int) -> float:
         """The un-jittered wait after the `attempts`-th failed attempt (1-based)."""
+        import backoff  # here, not at the top: it imports asyncio, which no upload needs
+
         gen = backoff.expo(base=2, factor=self.base_seconds, max_value=self.max_seconds)
         next(gen)  # expo yields None first, to accept the initial .send()
         value: float = 0.0

@@ -37,7 +37,13 @@ from syncd.errors import (
 from syncd.imaging import ImageOptions
 from syncd.intake.scanner import Scanner
 from syncd.queue import UploadItem, UploadQueue, WaitReason
-from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, Storage
+from syncd.storage import (
+    CONTENT_ADDRESSED_CACHE,
+    ContentMismatch,
+    KnownBytes,
+    Storage,
+    known_sha256,
+)
 from syncd.storage.base import BucketMissing
 from syncd.storage.multipart import UploadJournal
 from syncd.system.fs import open_regular
@@ -311,7 +317,11 @@ class Uploader:
 
 @contextlib.contextmanager
 def _opened(body: UploadBody, local: BinaryIO) -> Iterator[BinaryIO]:
-    """The body as a file at its start: the open local file, or its prepared copy."""
+    """The body as a file at its start: the bytes `prepare` kept in memory, the open
+    local file, or its prepared copy."""
+    if body.data is not None:
+        yield KnownBytes(body.data, body.object.sha256)
+        return
     if not body.temporary:
         local.seek(0)
         yield local
@@ -349,6 +359,10 @@ class _ProgressReader:
 
     def fileno(self) -> int:
         return self._f.fileno()
+
+    @property
+    def known_sha256(self) -> str | None:
+        return known_sha256(self._f)  # the bytes pass through unchanged
 
 
 class LeaseKeeper(ServiceThread):

@@ -33,6 +33,7 @@ from harness import (
     Figure,
     MotoServer,
     bucket_objects,
+    compile_syncd,
     debian_rclone,
     drop_bucket,
     median,
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     require_rclone()
+    compile_syncd()
     n: int = args.images
 
     with tempfile.TemporaryDirectory(prefix="syncd-bench-drain-") as tmp:

@@ -41,6 +41,7 @@ from harness import (
     Figure,
     MotoServer,
     bucket_objects,
+    compile_syncd,
     median,
     png,
     rclone_env,
@@ -57,6 +58,11 @@ from tests.support.rclone_s3 import RcloneS3Server
 Store = MotoServer | RcloneS3Server
 
 WALL_TARGET = 0.5  # at the largest RTT
+# Objects at the bucket's top, as rclone copies them. `rclone serve s3` keeps objects as
+# files: PUTs racing into one new prefix folder (the default `{sha256:.2}/...`) now and
+# then fail there with 500 ("Dir.Rename error: file does not exist"), which S3 and R2,
+# having no folders, never do.
+FLAT_KEYS = "{sha256}{ext}"
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ def run_syncd(
         state_dir=work / f"state-{bucket}",
         bucket=bucket,
         endpoint_url=proxy.url,
+        key_template=FLAT_KEYS,
     )
     proxy.reset_counts()
     try:
@@ -178,6 +185,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     require_rclone()
+    compile_syncd()
     n: int = args.images
     rtts = [float(x) for x in args.rtt_ms.split(",")]
 

@@ -47,6 +47,7 @@ __all__ = [
     "Figure",
     "MotoServer",
     "bucket_objects",
+    "compile_syncd",
     "debian_rclone",
     "drop_bucket",
     "local_storage",
@@ -184,8 +185,10 @@ def write_syncd_config(
     bucket: str,
     endpoint_url: str,
     workers: int | None = None,
+    key_template: str | None = None,
 ) -> Path:
-    """`workers`: None leaves `upload.workers` at syncd's default, as a user would."""
+    """`workers`: None leaves `upload.workers` at syncd's default, as a user would;
+    `key_template` likewise `storage.key_template`."""
     path.write_text(
         "[paths]\n"
         f"images = [{json.dumps(str(images))}]\n"
@@ -195,7 +198,8 @@ def write_syncd_config(
         f"bucket = {json.dumps(bucket)}\n"
         f"endpoint_url = {json.dumps(endpoint_url)}\n"
         'public_base_url = "https://img.example.com"\n'
-        "[upload]\n"
+        + (f"key_template = {json.dumps(key_template)}\n" if key_template is not None else "")
+        + "[upload]\n"
         + (f"workers = {workers}\n" if workers is not None else "")
         + "settle_seconds = 0\n"
     )
@@ -465,3 +469,19 @@ def summarize_stacks(raw: Path, top: int = 25, *, thread: str | None = None) -> 
     for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {100 * n / total:5.1f}%  {frame}")
     return "\n".join(lines)
+
+
+# -- syncd's bytecode ------------------------------------------------------------------
+
+
+def compile_syncd() -> None:
+    """Write syncd's bytecode (`__pycache__`), as installing its wheel does.
+
+    The benchmarks run syncd from the source tree (an editable install). Where
+    PYTHONDONTWRITEBYTECODE is set (containers and CI often set it), Python would compile
+    every syncd module from source at every start of a measured child, CPU an installed
+    syncd never spends; compiling once first measures what a user runs.
+    """
+    import compileall
+
+    compileall.compile_dir(ROOT / "syncd", quiet=1)

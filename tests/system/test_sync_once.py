@@ -285,3 +285,39 @@ def test_a_missing_bucket_stops_the_run_once_and_fails_no_item(
     listed = json.loads(setup.run("items", "--json").stdout)
     items = listed["items"] if isinstance(listed, dict) else listed
     assert len(items) == 12 and {i["state"] for i in items} == {"pending"}  # none failed
+
+
+def test_an_upload_run_imports_none_of_what_it_does_not_use(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """Every start of `sync --once` pays for its imports: it signs requests itself (no
+    botocore), schedules retries without `backoff` (which brings asyncio), and strips
+    PNGs without Pillow; the bus and the watcher are the daemon's."""
+    setup = make_setup(tmp_path, s3_server, s3_bucket)
+    made = add_images(setup.images, 3)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            SYNCD,
+            "--config",
+            str(setup.config),
+            "sync",
+            "--once",
+        ],
+        env=setup.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loaded = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "syncd.storage.s3" in loaded  # the run did take the S3 path
+    unused = ("botocore", "boto3", "backoff", "asyncio", "PIL", "jeepney", "watchdog")
+    assert sorted(m for m in loaded if m.split(".")[0] in unused) == []
+    assert_remote_matches(setup, made)

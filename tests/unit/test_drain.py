@@ -226,3 +226,39 @@ def test_a_worker_waiting_for_a_slot_is_woken_when_the_run_ends() -> None:
     assert d.loop_once("w", 0.0) is None  # now it ends
 
     assert d._generation != waiting_since[0], "the worker waiting for a slot sleeps on"
+
+
+def test_wake_one_sends_one_idle_worker_to_claim_not_all() -> None:
+    policy = Policy(0)
+    claims: list[str] = []
+    claim = policy.claim
+
+    def counted(owner: str) -> UploadItem | None:
+        claims.append(owner)
+        return claim(owner)
+
+    policy.claim = counted  # type: ignore[method-assign]
+    d = drain(policy, workers=3)
+
+    def idle_workers() -> int:
+        with d._cond:
+            return len(d._cond._waiters)  # type: ignore[attr-defined]
+
+    def settle(waiting: int, n_claims: int) -> None:
+        deadline = time.monotonic() + 10  # poll with a deadline: the workers are threads
+        while (idle_workers(), len(claims)) != (waiting, n_claims):
+            assert time.monotonic() < deadline, (idle_workers(), len(claims))
+            time.sleep(0.005)
+
+    d.start()
+    try:
+        settle(3, 3)  # each looked once, found nothing, waits
+        policy.todo = [item(7)]
+
+        d.wake_one()
+
+        settle(3, 5)  # one worker: the claim that got 7, and one more after its upload
+        assert policy.uploaded == [7]
+    finally:
+        d.stop()
+        assert d.join(deadline=None)

@@ -10,6 +10,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -262,3 +263,39 @@ def test_no_room_for_the_prepared_copy_means_no_upload_yet_never_the_unstripped_
     assert rig.upload_all_now(ImageOptions()) == [Result.UPLOADED]
     (sent,) = rig.objects().values()
     assert photos.opened(sent).getexif().get_ifd(photos.GPS_IFD) == {}
+
+
+class EditedDuringUpload(LocalStorage):
+    """Overwrites the local file as the upload starts, as an editor saving over it."""
+
+    def __init__(self, remote: Path, local: Path) -> None:
+        super().__init__(remote, BASE)
+        self.local = local
+
+    def put(self, key: str, body: BinaryIO, **kwargs: Any) -> None:
+        self.local.write_bytes(b"edited after it was read")
+        super().put(key, body, **kwargs)
+
+
+@pytest.mark.parametrize("kept_in_memory", [True, False])
+def test_a_small_image_goes_up_as_the_bytes_read_and_checked_a_large_one_is_read_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, kept_in_memory: bool
+) -> None:
+    photo = photos.jpeg(gps=False)
+    path = rig.add("plain.jpg", photo)
+    if not kept_in_memory:
+        monkeypatch.setattr(prepare_module, "IN_MEMORY_BODY", len(photo) - 1)
+    uploader = rig.uploader(ImageOptions())
+    uploader.storage = EditedDuringUpload(rig.remote, path)
+    item = rig.queue.claim_next("w", 60)
+    assert item is not None
+
+    result = uploader.process(item, "w").result
+
+    if kept_in_memory:  # the bytes whose hash names the key: the edit is not sent
+        assert result is Result.UPLOADED
+        assert rig.objects() == {f"{sha(photo)[:2]}/{sha(photo)}.jpg": photo}
+    else:  # streamed from the file again, hashed on the way: the edit is caught, and
+        # no local file holds that content any more
+        assert result is Result.DROPPED
+        assert rig.objects() == {}
