@@ -589,12 +589,18 @@ class Daemon(DaemonIntake, DaemonUploads):
 
     # -- workers ------------------------------------------------------------------
 
-    def wake_workers(self) -> None:
+    def wake_workers(self, *, one_item: bool = False) -> None:
+        """Send the upload workers to claim. `one_item`: one item was queued, so one
+        worker is enough and there is work without asking the queue."""
         if self.drain is not None:
-            self.drain.wake()  # the workers wait in the drain, on its own condition
+            # The workers wait in the drain, on its own condition.
+            if one_item:
+                self.drain.wake_one()
+            else:
+                self.drain.wake()
         monitor = getattr(self, "monitor", None)
         if monitor is not None:
-            monitor.wanted(self._has_work())
+            monitor.wanted(one_item or self._has_work())
 
     def pause(self) -> None:
         self.paused = True

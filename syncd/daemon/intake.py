@@ -48,7 +48,7 @@ class DaemonIntake:
     _prefetching: threading.Event
     _online: Online
 
-    def wake_workers(self) -> None:
+    def wake_workers(self, *, one_item: bool = False) -> None:
         raise NotImplementedError  # Daemon's
 
     def _note_queue_error(self, exc: QueueError) -> None:

@@ -71,7 +71,7 @@ class DaemonUploads:
     _rewrite_wanted: set[Path]
     _unreleased: list[tuple[int, str]]
 
-    def wake_workers(self) -> None:
+    def wake_workers(self, *, one_item: bool = False) -> None:
         raise NotImplementedError  # Daemon's
 
     def _has_work(self) -> bool:
@@ -85,7 +85,7 @@ class DaemonUploads:
 
     def _on_queued(self, item: UploadItem) -> None:
         self.events.publish("queued", id=item.id, name=item.name, size=item.size)
-        self.wake_workers()
+        self.wake_workers(one_item=True)
 
     def _on_progress(self, item: UploadItem, sent: int) -> None:
         if self._abort_uploads.is_set():

@@ -94,8 +94,12 @@ class Drain:
         slots (a pasted image wakes one, not every thread, each to claim nothing)."""
         with self._cond:
             self._generation += 1
-            state = self.concurrency.state()
-            self._cond.notify(max(1, state.limit - state.in_flight))
+            self._notify_free_slots()
+
+    def _notify_free_slots(self) -> None:
+        """Wake as many waiting workers as can have a slot now (with `_cond` held)."""
+        state = self.concurrency.state()
+        self._cond.notify(max(1, state.limit - state.in_flight))
 
     def _wake_all(self) -> None:
         with self._cond:
@@ -218,8 +222,7 @@ class Drain:
                 # rest would only be refused again.
                 self._refused = False
                 self._generation += 1
-                state = self.concurrency.state()
-                self._cond.notify(max(1, state.limit - state.in_flight))
+                self._notify_free_slots()
 
     def _end(self) -> float | None:
         """This worker ends (None): wake the others, so each sees the end too (one
