@@ -109,19 +109,52 @@ class DaemonIntake:
         self.wake_workers()
 
     def _on_paths_changed(self, events: list[PathEvent]) -> None:
-        """Called from the watcher's delivery thread with a debounced batch."""
+        """Called from the watcher's delivery thread with a debounced batch.
+
+        The images of a batch are recorded together (one transaction: when intake falls
+        behind a stream of pastes, its batches grow and its commits do not), and always
+        before any later event of the batch: a note saved after the image it shows finds
+        it queued."""
+        images: list[Path] = []
         try:
             for event in events:
+                if self._is_new_image(event):
+                    images.append(event.path)
+                    continue
+                self._intake_images(images)
                 try:
                     self._intake(event)
                 except QueueError:
                     raise
                 except Exception:  # one odd file must not cost the rest of its batch
                     log.exception("could not handle %s (%s)", event.path, event.kind.value)
+            self._intake_images(images)
         except QueueError as exc:
             # The disk is full: intake pauses; the rescan on resuming catches up.
             self._note_queue_error(exc)
-        self.wake_workers()
+        # No wake-up here: each item queued woke one worker as it was recorded. Waking
+        # every free worker after each batch sent them all to claim an item that one of
+        # them already had (a claim is a write transaction).
+
+    def _is_new_image(self, event: PathEvent) -> bool:
+        """A file closed after writing (or renamed into place) in an image folder."""
+        path = event.path
+        return (
+            event.kind is EventKind.CHANGED
+            and not is_note(path)
+            and any(root in path.parents for root in self.vault.image_roots)
+        )
+
+    def _intake_images(self, images: list[Path]) -> None:
+        """Record the images collected so far (see `_on_paths_changed`); empties the list."""
+        if not images:
+            return
+        for path in images:
+            self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
+        self.scanner.consider_many(images)
+        for path in images:
+            self._image_arrived(path)
+        images.clear()
 
     def _intake(self, event: PathEvent) -> None:
         path = event.path

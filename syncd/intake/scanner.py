@@ -19,12 +19,14 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from syncd.errors import NotRegularFileError
+from syncd.errors import NotRegularFileError, QueueError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
 from syncd.notes.notewriter import NOTE_SUFFIXES, is_note_name
 from syncd.queue import FileStat, UploadItem, UploadQueue
@@ -59,6 +61,9 @@ _NOTE_ENDINGS = tuple(
 )
 _CHUNK = 1 << 20
 _BATCH = 1000  # stat-cache rows of non-images written per transaction during a scan
+# New images recorded per transaction during a scan: few enough that the first uploads
+# start soon after a scan of many new images begins.
+_IMAGE_BATCH = 64
 
 
 def is_ignored_name(name: str) -> bool:
@@ -101,6 +106,16 @@ class ScanReport:
             self.unreadable.append((path, reason))
 
 
+class _Found(NamedTuple):
+    """An image looked at and hashed, to be recorded (`UploadQueue.record_images`)."""
+
+    path: Path
+    stat: FileStat
+    sha256: str
+    mime: str
+    ext: str
+
+
 class Scanner:
     def __init__(
         self,
@@ -117,6 +132,12 @@ class Scanner:
         self._clock = clock
         self._roots = tuple(_real_prefix(r) for r in roots)
         self._refused_links: set[str] = set()  # warned about once each
+        # The paths being looked at now, by any thread: intake (after the file's event)
+        # and a note thread (whose note shows the file) often reach a new image at the
+        # same moment; the second waits for the first and finds it recorded, instead of
+        # hashing it again and queueing for the queue's write lock a second time.
+        self._looking: dict[str, threading.Event] = {}
+        self._looking_lock = threading.Lock()
         # Called with the new item after new content is queued.
         self.on_queued: Callable[[UploadItem], None] | None = None
 
@@ -130,6 +151,7 @@ class Scanner:
         """
         report = ScanReport()
         others: list[tuple[Path, FileStat]] = []  # not-images, written a batch at a time
+        images: list[_Found] = []  # images, likewise (the first scan of a big vault)
         roots = list(roots)
         allowed = self._roots or tuple(_real_prefix(r) for r in roots)
         unchanged = ignored = 0  # plain ints: an Enum key is hashed in Python, per file
@@ -170,10 +192,15 @@ class Scanner:
                             unchanged += 1
                             continue
                         path = Path(entry.path)
-                        outcome, reason = self._consider(
+                        outcome, reason, seen = self._examine(
                             path, st, cached_checked=True, others=others
                         )
-                        report.add(path, outcome, reason)
+                        if seen is None:
+                            report.add(path, outcome, reason)
+                        else:
+                            images.append(seen)
+                            if len(images) >= _IMAGE_BATCH:
+                                self._record_into(report, images)
                         if len(others) >= _BATCH:
                             self.queue.record_others(others)
                             others.clear()
@@ -183,6 +210,7 @@ class Scanner:
         finally:
             if others:
                 self.queue.record_others(others)
+            self._record_into(report, images)
             report.counts[ScanOutcome.UNCHANGED] += unchanged
             report.counts[ScanOutcome.IGNORED] += ignored
         return report
@@ -196,19 +224,78 @@ class Scanner:
         """
         if is_ignored_name(path.name):
             return ScanOutcome.IGNORED
+        key = os.fspath(path)
+        while True:
+            with self._looking_lock:
+                busy = self._looking.get(key)
+                if busy is None:
+                    mine = self._looking[key] = threading.Event()
+                    break
+            busy.wait()
+        try:
+            return self._consider_now(path, complete)
+        finally:
+            with self._looking_lock:
+                del self._looking[key]
+            mine.set()
+
+    def consider_many(self, paths: Iterable[Path]) -> None:
+        """`consider(path, complete=True)` for a batch of files whose writers are done
+        (one batch of watch events): the new images among them are recorded in one
+        transaction. When intake falls behind, its batches grow and its commits do not."""
+        mine: list[Path] = []
+        later: list[Path] = []  # being looked at by another thread: after the rest
+        with self._looking_lock:
+            for path in dict.fromkeys(paths):
+                key = os.fspath(path)
+                if key in self._looking:
+                    later.append(path)
+                else:
+                    self._looking[key] = threading.Event()
+                    mine.append(path)
+        try:
+            found = []
+            for path in mine:
+                if is_ignored_name(path.name):
+                    continue
+                try:
+                    seen = self._look(path, complete=True)[1]
+                except QueueError:
+                    raise
+                except Exception:  # one odd file must not cost the rest of its batch
+                    log.exception("could not look at %s", printable(path))
+                    continue
+                if seen is not None:
+                    found.append(seen)
+            self._record(found)
+        finally:
+            with self._looking_lock:
+                done = [self._looking.pop(os.fspath(path)) for path in mine]
+            for event in done:
+                event.set()
+        for path in later:
+            self.consider(path, complete=True)
+
+    def _consider_now(self, path: Path, complete: bool) -> ScanOutcome:
+        outcome, found = self._look(path, complete)
+        return self._record([found])[0] if found is not None else outcome
+
+    def _look(self, path: Path, complete: bool) -> tuple[ScanOutcome, _Found | None]:
+        """What `path` is; a new or changed image is returned to be recorded."""
         try:
             st = path.stat()
         except FileNotFoundError:
             self.queue.forget_file(path)
-            return ScanOutcome.GONE
+            return ScanOutcome.GONE, None
         except OSError as exc:
             log.warning("cannot stat %s: %s", path, exc.strerror)
-            return ScanOutcome.UNREADABLE
+            return ScanOutcome.UNREADABLE, None
         if not stat.S_ISREG(st.st_mode):
-            return ScanOutcome.IGNORED
+            return ScanOutcome.IGNORED, None
         if self._roots and os.path.islink(path) and not self._link_allowed(str(path), self._roots):
-            return ScanOutcome.IGNORED
-        return self._consider(path, st, complete=complete)[0]
+            return ScanOutcome.IGNORED, None
+        outcome, _, found = self._examine(path, st, complete=complete)
+        return outcome, found
 
     def _link_allowed(self, link: str, roots: tuple[str, ...]) -> bool:
         """Whether the symlink `link` leads to a file inside one of `roots`."""
@@ -224,7 +311,7 @@ class Scanner:
             )
         return False
 
-    def _consider(
+    def _examine(
         self,
         path: Path,
         st: os.stat_result,
@@ -232,16 +319,18 @@ class Scanner:
         cached_checked: bool = False,
         complete: bool = False,
         others: list[tuple[Path, FileStat]] | None = None,
-    ) -> tuple[ScanOutcome, str]:
+    ) -> tuple[ScanOutcome, str, _Found | None]:
+        """Sniff and hash `path` unless the stat cache knows it; an image found is
+        returned (`_Found`), not yet recorded."""
         fstat = FileStat.of(st)
         if not cached_checked:
             cached = self.queue.file_record(path)
             if cached is not None and cached.stat == fstat:
-                return ScanOutcome.UNCHANGED, ""
+                return ScanOutcome.UNCHANGED, "", None
         # Being written now means mtime ≈ now. An mtime far in the future (a camera's wrong
         # clock, an unpacked archive) is no sign of writing and must not block it forever.
         if not complete and abs(self._clock() - st.st_mtime) < self.settle_seconds:
-            return ScanOutcome.UNSETTLED, ""
+            return ScanOutcome.UNSETTLED, "", None
         try:
             with open_regular(path) as f:
                 head = f.read(SNIFF_BYTES)
@@ -251,29 +340,42 @@ class Scanner:
                         others.append((path, fstat))
                     else:
                         self.queue.record_other(path, fstat)
-                    return ScanOutcome.NOT_IMAGE, ""
+                    return ScanOutcome.NOT_IMAGE, "", None
                 digest = hashlib.sha256(head)
                 while chunk := f.read(_CHUNK):
                     digest.update(chunk)
                 after = FileStat.of(os.fstat(f.fileno()))
         except FileNotFoundError:
             self.queue.forget_file(path)
-            return ScanOutcome.GONE, ""
+            return ScanOutcome.GONE, "", None
         except NotRegularFileError:  # swapped for a FIFO or the like since the stat
-            return ScanOutcome.IGNORED, ""
+            return ScanOutcome.IGNORED, "", None
         except OSError as exc:
             log.warning("cannot read %s: %s", path, exc.strerror)
-            return ScanOutcome.UNREADABLE, exc.strerror or "unreadable"
+            return ScanOutcome.UNREADABLE, exc.strerror or "unreadable", None
         if after != fstat:
-            return ScanOutcome.UNSETTLED, ""  # written to while we read it
-        item, new = self.queue.record_image(
-            path, fstat, digest.hexdigest(), kind.mime, kind.extension_for(path.name)
-        )
-        if new:
-            log.info("queued %s (%s, %d bytes)", path, kind.mime, fstat.size)
-            if self.on_queued is not None:
-                self.on_queued(item)
-        return (ScanOutcome.QUEUED if new else ScanOutcome.KNOWN), ""
+            return ScanOutcome.UNSETTLED, "", None  # written to while we read it
+        found = _Found(path, fstat, digest.hexdigest(), kind.mime, kind.extension_for(path.name))
+        return ScanOutcome.QUEUED, "", found
+
+    def _record_into(self, report: ScanReport, images: list[_Found]) -> None:
+        """Record the images a scan found (see `_record`) into `report`; empties the list."""
+        for seen, outcome in zip(images, self._record(images), strict=True):
+            report.add(seen.path, outcome)
+        images.clear()
+
+    def _record(self, found: list[_Found]) -> list[ScanOutcome]:
+        """Record the images found, in one transaction; each new item is announced."""
+        if not found:
+            return []
+        outcomes = []
+        for seen, (item, new) in zip(found, self.queue.record_images(found), strict=True):
+            if new:
+                log.info("queued %s (%s, %d bytes)", seen.path, seen.mime, seen.stat.size)
+                if self.on_queued is not None:
+                    self.on_queued(item)
+            outcomes.append(ScanOutcome.QUEUED if new else ScanOutcome.KNOWN)
+        return outcomes
 
 
 def _real_prefix(root: Path) -> str:

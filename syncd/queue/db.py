@@ -136,16 +136,28 @@ class QueueDB:
         """One write transaction. A full disk is a QueueError and nothing half-written:
         SQLite rolls the transaction back whole. `durable`: synced before this returns
         (see the module docstring)."""
-        try:
-            with self._write_lock:
+        with self._full_disk_is_queue_error(), self._write_lock:
+            if durable and not self._synced:
+                self._sql("PRAGMA synchronous = FULL")
+            try:
+                with self._db.atomic():
+                    yield
+            finally:
                 if durable and not self._synced:
-                    self._sql("PRAGMA synchronous = FULL")
-                try:
-                    with self._db.atomic():
-                        yield
-                finally:
-                    if durable and not self._synced:
-                        self._sql(f"PRAGMA synchronous = {self._synchronous}")
+                    self._sql(f"PRAGMA synchronous = {self._synchronous}")
+
+    def _write_one(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """One statement that is a whole transaction (SQLite makes a lone statement
+        atomic), with the rows it returns. Without a BEGIN and a COMMIT of its own: each
+        is one more call that lets go of the interpreter lock while the write lock is
+        held, and getting it back can take milliseconds when other threads are busy."""
+        with self._full_disk_is_queue_error(), self._write_lock:
+            return self._sql(sql, params).fetchall()  # stepped to the end: committed
+
+    @contextlib.contextmanager
+    def _full_disk_is_queue_error(self) -> Iterator[None]:
+        try:
+            yield
         except (peewee.OperationalError, sqlite3.OperationalError) as exc:
             if disk_full(exc):
                 raise QueueError(

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from syncd.queue.db import QueueDB
 from syncd.queue.records import (
+    ITEM_COLUMNS,
     UNDER,
     FileRecord,
     FileStat,
@@ -15,6 +17,7 @@ from syncd.queue.records import (
     bounds_under,
     by_path_text,
     db_path,
+    item_from_row,
     path_text,
 )
 
@@ -39,13 +42,21 @@ class FilesTable(QueueDB):
         Returns the item and whether it was new. The same bytes under a second name join
         the existing item (uploaded once); an edited image is new content, a new item.
         """
+        return self.record_images([(path, stat, sha256, mime, ext)])[0]
+
+    def record_images(
+        self, images: Sequence[tuple[Path, FileStat, str, str, str]]
+    ) -> list[tuple[UploadItem, bool]]:
+        """`record_image` for each (path, stat, sha256, mime, ext), in one transaction."""
         now = self._clock()
+        recorded = []
         with self._write():
-            item = self._one_item("sha256 = ?", (sha256,))
-            if item is None:
-                self._sql(
+            for path, stat, sha256, mime, ext in images:
+                # New content (the usual case) is one statement; known content two.
+                row = self._sql(
                     "INSERT INTO items (sha256, size, mime, ext, name, state, attempts, "
-                    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,0,0,?,?)",
+                    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,0,0,?,?) "
+                    f"ON CONFLICT (sha256) DO NOTHING RETURNING {ITEM_COLUMNS}",
                     (
                         sha256,
                         stat.size,
@@ -56,21 +67,20 @@ class FilesTable(QueueDB):
                         now,
                         now,
                     ),
-                )
-                item = self._one_item("sha256 = ?", (sha256,))
+                ).fetchone()
+                new = row is not None
+                item = item_from_row(row) if new else self._one_item("sha256 = ?", (sha256,))
                 assert item is not None
-                new = True
-            else:
-                new = False
-            self._put_file(path, stat, sha256, item.id, now)
-            # An image edited after upload is new content: notes that show this file
-            # move to the new object once it is uploaded (their refs wait for it again).
-            self._sql(
-                "UPDATE refs SET item_id = ?, state = 'pending', updated_at = ? "
-                "WHERE image_path = ? AND item_id IS NOT ? AND state != 'localized'",
-                (item.id, now, db_path(path), item.id),
-            )
-        return item, new
+                self._put_file(path, stat, sha256, item.id, now)
+                # An image edited after upload is new content: notes that show this file
+                # move to the new object once it is uploaded (their refs wait for it again).
+                self._sql(
+                    "UPDATE refs SET item_id = ?, state = 'pending', updated_at = ? "
+                    "WHERE image_path = ? AND item_id IS NOT ? AND state != 'localized'",
+                    (item.id, now, db_path(path), item.id),
+                )
+                recorded.append((item, new))
+        return recorded
 
     def record_other(self, path: Path, stat: FileStat) -> None:
         """Remember that `path` (at this stat) is not an image, so it is not sniffed again."""

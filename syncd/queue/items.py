@@ -65,15 +65,14 @@ class ItemsTable(FilesTable):
             # Nothing to claim: said by a read, without queueing for the write lock
             # behind every other worker (most claims after a wake-up find nothing).
             return None
-        with self._write():
-            row = self._db.execute_sql(
-                "UPDATE items SET state = 'uploading', lease_owner = :owner, "
-                "lease_until = :until, attempts = attempts + 1, last_attempt_at = :now, "
-                f"updated_at = :now WHERE id = (SELECT id FROM ({candidates}) "
-                f"ORDER BY next_attempt_at, id LIMIT 1) RETURNING {ITEM_COLUMNS}",
-                params,
-            ).fetchone()
-        return item_from_row(row) if row else None
+        rows = self._write_one(
+            "UPDATE items SET state = 'uploading', lease_owner = :owner, "
+            "lease_until = :until, attempts = attempts + 1, last_attempt_at = :now, "
+            f"updated_at = :now WHERE id = (SELECT id FROM ({candidates}) "
+            f"ORDER BY next_attempt_at, id LIMIT 1) RETURNING {ITEM_COLUMNS}",
+            params,
+        )
+        return item_from_row(rows[0]) if rows else None
 
     def extend_lease(self, item_id: int, owner: str, lease_seconds: float) -> bool:
         now = self._clock()
@@ -84,13 +83,12 @@ class ItemsTable(FilesTable):
     def mark_uploaded(self, item_id: int, remote_key: str, url: str) -> None:
         """The store confirmed the bytes: the item is done, whoever held the lease."""
         now = self._clock()
-        with self._write():
-            self._sql(
-                "UPDATE items SET state = 'uploaded', remote_key = ?, url = ?, "
-                "lease_owner = NULL, lease_until = NULL, last_error = NULL, uploaded_at = ?, "
-                "updated_at = ? WHERE id = ? AND state != 'uploaded'",
-                (remote_key, url, now, now, item_id),
-            )
+        self._write_one(
+            "UPDATE items SET state = 'uploaded', remote_key = ?, url = ?, "
+            "lease_owner = NULL, lease_until = NULL, last_error = NULL, uploaded_at = ?, "
+            "updated_at = ? WHERE id = ? AND state != 'uploaded'",
+            (remote_key, url, now, now, item_id),
+        )
 
     def record_prepared(self, item_id: int, owner: str, prepared: PreparedObject) -> bool:
         """What will be uploaded for this item (recorded before the upload, so a retry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,11 +33,11 @@ class CountingScanner(Scanner):
 
     reads = 0
 
-    def _consider(self, path: Path, st: os.stat_result, **kw: object) -> tuple[ScanOutcome, str]:
-        outcome, reason = super()._consider(path, st, **kw)  # type: ignore[arg-type]
+    def _examine(self, path: Path, st: os.stat_result, **kw: object) -> Any:
+        outcome, reason, found = super()._examine(path, st, **kw)  # type: ignore[arg-type]
         if outcome not in (ScanOutcome.UNCHANGED, ScanOutcome.UNSETTLED):
             CountingScanner.reads += 1
-        return outcome, reason
+        return outcome, reason, found
 
 
 @pytest.mark.parametrize(
@@ -208,3 +209,73 @@ def test_a_symlink_out_of_every_root_is_refused_once_with_a_warning(
     warnings = [r.getMessage() for r in caplog.records if "leak.png" in r.getMessage()]
     assert len(warnings) == 1 and "outside" in warnings[0]
     assert [i.name for i in queue.items()] == ["fine-link.png"]
+
+
+def test_a_batch_of_new_files_is_recorded_in_one_transaction(
+    vault: Path, queue: UploadQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of pasted images (one batch of watch events) costs one commit, and each
+    new item is still announced; an odd file in the batch changes nothing for the rest."""
+    for n in range(5):
+        (vault / f"shot{n}.png").write_bytes(png(seed=10 + n))
+    (vault / "again.png").write_bytes(png(seed=10))  # the same bytes as shot0.png
+    os.mkfifo(vault / "pipe.png")
+    transactions = 0
+    write = queue._write
+
+    def counting_write(**kw: Any) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return write(**kw)
+
+    monkeypatch.setattr(queue, "_write", counting_write)
+    scanner = Scanner(queue, settle_seconds=60)  # complete: no waiting for an old mtime
+    announced: list[str] = []
+    scanner.on_queued = lambda item: announced.append(item.name)
+    names = [f"shot{n}.png" for n in range(5)] + ["again.png", "pipe.png"]
+    scanner.consider_many([vault / name for name in names])
+    assert sorted(announced) == [f"shot{n}.png" for n in range(5)]
+    assert transactions == 1
+    assert len(queue.items()) == 5
+    again = queue.file_record(vault / "again.png")
+    first = queue.file_record(vault / "shot0.png")
+    assert again is not None and first is not None and again.item_id == first.item_id
+    assert queue.file_record(vault / "pipe.png") is None
+
+
+def test_two_threads_at_one_new_file_read_it_once(vault: Path, queue: UploadQueue) -> None:
+    """Intake (after the file's event) and a note thread (whose note shows the file)
+    reaching one new image at once: the second waits for the first and finds it
+    recorded, instead of reading and recording it again."""
+    import threading
+
+    (vault / "shot.png").write_bytes(png(seed=3))
+    inside = threading.Event()
+    go_on = threading.Event()
+
+    class SlowScanner(CountingScanner):
+        def _examine(self, path: Path, st: os.stat_result, **kw: object) -> Any:
+            inside.set()
+            assert go_on.wait(10)
+            return super()._examine(path, st, **kw)
+
+    CountingScanner.reads = 0
+    scanner = SlowScanner(queue, settle_seconds=0)
+    outcomes: list[ScanOutcome] = []
+    first = threading.Thread(
+        target=lambda: outcomes.append(scanner.consider(vault / "shot.png", complete=True))
+    )
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(
+        target=lambda: outcomes.append(scanner.consider(vault / "shot.png", complete=True))
+    )
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first, not reading the file itself
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    assert outcomes == [ScanOutcome.QUEUED, ScanOutcome.UNCHANGED]
+    assert CountingScanner.reads == 1
+    assert len(queue.items()) == 1
