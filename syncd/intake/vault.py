@@ -177,13 +177,13 @@ class Vault:
                 folder = self._real_folders[path.parent] = real_path(path.parent)
             real = folder.rstrip(os.sep) + os.sep + path.name
         for root, prefix in self._note_prefixes:
-            if real.startswith(prefix) or real == prefix[:-1]:
+            if _under(real, prefix):
                 return root
         return None
 
     def inside(self, path: Path) -> bool:
         real = real_path(path)
-        return any(real.startswith(prefix) or real == prefix[:-1] for prefix in self._prefixes)
+        return any(_under(real, prefix) for prefix in self._prefixes)
 
     def resolve(self, ref: ImageRef, note: Path) -> Path | None:
         """The local image file `ref` in `note` shows, or None (a URL, missing, outside)."""
@@ -313,3 +313,9 @@ def _covers(folder: str, path: str) -> bool:
     if not path.startswith(prefix):
         return False
     return not any(is_ignored_name(part) for part in path[len(prefix) :].split(os.sep))
+
+
+def _under(real: str, prefix: str) -> bool:
+    """Whether the real path `real` is the folder `prefix` (which ends in a separator)
+    or inside it."""
+    return real.startswith(prefix) or real == prefix[:-1]

@@ -23,7 +23,6 @@ from tests.support.images import png
 from tests.system.test_rewrite import Vaulted, make_vault
 
 LINK = "![s](attachments/shot.png)"
-firsts: list[str] = []  # the note after the first rewrite of the last helper call
 
 
 def _uploaded(tmp_path: Path) -> tuple[Vaulted, str]:
@@ -37,16 +36,15 @@ def _uploaded(tmp_path: Path) -> tuple[Vaulted, str]:
 
 def _rewrite_with_a_save_during_the_record(
     v: Vaulted, note: Path, save: Callable[[Path], None], *, watched: bool = False
-) -> tuple[int, str]:
+) -> tuple[int, str, str]:
     """Rewrite `note`; the first durable record of the plan lets `save` change the note
-    (an editor saving in that instant). Returns how many plans were recorded, and the
-    note as it ends. `watched`: as in the daemon, where the write's own event comes back
-    (it is delivered here by hand, as the watch would)."""
+    (an editor saving in that instant). Returns how many plans were recorded, the note
+    as it ends, and the note after the first rewrite. `watched`: as in the daemon, where
+    the write's own event comes back (it is delivered here by hand, as the watch would)."""
     with UploadQueue(v.root / "state" / "queue.db") as queue:
         vault = Vault([v.vault], [v.vault / "attachments"])
         rewriter = Rewriter(queue, Scanner(queue, settle_seconds=0), vault)
         rewriter.watched = watched
-        firsts.clear()
         rewriter.index_note(note)
         recorded = 0
         plan_rewrite = queue.plan_rewrite
@@ -61,12 +59,12 @@ def _rewrite_with_a_save_during_the_record(
 
         queue.plan_rewrite = racing  # type: ignore[method-assign]
         rewriter.rewrite_note(note)
-        firsts.append(note.read_text())
+        first = note.read_text()
         if watched and not rewriter.is_own_write(note):
             rewriter.index_note(note)  # the write's event: the daemon's next pass
             rewriter.rewrite_note(note)
         settle_all_leftovers()
-    return recorded, note.read_text()
+    return recorded, note.read_text(), first
 
 
 def test_a_line_typed_during_the_record_is_kept_and_the_plan_carries_over(
@@ -80,7 +78,7 @@ def test_a_line_typed_during_the_record_is_kept_and_the_plan_carries_over(
         with path.open("a") as f:
             f.write("typed while syncd was recording\n")
 
-    recorded, text = _rewrite_with_a_save_during_the_record(v, note, type_a_line)
+    recorded, text, _first = _rewrite_with_a_save_during_the_record(v, note, type_a_line)
     assert text == f"# Today\n\nshot: ![s]({url})\ntyped while syncd was recording\n"
     assert recorded == 1  # the newer save needed no second record
 
@@ -105,7 +103,7 @@ def test_a_link_the_newer_save_made_code_is_left_as_typed(
         with path.open("a") as f:
             f.write(typed)
 
-    _recorded, text = _rewrite_with_a_save_during_the_record(v, note, close_it)
+    _recorded, text, _first = _rewrite_with_a_save_during_the_record(v, note, close_it)
     assert text == before + typed
 
 
@@ -117,7 +115,7 @@ def test_a_save_that_moves_the_link_gets_a_new_plan(tmp_path: Path) -> None:
     def insert_above(path: Path) -> None:
         path.write_text("a line typed above\n" + path.read_text())
 
-    recorded, text = _rewrite_with_a_save_during_the_record(v, note, insert_above)
+    recorded, text, _first = _rewrite_with_a_save_during_the_record(v, note, insert_above)
     assert text == f"a line typed above\nshot: ![s]({url})\n"
     assert recorded == 2  # its places changed: recorded again for the newer save
 
@@ -134,7 +132,7 @@ def test_a_link_pasted_during_the_record_is_rewritten_too(tmp_path: Path) -> Non
         with path.open("a") as f:
             f.write("![o](attachments/other.png)\n")
 
-    recorded, text = _rewrite_with_a_save_during_the_record(v, note, paste_another)
+    recorded, text, _first = _rewrite_with_a_save_during_the_record(v, note, paste_another)
     assert text == f"shot: ![s]({url})\n![o]({other})\n"
     assert recorded == 2
 
@@ -153,9 +151,11 @@ def test_in_the_daemon_a_link_pasted_during_the_record_goes_to_the_next_pass(
         with path.open("a") as f:
             f.write("![o](attachments/other.png)\n")
 
-    recorded, text = _rewrite_with_a_save_during_the_record(v, note, paste_another, watched=True)
+    recorded, text, first = _rewrite_with_a_save_during_the_record(
+        v, note, paste_another, watched=True
+    )
     # The first pass wrote the carried-over plan at once, the pasted link as typed...
-    assert firsts == [f"shot: ![s]({url})\n![o](attachments/other.png)\n"]
+    assert first == f"shot: ![s]({url})\n![o](attachments/other.png)\n"
     # ...and the pass its write's event brought recorded and rewrote that link.
     assert text == f"shot: ![s]({url})\n![o]({other})\n"
     assert recorded == 2

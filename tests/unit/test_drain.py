@@ -9,37 +9,17 @@ import time
 from typing import cast
 
 from syncd.errors import QueueError
-from syncd.queue import State, UploadItem
+from syncd.queue import UploadItem
 from syncd.upload.concurrency import Concurrency
 from syncd.upload.drain import ERROR_PAUSE, THREAD_PREFIX, Drain
 from syncd.upload.pacing import Pacer
 from syncd.upload.uploader import LeaseKeeper, Outcome, Result
-
-
-def item(n: int) -> UploadItem:
-    return UploadItem(
-        id=n,
-        sha256=f"{n:064x}",
-        size=1000,
-        mime="image/png",
-        ext=".png",
-        name=f"{n}.png",
-        state=State.UPLOADING,
-        attempts=1,
-        next_attempt_at=0.0,
-        last_error=None,
-        lease_owner="w",
-        lease_until=None,
-        remote_key=None,
-        url=None,
-        created_at=0.0,
-        uploaded_at=None,
-    )
+from tests.support.items import claimed_item
 
 
 class Policy:
     def __init__(self, items: int = 0, *, finished: bool = False) -> None:
-        self.todo = [item(n) for n in range(1, items + 1)]
+        self.todo = [claimed_item(n) for n in range(1, items + 1)]
         self.allowed = True
         self.done_when_empty = finished
         self.uploaded: list[int] = []
@@ -193,7 +173,7 @@ def test_waiting_workers_wake_for_new_work_and_end_at_stop() -> None:
     policy = Policy(0)
     d = drain(policy, workers=3)
     d.start()
-    policy.todo = [item(7)]
+    policy.todo = [claimed_item(7)]
 
     d.wake()
 
@@ -253,7 +233,7 @@ def test_wake_one_sends_one_idle_worker_to_claim_not_all() -> None:
     d.start()
     try:
         settle(3, 3)  # each looked once, found nothing, waits
-        policy.todo = [item(7)]
+        policy.todo = [claimed_item(7)]
 
         d.wake_one()
 

@@ -12,10 +12,11 @@ import pytest
 
 from syncd.config import load_config
 from syncd.daemon.oneshot import _Drain, sync_once
-from syncd.queue import State, UploadItem, UploadQueue
+from syncd.queue import UploadItem, UploadQueue
 from syncd.upload.pacing import Pacer
 from syncd.upload.uploader import Uploader
 from tests.support.images import png
+from tests.support.items import claimed_item
 
 IMAGES = 60
 WORKERS = 8
@@ -82,7 +83,7 @@ def test_after_a_claim_found_nothing_the_queue_is_asked_again_only_once_more_is_
     assert run.claim("w") is None and run.claim("w") is None
     assert queue.claims == 1, "nothing was queued since: the queue was not asked"
 
-    queue.pending.append(item := make_item(7))
+    queue.pending.append(item := claimed_item(7))
     run.item_queued()
     assert run.claim("w") == item and queue.claims == 2
     # The worker that uploaded it comes back for more: nothing new, nothing asked.
@@ -97,7 +98,7 @@ def test_an_item_queued_while_a_claim_found_nothing_is_claimed_next(tmp_path: Pa
     queue = Queue()
     uploader = SimpleNamespace(pacer=Pacer())
     run = _Drain(cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time)
-    item = make_item(9)
+    item = claimed_item(9)
     claim_next = queue.claim_next
 
     def queued_meanwhile(owner: str, lease_seconds: float, **kwargs: object) -> UploadItem | None:
@@ -114,27 +115,6 @@ def test_an_item_queued_while_a_claim_found_nothing_is_claimed_next(tmp_path: Pa
     assert run.claim("w") is None and queue.claims == 2
 
 
-def make_item(n: int) -> UploadItem:
-    return UploadItem(
-        id=n,
-        sha256=f"{n:064x}",
-        size=1000,
-        mime="image/png",
-        ext=".png",
-        name=f"{n}.png",
-        state=State.UPLOADING,
-        attempts=1,
-        next_attempt_at=0.0,
-        last_error=None,
-        lease_owner="w",
-        lease_until=None,
-        remote_key=None,
-        url=None,
-        created_at=0.0,
-        uploaded_at=None,
-    )
-
-
 def test_when_intake_ends_the_queue_is_asked_again_even_without_a_ticket(
     tmp_path: Path,
 ) -> None:
@@ -145,7 +125,7 @@ def test_when_intake_ends_the_queue_is_asked_again_even_without_a_ticket(
     queue = Queue()
     uploader = SimpleNamespace(pacer=Pacer())
     run = _Drain(cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time)
-    item = make_item(5)
+    item = claimed_item(5)
     claim_next = queue.claim_next
 
     def intake_ended_meanwhile(
