@@ -362,3 +362,11 @@ class ItemsTable(FilesTable):
             "updated_at = ? WHERE id = ? AND state = 'removed'",
             (now, item_id),
         )
+
+    def _requeue_removed_all(self, item_ids: Collection[int], now: float) -> None:
+        """`_requeue_removed` for many items, in one statement."""
+        self._sql(
+            "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
+            "updated_at = ? WHERE state = 'removed' AND id IN (SELECT value FROM json_each(?))",
+            (now, json.dumps(sorted(set(item_ids)))),
+        )

@@ -39,10 +39,28 @@ class RefsTable(ItemsTable):
         self, note: Path, refs: Iterable[NewRef], stat: FileStat, unresolved: int
     ) -> None:
         """What indexing `note` (at `stat`) found, in one transaction: its references,
-        and the notes' stat cache entry (`unresolved` local links left open)."""
+        and the notes' stat cache entry (`unresolved` local links left open).
+
+        Only references that are new, or pending and now showing other content, are
+        written: a long note saved again and again upserted every one of its links (two
+        statements each, under the write lock) on every save. What is recorded is read
+        before the write lock; a change in between (intake moving a pending reference to
+        an edited image's new content) is newer than what this pass parsed, so it is kept."""
+        refs = list(refs)
+        known = {r.original: r for r in self.refs_of_note(note)} if refs else {}
+        changed = []
+        shown_again = []  # pending references seen again: their content must be in the bucket
+        for ref in refs:
+            rec = known.get(ref.original)
+            if rec is None or (rec.state is RefState.PENDING and rec.item_id != ref.item_id):
+                changed.append(ref)
+            elif rec.state is RefState.PENDING:
+                shown_again.append(ref.item_id)
         with self._write():
-            for ref in refs:
+            for ref in changed:
                 self._upsert_ref(note, ref)
+            if shown_again:
+                self._requeue_removed_all(shown_again, self._clock())
             self._put_note(note, stat, unresolved)
 
     def plan_rewrite(

@@ -311,3 +311,55 @@ def test_forget_under_a_folder(queue: UploadQueue) -> None:
     queue.record_other(Path("/v/subway.txt"), FileStat(1, 1, 1))
     assert queue.forget_under(Path("/v/sub")) == 2
     assert list(queue.known_files(Path("/v"))) == ["/v/subway.txt"]
+
+
+def test_indexing_a_note_again_writes_only_the_references_that_changed(
+    queue: UploadQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long note saved again and again is indexed on every save: the links it had
+    before are not written again, only a new one or one that now shows other content."""
+    items = [add(queue, f"{n}.png", f"{n}" * 64) for n in range(1, 4)]
+    note = Path("/v/daily.md")
+    refs = [
+        NewRef(f"![](a{n}.png)", "inline", Path(f"/v/a{n}.png"), item)
+        for n, item in enumerate(items)
+    ]
+    queue.record_note_refs(note, refs[:2], FileStat(1, 1, 1), 0)
+    upserts: list[str] = []
+    upsert = queue._upsert_ref
+
+    def counting(note: Path, ref: NewRef):  # type: ignore[no-untyped-def]
+        upserts.append(ref.original)
+        return upsert(note, ref)
+
+    monkeypatch.setattr(queue, "_upsert_ref", counting)
+    queue.record_note_refs(note, refs[:2], FileStat(2, 2, 1), 0)
+    assert upserts == []
+    assert queue.note_is_indexed(note, FileStat(2, 2, 1))  # the stat cache moved on
+    moved = NewRef(refs[1].original, "inline", refs[1].image_path, items[2])
+    queue.record_note_refs(note, [refs[0], moved, refs[2]], FileStat(3, 3, 1), 0)
+    assert upserts == [refs[1].original, refs[2].original]
+    by_text = {r.original: r.item_id for r in queue.refs_of_note(note)}
+    assert by_text == {
+        refs[0].original: items[0],
+        refs[1].original: items[2],
+        refs[2].original: items[2],
+    }
+
+
+def test_a_pending_link_seen_again_brings_back_content_that_left_the_bucket(
+    queue: UploadQueue,
+) -> None:
+    """gc removed the object; the note still shows the image as a local link: indexing
+    it again queues the content for upload again, as the first sighting would."""
+    item = add(queue, "a.png", "a" * 64)
+    claimed = queue.claim_next("w", 60)
+    assert claimed is not None and claimed.id == item
+    queue.mark_uploaded(item, "k/a.png", "https://x/k/a.png")
+    note = Path("/v/n.md")
+    ref = NewRef("![](a.png)", "inline", Path("/v/a.png"), item)
+    queue.record_note_refs(note, [ref], FileStat(1, 1, 1), 0)
+    assert queue.mark_removed("k/a.png") == 1
+    assert queue.get(item).state is State.REMOVED  # type: ignore[union-attr]
+    queue.record_note_refs(note, [ref], FileStat(2, 2, 1), 0)
+    assert queue.get(item).state is State.PENDING  # type: ignore[union-attr]
