@@ -9,7 +9,6 @@ missing fails with a reason a person can read, and the rest still arrives.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from syncd.remote.cache import ObjectCache, default_cache_dir
 from syncd.remote.pull import PullOptions, pull, pull_keys, run_pull
 from syncd.storage import S3Storage
 from tests.support.images import png
+from tests.support.objects import put_bytes
 from tests.support.s3server import MotoServer
 
 BASE = "https://img.example.com/notes"
@@ -65,13 +65,7 @@ def remote(s3_server: MotoServer, s3_bucket: str) -> Iterator[Remote]:
     storage = s3_storage(s3_server, s3_bucket)
     images = [png(seed=i, noise=20_000 + 1000 * i) for i in range(6)]
     for data in images:
-        storage.put(
-            key_of(data),
-            io.BytesIO(data),
-            size=len(data),
-            sha256=sha(data),
-            content_type="image/png",
-        )
+        put_bytes(storage, key_of(data), data)
     yield Remote(storage, images)
     storage.close()
 

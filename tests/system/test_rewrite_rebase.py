@@ -67,6 +67,16 @@ def _rewrite_with_a_save_during_the_record(
     return recorded, note.read_text(), first
 
 
+def _appending(text: str) -> Callable[[Path], None]:
+    """A save that appends `text` to the note (an editor adding a line)."""
+
+    def save(path: Path) -> None:
+        with path.open("a") as f:
+            f.write(text)
+
+    return save
+
+
 def test_a_line_typed_during_the_record_is_kept_and_the_plan_carries_over(
     tmp_path: Path,
 ) -> None:
@@ -74,10 +84,7 @@ def test_a_line_typed_during_the_record_is_kept_and_the_plan_carries_over(
     note = v.vault / "daily.md"
     note.write_text(f"# Today\n\nshot: {LINK}\n")
 
-    def type_a_line(path: Path) -> None:
-        with path.open("a") as f:
-            f.write("typed while syncd was recording\n")
-
+    type_a_line = _appending("typed while syncd was recording\n")
     recorded, text, _first = _rewrite_with_a_save_during_the_record(v, note, type_a_line)
     assert text == f"# Today\n\nshot: ![s]({url})\ntyped while syncd was recording\n"
     assert recorded == 1  # the newer save needed no second record
@@ -99,10 +106,7 @@ def test_a_link_the_newer_save_made_code_is_left_as_typed(
     note = v.vault / "daily.md"
     note.write_text(before)
 
-    def close_it(path: Path) -> None:
-        with path.open("a") as f:
-            f.write(typed)
-
+    close_it = _appending(typed)
     _recorded, text, _first = _rewrite_with_a_save_during_the_record(v, note, close_it)
     assert text == before + typed
 
@@ -128,10 +132,7 @@ def test_a_link_pasted_during_the_record_is_rewritten_too(tmp_path: Path) -> Non
     note = v.vault / "daily.md"
     note.write_text(f"shot: {LINK}\n")
 
-    def paste_another(path: Path) -> None:
-        with path.open("a") as f:
-            f.write("![o](attachments/other.png)\n")
-
+    paste_another = _appending("![o](attachments/other.png)\n")
     recorded, text, _first = _rewrite_with_a_save_during_the_record(v, note, paste_another)
     assert text == f"shot: ![s]({url})\n![o]({other})\n"
     assert recorded == 2
@@ -147,10 +148,7 @@ def test_in_the_daemon_a_link_pasted_during_the_record_goes_to_the_next_pass(
     note = v.vault / "daily.md"
     note.write_text(f"shot: {LINK}\n")
 
-    def paste_another(path: Path) -> None:
-        with path.open("a") as f:
-            f.write("![o](attachments/other.png)\n")
-
+    paste_another = _appending("![o](attachments/other.png)\n")
     recorded, text, first = _rewrite_with_a_save_during_the_record(
         v, note, paste_another, watched=True
     )

@@ -16,6 +16,7 @@ from syncd.errors import NotFoundError
 from syncd.storage import ContentMismatch, KnownBytes, S3Storage
 from tests.support.delayproxy import DelayProxy
 from tests.support.images import png
+from tests.support.objects import put_bytes
 from tests.support.rclone_s3 import RcloneS3Server
 
 THREADS = 6
@@ -54,13 +55,7 @@ def test_uploads_from_many_threads_share_kept_alive_connections(
         try:
             for key, data in bodies.items():
                 if key.startswith(f"t{thread}/"):
-                    storage.put(
-                        key,
-                        io.BytesIO(data),
-                        size=len(data),
-                        sha256=hashlib.sha256(data).hexdigest(),
-                        content_type="image/png",
-                    )
+                    put_bytes(storage, key, data)
                     storage.head(key)
                     with pytest.raises(NotFoundError):
                         storage.head(key + ".missing")  # an error answer, body read too

@@ -19,6 +19,7 @@ from syncd.config import parse_config
 from syncd.errors import NotFoundError, PermanentStorageError, PreconditionFailed
 from syncd.storage import ContentMismatch, LocalStorage, S3Storage, Storage, open_storage
 from tests.support.images import png
+from tests.support.objects import put_bytes
 from tests.support.rclone_s3 import RcloneS3Server
 from tests.support.s3server import MotoServer
 
@@ -59,17 +60,6 @@ class ReadRecorder(io.BytesIO):
     def read(self, size: int | None = -1) -> bytes:
         self.sizes.append(size)
         return super().read(size)
-
-
-def put_bytes(storage: Storage, key: str, data: bytes, **kw: object) -> None:
-    storage.put(
-        key,
-        io.BytesIO(data),
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        content_type="image/png",
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 def get_bytes(storage: Storage, key: str) -> bytes:
@@ -282,14 +272,7 @@ class TestS3Storage(StorageContract):
         self, storage: S3Storage, store: S3TestServer
     ) -> None:
         data = png(seed=9)
-        storage.put(
-            "m.png",
-            io.BytesIO(data),
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            content_type="image/png",
-            cache_control="public, max-age=31536000, immutable",
-        )
+        put_bytes(storage, "m.png", data, cache_control="public, max-age=31536000, immutable")
         head = store.client().head_object(Bucket=storage.bucket, Key="m.png")
         assert head["ContentType"] == "image/png"
         assert head["CacheControl"] == "public, max-age=31536000, immutable"

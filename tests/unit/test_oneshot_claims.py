@@ -71,13 +71,20 @@ class Queue:
         return self.pending.pop(0) if self.pending else None
 
 
-def test_after_a_claim_found_nothing_the_queue_is_asked_again_only_once_more_is_queued(
-    tmp_path: Path,
-) -> None:
+def drain_over_fake_queue(tmp_path: Path) -> tuple[Queue, _Drain]:
+    """A one-shot run's claims over `Queue` (no uploads, no threads started)."""
     config = load_config(make_config(tmp_path), {})
     queue = Queue()
     uploader = SimpleNamespace(pacer=Pacer())
-    run = _Drain(cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time)
+    return queue, _Drain(
+        cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time
+    )
+
+
+def test_after_a_claim_found_nothing_the_queue_is_asked_again_only_once_more_is_queued(
+    tmp_path: Path,
+) -> None:
+    queue, run = drain_over_fake_queue(tmp_path)
 
     assert run.claim("w") is None and queue.claims == 1  # items from earlier runs: looked
     assert run.claim("w") is None and run.claim("w") is None
@@ -94,10 +101,7 @@ def test_after_a_claim_found_nothing_the_queue_is_asked_again_only_once_more_is_
 def test_an_item_queued_while_a_claim_found_nothing_is_claimed_next(tmp_path: Path) -> None:
     """Intake commits an item and says so while another worker's claim is in the queue,
     after it looked: that claim finds nothing, the item's ticket is still there."""
-    config = load_config(make_config(tmp_path), {})
-    queue = Queue()
-    uploader = SimpleNamespace(pacer=Pacer())
-    run = _Drain(cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time)
+    queue, run = drain_over_fake_queue(tmp_path)
     item = claimed_item(9)
     claim_next = queue.claim_next
 
@@ -121,10 +125,7 @@ def test_when_intake_ends_the_queue_is_asked_again_even_without_a_ticket(
     """Indexing the notes may make an item pending again (its object went missing) without
     queueing new content: the end of intake sends every worker to look once more, and a
     claim that looked before then does not close the queue again."""
-    config = load_config(make_config(tmp_path), {})
-    queue = Queue()
-    uploader = SimpleNamespace(pacer=Pacer())
-    run = _Drain(cast(UploadQueue, queue), cast(Uploader, uploader), config, None, time.time)
+    queue, run = drain_over_fake_queue(tmp_path)
     item = claimed_item(5)
     claim_next = queue.claim_next
 
