@@ -16,13 +16,16 @@ synced one by one: an fsync per commit, about 4 ms here, was most of the daemon'
 under a stream of pasted images. A commit that must outlive a power cut because
 something outside the queue follows from it (the original text of a link, recorded
 before the note is rewritten; an object marked removed before gc deletes it) is made
-with `durable=True`: synced at once, and with it every commit before it, since the WAL
-is one file written in order.
+with `durable=True`: the WAL is synced before the call returns, and with it every
+commit before it, since the WAL is one file written in order. The sync is made after the
+write lock is let go, so that other writers do not wait for the disk: under a stream of
+pasted images each rewritten note makes one such commit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -36,6 +39,7 @@ from syncd.errors import QueueError
 from syncd.queue.records import ITEM_COLUMNS, Clock, UploadItem, disk_full, item_from_row
 from syncd.queue.schema import SCHEMA_VERSION, Models, create, upgrade
 from syncd.queue.summary import newer_schema, version_problem
+from syncd.system.fs import fsync_dir
 
 
 class QueueDB:
@@ -81,6 +85,7 @@ class QueueDB:
         self._synced = self._synchronous in ("FULL", "EXTRA")  # every commit synced anyway
         self.models = Models(self._db)
         self._write_lock = threading.Lock()
+        self._synced_log = 0  # inode of the write-ahead log last synced, with its folder
         try:
             self._db.connect(reuse_if_open=True)
             if not readonly:
@@ -136,15 +141,30 @@ class QueueDB:
         """One write transaction. A full disk is a QueueError and nothing half-written:
         SQLite rolls the transaction back whole. `durable`: synced before this returns
         (see the module docstring)."""
-        with self._full_disk_is_queue_error(), self._write_lock:
+        with self._full_disk_is_queue_error():
+            with self._write_lock, self._db.atomic():
+                yield
             if durable and not self._synced:
-                self._sql("PRAGMA synchronous = FULL")
-            try:
-                with self._db.atomic():
-                    yield
-            finally:
-                if durable and not self._synced:
-                    self._sql(f"PRAGMA synchronous = {self._synchronous}")
+                self._sync_log()
+
+    def _sync_log(self) -> None:
+        """Sync the write-ahead log, outside the write lock: the commit just made is in
+        it (with every commit before it), and other writers go on while the disk works.
+        A log that is gone or was started again was checkpointed first, and a
+        checkpoint syncs the database file before the log is reused."""
+        log = self.path.with_name(self.path.name + "-wal")
+        try:
+            fd = os.open(log, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        if inode != self._synced_log:  # a new log file: its name must outlive a power cut too
+            fsync_dir(self.path.parent)
+            self._synced_log = inode
 
     def _write_one(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """One statement that is a whole transaction (SQLite makes a lone statement

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -38,15 +39,33 @@ def add(queue: UploadQueue, name: str, sha: str, size: int = 10) -> int:
     ].id
 
 
-def test_wal_is_on_and_only_durable_commits_are_synced_one_by_one(queue: UploadQueue) -> None:
+def test_wal_is_on_and_only_durable_commits_are_synced_one_by_one(
+    queue: UploadQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
     con = sqlite3.connect(queue.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
-    level = lambda: queue._db.execute_sql("PRAGMA synchronous").fetchone()[0]  # noqa: E731
-    assert level() == 1  # NORMAL: a crash of the process loses nothing committed
+    level = queue._db.execute_sql("PRAGMA synchronous").fetchone()[0]
+    assert level == 1  # NORMAL: a crash of the process loses nothing committed
+    synced: list[tuple[str, bool]] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), queue._write_lock.locked()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with queue._write():
+        queue._set_meta("plain", "1")
+    assert synced == []  # an ordinary commit waits for the next checkpoint's sync
     with queue._write(durable=True):
-        assert level() == 2  # FULL: this commit (and all before it) outlives a power cut
-    assert level() == 1
+        queue._set_meta("durable", "1")
+    wal = f"{queue.path}-wal"
+    # the log that holds the commit, then (first time) its folder; other writers go on
+    assert synced == [(wal, False), (str(queue.path.parent), False)]
+    with queue._write(durable=True):
+        queue._set_meta("durable", "2")
+    assert synced[2:] == [(wal, False)]
 
 
 def test_the_text_a_rewrite_replaces_is_recorded_durably(queue: UploadQueue) -> None:
