@@ -73,7 +73,9 @@ class Preparer:
             if not options.changes_nothing:
                 note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: uploaded unchanged, not checked"
             return self._as_is(item, path, settings, note)
-        data = f.read(MAX_IMAGE_BYTES + 1)
+        # As many bytes as the item has, and one more to see a file that grew: a read of
+        # the largest size allowed would allocate (and map) that much for every image.
+        data = f.read(item.size + 1)
         if hashlib.sha256(data).hexdigest() != item.sha256:
             return None
         f.seek(0)
@@ -115,7 +117,7 @@ class Preparer:
         for path in paths:
             try:
                 with open_regular(path) as f:
-                    data = f.read(MAX_IMAGE_BYTES + 1)
+                    data = f.read(min(item.size, MAX_IMAGE_BYTES) + 1)
             except OSError:
                 continue
             if hashlib.sha256(data).hexdigest() != item.sha256:

@@ -101,6 +101,36 @@ def test_with_nothing_to_claim_a_daemon_worker_waits_and_a_finished_run_ends() -
     assert drain(Policy(0, finished=True)).loop_once("w", 0.0) is None
 
 
+def test_after_a_claim_found_nothing_a_worker_claims_again_only_once_woken() -> None:
+    policy = Policy(0)
+    claims: list[str] = []
+    real_claim = policy.claim
+
+    def counted(owner: str) -> UploadItem | None:
+        claims.append(owner)
+        return real_claim(owner)
+
+    policy.claim = counted  # type: ignore[method-assign]
+    d = drain(policy)
+    assert d.loop_once("a", 0.0) == math.inf
+    policy.todo.append(claimed_item(7))  # queued without a wake-up: not claimed
+    assert d.loop_once("b", 0.0) == math.inf
+    assert claims == ["a"] and policy.uploaded == []
+    d.wake_one()  # what intake does once the item is recorded
+    assert d.loop_once("b", 0.0) == 0.0
+    assert claims == ["a", "b"] and policy.uploaded == [7]
+    # a worker back from an upload claims again: the queue may hold more
+    assert d.loop_once("b", 0.0) == math.inf
+    assert claims == ["a", "b", "b"]
+
+
+def test_a_run_that_is_finished_ends_on_its_own_empty_claim() -> None:
+    policy = Policy(0, finished=True)
+    d = drain(policy)
+    assert d.loop_once("w", 0.0) is None
+    assert d.loop_once("w", 0.0) is None  # not left waiting for a wake-up
+
+
 def test_no_claim_while_not_allowed_or_while_the_store_asked_to_slow_down() -> None:
     policy = Policy(1)
     d = drain(policy)
@@ -232,12 +262,12 @@ def test_wake_one_sends_one_idle_worker_to_claim_not_all() -> None:
 
     d.start()
     try:
-        settle(3, 3)  # each looked once, found nothing, waits
+        settle(3, 1)  # one looked and found nothing; the others do not ask again, and wait
         policy.todo = [claimed_item(7)]
 
         d.wake_one()
 
-        settle(3, 5)  # one worker: the claim that got 7, and one more after its upload
+        settle(3, 3)  # one worker: the claim that got 7, and one more after its upload
         assert policy.uploaded == [7]
     finally:
         d.stop()
