@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from syncd.errors import QueueError
-from syncd.queue import SCHEMA_VERSION, FileStat, NewRef, State, UploadQueue
+from syncd.queue import SCHEMA_VERSION, FileStat, NewRef, State, UploadItem, UploadQueue
 from tests.support.queuedb import as_schema_1
 
 
@@ -132,6 +134,44 @@ def test_claim_leases_and_no_double_claim(queue: UploadQueue) -> None:
     item = queue.claim_next("w1", 60)
     assert item is not None and item.state is State.UPLOADING and item.attempts == 1
     assert queue.claim_next("w2", 60) is None
+
+
+def _claim_in_flight(queue: UploadQueue, owner: str, got: list[UploadItem | None]) -> None:
+    """Start a claim by another worker and return once it has looked and waits for the
+    write lock (which the caller holds)."""
+    waiting = queue._claiming + 1
+    threading.Thread(target=lambda: got.append(queue.claim_next(owner, 60))).start()
+    deadline = time.monotonic() + 10
+    while queue._claiming != waiting:
+        assert time.monotonic() < deadline, "the claim never reached the write lock"
+        time.sleep(0.001)
+
+
+def _claimed(got: list[UploadItem | None], n: int) -> set[int]:
+    deadline = time.monotonic() + 10
+    while len(got) < n:
+        assert time.monotonic() < deadline, "a claim never ended"
+        time.sleep(0.001)
+    return {i.id for i in got if i is not None}
+
+
+def test_a_claim_does_not_race_another_for_the_only_item(queue: UploadQueue) -> None:
+    only = add(queue, "a.png", "1" * 64)
+    got: list[UploadItem | None] = []
+    with queue._write_lock:  # the other claim waits here, as behind a busy writer
+        _claim_in_flight(queue, "w1", got)
+        # Said at once, without queueing for the lock: the other claim takes the item.
+        assert queue.claim_next("w2", 60) is None
+    assert _claimed(got, 1) == {only}
+
+
+def test_a_claim_behind_another_still_takes_a_second_item(queue: UploadQueue) -> None:
+    ids = {add(queue, "a.png", "1" * 64), add(queue, "b.png", "2" * 64)}
+    got: list[UploadItem | None] = []
+    with queue._write_lock:
+        _claim_in_flight(queue, "w1", got)
+        _claim_in_flight(queue, "w2", got)  # two items: this one queues for the lock too
+    assert _claimed(got, 2) == ids
 
 
 def test_expired_lease_comes_back(queue: UploadQueue, clock: FakeClock) -> None:
