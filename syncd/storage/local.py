@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,28 +63,28 @@ class LocalStorage(Storage):
             raise PreconditionFailed(f"{key} already exists")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+            fd, tmp = _create_temp(target.parent)
         except OSError as exc:
             raise PermanentStorageError(
                 f"cannot write to {target.parent}: {exc.strerror}"
             ) from None
-        tmp = Path(tmp_name)
         try:
             digest = hashlib.sha256()
             written = 0
-            with os.fdopen(fd, "wb") as out:
+            try:
                 while chunk := body.read(_CHUNK):
                     digest.update(chunk)
-                    out.write(chunk)
+                    _write_all(fd, chunk)
                     written += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+                os.fchmod(fd, 0o644)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             if written != size or digest.hexdigest() != sha256:
                 raise ContentMismatch(
                     f"the file changed while it was copied to {key} "
                     f"({written} bytes read, {size} expected)"
                 )
-            os.chmod(tmp, 0o644)
             if if_absent:
                 # link() fails if the target appeared meanwhile: create-only, like If-None-Match.
                 try:
@@ -197,15 +197,34 @@ def _write_sidecar(target: Path, meta: dict[str, object]) -> None:
     # Not fsynced on its own: the folder's fsync that follows makes the names durable,
     # and a sidecar lost to a power cut only makes its object look foreign (gc leaves
     # it alone), never the other way round. One fsync less per upload.
-    fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+    fd, tmp = _create_temp(target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(meta, out)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, _sidecar(target))
+        try:
+            _write_all(fd, json.dumps(meta).encode("utf-8"))
+            os.fchmod(fd, 0o644)
+        finally:
+            os.close(fd)
+        os.replace(tmp, _sidecar(target))
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+            tmp.unlink()
+
+
+def _create_temp(folder: Path) -> tuple[int, Path]:
+    """A new hidden file in `folder`, open for writing (plain system calls: `tempfile`
+    and a buffered file object cost more than the write of a small image)."""
+    while True:
+        tmp = folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_sidecar(path: Path, size: int) -> dict[str, str]:
