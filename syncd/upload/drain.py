@@ -81,7 +81,7 @@ class Drain:
         self._stopping = False
         self._refused = False  # a worker waits for a slot
         # The generation at which a claim last found nothing: until the next wake-up
-        # nothing new can be claimed, and a claim is a write transaction.
+        # (every item queued or come due brings one) nothing new can be claimed.
         self._dry = -1
         self.threads = [
             threading.Thread(target=self._run, name=f"{THREAD_PREFIX}{n}", daemon=True)
@@ -167,7 +167,7 @@ class Drain:
             return self._end() if finished else math.inf
         if generation == self._dry and not finished:
             # A worker back from an upload, with no wake-up since a claim found the queue
-            # empty: under a stream of pasted images that was one claim in four.
+            # empty: it would only look again (a query per upload and worker, for nothing).
             return math.inf
         pace = self.pacer.wait_seconds()
         if pace > 0:
