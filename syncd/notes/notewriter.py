@@ -47,7 +47,6 @@ import logging
 import os
 import platform
 import re
-import secrets
 import signal
 import stat
 import threading
@@ -57,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.errors import NotRegularFileError, SyncdError
-from syncd.system.fs import fsync_dir, open_regular
+from syncd.system.fs import create_new, fsync_dir, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -299,13 +298,7 @@ def _read_all(fd: int) -> bytes:
 
 def _write_temp(folder: Path, data: bytes, like: os.stat_result) -> tuple[Path, os.stat_result]:
     """A new hidden file in `folder` holding `data`, with the note's mode and owner."""
-    while True:
-        tmp = folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            break
-        except FileExistsError:
-            continue
+    fd, tmp = create_new(folder, _TEMP_PREFIX, _TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

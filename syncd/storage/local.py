@@ -17,13 +17,12 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import BinaryIO
 
 from syncd.errors import NotFoundError, PermanentStorageError, PreconditionFailed
 from syncd.storage.base import ContentMismatch, ObjectInfo, ObjectPage, Storage
-from syncd.system.fs import fsync_dir
+from syncd.system.fs import create_new, fsync_dir
 from syncd.upload.keys import KeyTemplateError, check_key
 
 _CHUNK = 1 << 20
@@ -63,7 +62,7 @@ class LocalStorage(Storage):
             raise PreconditionFailed(f"{key} already exists")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _create_temp(target.parent)
+            fd, tmp = create_new(target.parent, _TEMP_PREFIX)
         except OSError as exc:
             raise PermanentStorageError(
                 f"cannot write to {target.parent}: {exc.strerror}"
@@ -197,7 +196,7 @@ def _write_sidecar(target: Path, meta: dict[str, object]) -> None:
     # Not fsynced on its own: the folder's fsync that follows makes the names durable,
     # and a sidecar lost to a power cut only makes its object look foreign (gc leaves
     # it alone), never the other way round. One fsync less per upload.
-    fd, tmp = _create_temp(target.parent)
+    fd, tmp = create_new(target.parent, _TEMP_PREFIX)
     try:
         try:
             _write_all(fd, json.dumps(meta).encode("utf-8"))
@@ -208,17 +207,6 @@ def _write_sidecar(target: Path, meta: dict[str, object]) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-
-
-def _create_temp(folder: Path) -> tuple[int, Path]:
-    """A new hidden file in `folder`, open for writing (plain system calls: `tempfile`
-    and a buffered file object cost more than the write of a small image)."""
-    while True:
-        tmp = folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
-        except FileExistsError:
-            continue
 
 
 def _write_all(fd: int, data: bytes) -> None:
