@@ -170,15 +170,13 @@ class DaemonIntake:
             self.queue.forget_file(path)
             self.queue.forget_under(path)  # it may have been a folder
             return  # the name index keeps the path; lookups check that it still exists
+        # CHANGED. A new image is not here: `_on_paths_changed` records those in batches.
         self.vault.file_added(path)  # `![[name.png]]` in a note saved next finds it
         if is_note(path):
             size = self.vault.readable_size(path)  # not a FIFO, not too big: by stat
             if size is not None:
                 self._submit_note(path, size)  # parsed on its own thread, never here
-        elif any(root in path.parents for root in self.vault.image_roots):
-            # CHANGED means closed after writing, or renamed into place: complete.
-            self.scanner.consider(path, complete=True)
-        if not is_note(path):
+        else:
             self._image_arrived(path)
 
     def _image_arrived(self, path: Path) -> None:
