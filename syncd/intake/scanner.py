@@ -224,35 +224,21 @@ class Scanner:
         """
         if is_ignored_name(path.name):
             return ScanOutcome.IGNORED
-        key = os.fspath(path)
         while True:
-            with self._looking_lock:
-                busy = self._looking.get(key)
-                if busy is None:
-                    mine = self._looking[key] = threading.Event()
-                    break
-            busy.wait()
+            taken, busy = self._take([path])
+            if taken:
+                break
+            busy[path].wait()
         try:
             return self._consider_now(path, complete)
         finally:
-            with self._looking_lock:
-                del self._looking[key]
-            mine.set()
+            self._let_go(taken)
 
     def consider_many(self, paths: Iterable[Path]) -> None:
         """`consider(path, complete=True)` for a batch of files whose writers are done
         (one batch of watch events): the new images among them are recorded in one
         transaction. When intake falls behind, its batches grow and its commits do not."""
-        mine: list[Path] = []
-        later: list[Path] = []  # being looked at by another thread: after the rest
-        with self._looking_lock:
-            for path in dict.fromkeys(paths):
-                key = os.fspath(path)
-                if key in self._looking:
-                    later.append(path)
-                else:
-                    self._looking[key] = threading.Event()
-                    mine.append(path)
+        mine, later = self._take(dict.fromkeys(paths))  # later: another thread has them
         try:
             found = []
             for path in mine:
@@ -269,12 +255,31 @@ class Scanner:
                     found.append(seen)
             self._record(found)
         finally:
-            with self._looking_lock:
-                done = [self._looking.pop(os.fspath(path)) for path in mine]
-            for event in done:
-                event.set()
+            self._let_go(mine)
         for path in later:
             self.consider(path, complete=True)
+
+    def _take(self, paths: Iterable[Path]) -> tuple[list[Path], dict[Path, threading.Event]]:
+        """Mark the paths no other thread is looking at as this thread's (see
+        `_looking`); the others are returned with what to wait on."""
+        taken: list[Path] = []
+        busy: dict[Path, threading.Event] = {}
+        with self._looking_lock:
+            for path in paths:
+                key = os.fspath(path)
+                event = self._looking.get(key)
+                if event is None:
+                    self._looking[key] = threading.Event()
+                    taken.append(path)
+                else:
+                    busy[path] = event
+        return taken, busy
+
+    def _let_go(self, paths: list[Path]) -> None:
+        with self._looking_lock:
+            done = [self._looking.pop(os.fspath(path)) for path in paths]
+        for event in done:
+            event.set()
 
     def _consider_now(self, path: Path, complete: bool) -> ScanOutcome:
         outcome, found = self._look(path, complete)
