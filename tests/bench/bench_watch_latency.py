@@ -26,12 +26,9 @@ Run alone: `.venv/bin/python tests/bench/bench_watch_latency.py [--files N] [--o
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import random
-import select
 import sqlite3
-import struct
 import sys
 import tempfile
 import threading
@@ -53,50 +50,9 @@ from harness import (
 from tests.support.daemonproc import DaemonProcess, wait_until
 from tests.support.dbus import private_bus
 from tests.support.fake_nm import FakeService
+from tests.support.rawinotify import RawInotify
 
 P99_TARGET_MS = 100.0
-IN_CLOSE_WRITE = 0x00000008
-_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
-
-
-class RawInotify:
-    """IN_CLOSE_WRITE on one folder, read by a thread: file name -> time.time() of arrival."""
-
-    def __init__(self, folder: Path) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._fd = libc.inotify_init1(os.O_CLOEXEC)
-        if self._fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        wd = libc.inotify_add_watch(self._fd, os.fsencode(folder), IN_CLOSE_WRITE)
-        if wd < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch({folder}) failed")
-        self._stop_r, self._stop_w = os.pipe()
-        self.arrived: dict[str, float] = {}
-        self._thread = threading.Thread(target=self._read, name="raw-inotify", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _read(self) -> None:
-        while True:
-            ready, _, _ = select.select([self._fd, self._stop_r], [], [])
-            if self._stop_r in ready:
-                return
-            data = os.read(self._fd, 65536)
-            now = time.time()
-            offset = 0
-            while offset < len(data):
-                _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                start = offset + _EVENT.size
-                name = data[start : start + length].rstrip(b"\0")
-                self.arrived.setdefault(os.fsdecode(name), now)
-                offset = start + length
-
-    def stop(self) -> None:
-        os.write(self._stop_w, b"x")
-        self._thread.join()
-        for fd in (self._fd, self._stop_r, self._stop_w):
-            os.close(fd)
 
 
 class QueuePoller:

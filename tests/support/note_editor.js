@@ -1,14 +1,15 @@
 // An editor as Node.js saves: fs.writeFileSync over the note (open with O_TRUNC, write),
 // after reading the note again if it changed on disk. Same arguments and output as
 // note_editor.py in `inplace` mode: NOTES_DIR NAME IMAGES_DIR OUT SECONDS TEMPLATE_PNG
-// [MIN_MS MAX_MS].
+// [MIN_MS MAX_MS [PASTE_EVERY]].
 "use strict";
 const fs = require("fs");
 const path = require("path");
 
-const [notesDir, name, imagesDir, outPath, seconds, templatePng, minMs, maxMs] = process.argv.slice(2);
+const [notesDir, name, imagesDir, outPath, seconds, templatePng, minMs, maxMs, every] = process.argv.slice(2);
 const pauseMin = Number(minMs ?? 20);
 const pauseMax = Number(maxMs ?? 50);
+const pasteEvery = Number(every ?? 1);
 const EDITS_PER_NOTE = 150;
 const base = fs.readFileSync(templatePng);
 const now = () => Number(process.hrtime.bigint()) / 1e9; // CLOCK_MONOTONIC
@@ -26,8 +27,13 @@ while (now() < deadline) {
     seen = null;
   }
   const marker = `<${name}-${String(count).padStart(6, "0")}>`;
-  const image = `${name}-${String(count).padStart(6, "0")}.png`;
-  fs.writeFileSync(path.join(imagesDir, image), Buffer.concat([base, Buffer.from(marker)]));
+  let image = null;
+  let line = `${marker} typed\n`;
+  if (count % pasteEvery === 0) {
+    image = `${name}-${String(count).padStart(6, "0")}.png`;
+    fs.writeFileSync(path.join(imagesDir, image), Buffer.concat([base, Buffer.from(marker)]));
+    line = `${marker} ![shot](attachments/${image})\n`;
+  }
   try {
     const st = fs.statSync(note, { bigint: true });
     const key = `${st.ino}:${st.size}:${st.mtimeNs}`;
@@ -35,7 +41,7 @@ while (now() < deadline) {
   } catch (e) {
     if (e.code !== "ENOENT") throw e;
   }
-  buffer += `${marker} ![shot](attachments/${image})\n`;
+  buffer += line;
   fs.writeFileSync(note, buffer);
   const st = fs.statSync(note, { bigint: true });
   // What we wrote, unless someone replaced the note in between: then the next save reloads.

@@ -1,15 +1,17 @@
 """An editor as a real process, saving a note again and again; every save adds a marker.
 
-    python -m tests.support.note_editor MODE NOTES_DIR NAME IMAGES_DIR OUT SECONDS [MIN_MS MAX_MS]
+    python -m tests.support.note_editor MODE NOTES_DIR NAME IMAGES_DIR OUT SECONDS \
+        [MIN_MS MAX_MS [PASTE_EVERY]]
 
 MODE is how it saves: `inplace` (open with O_TRUNC, write the whole buffer: Obsidian,
 Logseq, VS Code), `rename` (write a hidden temp file, rename it over the note: vim) or
 `append` (`>>`). Before each save it pastes a new image (a PNG of its own) and its new
-line shows it. `inplace` and `rename` keep the note in memory and read it again before a
+line shows it; with PASTE_EVERY n, only every n-th save pastes one (the others add a
+typed line). `inplace` and `rename` keep the note in memory and read it again before a
 save when it changed on disk (as editors do when a file changes under them), so a
 rewrite of the links is taken in and kept. After `edits_per_note` saves it moves on to
 a new note (notes stay small). Each save is recorded in OUT as one JSON line:
-{"marker", "note", "image", "t"} with t on CLOCK_MONOTONIC.
+{"marker", "note", "image", "t"} with t on CLOCK_MONOTONIC (image null for a typed line).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ EDITS_PER_NOTE = 150
 def main(argv: list[str]) -> int:
     mode, notes_dir, name, images_dir, out_path, seconds = argv[:6]
     pause_ms = (float(argv[6]), float(argv[7])) if len(argv) > 7 else (20.0, 50.0)
+    paste_every = int(argv[8]) if len(argv) > 8 else 1
     rng = random.Random(name)
     base = png(seed=rng.randrange(1 << 16))
     deadline = time.monotonic() + float(seconds)
@@ -41,10 +44,13 @@ def main(argv: list[str]) -> int:
             if count % EDITS_PER_NOTE == 0:
                 buffer, seen = f"# {name}\n", None
             marker = f"<{name}-{count:06d}>"
-            image = f"{name}-{count:06d}.png"
-            # Paste: the image file first, then the line that shows it (as Obsidian does).
-            (Path(images_dir) / image).write_bytes(base + marker.encode())
-            line = f"{marker} ![shot](attachments/{image})\n"
+            image: str | None = None
+            line = f"{marker} typed\n"
+            if count % paste_every == 0:
+                # Paste: the image file first, then the line that shows it (as Obsidian does).
+                image = f"{name}-{count:06d}.png"
+                (Path(images_dir) / image).write_bytes(base + marker.encode())
+                line = f"{marker} ![shot](attachments/{image})\n"
             if mode == "append":
                 with open(note, "a", encoding="utf-8") as f:
                     f.write(line)
