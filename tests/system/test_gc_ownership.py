@@ -181,6 +181,14 @@ def test_only_foreign_objects_in_the_bucket_nothing_is_refused_or_deleted(
     assert code == 0, done  # no "more than half" refusal: none of them is a candidate
     assert done["orphans"] == [] and done["deleted"] == [] and done["foreign"] == 3
     assert bucket.keys() == set(FOREIGN)
+    human = subprocess.run(
+        [SYNCD, "--config", str(bucket.config), "gc", "--grace-days", "0", "--delete"],
+        capture_output=True,
+        text=True,
+        env=bucket.env,
+    )
+    assert human.returncode == 0, human.stderr
+    assert "deleted 0 objects" in human.stdout and "None" not in human.stdout
 
 
 def test_an_image_gc_deleted_is_uploaded_again_when_a_new_note_shows_it(bucket: Bucket) -> None:

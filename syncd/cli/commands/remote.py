@@ -127,7 +127,8 @@ def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
             if plan.orphans:
                 print("nothing deleted; run `syncd gc --delete` to delete them")
         else:
-            print(f"deleted {len(result.deleted)}; the list is in {result.log_path}")
+            where = f"; the list is in {result.log_path}" if result.log_path else ""
+            print(f"deleted {plural(len(result.deleted), 'object')}{where}")
             for key in result.kept_after_recheck:
                 print(f"  kept {key}: a note references it now")
             for key in result.foreign_after_recheck:
