@@ -1,8 +1,11 @@
 """`syncd verify`: every URL in the notes that points into the bucket, checked against it.
 
 Owns the link check. `verify_links` collects the keys that notes show through
-`public_base_url`, and asks the store about each once (HEAD; or the remote index, when
-a complete listing is fresh and holds the key with the right size). An object is
+`public_base_url`, and asks the store about each once (HEAD). The daemon's background
+check (below) may settle a key from the remote index instead, when a complete listing
+is fresh and holds the key with the right size; `syncd verify` always asks the store,
+since whoever runs it wants to know what is in the bucket now, not what was there when
+`gc` or `remote` last listed it (an object deleted by hand since then). An object is
 broken when it is missing, or its size or recorded SHA-256 is not what the queue or
 its key promise. With `repair`, a broken object is uploaded again from a local file
 with the right bytes, or from the object cache; an object syncd did not write is never
@@ -149,8 +152,12 @@ def verify_links(
     heads_per_second: float | None = None,
     wait: Callable[[float], bool] | None = None,
     clock: Callable[[], float] = time.time,
+    use_index: bool = False,
 ) -> VerifyReport:
     """Check (and with `repair`, mend) every object the notes show.
+
+    `use_index`: a fresh, complete remote listing answers for the keys it holds
+    (the background check, which must not send a HEAD per link every day).
 
     `heads_per_second` spaces the store requests out; `wait(seconds)` is how to pause
     (True: stop now, the report is marked interrupted). Raises OfflineError when the
@@ -158,7 +165,7 @@ def verify_links(
     """
     report = VerifyReport(at=clock())
     links = linked_keys(vault, storage.public_base_url)
-    index = _fresh_index(queue, clock())
+    index = _fresh_index(queue, clock()) if use_index else None
     gap = 1.0 / heads_per_second if heads_per_second else 0.0
     items = queue.items_by_remote_key()
     pause = wait or _sleep
@@ -397,6 +404,7 @@ class BackgroundVerify(ServiceThread):
                 heads_per_second=self.heads_per_second,
                 wait=self.wait,
                 clock=self._clock,
+                use_index=True,
             )
         except TransientStorageError as exc:
             log.info("background verify postponed: %s", exc)

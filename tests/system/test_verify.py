@@ -232,3 +232,18 @@ def test_an_unreachable_store_is_a_clear_error(vault: Vault) -> None:
     proc = vault.run("verify")
     assert proc.returncode == 1
     assert "cannot reach" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_object_deleted_after_gc_listed_the_bucket_is_found_missing(vault: Vault) -> None:
+    # gc lists the whole bucket into the remote index; an object deleted by another tool
+    # a moment later is still in that listing. verify asks the store itself.
+    listed = vault.run("gc", "--grace-days", "0")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    gone = vault.keys["p2.png"]
+    vault.delete(gone)
+    code, report = vault.run_json("verify")
+    assert code == 1, report
+    assert [b["key"] for b in report["broken"]] == [gone] and report["from_index"] == 0
+    code, repaired = vault.run_json("verify", "--repair")
+    assert code == 0 and [r["key"] for r in repaired["repaired"]] == [gone], repaired
+    assert vault.object(gone) == vault.data["p2.png"]
