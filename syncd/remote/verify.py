@@ -23,7 +23,8 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from syncd.upload.prepare import PREPARED_DIR, Preparer
 log = logging.getLogger(__name__)
 
 INDEX_FRESH_SECONDS = 600.0  # a complete listing younger than this answers for HEADs
+HEAD_WORKERS = 8  # HEADs in flight at once for `syncd verify` (each waits a round trip)
 DAEMON_HEADS_PER_SECOND = 2.0  # the background check stays off the uploads' way
 FIRST_CHECK_DELAY = 600.0  # never checked before: not in the rush of a daemon's start
 
@@ -169,6 +171,7 @@ def verify_links(
     gap = 1.0 / heads_per_second if heads_per_second else 0.0
     items = queue.items_by_remote_key()
     pause = wait or _sleep
+    asks: list[_Ask] = []
     for key, (url, notes) in sorted(links.items()):
         report.checked += 1
         item = items.get(key)
@@ -181,24 +184,64 @@ def verify_links(
             report.ok += 1
             report.from_index += 1
             continue
-        if gap and pause(gap):
+        asks.append(_Ask(key, url, notes, item, expected_sha, expected_size))
+    for asked, (ask, check) in enumerate(_answers(storage, asks, gap, pause)):
+        if isinstance(check, _Stopped):
             report.interrupted = True
+            report.checked -= len(asks) - asked  # those never asked
             break
-        check = _check(storage, key, url, notes, expected_sha, expected_size)
         if check is None:
             report.ok += 1
             continue
         if check.problem is Problem.UNCHECKED:
             report.unchecked.append(check)
             continue
-        if check.problem is Problem.MISSING and queue.mark_removed(key):
-            log.warning("%s is not in the bucket: no new note gets its URL", key)
-        if repair and expected_sha is not None:
-            _repair(check, queue, storage, cache, item, expected_sha)
+        if check.problem is Problem.MISSING and queue.mark_removed(ask.key):
+            log.warning("%s is not in the bucket: no new note gets its URL", ask.key)
+        if repair and ask.sha is not None:
+            _repair(check, queue, storage, cache, ask.item, ask.sha)
         elif repair:
             check.detail += "; neither the queue nor its key says which bytes belong there"
         (report.repaired if check.repaired else report.broken).append(check)
     return report
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """A linked object to ask the store about, and what it should be."""
+
+    key: str
+    url: str
+    notes: list[Path]
+    item: UploadItem | None
+    sha: str | None
+    size: int | None
+
+
+class _Stopped:
+    """The pause said stop: nothing more is asked."""
+
+
+def _answers(
+    storage: Storage, asks: list[_Ask], gap: float, pause: Callable[[float], bool]
+) -> Iterator[tuple[_Ask, LinkCheck | _Stopped | None]]:
+    """Each ask with the store's answer (`_check`), in order. Paced (`gap` seconds
+    apart, the background check): one at a time. Unpaced (the command): `HEAD_WORKERS`
+    at once, since each waits a round trip for a few bytes (10,000 links at 40 ms were
+    seven minutes one by one)."""
+    if gap:
+        for ask in asks:
+            if pause(gap):
+                yield ask, _Stopped()
+                return
+            yield ask, _check(storage, ask.key, ask.url, ask.notes, ask.sha, ask.size)
+        return
+    with ThreadPoolExecutor(HEAD_WORKERS, thread_name_prefix="syncd-verify") as pool:
+        answers = pool.map(lambda a: _check(storage, a.key, a.url, a.notes, a.sha, a.size), asks)
+        try:
+            yield from zip(asks, answers, strict=True)
+        finally:
+            pool.shutdown(cancel_futures=True)  # an OfflineError: ask no more
 
 
 def _sleep(seconds: float) -> bool:

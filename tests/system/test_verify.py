@@ -247,3 +247,39 @@ def test_an_object_deleted_after_gc_listed_the_bucket_is_found_missing(vault: Va
     code, repaired = vault.run_json("verify", "--repair")
     assert code == 0 and [r["key"] for r in repaired["repaired"]] == [gone], repaired
     assert vault.object(gone) == vault.data["p2.png"]
+
+
+def test_many_links_asked_at_once_each_answer_goes_with_its_own_key(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    # The command sends its HEADs several at a time: the report must still name exactly
+    # the deleted objects, each with the note that shows it, in key order.
+    vault = make_vault(tmp_path, s3_server, s3_bucket)
+    attachments = tmp_path / "vault" / "attachments"
+    shown = {}
+    for i in range(40):
+        body = png(seed=700 + i, noise=200)
+        (attachments / f"m{i}.png").write_bytes(body)
+        sha = hashlib.sha256(body).hexdigest()
+        shown[f"{sha[:2]}/{sha}.png"] = tmp_path / "vault" / f"m{i}.md"
+        (tmp_path / "vault" / f"m{i}.md").write_text(f"![m](attachments/m{i}.png)\n")
+    proc = vault.run("sync", "--once")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    gone = sorted(shown)[3::6]
+    for key in gone:
+        vault.delete(key)
+    code, report = vault.run_json("verify")
+    assert code == 1 and report["checked"] == 43 and report["ok"] == 43 - len(gone)
+    assert [b["key"] for b in report["broken"]] == gone
+    assert [b["notes"] for b in report["broken"]] == [[str(shown[k])] for k in gone]
+    code, repaired = vault.run_json("verify", "--repair")
+    assert code == 0 and sorted(r["key"] for r in repaired["repaired"]) == gone
+
+
+def test_a_store_out_of_reach_is_a_clear_error(vault: Vault) -> None:
+    text = vault.config.read_text()
+    vault.config.write_text(text.replace(vault.server.url, f"http://127.0.0.1:{free_port()}"))
+    proc = vault.run("verify")
+    assert proc.returncode == 1 and "checked" not in proc.stdout, proc.stdout
+    assert proc.stderr.startswith("syncd: ") and "cannot reach" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
