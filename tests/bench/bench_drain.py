@@ -14,6 +14,10 @@ core), so wall time mostly measures how many requests a client makes; client CPU
 file shows what the client itself costs. Targets: wall <= 1.0x rclone, client CPU per
 file <= 0.5x.
 
+Each round also runs both on an empty folder: the CPU a run costs before its first file
+(an interpreter and its imports against a compiled binary), shown for information with
+the CPU per file beyond it, (CPU of the run - CPU of the empty run) / files.
+
 Run alone: `.venv/bin/python tests/bench/bench_drain.py [--images N] [--rounds N]`.
 """
 
@@ -147,11 +151,15 @@ def main() -> None:
         work = Path(tmp)
         vault = work / "vault" / "attachments"
         hashes, total = make_vault(vault, n)
+        empty = work / "empty" / "attachments"
+        empty.mkdir(parents=True)
         (work / "rclone.conf").touch()
         syncd: list[Run] = []
         rclone: list[Run] = []
         no_head: list[Run] = []
         debian: list[Run] = []
+        syncd_empty: list[Run] = []
+        rclone_empty: list[Run] = []
         debian_exe = debian_rclone()
         with MotoServer() as server:
             for r in range(args.rounds):
@@ -163,6 +171,8 @@ def main() -> None:
                     rclone.append(run_rclone(server, work, vault, n, total))
                     syncd.append(run_syncd(server, work, vault, n, hashes, total))
                 no_head.append(run_rclone(server, work, vault, n, total, "--s3-no-head"))
+                syncd_empty.append(run_syncd(server, work, empty, 0, set(), 0))
+                rclone_empty.append(run_rclone(server, work, empty, 0, 0))
                 if debian_exe is not None:
                     debian.append(run_rclone(server, work, vault, n, total, exe=debian_exe))
 
@@ -192,6 +202,17 @@ def main() -> None:
         f"rclone --s3-no-head {server_cpu(no_head):.2f} s; all walls: "
         f"syncd {[round(r.child.wall, 2) for r in syncd]}, "
         f"rclone {[round(r.child.wall, 2) for r in rclone]}"
+    )
+    start_s, start_r = (
+        median(r.child.cpu for r in syncd_empty),
+        median(r.child.cpu for r in rclone_empty),
+    )
+    beyond_s = (median(r.child.cpu for r in syncd) - start_s) / n * 1000
+    beyond_r = (median(r.child.cpu for r in rclone) - start_r) / n * 1000
+    info += (
+        f"; CPU of a run on an empty folder: syncd {start_s:.2f} s, rclone {start_r:.2f} s; "
+        f"CPU per file beyond it: syncd {beyond_s:.1f} ms, rclone {beyond_r:.1f} ms "
+        f"({beyond_s / beyond_r:.2f}x)"
     )
     if debian:
         info += (
