@@ -9,7 +9,10 @@ bounded, every connection has a timeout, the body a size limit, and what arrives
 be an image by its bytes (not by what the server says it is).
 
 requests (already the HTTP stack of the S3 backend) does the fetching: its redirect
-limit and streaming body are what a careful download needs.
+limit and streaming body are what a careful download needs. It is imported by the
+download itself: the rewriter, which every note pass runs, needs only `adoptable`, and a
+command that downloads nothing (any command on the `local` backend) would otherwise pay
+for importing requests, tens of milliseconds, on every start.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-import requests
 
 from syncd.errors import SyncdError
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_BYTES = 50 * 1024 * 1024  # a web image larger than this stays where it is
 TIMEOUT = (10.0, 30.0)  # seconds: connect, then between two reads
@@ -69,6 +74,8 @@ def fetch(
     The file appears whole or not at all (written aside, then renamed); the same bytes
     fetched twice are one file. Raises AdoptError with the reason.
     """
+    import requests  # see the module docstring
+
     if not adoptable(url, None):
         raise AdoptError(f"{url}: only http and https images are adopted")
     own = session is None
@@ -96,6 +103,8 @@ def fetch(
 
 
 def _store(url: str, response: requests.Response, folder: Path, max_bytes: int) -> Fetched:
+    import requests  # imported already by `fetch`: a lookup
+
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".syncd-adopt-", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
