@@ -227,8 +227,8 @@ def _answers(
 ) -> Iterator[tuple[_Ask, LinkCheck | _Stopped | None]]:
     """Each ask with the store's answer (`_check`), in order. Paced (`gap` seconds
     apart, the background check): one at a time. Unpaced (the command): `HEAD_WORKERS`
-    at once, since each waits a round trip for a few bytes (10,000 links at 40 ms were
-    seven minutes one by one)."""
+    at once, since each waits a round trip for a few bytes (10,000 links 40 ms away
+    would take seven minutes one by one)."""
     if gap:
         for ask in asks:
             if pause(gap):
