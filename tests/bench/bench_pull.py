@@ -4,10 +4,9 @@
 checked), under content-addressed keys (`<sha[:2]>/<sha>.png`), and a vault of 30 notes
 shows each of them by its public URL. Each round, into a fresh empty folder:
 
-- syncd: a child process loads the config and calls `syncd.remote.pull.run_pull` (read every
-  note, find the URLs, download each object with 4 workers, verify its SHA-256, link it
-  into the cache). Until the CLI has `syncd pull`, the child is `python -c` on a few
-  lines; the work is the same.
+- syncd: `syncd pull --json`, as a user runs it, with `XDG_CACHE_HOME` pointing at the
+  round's folder (read every note, find the URLs, download each object with 4 workers,
+  verify its SHA-256, link it into the cache).
 - peer: `rclone copy bench:BUCKET DIR`, default flags (4 transfers): it lists the bucket
   one "folder" at a time (the root, then each `<sha[:2]>/` prefix: ~200 listings for
   300 objects), then downloads every object and checks it against its MD5 ETag.
@@ -32,7 +31,6 @@ import hashlib
 import io
 import json
 import shutil
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from pathlib import Path
 from harness import (
     BASE_URL,
     RCLONE,
+    SYNCD,
     ChildStats,
     Figure,
     MotoServer,
@@ -63,18 +62,6 @@ from syncd.storage import S3Storage
 IMAGE_NOISE = 200_000  # bytes of random payload per image: ~200 KB files
 NOTES = 30
 WALL_TARGET = 1.0
-
-# The child that stands in for `syncd pull` until the CLI has it: config in, report out.
-RUNNER = """\
-import json, sys
-from pathlib import Path
-from syncd.remote.cache import ObjectCache
-from syncd.config import load_config
-from syncd.remote.pull import run_pull
-report = run_pull(load_config(Path(sys.argv[1])), cache=ObjectCache(Path(sys.argv[2])))
-print(json.dumps(report.as_dict()))
-sys.exit(0 if report.ok else 1)
-"""
 
 
 @dataclass(frozen=True)
@@ -142,13 +129,13 @@ def sha_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def run_syncd(server: MotoServer, config: Path, cache: Path, objects: Objects) -> Run:
-    run = measured(
-        server, [sys.executable, "-c", RUNNER, str(config), str(cache)], syncd_env(server)
-    )
+def run_syncd(server: MotoServer, config: Path, cache_home: Path, objects: Objects) -> Run:
+    env = dict(syncd_env(server), XDG_CACHE_HOME=str(cache_home))
+    run = measured(server, [str(SYNCD), "--config", str(config), "pull", "--json"], env)
     result = json.loads(run.child.stdout)
     if result["downloaded"] != len(objects.keys) or result["failed"]:
         raise RuntimeError(f"syncd pulled {result['downloaded']} objects: {result}")
+    cache = cache_home / "syncd" / "objects"
     files = [p for p in cache.rglob("*") if p.is_file()]
     wrong = [p for p in files if p.name != f"{sha_of(p)}.png"]
     if len(files) != len(objects.keys) or wrong:
