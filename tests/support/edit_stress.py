@@ -82,8 +82,10 @@ def run_edit_stress(
     daemon.start()
     procs: list[subprocess.Popen[bytes]] = []
     report_stop: int | None = None
-    observer = _Observer(vault, [name for name, _ in WRITERS]) if observe else None
+    observer: _Observer | None = None
     try:
+        if observe:
+            observer = _Observer(vault, [name for name, _ in WRITERS])
         for name, mode in WRITERS:
             out = root / f"{name}.jsonl"
             lo, hi, every = (str(x) for x in (*pause_ms, paste_every))

@@ -28,7 +28,8 @@ _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (t
 class RawInotify:
     """Events of `mask` on one folder. Each read of the inotify file descriptor hands the
     names it held (in order, repeats removed) to `on_event`; by default the first arrival
-    of each name is kept in `arrived` as `time.time()`."""
+    of each name is kept in `arrived` as `time.time()`. `stop()` handles the events queued
+    before it, and raises if the reader ended early (an exception in `on_event`)."""
 
     def __init__(
         self,
@@ -42,9 +43,12 @@ class RawInotify:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
         wd = libc.inotify_add_watch(self._fd, os.fsencode(folder), mask)
         if wd < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch({folder}) failed")
+            errno = ctypes.get_errno()
+            os.close(self._fd)
+            raise OSError(errno, f"inotify_add_watch({folder}) failed")
         self._stop_r, self._stop_w = os.pipe()
         self.arrived: dict[str, float] = {}
+        self.error: BaseException | None = None  # what ended the reader early, raised by stop()
         self._on_event = on_event or self._stamp
         self._thread = threading.Thread(target=self._read, name="raw-inotify", daemon=True)
 
@@ -57,21 +61,28 @@ class RawInotify:
             self.arrived.setdefault(name, now)
 
     def _read(self) -> None:
-        while True:
-            ready, _, _ = select.select([self._fd, self._stop_r], [], [])
-            if self._stop_r in ready:
-                return
-            data = os.read(self._fd, 65536)
-            names: dict[str, None] = {}
-            offset = 0
-            while offset < len(data):
-                _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                start = offset + _EVENT.size
-                names[os.fsdecode(data[start : start + length].rstrip(b"\0"))] = None
-                offset = start + length
-            self._on_event(list(names))
+        try:
+            while True:
+                ready, _, _ = select.select([self._fd, self._stop_r], [], [])
+                if self._fd in ready:
+                    self._handle(os.read(self._fd, 65536))
+                elif self._stop_r in ready:
+                    return  # only once every event queued before the stop was handled
+        except BaseException as exc:  # kept for stop(): figures must not go quietly short
+            self.error = exc
+
+    def _handle(self, data: bytes) -> None:
+        names: dict[str, None] = {}
+        offset = 0
+        while offset < len(data):
+            _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
+            start = offset + _EVENT.size
+            names[os.fsdecode(data[start : start + length].rstrip(b"\0"))] = None
+            offset = start + length
+        self._on_event(list(names))
 
     def stop(self) -> None:
+        """Handle what is queued, end the reader; raise what ended it early, if anything."""
         if self._stop_w < 0:
             return
         os.write(self._stop_w, b"x")
@@ -80,3 +91,5 @@ class RawInotify:
         for fd in (self._fd, self._stop_r, self._stop_w):
             os.close(fd)
         self._stop_w = -1
+        if self.error is not None:
+            raise RuntimeError("the inotify reader failed") from self.error
