@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from syncd.errors import QueueError
 from syncd.queue import SCHEMA_VERSION, FileStat, NewRef, State, UploadItem, UploadQueue
+from tests.support.daemonproc import wait_until
 from tests.support.queuedb import as_schema_1
 
 
@@ -141,17 +141,11 @@ def _claim_in_flight(queue: UploadQueue, owner: str, got: list[UploadItem | None
     write lock (which the caller holds)."""
     waiting = queue._claiming + 1
     threading.Thread(target=lambda: got.append(queue.claim_next(owner, 60))).start()
-    deadline = time.monotonic() + 10
-    while queue._claiming != waiting:
-        assert time.monotonic() < deadline, "the claim never reached the write lock"
-        time.sleep(0.001)
+    wait_until(lambda: queue._claiming == waiting, 10, "the claim to reach the write lock")
 
 
 def _claimed(got: list[UploadItem | None], n: int) -> set[int]:
-    deadline = time.monotonic() + 10
-    while len(got) < n:
-        assert time.monotonic() < deadline, "a claim never ended"
-        time.sleep(0.001)
+    wait_until(lambda: len(got) >= n, 10, "the claims to end")
     return {i.id for i in got if i is not None}
 
 
