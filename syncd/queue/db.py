@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -166,12 +166,17 @@ class QueueDB:
             fsync_dir(self.path.parent)
             self._synced_log = inode
 
-    def _write_one(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    def _write_one(
+        self, sql: str, params: Any = (), *, locked: Callable[[], None] | None = None
+    ) -> list[tuple[Any, ...]]:
         """One statement that is a whole transaction (SQLite makes a lone statement
         atomic), with the rows it returns. Without a BEGIN and a COMMIT of its own: each
         is one more call that lets go of the interpreter lock while the write lock is
-        held, and getting it back can take milliseconds when other threads are busy."""
+        held, and getting it back can take milliseconds when other threads are busy.
+        `locked` is called once the write lock is held, before the statement runs."""
         with self._full_disk_is_queue_error(), self._write_lock:
+            if locked is not None:
+                locked()
             return self._sql(sql, params).fetchall()  # stepped to the end: committed
 
     @contextlib.contextmanager

@@ -33,7 +33,7 @@ class ItemsTable(FilesTable):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._claim_lock = threading.Lock()
-        self._claiming = 0  # claims of this process between their look and their write
+        self._claiming = 0  # claims of this process between their look and the write lock
 
     def claim_next(
         self,
@@ -77,6 +77,10 @@ class ItemsTable(FilesTable):
         # the write lock behind every other writer. Nor does one that would only race the
         # claims already under way in this process for the same few items (one claim in
         # four lost that race under a stream of pasted images); those claims take them.
+        # A claim is under way (`_claiming`) from its look until it holds the write lock:
+        # each one counted writes after the read that counted it, so it takes one of the
+        # items that read found. Counted any longer, a claim whose write was done and
+        # seen by the read would stand for an item it will never take.
         found = self._db.execute_sql(
             f"SELECT count(*) FROM ({candidates(CLAIM_LOOKAHEAD)})", params
         ).fetchone()[0]
@@ -84,6 +88,14 @@ class ItemsTable(FilesTable):
             if found == 0 or (found < CLAIM_LOOKAHEAD and self._claiming >= found):
                 return None
             self._claiming += 1
+        counted = True
+
+        def writing() -> None:
+            nonlocal counted
+            with self._claim_lock:
+                self._claiming -= 1
+            counted = False
+
         try:
             rows = self._write_one(
                 "UPDATE items SET state = 'uploading', lease_owner = :owner, "
@@ -91,10 +103,11 @@ class ItemsTable(FilesTable):
                 f"updated_at = :now WHERE id = (SELECT id FROM ({candidates(1)}) "
                 f"ORDER BY next_attempt_at, id LIMIT 1) RETURNING {ITEM_COLUMNS}",
                 params,
+                locked=writing,
             )
         finally:
-            with self._claim_lock:
-                self._claiming -= 1
+            if counted:  # never reached the write lock
+                writing()
         return item_from_row(rows[0]) if rows else None
 
     def extend_lease(self, item_id: int, owner: str, lease_seconds: float) -> bool:

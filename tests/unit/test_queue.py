@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,39 @@ def test_a_claim_behind_another_still_takes_a_second_item(queue: UploadQueue) ->
         _claim_in_flight(queue, "w1", got)
         _claim_in_flight(queue, "w2", got)  # two items: this one queues for the lock too
     assert _claimed(got, 2) == ids
+
+
+def test_a_claim_that_has_taken_its_item_does_not_hold_back_the_next(
+    queue: UploadQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim whose write is done took its item: a claim looking now, at the one item
+    # left, must take that item, not count the finished claim as about to take it (that
+    # left an item pending at the end of a `sync --once`).
+    first, second = add(queue, "a.png", "1" * 64), add(queue, "b.png", "2" * 64)
+    written, go_on = threading.Event(), threading.Event()
+    real_write_one = queue._write_one
+
+    def pause_after_the_write(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        rows = real_write_one(*args, **kwargs)
+        if threading.current_thread().name == "paused-claim":
+            written.set()
+            go_on.wait(10)
+        return rows
+
+    monkeypatch.setattr(queue, "_write_one", pause_after_the_write)
+    got: list[UploadItem | None] = []
+    paused = threading.Thread(
+        target=lambda: got.append(queue.claim_next("w1", 60)), name="paused-claim"
+    )
+    paused.start()
+    try:
+        assert written.wait(10), "the first claim never wrote"
+        taken = queue.claim_next("w2", 60)
+    finally:
+        go_on.set()
+        paused.join(10)
+    assert taken is not None and taken.id == second
+    assert [i.id for i in got if i is not None] == [first]
 
 
 def test_expired_lease_comes_back(queue: UploadQueue, clock: FakeClock) -> None:
