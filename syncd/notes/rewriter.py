@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 _NOT_QUEUED = (ScanOutcome.NOT_IMAGE, ScanOutcome.IGNORED, ScanOutcome.GONE, ScanOutcome.UNREADABLE)
 _NOTE_LOCKS = 64  # rewrites of different notes run at once
+_INDEX_BATCH = 100  # notes a rescan's index pass records per transaction
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
 # read-only note) from 5 s doubling up to 10 min; after being busy (an editor saving it)
@@ -84,6 +85,18 @@ class _Plan:
     done_ids: list[int]  # the references it settles once written
     late: bool  # an image of a reference it recorded was uploaded as it planned
     seen: frozenset[str] = frozenset()  # the text of every reference in that version
+
+
+@dataclass(frozen=True)
+class _Indexed:
+    """What reading one note for the index found, to record."""
+
+    note: Path
+    refs: list[NewRef]
+    stat: FileStat
+    unresolved: int  # local links that resolve to no file (yet)
+    missing: set[str]  # the file names they wait for
+    count: int  # references recorded
 
 
 @dataclass(frozen=True)
@@ -218,11 +231,19 @@ class Rewriter(Localizing):
             return 0
         if use_cache and self.queue.note_is_indexed(note, stat):
             return 0
+        found = self._read_refs(note, stat)
+        if found is None:
+            return 0
+        self._record([found])
+        return found.count
+
+    def _read_refs(self, note: Path, stat: FileStat) -> _Indexed | None:
+        """Read and parse `note`, queue the local images it shows: what to record."""
         try:
             snap = read_note(note)
         except NoteError as exc:
             log.warning("%s", exc)
-            return 0
+            return None
         with self._lock:
             self._last_read[note] = snap  # the rewrite that follows starts from it
             self._last_read.move_to_end(note)
@@ -257,10 +278,14 @@ class Rewriter(Localizing):
             if original not in recorded:
                 recorded[original] = NewRef(original, ref.syntax.value, image, item_id)
             count += 1
-        # One transaction for the whole note: a save must not cost a commit per link.
-        self.queue.record_note_refs(note, recorded.values(), stat, unresolved)
-        self._remember_missing(note, missing)
-        return count
+        return _Indexed(note, list(recorded.values()), stat, unresolved, missing, count)
+
+    def _record(self, found: list[_Indexed]) -> None:
+        """Record what indexing found, in one transaction for all the notes: a save must
+        not cost a commit per link, nor a rescan a commit per note."""
+        self.queue.record_notes_refs([(f.note, f.refs, f.stat, f.unresolved) for f in found])
+        for f in found:
+            self._remember_missing(f.note, f.missing)
 
     def _remember_missing(self, note: Path, names: set[str]) -> None:
         with self._lock:
@@ -309,13 +334,25 @@ class Rewriter(Localizing):
 
     def index_found(self, found: Iterable[tuple[str, tuple[int, int, int]]]) -> int:
         """`index_notes` for notes a walk found with their (size, mtime_ns, inode)
-        (`Vault.notes_found`): no stat again, and a Path only for a note that is read."""
+        (`Vault.notes_found`): no stat again, and a Path only for a note that is read.
+        What the notes show is recorded `_INDEX_BATCH` notes to a transaction."""
         cache = self.queue.indexed_notes()
         count = 0
-        for name, st in found:
-            row = cache.get(name)
-            if row is None or not note_cache_valid(row, st):
-                count += self.index_note(Path(name), use_cache=False)
+        batch: list[_Indexed] = []
+        try:
+            for name, st in found:
+                row = cache.get(name)
+                if row is None or not note_cache_valid(row, st):
+                    read = self._read_refs(Path(name), FileStat(*st))
+                    if read is not None:
+                        batch.append(read)
+                        count += read.count
+                    if len(batch) >= _INDEX_BATCH:
+                        self._record(batch)
+                        batch.clear()
+        finally:
+            if batch:
+                self._record(batch)
         return count
 
     def _item_id_for(self, image: Path) -> int | None:

@@ -194,6 +194,10 @@ class QueueDB:
     def _sql(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self._db.execute_sql(sql, params)
 
+    def _sql_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One statement run for each row, in one call (the loop is SQLite's, not ours)."""
+        self._db.cursor().executemany(sql, rows)
+
     def _one_item(self, where: str, params: tuple[Any, ...]) -> UploadItem | None:
         row = self._sql(f"SELECT {ITEM_COLUMNS} FROM items WHERE {where}", params).fetchone()
         return item_from_row(row) if row else None

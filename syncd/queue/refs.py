@@ -4,7 +4,7 @@ undone) and the notes' stat cache, so an unchanged note is not read again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,18 @@ from syncd.queue.records import (
     ref_from_row,
 )
 
+# A reference: new, or pending and now showing other content (an image edited since).
+_UPSERT_REF = (
+    "INSERT INTO refs (note, original, syntax, image_path, item_id, state, "
+    "created_at, updated_at) VALUES (?,?,?,?,?,'pending',?,?) "
+    "ON CONFLICT (note, original) DO UPDATE SET item_id = excluded.item_id, "
+    "image_path = excluded.image_path, updated_at = excluded.updated_at "
+    "WHERE refs.item_id IS NOT excluded.item_id AND refs.state = 'pending'"
+)
+
+# What indexing one note found: the note, its references, its stat, unresolved links.
+NoteRefs = tuple[Path, list[NewRef], FileStat, int]
+
 
 class RefsTable(ItemsTable):
     """Tables `refs` and `notes`."""
@@ -39,29 +51,54 @@ class RefsTable(ItemsTable):
         self, note: Path, refs: Iterable[NewRef], stat: FileStat, unresolved: int
     ) -> None:
         """What indexing `note` (at `stat`) found, in one transaction: its references,
-        and the notes' stat cache entry (`unresolved` local links left open).
+        and the notes' stat cache entry (`unresolved` local links left open)."""
+        self.record_notes_refs([(note, list(refs), stat, unresolved)])
+
+    def record_notes_refs(self, found: Sequence[NoteRefs]) -> None:
+        """`record_note_refs` for many notes in one transaction (the index pass of a
+        rescan: a first start on a big vault would otherwise commit once per note).
 
         Only references that are new, or pending and now showing other content, are
         written: a long note saved again and again upserted every one of its links (two
         statements each, under the write lock) on every save. What is recorded is read
         before the write lock; a change in between (intake moving a pending reference to
-        an edited image's new content) is newer than what this pass parsed, so it is kept."""
-        refs = list(refs)
-        known = {r.original: r for r in self.refs_of_note(note)} if refs else {}
-        changed = []
-        shown_again = []  # pending references seen again: their content must be in the bucket
-        for ref in refs:
-            rec = known.get(ref.original)
-            if rec is None or (rec.state is RefState.PENDING and rec.item_id != ref.item_id):
-                changed.append(ref)
-            elif rec.state is RefState.PENDING:
-                shown_again.append(ref.item_id)
+        an edited image's new content) is newer than what this pass parsed, so it is kept.
+        A removed item (gc deleted its object) that a pending reference shows is queued
+        again: the note will need its object."""
+        plans = []
+        for note, refs, stat, unresolved in found:
+            known = {r.original: r for r in self.refs_of_note(note)} if refs else {}
+            changed = []
+            shown_again = []  # pending references seen again: their content must be in the bucket
+            for ref in refs:
+                rec = known.get(ref.original)
+                if rec is None or (rec.state is RefState.PENDING and rec.item_id != ref.item_id):
+                    changed.append(ref)
+                elif rec.state is RefState.PENDING:
+                    shown_again.append(ref.item_id)
+            plans.append((note, changed, shown_again, stat, unresolved))
         with self._write():
-            for ref in changed:
-                self._upsert_ref(note, ref)
-            if shown_again:
-                self._requeue_removed_all(shown_again, self._clock())
-            self._put_note(note, stat, unresolved)
+            now = self._clock()
+            for note, changed, shown_again, stat, unresolved in plans:
+                if changed:
+                    where = db_path(note)
+                    rows = [
+                        (where, r.original, r.syntax, db_path(r.image_path), r.item_id, now, now)
+                        for r in changed
+                    ]
+                    self._sql_many(_UPSERT_REF, rows)
+                    # The references just written that are pending (all but those another
+                    # thread settled meanwhile) show content that must be in the bucket.
+                    self._sql(
+                        "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
+                        "updated_at = ? WHERE state = 'removed' AND id IN (SELECT item_id FROM "
+                        "refs WHERE note = ? AND state = 'pending' AND original IN "
+                        "(SELECT value FROM json_each(?)))",
+                        (now, where, json.dumps([r.original for r in changed])),
+                    )
+                if shown_again:
+                    self._requeue_removed_all(shown_again, now)
+                self._put_note(note, stat, unresolved)
 
     def plan_rewrite(
         self,
@@ -92,11 +129,7 @@ class RefsTable(ItemsTable):
     def _upsert_ref(self, note: Path, ref: NewRef) -> RefRecord:
         now = self._clock()
         self._sql(
-            "INSERT INTO refs (note, original, syntax, image_path, item_id, state, "
-            "created_at, updated_at) VALUES (?,?,?,?,?,'pending',?,?) "
-            "ON CONFLICT (note, original) DO UPDATE SET item_id = excluded.item_id, "
-            "image_path = excluded.image_path, updated_at = excluded.updated_at "
-            "WHERE refs.item_id IS NOT excluded.item_id AND refs.state = 'pending'",
+            _UPSERT_REF,
             (
                 db_path(note),
                 ref.original,

@@ -47,8 +47,8 @@ from syncd.intake.scanner import Scanner
 from syncd.intake.vault import Vault
 from syncd.markdown.links import Syntax, find_image_refs, target_path
 from syncd.notes.notewriter import read_note
-from syncd.notes.rewriter import Rewriter
-from syncd.queue import UploadQueue
+from syncd.notes.rewriter import Rewriter, _Indexed
+from syncd.queue import FileStat, UploadQueue
 from tests.support.images import png
 
 RATIO_TARGET = 3.0
@@ -279,9 +279,9 @@ def age_notes(root: Path, seconds: float) -> None:
 class _CountingRewriter(Rewriter):
     reads = 0  # notes read by the last pass
 
-    def index_note(self, note: Path, *, use_cache: bool = True) -> int:
+    def _read_refs(self, note: Path, stat: FileStat) -> _Indexed | None:
         self.reads += 1
-        return super().index_note(note, use_cache=use_cache)
+        return super()._read_refs(note, stat)
 
 
 class IndexPass:

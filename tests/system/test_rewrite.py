@@ -546,6 +546,44 @@ def test_unchanged_resolved_notes_are_not_read_again(
     queue.close()
 
 
+def test_a_rescan_records_every_note_of_a_big_vault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index pass of a rescan records many notes to a transaction: every note's
+    references are there afterwards, a note deleted between the walk and its read is
+    skipped without costing the others, and nothing is read again on the next pass."""
+    v = make_vault(tmp_path)
+    notes = []
+    for n in range(2 * rewriter_module._INDEX_BATCH + 31):
+        (v.vault / "attachments" / f"i{n}.png").write_bytes(png(seed=n))
+        note = v.vault / f"n{n}.md"
+        note.write_text(f"# {n}\n\n![a](attachments/i{n}.png) ![b](attachments/i{n}.png)\n")
+        notes.append(note)
+    old = time.time() - 10
+    for note in notes:
+        os.utime(note, (old, old))
+    queue = UploadQueue(tmp_path / "state" / "queue.db")
+    scanner = Scanner(queue, settle_seconds=0)
+    vault = Vault([v.vault], [])
+    rewriter = Rewriter(queue, scanner, vault)
+    report = scanner.scan([v.vault], notes=True)
+    gone = notes.pop(57)
+    gone.unlink()  # between the walk and the read
+    assert rewriter.index_found(vault.notes_found(report.walked, report.notes)) == 2 * len(notes)
+    for note in notes:
+        image = f"attachments/i{note.stem[1:]}.png"
+        refs = queue.refs_of_note(note)
+        assert [(r.original, r.image_path) for r in refs] == [(image, str(v.vault / image))]
+    assert queue.refs_of_note(gone) == []
+    reads: list[Path] = []
+    real_read = rewriter_module.read_note
+    monkeypatch.setattr(rewriter_module, "read_note", lambda p: reads.append(p) or real_read(p))
+    report = scanner.scan([v.vault], notes=True)
+    assert rewriter.index_found(vault.notes_found(report.walked, report.notes)) == 0
+    assert reads == []
+    queue.close()
+
+
 def test_items_pull_and_cache_commands_without_a_daemon(tmp_path: Path) -> None:
     v = make_vault(tmp_path)
     data = png(seed=11, noise=500)

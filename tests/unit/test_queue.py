@@ -413,13 +413,14 @@ def test_indexing_a_note_again_writes_only_the_references_that_changed(
     ]
     queue.record_note_refs(note, refs[:2], FileStat(1, 1, 1), 0)
     upserts: list[str] = []
-    upsert = queue._upsert_ref
+    write_many = queue._sql_many
 
-    def counting(note: Path, ref: NewRef):  # type: ignore[no-untyped-def]
-        upserts.append(ref.original)
-        return upsert(note, ref)
+    def counting(sql: str, rows: list[tuple[object, ...]]) -> None:
+        if sql.startswith("INSERT INTO refs"):
+            upserts.extend(str(row[1]) for row in rows)  # the original text of each
+        write_many(sql, rows)
 
-    monkeypatch.setattr(queue, "_upsert_ref", counting)
+    monkeypatch.setattr(queue, "_sql_many", counting)
     queue.record_note_refs(note, refs[:2], FileStat(2, 2, 1), 0)
     assert upserts == []
     assert queue.note_is_indexed(note, FileStat(2, 2, 1))  # the stat cache moved on
