@@ -144,66 +144,50 @@ class Scanner:
     def scan(self, roots: Iterable[Path], *, notes: bool = False) -> ScanReport:
         """Consider every file under `roots`; forget cached files that are gone.
 
-        The hot loop of a rescan: one stat per file compared with the cache (read in one
-        query) as plain tuples; a Path is made only for a file that changed. With `notes`,
-        the notes the walk passes are listed in the report with their stat (see
-        `Vault.notes_found`), so the caller need not walk the folders again.
+        The hot loop of a rescan (`_unknown_files`): one stat per file compared with the
+        cache (read in one query) as plain tuples; a Path is made only for a file that
+        changed. With `notes`, the notes the walk passes are listed in the report with
+        their stat (see `Vault.notes_found`), so the caller need not walk the folders
+        again.
         """
         report = ScanReport()
         others: list[tuple[Path, FileStat]] = []  # not-images, written a batch at a time
         images: list[_Found] = []  # images, likewise (the first scan of a big vault)
         roots = list(roots)
         allowed = self._roots or tuple(_real_prefix(r) for r in roots)
-        unchanged = ignored = 0  # plain ints: an Enum key is hashed in Python, per file
-        found_notes = report.notes
-        is_reg = stat.S_ISREG
+        tally = [0, 0]  # unchanged, ignored: plain ints (an Enum key is hashed in Python)
         try:
             for root in roots:
                 known = self.queue.known_files(root)
-                pop = known.pop
                 # Notes are listed by their real path, as the Vault names them: the walk
                 # follows no folder symlink, so only the root's own part can differ.
                 given = os.fspath(root)
                 real = os.path.realpath(root)
                 if notes:
                     report.walked.append(real)
-                for files in iter_folders(root):
-                    for entry in files:
-                        try:
-                            st = entry.stat()
-                        except OSError:
+                found_notes = report.notes if notes else None
+                rebase = None if real == given else (len(given), real)
+                for name, st, link in _unknown_files(given, known, found_notes, rebase, tally):
+                    if link:  # a file symlink: the cache is looked at only if allowed
+                        if not self._link_allowed(name, allowed):
+                            tally[1] += 1
                             continue
-                        if not is_reg(st.st_mode):
+                        if known.pop(name, None) == (st.st_size, st.st_mtime_ns, st.st_ino):
+                            tally[0] += 1
                             continue
-                        key = (st.st_size, st.st_mtime_ns, st.st_ino)
-                        if (
-                            notes
-                            and entry.name.endswith(_NOTE_ENDINGS)
-                            and is_note_name(entry.name)
-                        ):
-                            name = entry.path
-                            found_notes.append(
-                                (name if real == given else real + name[len(given) :], key)
-                            )
-                        if entry.is_symlink() and not self._link_allowed(entry.path, allowed):
-                            ignored += 1
-                            continue
-                        if pop(entry.path, None) == key:
-                            unchanged += 1
-                            continue
-                        path = Path(entry.path)
-                        outcome, reason, seen = self._examine(
-                            path, st, cached_checked=True, others=others
-                        )
-                        if seen is None:
-                            report.add(path, outcome, reason)
-                        else:
-                            images.append(seen)
-                            if len(images) >= _IMAGE_BATCH:
-                                self._record_into(report, images)
-                        if len(others) >= _BATCH:
-                            self.queue.record_others(others)
-                            others.clear()
+                    path = Path(name)
+                    outcome, reason, seen = self._examine(
+                        path, st, cached_checked=True, others=others
+                    )
+                    if seen is None:
+                        report.add(path, outcome, reason)
+                    else:
+                        images.append(seen)
+                        if len(images) >= _IMAGE_BATCH:
+                            self._record_into(report, images)
+                    if len(others) >= _BATCH:
+                        self.queue.record_others(others)
+                        others.clear()
                 for gone in known:  # recorded before, not found now
                     if not os.path.lexists(gone):
                         self.queue.forget_file(Path(gone))
@@ -211,8 +195,8 @@ class Scanner:
             if others:
                 self.queue.record_others(others)
             self._record_into(report, images)
-            report.counts[ScanOutcome.UNCHANGED] += unchanged
-            report.counts[ScanOutcome.IGNORED] += ignored
+            report.counts[ScanOutcome.UNCHANGED] += tally[0]
+            report.counts[ScanOutcome.IGNORED] += tally[1]
         return report
 
     def consider(self, path: Path, *, complete: bool = False) -> ScanOutcome:
@@ -430,6 +414,81 @@ def iter_folders(root: Path, *, skip: Container[str] = ()) -> Iterator[list[os.D
                 continue
         if files:
             yield files
+
+
+def _unknown_files(
+    top: str,
+    known: dict[str, tuple[int, int, int]],
+    notes: list[tuple[str, tuple[int, int, int]]] | None,
+    rebase: tuple[int, str] | None,
+    tally: list[int],
+) -> Iterator[tuple[str, os.stat_result, bool]]:
+    """The walk of `Scanner.scan`: the regular files `iter_files(top)` yields, each with
+    its stat, except those whose stat is what `known` (the stat cache: path -> (size,
+    mtime_ns, inode)) has for them: those are taken out of `known` and counted in
+    `tally[0]`. A file symlink is yielded as it is (`True` with it), neither looked up
+    nor taken out: the scan decides first whether it may follow it. With `notes`, every
+    regular file named like a note is appended to it, as (path, (size, mtime_ns, inode)),
+    its path with the first `rebase[0]` characters replaced by `rebase[1]`.
+
+    `iter_folders` and a loop over its entries, in one: this runs once per file of every
+    rescan, and on an unchanged vault it is nearly all a rescan does. Each folder is
+    opened once and its files are stat'ed relative to it (`fstatat`: one name for the
+    kernel to look up, not every part of the path); a path string is made per file, a
+    Path never.
+    """
+    is_reg = stat.S_ISREG
+    pop = known.pop
+    temp = _TEMP_SUFFIXES
+    note_endings = _NOTE_ENDINGS
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc.strerror)
+            continue
+        try:
+            try:
+                with os.scandir(fd) as listing:
+                    entries = list(listing)
+            except OSError as exc:
+                log.warning("cannot list %s: %s", folder, exc.strerror)
+                continue
+            prefix = folder if folder.endswith(os.sep) else folder + os.sep
+            unchanged = 0
+            for entry in entries:
+                name = entry.name
+                # is_ignored_name, inlined (as in iter_folders)
+                if (
+                    name.startswith((".", "~$"))
+                    or name.lower().endswith(temp)
+                    or (name[0] == "#" and name[-1] == "#")
+                ):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(prefix + name)
+                        continue
+                    st = entry.stat()  # follows a symlink, as iter_folders' is_file() does
+                except OSError:
+                    continue
+                if not is_reg(st.st_mode):
+                    continue
+                path = prefix + name
+                key = (st.st_size, st.st_mtime_ns, st.st_ino)
+                if notes is not None and name.endswith(note_endings) and is_note_name(name):
+                    notes.append((path if rebase is None else rebase[1] + path[rebase[0] :], key))
+                if entry.is_symlink():
+                    yield path, st, True
+                elif pop(path, None) == key:
+                    unchanged += 1
+                else:
+                    yield path, st, False
+            tally[0] += unchanged
+        finally:
+            os.close(fd)
 
 
 def walk_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
