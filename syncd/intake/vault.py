@@ -112,15 +112,19 @@ class Vault:
                             continue
                         if stat.S_ISREG(est.st_mode):
                             notes.append((entry.path, (est.st_size, est.st_mtime_ns, est.st_ino)))
-            keyed = [(_order(name), name, st) for name, st in notes]
-            keyed.sort()
+            notes.sort(key=_order_of_found)
             most = self.max_note_bytes
-            for _, name, st in keyed:
-                if name not in seen:
+            several = len(self.note_roots) > 1  # nested roots list a note more than once
+            previous = None  # a note two walks found (overlapping image roots) is adjacent
+            for name, st in notes:
+                if name == previous or (several and name in seen):
+                    continue
+                previous = name
+                if several:
                     seen.add(name)
-                    # Only a note warned about before (or too big now) needs `_size_ok`.
-                    if (st[0] <= most and not self._skipped) or self._size_ok(name, st[0]):
-                        listed.append((name, st))
+                # Only a note warned about before (or too big now) needs `_size_ok`.
+                if (st[0] <= most and not self._skipped) or self._size_ok(name, st[0]):
+                    listed.append((name, st))
         return listed
 
     def may_read(self, note: Path) -> bool:
@@ -296,6 +300,11 @@ def real_path(path: Path | str) -> str:
     if not real.startswith(os.sep) or real.endswith(" (deleted)"):
         return os.path.realpath(path)
     return real
+
+
+def _order_of_found(note: tuple[str, tuple[int, int, int]]) -> str:
+    """`_order` of a note as `notes_found` has it: (path, stat)."""
+    return note[0].replace(os.sep, "\0")
 
 
 def _order(path: str) -> str:
