@@ -60,7 +60,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyFullEmitter, InotifyWatchGroup
+from watchdog.observers.inotify import InotifyFullEmitter
 from watchdog.observers.inotify_c import (
     CallbackId,
     InotifyEvent,
@@ -562,65 +562,11 @@ class _InotifyFD(InotifyFD):
             self._on_overflow()
 
 
-class _WatchGroup(InotifyWatchGroup):
-    """watchdog's recursive watch of one root, put in place with one look at each folder.
-
-    watchdog adds the watches below a folder (at start, for a new folder, after an
-    overflow) with `os.walk`, which sorts every name of every folder into a list in
-    Python and then lstats each sub-folder to skip symlinks: on a vault of 100,000 files
-    in 1,000 folders that was a walk as long as the start-up scan itself, before it. The
-    same folders are watched here in the same order (a folder's watch is in place before
-    it is listed, so nothing made in it meanwhile is missed), taking the sub-folders from
-    each listing by the entry's type; a symlink to a folder is not one.
-    """
-
-    def _add_all_callbacks(self, path: bytes) -> None:
-        if self.follow_symlink or not self.is_recursive:
-            super()._add_all_callbacks(path)
-            return
-        is_dir = os.path.isdir(path)
-        self._add_callback(path)
-        if not is_dir:
-            return
-        stack = [path]
-        while stack:
-            folder = stack.pop()
-            subs = []
-            try:
-                with os.scandir(folder) as listing:
-                    for entry in listing:
-                        try:
-                            if entry.is_dir(follow_symlinks=False):
-                                subs.append(entry.path)
-                        except OSError:
-                            continue
-            except OSError:
-                continue  # gone, or not readable: os.walk skips it too
-            for sub in subs:
-                self._add_callback(sub)
-            stack.extend(reversed(subs))  # os.walk's order: the first sub-folder first
-
-
-class _Emitter(InotifyFullEmitter):
-    """watchdog's emitter (moves reported as moves), with `_WatchGroup`."""
-
-    def on_thread_start(self) -> None:
-        # InotifyEmitter.on_thread_start, with the group's class ours
-        self._inotify = _WatchGroup(
-            self._inotify_fd,
-            os.fsencode(self.watch.path),
-            is_recursive=self.watch.is_recursive,
-            event_mask=self.get_event_mask_from_filter(),
-            follow_symlink=self.watch.follow_symlink,
-        )
-
-
 class _Observer(BaseObserver):
-    """watchdog's InotifyObserver, with our reader, our watch group and moves reported as
-    moves."""
+    """watchdog's InotifyObserver, with our reader and moves reported as moves."""
 
     def __init__(self, inotify_fd: _InotifyFD) -> None:
-        super().__init__(_Emitter, inotify_fd=inotify_fd)
+        super().__init__(InotifyFullEmitter, inotify_fd=inotify_fd)
         self._inotify_fd = inotify_fd
 
     def on_thread_stop(self) -> None:
