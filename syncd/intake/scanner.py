@@ -218,30 +218,36 @@ class Scanner:
         finally:
             self._let_go(taken)
 
-    def consider_many(self, paths: Iterable[Path]) -> None:
+    def consider_many(self, paths: Iterable[Path]) -> dict[Path, ScanOutcome]:
         """`consider(path, complete=True)` for a batch of files whose writers are done
-        (one batch of watch events): the new images among them are recorded in one
-        transaction. When intake falls behind, its batches grow and its commits do not."""
+        (one batch of watch events, the images a note shows): the new images among them
+        are recorded in one transaction. When intake falls behind, its batches grow and
+        its commits do not. Returns each path's outcome."""
+        outcomes: dict[Path, ScanOutcome] = {}
         mine, later = self._take(dict.fromkeys(paths))  # later: another thread has them
         try:
             found = []
             for path in mine:
                 if is_ignored_name(path.name):
+                    outcomes[path] = ScanOutcome.IGNORED
                     continue
                 try:
-                    seen = self._look(path, complete=True)[1]
+                    outcomes[path], seen = self._look(path, complete=True)
                 except QueueError:
                     raise
                 except Exception:  # one odd file must not cost the rest of its batch
                     log.exception("could not look at %s", printable(path))
+                    outcomes[path] = ScanOutcome.UNREADABLE
                     continue
                 if seen is not None:
                     found.append(seen)
-            self._record(found)
+            for seen, outcome in zip(found, self._record(found), strict=True):
+                outcomes[seen.path] = outcome
         finally:
             self._let_go(mine)
         for path in later:
-            self.consider(path, complete=True)
+            outcomes[path] = self.consider(path, complete=True)
+        return outcomes
 
     def _take(self, paths: Iterable[Path]) -> tuple[list[Path], dict[Path, threading.Event]]:
         """Mark the paths no other thread is looking at as this thread's (see

@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 
 _NOT_QUEUED = (ScanOutcome.NOT_IMAGE, ScanOutcome.IGNORED, ScanOutcome.GONE, ScanOutcome.UNREADABLE)
 _NOTE_LOCKS = 64  # rewrites of different notes run at once
+# What intake found of an image a note shows that gives it no item to link to.
+_NOT_SHOWN = frozenset(
+    {ScanOutcome.NOT_IMAGE, ScanOutcome.IGNORED, ScanOutcome.GONE, ScanOutcome.UNREADABLE}
+)
 _INDEX_BATCH = 100  # notes a rescan's index pass records per transaction
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
@@ -251,19 +255,20 @@ class Rewriter(Localizing):
                 self._last_read.popitem(last=False)
         count = unresolved = 0
         # A note may show the same image thousands of times: each distinct target is
-        # resolved, looked up and recorded once per pass.
+        # resolved once, and the images found are looked up (and new ones recorded)
+        # together.
+        refs = self._refs(snap)
         resolved: dict[tuple[Syntax, str], Path | None] = {}
-        item_ids: dict[Path, int | None] = {}
-        recorded: dict[str, NewRef] = {}
-        missing: set[str] = set()
-        for ref in self._refs(snap):
+        for ref in refs:
             target = (ref.syntax, ref.target)
             if target not in resolved:
                 resolved[target] = self.vault.resolve(ref, note)
-            image = resolved[target]
-            if image is not None and image not in item_ids:
-                item_ids[image] = self._item_id_for(image)
-            item_id = item_ids[image] if image is not None else None
+        item_ids = self._item_ids_for([p for p in dict.fromkeys(resolved.values()) if p])
+        recorded: dict[str, NewRef] = {}
+        missing: set[str] = set()
+        for ref in refs:
+            image = resolved[(ref.syntax, ref.target)]
+            item_id = item_ids.get(image) if image is not None else None
             if item_id is None:
                 # A local reference that does not resolve (yet): the image may arrive
                 # later (git pull, Syncthing deliver notes first), so the note is read
@@ -355,6 +360,34 @@ class Rewriter(Localizing):
                 self._record(batch)
         return count
 
+    def _item_ids_for(self, images: list[Path]) -> dict[Path, int | None]:
+        """`_item_id_for` for the images one note shows: the known ones looked up in one
+        query, the new ones recorded in one transaction."""
+        if len(images) == 1:
+            return {images[0]: self._item_id_for(images[0])}
+        records = self.queue.file_records(images)
+        ids: dict[Path, int | None] = {}
+        unknown = []
+        for image in images:
+            record = records.get(str(image))
+            if record is not None and record.item_id is not None:
+                try:
+                    if FileStat.of(os.stat(image)) == record.stat:
+                        ids[image] = record.item_id  # known, unchanged
+                        continue
+                except OSError:
+                    pass  # gone: intake forgets it
+            unknown.append(image)
+        if unknown:
+            # A note that shows the images was saved after them: they are complete.
+            outcomes = self.scanner.consider_many(unknown)
+            records = self.queue.file_records(unknown)
+            for image in unknown:
+                record = records.get(str(image))
+                shown = outcomes.get(image) not in _NOT_SHOWN and record is not None
+                ids[image] = record.item_id if shown and record is not None else None
+        return ids
+
     def _item_id_for(self, image: Path) -> int | None:
         record = self.queue.file_record(image)
         if record is not None and record.item_id is not None:
@@ -364,13 +397,7 @@ class Rewriter(Localizing):
             except OSError:
                 pass  # gone: intake forgets it
         # A note that shows the image was saved after it: the image is complete.
-        outcome = self.scanner.consider(image, complete=True)
-        if outcome in (
-            ScanOutcome.NOT_IMAGE,
-            ScanOutcome.IGNORED,
-            ScanOutcome.GONE,
-            ScanOutcome.UNREADABLE,
-        ):
+        if self.scanner.consider(image, complete=True) in _NOT_SHOWN:
             return None
         record = self.queue.file_record(image)
         return record.item_id if record else None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,22 @@ class FilesTable(QueueDB):
         if row is None:
             return None
         return FileRecord(path_text(row[0]), FileStat(row[1], row[2], row[3]), row[4], row[5])
+
+    def file_records(self, paths: Sequence[Path]) -> dict[str, FileRecord]:
+        """`file_record` for many paths in one query, by path text (those known only)."""
+        rows = self._sql(
+            "SELECT path, size, mtime_ns, inode, sha256, item_id FROM files "
+            "WHERE path IN (SELECT value FROM json_each(?))",
+            (json.dumps([db_path(p) for p in paths if isinstance(db_path(p), str)]),),
+        ).fetchall()
+        found = {
+            path_text(r[0]): FileRecord(path_text(r[0]), FileStat(r[1], r[2], r[3]), r[4], r[5])
+            for r in rows
+        }
+        for path in paths:  # names that are not UTF-8 are BLOBs: not in JSON, asked one by one
+            if not isinstance(db_path(path), str) and (record := self.file_record(path)):
+                found[str(path)] = record
+        return found
 
     def record_image(
         self, path: Path, stat: FileStat, sha256: str, mime: str, ext: str

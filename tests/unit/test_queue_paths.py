@@ -80,3 +80,13 @@ def test_error_text_with_an_undecodable_name_is_stored_escaped(queue: UploadQueu
     stored = queue.get(item.id)
     assert stored is not None
     assert stored.last_error == "cannot read /v/img/bad\\xff.png\\x0aforged line"
+
+
+def test_file_records_finds_text_and_blob_paths_at_once(queue: UploadQueue) -> None:
+    queue.record_other(Path(BAD), FileStat(1, 2, 3))
+    queue.record_other(Path("/v/img/ok.png"), FileStat(4, 5, 6))
+    found = queue.file_records([Path(BAD), Path("/v/img/ok.png"), Path("/v/img/none.png")])
+    assert {path: record.stat for path, record in found.items()} == {
+        BAD: FileStat(1, 2, 3),
+        "/v/img/ok.png": FileStat(4, 5, 6),
+    }

@@ -243,6 +243,24 @@ def test_a_batch_of_new_files_is_recorded_in_one_transaction(
     assert queue.file_record(vault / "pipe.png") is None
 
 
+def test_a_batch_says_what_each_file_was(vault: Path, queue: UploadQueue) -> None:
+    """What a note thread asks for the images its note shows: each path's outcome."""
+    (vault / "new.png").write_bytes(png(seed=1))
+    (vault / "same.png").write_bytes(png(seed=1))
+    (vault / "notes.txt").write_text("not an image")
+    os.mkfifo(vault / "pipe.png")
+    names = ["new.png", "same.png", "notes.txt", "pipe.png", "gone.png", ".hidden.png"]
+    outcomes = Scanner(queue, settle_seconds=60).consider_many([vault / n for n in names])
+    assert {p.name: o.value for p, o in outcomes.items()} == {
+        "new.png": "queued",
+        "same.png": "known",  # the same bytes, one item
+        "notes.txt": "not_image",
+        "pipe.png": "ignored",
+        "gone.png": "gone",
+        ".hidden.png": "ignored",
+    }
+
+
 def test_two_threads_at_one_new_file_read_it_once(vault: Path, queue: UploadQueue) -> None:
     """Intake (after the file's event) and a note thread (whose note shows the file)
     reaching one new image at once: the second waits for the first and finds it
