@@ -13,15 +13,24 @@ from pathlib import Path
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    base = env.get("XDG_CONFIG_HOME") or str(_home(env) / ".config")
     return Path(base) / "syncd" / "config.toml"
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_STATE_HOME") or str(
-        Path(env.get("HOME", "~")).expanduser() / ".local" / "state"
-    )
+    base = env.get("XDG_STATE_HOME") or str(_home(env) / ".local" / "state")
     return Path(base) / "syncd"
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(_expand_user(env.get("HOME", "~")))
+
+
+def _expand_user(path: str | Path) -> str:
+    """`~` and `~user` expanded where they name a home folder, else left as they are
+    (Path.expanduser raises for a user that does not exist; a config path written so
+    is then a file that is not there, which the config check names)."""
+    return os.path.expanduser(path)
 
 
 def runtime_dir(env: Mapping[str, str]) -> Path:
@@ -70,7 +79,7 @@ class Instance:
 
 def instance_for(config_path: Path, env: Mapping[str, str]) -> Instance:
     """The instance of the config at `config_path` (it need not exist or be valid)."""
-    path = Path(os.path.normpath(Path(config_path).expanduser().absolute()))
+    path = Path(os.path.normpath(Path(_expand_user(config_path)).absolute()))
     default = Path(os.path.normpath(default_config_path(env).absolute()))
     if path == default:
         return Instance(None)
@@ -94,9 +103,9 @@ def instance_config_path(name: str, env: Mapping[str, str]) -> Path:
 
 def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
     if cli_path:
-        return Path(cli_path).expanduser()
+        return Path(_expand_user(cli_path))
     if env.get("SYNCD_CONFIG"):
-        return Path(env["SYNCD_CONFIG"]).expanduser()
+        return Path(_expand_user(env["SYNCD_CONFIG"]))
     return default_config_path(env)
 
 

@@ -31,9 +31,10 @@ from syncd.config.model import (
     StorageConfig,
     UploadConfig,
 )
-from syncd.errors import ConfigError, ConfigProblem
+from syncd.errors import ConfigError, ConfigProblem, NotRegularFileError
 from syncd.imaging import DEFAULT_QUALITY, ImageOptions, Target
 from syncd.markdown.refs import Dialect
+from syncd.system.fs import open_regular
 from syncd.upload.keys import KeyTemplate, KeyTemplateError
 
 _ACCOUNT_ID = re.compile(r"[0-9a-fA-F]{32}")
@@ -89,7 +90,7 @@ def load_config(
     env = os.environ if env is None else env
     path = path.absolute()  # relative folders resolve against it; cwd may change later
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = _read_regular(path)
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -99,6 +100,17 @@ def load_config(
                     "the config file does not exist",
                     f"create it: syncd config example > {path} (then edit it), or pass "
                     "--config PATH or set SYNCD_CONFIG",
+                )
+            ]
+        ) from None
+    except NotRegularFileError:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    "-",
+                    f"is {_kind_of(path)}, not a config file",
+                    "pass the path of the TOML file with --config PATH or SYNCD_CONFIG",
                 )
             ]
         ) from None
@@ -123,16 +135,41 @@ def state_dir_of(path: Path, env: Mapping[str, str]) -> Path:
     """The state folder of the config at `path`, however broken the rest of it is: its
     `paths.state_dir` if that can be read, else the instance's default. What `status`
     reads the queue from when the config has problems."""
-    path = path.expanduser().absolute()
+    path = Path(os.path.expanduser(path)).absolute()  # `~nosuchuser` stays as it is
     checker = _Checker(str(path), path.parent, env)
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+        data = tomllib.loads(_read_regular(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         data = {}
     raw = _table(data, "paths").get("state_dir")
-    if isinstance(raw, str) and raw.strip():
-        return checker.path(raw)
-    return instance_for(path, env).state_dir(env)
+    state_dir = (
+        checker.path(raw, "paths.state_dir") if isinstance(raw, str) and raw.strip() else None
+    )
+    return state_dir or instance_for(path, env).state_dir(env)
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of the regular file at `path`. Never blocks: a FIFO, a device or a
+    folder is a NotRegularFileError (an OSError), not a read that waits for a writer."""
+    with open_regular(path) as f:
+        return f.read()
+
+
+def _kind_of(path: Path) -> str:
+    """What `path` is, for a message about something that is not a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a special file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def parse_config(
@@ -265,9 +302,21 @@ class _Checker:
             return default
         return value
 
-    def path(self, value: str) -> Path:
+    def path(self, value: str, key: str) -> Path | None:
+        """`value` with `$VARS` and `~` expanded, relative to the config's folder; None
+        (and a problem for `key`) when `~` or `~user` names no home folder."""
         expanded = _ENV_VAR.sub(lambda m: self.env.get(m[1] or m[2], m[0]), value)
-        p = Path(expanded).expanduser()
+        try:
+            p = Path(expanded).expanduser()
+        except RuntimeError:  # Path.expanduser: no such user, or no home folder at all
+            user = expanded.split("/", 1)[0]
+            self.problem(
+                key,
+                f"{value!r} starts with {user}, but there is no home folder for "
+                f"{'that user' if user != '~' else 'the current user'}",
+                "write the folder as an absolute path, or correct the user name",
+            )
+            return None
         if not p.is_absolute() and self.base is not None:
             p = self.base / p
         return Path(os.path.normpath(p))
@@ -287,7 +336,8 @@ def _parse_paths(
             )
             lists[name] = ()
             continue
-        folders = tuple(checker.path(v) for v in value)
+        expanded = (checker.path(v, f"paths.{name}") for v in value)
+        folders = tuple(folder for folder in expanded if folder is not None)
         for folder in folders:
             if folder.exists() and not folder.is_dir():
                 checker.problem(f"paths.{name}", f"{folder} is not a folder", "correct the path")
@@ -310,7 +360,8 @@ def _parse_paths(
             'set notes = ["~/Notes"] (Markdown roots) and/or images = ["~/Notes/attachments"]',
         )
     state_raw = checker.string(table, "state_dir", "paths.state_dir")
-    state_dir = checker.path(state_raw) if state_raw else instance.state_dir(env)
+    state_path = checker.path(state_raw, "paths.state_dir") if state_raw else None
+    state_dir = state_path or instance.state_dir(env)
     max_note_bytes = table.get("max_note_bytes", DEFAULT_MAX_NOTE_BYTES)
     if (
         isinstance(max_note_bytes, bool)
@@ -375,7 +426,9 @@ def _parse_storage(
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
     template_raw = table.get("key_template", DEFAULT_KEY_TEMPLATE)
     try:
-        template = KeyTemplate(str(template_raw), prefix=prefix)
+        if not isinstance(template_raw, str):
+            raise KeyTemplateError("must be a string")
+        template = KeyTemplate(template_raw, prefix=prefix)
     except KeyTemplateError as exc:
         checker.problem(
             "storage.key_template", str(exc), f'e.g. key_template = "{DEFAULT_KEY_TEMPLATE}"'
@@ -393,13 +446,16 @@ def _parse_storage(
                 'set path = "~/syncd-remote" in [storage]',
             )
             return None
+        local_path = checker.path(raw, "storage.path")
+        if local_path is None:
+            return None
         return StorageConfig(
             backend="local",
             bucket=str(table.get("bucket", "local")),
             public_base_url=public,
             prefix=prefix,
             key_template=template,
-            path=checker.path(raw),
+            path=local_path,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
@@ -479,10 +535,24 @@ def _resolve_secret(
         return Secret(env[SECRET_ENV[name]].strip())
     file_raw = checker.string(table, f"{name}_file", f"{key}_file")
     if file_raw is not None:
-        secret_path = checker.path(file_raw)
+        secret_path = checker.path(file_raw, f"{key}_file")
+        if secret_path is None:
+            return None
         try:
             mode = secret_path.stat().st_mode
-            value = secret_path.read_text(encoding="utf-8").strip()
+            value = _read_regular(secret_path).decode("utf-8").strip()
+        except NotRegularFileError:
+            checker.problem(
+                f"{key}_file",
+                f"{secret_path} is {_kind_of(secret_path)}, not a file",
+                "point it at the file that holds the secret",
+            )
+            return None
+        except UnicodeDecodeError:
+            checker.problem(
+                f"{key}_file", f"{secret_path} is not UTF-8 text", "write the secret as text"
+            )
+            return None
         except OSError as exc:
             checker.problem(
                 f"{key}_file", f"cannot read {secret_path}: {exc.strerror}", "check the path"

@@ -55,7 +55,8 @@ class PruneResult:
 
 def default_cache_dir(env: Mapping[str, str]) -> Path:
     """`$XDG_CACHE_HOME/syncd/objects`, or `~/.cache/syncd/objects`."""
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
+    home = os.path.expanduser(env.get("HOME", "~"))  # `~` with no home folder stays `~`
+    base = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
     return Path(base) / "syncd" / "objects"
 
 

@@ -172,7 +172,8 @@ def _with_credentials(text: str, credentials: Sequence[str]) -> str:
 
 def unit_dir(env: Mapping[str, str]) -> Path:
     """Where systemd looks for a user's own units: `$XDG_CONFIG_HOME/systemd/user`."""
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    home = os.path.expanduser(env.get("HOME", "~"))  # `~` with no home folder stays `~`
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     return Path(base) / "systemd" / "user"
 
 
@@ -328,7 +329,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 
 def _absolute(path: Path, what: str) -> Path:
-    path = Path(path).expanduser()
+    path = Path(os.path.expanduser(path))  # `~nosuchuser` stays, and is not absolute
     if not path.is_absolute():
         raise ServiceError(f"{what} must be an absolute path for systemd, not {path}")
     if any(c in str(path) for c in "\n\r\0"):

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from syncd.errors import SyncdError
 
 PLACEHOLDERS = ("sha256", "ext", "stem", "yyyy", "mm", "dd")
-_SHA_FORMAT = re.compile(r"^(\.\d+)?$")
+_SHA_FORMAT = re.compile(r"^(\.[0-9]+)?$")
 
 
 class KeyTemplateError(SyncdError, ValueError):
@@ -33,7 +33,7 @@ class KeyTemplate:
     prefix: str = ""
 
     def __post_init__(self) -> None:
-        fields = list(string.Formatter().parse(self.template))
+        fields = _fields(self.template)
         names = [name for _, name, _, _ in fields if name is not None]
         unknown = [n for n in names if n not in PLACEHOLDERS]
         if unknown:
@@ -55,7 +55,12 @@ class KeyTemplate:
                     raise KeyTemplateError("{sha256:.N} needs N from 1 to 64")
         if self.template.startswith("/"):
             raise KeyTemplateError("must not start with '/'")
-        probe = self.render("0" * 64, ".png", "x", datetime(2000, 1, 1, tzinfo=UTC))
+        try:
+            probe = self.render("0" * 64, ".png", "x", datetime(2000, 1, 1, tzinfo=UTC))
+        except (ValueError, LookupError, AttributeError) as exc:  # what str.format raises
+            if isinstance(exc, KeyTemplateError):
+                raise
+            raise KeyTemplateError(f"cannot be rendered ({exc})") from None
         if not probe:
             raise KeyTemplateError("renders an empty key")
 
@@ -90,6 +95,18 @@ class KeyTemplate:
 
     def _pattern(self) -> re.Pattern[str]:
         return _key_pattern(self.template, self.prefix)
+
+
+def _fields(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    """The template's literal text and fields, as `str.format` reads them; a template
+    that `str.format` cannot read (an unmatched brace) is a KeyTemplateError."""
+    try:
+        return list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise KeyTemplateError(
+            f"is not a valid template ({exc}): each placeholder is written "
+            "{name} and a literal brace is doubled, {{ or }}"
+        ) from None
 
 
 @functools.lru_cache(maxsize=16)  # built once per template: gc asks it for every object

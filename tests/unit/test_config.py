@@ -393,6 +393,16 @@ def test_key_template_without_sha256_is_refused(
     assert set(problems) == {"storage.key_template"}
 
 
+@pytest.mark.parametrize("template", ["'{sha256}{ext}{'", "'}{sha256}'", "5", '["{sha256}"]'])
+def test_a_malformed_key_template_is_a_problem_of_its_key(
+    vault: Path, env: dict[str, str], template: str
+) -> None:
+    path = r2_config(vault, f"key_template = {template}\n")
+    problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))
+    assert set(problems) == {"storage.key_template"}
+    assert "e.g. key_template =" in problems["storage.key_template"]
+
+
 def test_bad_numbers_are_named(vault: Path, env: dict[str, str]) -> None:
     path = r2_config(vault, 'read_timeout = "soon"\n\n[upload]\nworkers = 100\n')
     problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))

@@ -139,6 +139,13 @@ def test_safe_stem_is_one_safe_segment(stem: str) -> None:
         "../{sha256}{ext}",  # climbs out of the prefix
         "{sha256:.2}/./{sha256}{ext}",
         "{sha256}\n{ext}",  # control character
+        "{sha256}{ext}{",  # unmatched braces: str.format cannot read the template
+        "}{sha256}",
+        "{sha256:.2}/{sha256",
+        "{sha256!}",
+        "{sha256}{ext!}",
+        "{sha256[}",
+        "{sha256:.\u0661}",  # a length in digits other than 0-9
     ],
 )
 def test_bad_templates_are_refused(template: str) -> None:
@@ -155,6 +162,8 @@ def test_refusal_messages_say_what_is_wrong() -> None:
         KeyTemplate("{sha256}/{stem:>5}")
     with pytest.raises(KeyTemplateError, match="/"):
         KeyTemplate("/{sha256}")
+    with pytest.raises(KeyTemplateError, match="literal brace is doubled"):
+        KeyTemplate("{sha256}{ext}{")
 
 
 # -- parsing a key back into its content hash (what gc uses to tell its own objects) ---

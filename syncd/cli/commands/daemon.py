@@ -125,7 +125,7 @@ def cmd_install_service(args: argparse.Namespace, ctx: Invocation) -> int:
             path = instance_config_path(args.instance, ctx.env)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if ctx.config_arg and Path(ctx.config_arg).expanduser().absolute() != path:
+        if ctx.config_arg and Path(os.path.expanduser(ctx.config_arg)).absolute() != path:
             error = UsageError(f"--instance {args.instance} runs {path}, not {ctx.config_arg}")
             error.hint = "give one of --instance and --config"
             raise error
