@@ -70,31 +70,46 @@ class RefsTable(ItemsTable):
             known = {r.original: r for r in self.refs_of_note(note)} if refs else {}
             changed = []
             shown_again = []  # pending references seen again: their content must be in the bucket
+            reopened = []  # rewritten, and the local link is back (a version saved back)
             for ref in refs:
                 rec = known.get(ref.original)
                 if rec is None or (rec.state is RefState.PENDING and rec.item_id != ref.item_id):
                     changed.append(ref)
                 elif rec.state is RefState.PENDING:
                     shown_again.append(ref.item_id)
-            plans.append((note, changed, shown_again, stat, unresolved))
+                elif rec.state is RefState.REWRITTEN:
+                    reopened.append(ref.original)
+                    if rec.item_id != ref.item_id:
+                        changed.append(ref)  # and the image was edited since
+            plans.append((note, changed, reopened, shown_again, stat, unresolved))
         with self._write():
             now = self._clock()
-            for note, changed, shown_again, stat, unresolved in plans:
+            for note, changed, reopened, shown_again, stat, unresolved in plans:
+                where = db_path(note)
+                if reopened:
+                    # An editor's older buffer, a checkout or a restored backup put the
+                    # local link back where syncd had rewritten it: rewrite it again.
+                    self._sql(
+                        "UPDATE refs SET state = 'pending', updated_at = ? WHERE note = ? "
+                        "AND state = 'rewritten' AND original IN (SELECT value FROM json_each(?))",
+                        (now, where, json.dumps(reopened)),
+                    )
                 if changed:
-                    where = db_path(note)
                     rows = [
                         (where, r.original, r.syntax, db_path(r.image_path), r.item_id, now, now)
                         for r in changed
                     ]
                     self._sql_many(_UPSERT_REF, rows)
-                    # The references just written that are pending (all but those another
-                    # thread settled meanwhile) show content that must be in the bucket.
+                if changed or reopened:
+                    # The references just written or reopened that are pending (all but
+                    # those another thread settled meanwhile) show content that must be
+                    # in the bucket.
                     self._sql(
                         "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
                         "updated_at = ? WHERE state = 'removed' AND id IN (SELECT item_id FROM "
                         "refs WHERE note = ? AND state = 'pending' AND original IN "
                         "(SELECT value FROM json_each(?)))",
-                        (now, where, json.dumps([r.original for r in changed])),
+                        (now, where, json.dumps([r.original for r in changed] + reopened)),
                     )
                 if shown_again:
                     self._requeue_removed_all(shown_again, now)

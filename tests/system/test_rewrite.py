@@ -546,6 +546,26 @@ def test_unchanged_resolved_notes_are_not_read_again(
     queue.close()
 
 
+def test_a_local_link_saved_back_into_a_rewritten_note_is_rewritten_again(
+    tmp_path: Path,
+) -> None:
+    """An editor's older buffer, a git checkout or a restored backup puts back the local
+    link syncd had rewritten: the next run rewrites it again (and the daemon's start-up
+    scan too), keeping what was typed with it."""
+    v = make_vault(tmp_path)
+    data = png(seed=31)
+    (v.vault / "attachments" / "g1.png").write_bytes(data)
+    note = v.vault / "n.md"
+    note.write_text("hello\n![1](attachments/g1.png)\n")
+    assert v.run("sync", "--once").returncode == 0
+    assert note.read_text() == f"hello\n![1]({v.url(data)})\n"
+    note.write_text("hello\n![1](attachments/g1.png)\ntyped later\n")  # the old version back
+    done = v.run("sync", "--once")
+    assert done.returncode == 0, done.stderr
+    assert note.read_text() == f"hello\n![1]({v.url(data)})\ntyped later\n"
+    assert "links: 1 link rewritten" in done.stdout, done.stdout
+
+
 def test_a_rescan_records_every_note_of_a_big_vault(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

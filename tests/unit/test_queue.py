@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from syncd.errors import QueueError
-from syncd.queue import SCHEMA_VERSION, FileStat, NewRef, State, UploadItem, UploadQueue
+from syncd.queue import SCHEMA_VERSION, FileStat, NewRef, RefState, State, UploadItem, UploadQueue
 from tests.support.daemonproc import wait_until
 from tests.support.queuedb import as_schema_1
 
@@ -433,6 +433,25 @@ def test_indexing_a_note_again_writes_only_the_references_that_changed(
         refs[1].original: items[2],
         refs[2].original: items[2],
     }
+
+
+def test_a_rewritten_link_seen_again_is_pending_again_with_the_new_content(
+    queue: UploadQueue,
+) -> None:
+    """The local link is back in a note syncd had rewritten (an older version saved
+    back), and the image was edited since: the reference waits for the new content."""
+    old, new = add(queue, "a.png", "a" * 64), add(queue, "b.png", "b" * 64)
+    note = Path("/v/n.md")
+    queue.record_note_refs(
+        note, [NewRef("a.png", "inline", Path("/v/a.png"), old)], FileStat(1, 1, 1), 0
+    )
+    (ref,) = queue.refs_of_note(note)
+    queue.set_ref_state([ref.id], RefState.REWRITTEN)
+    queue.record_note_refs(
+        note, [NewRef("a.png", "inline", Path("/v/a.png"), new)], FileStat(2, 2, 1), 0
+    )
+    (again,) = queue.refs_of_note(note)
+    assert (again.id, again.state, again.item_id) == (ref.id, RefState.PENDING, new)
 
 
 def test_a_pending_link_seen_again_brings_back_content_that_left_the_bucket(
