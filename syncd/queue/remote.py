@@ -17,6 +17,10 @@ from syncd.queue.records import (
 from syncd.queue.refs import RefsTable
 from syncd.queue.summary import verify_record
 
+# A reference whose note shows, or is about to show, its item's URL without the notes
+# saying so yet: pending (the local link is still there), or rewritten since `?`.
+_SHOWN_SOON = "(refs.state = 'pending' OR (refs.state = 'rewritten' AND refs.updated_at >= ?))"
+
 
 class RemoteTable(RefsTable):
     """Table `remote_objects`, and the checks before an object leaves the bucket."""
@@ -89,14 +93,19 @@ class RemoteTable(RefsTable):
             for key in keys:
                 self._sql("DELETE FROM remote_objects WHERE key = ?", (key,))
 
-    def keys_in_use(self) -> set[str]:
-        """Keys of uploaded items that some note shows or is about to show."""
+    def keys_in_use(self, since: float) -> set[str]:
+        """Keys of uploaded items that some note is about to show: a pending reference (the
+        note shows the local link), or one rewritten at or after `since` (the wall-clock
+        time at which the caller started reading the notes). A rewritten reference older
+        than that is not counted: the notes themselves say whether they still show its
+        URL (a link deleted, a note removed), and the reference row stays for `localize`."""
         # From the references to their items (CROSS JOIN keeps that order): the notes'
         # references are far fewer than the items uploaded, each probed by key.
         rows = self._sql(
             "SELECT DISTINCT items.remote_key FROM refs CROSS JOIN items "
             "ON items.id = refs.item_id "
-            "WHERE items.remote_key IS NOT NULL AND refs.state != 'localized'"
+            f"WHERE items.remote_key IS NOT NULL AND {_SHOWN_SOON}",
+            (since,),
         )
         return {key for (key,) in rows}
 
@@ -117,23 +126,24 @@ class RemoteTable(RefsTable):
         )
         return {item.remote_key: item for item in map(item_from_row, rows) if item.remote_key}
 
-    def object_needed(self, key: str, sha256: str | None) -> bool:
-        """Whether an item needs the object at `key`: a note shows it or is about to, or
-        an upload of this content is under way (it would find the object and count it)."""
+    def object_needed(self, key: str, sha256: str | None, since: float) -> bool:
+        """Whether an item needs the object at `key`: a note is about to show it (see
+        `keys_in_use`), or an upload of this content is under way (it would find the
+        object and count it)."""
         (n,) = self._sql(
             "SELECT COUNT(*) FROM items WHERE (remote_key = ? OR sha256 = ?) AND "
             "(state IN ('pending', 'uploading') OR EXISTS (SELECT 1 FROM refs WHERE "
-            "refs.item_id = items.id AND refs.state != 'localized'))",
-            (key, sha256 or ""),
+            f"refs.item_id = items.id AND {_SHOWN_SOON}))",
+            (key, sha256 or "", since),
         ).fetchone()
         return bool(n)
 
-    def remove_unless_needed(self, key: str, sha256: str | None) -> bool:
+    def remove_unless_needed(self, key: str, sha256: str | None, since: float) -> bool:
         """Before deleting `key`: in one transaction, check that no item needs it and mark
         the items uploaded there `removed`, so no note gets their URL from now on.
         False (nothing changed) if it is needed."""
         with self._write(durable=True):
-            if self.object_needed(key, sha256):
+            if self.object_needed(key, sha256, since):
                 return False
             self._mark_removed(key)
         return True

@@ -104,6 +104,9 @@ def referenced_keys(vault: Vault, public_base_url: str | None) -> set[str]:
     return keys
 
 
+READING_MARGIN_SECONDS = 5.0  # see `_reading_started`
+
+
 class Ownership(enum.Enum):
     OURS = "ours"  # syncd wrote it
     FOREIGN = "foreign"  # another tool's object, or one syncd cannot vouch for
@@ -183,7 +186,7 @@ def plan_gc(
     now: float | None = None,
 ) -> GcPlan:
     template = template or KeyTemplate(DEFAULT_KEY_TEMPLATE, prefix=prefix)
-    in_use = _in_use(queue, vault, storage)
+    in_use = _in_use(queue, vault, storage, _reading_started())
     own_shas = queue.own_key_shas()
     cutoff = (time.time() if now is None else now) - grace_days * 86400
     objects = queue.remote_objects(prefix)
@@ -240,7 +243,8 @@ def collect_garbage(
             "folder looks like this); check `syncd gc` without --delete, then add --force"
         )
     # The notes may have changed since the plan: read them again right before deleting.
-    in_use = _in_use(queue, vault, storage)
+    since = _reading_started()
+    in_use = _in_use(queue, vault, storage, since)
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     result.log_path = log_dir / time.strftime("gc-%Y%m%dT%H%M%S.log")
     with result.log_path.open("a", encoding="utf-8") as record:
@@ -259,7 +263,7 @@ def collect_garbage(
                 continue
             # The queue too: a note indexed meanwhile, or an upload of these bytes under
             # way. In the same transaction its items stop being `uploaded`.
-            if not queue.remove_unless_needed(obj.key, sha):
+            if not queue.remove_unless_needed(obj.key, sha, since):
                 result.kept_after_recheck.append(obj.key)
                 continue
             try:
@@ -267,7 +271,7 @@ def collect_garbage(
             except SyncdError as exc:
                 result.errors.append((obj.key, str(exc)))
                 continue
-            if queue.object_needed(obj.key, sha):
+            if queue.object_needed(obj.key, sha, since):
                 # Needed again in the instant between the check and the delete: upload
                 # it again rather than leave a link to nothing.
                 queue.requeue_key(obj.key)
@@ -278,8 +282,17 @@ def collect_garbage(
     return result
 
 
-def _in_use(queue: UploadQueue, vault: Vault, storage: Storage) -> set[str]:
-    return referenced_keys(vault, storage.public_base_url) | queue.keys_in_use()
+def _in_use(queue: UploadQueue, vault: Vault, storage: Storage, since: float) -> set[str]:
+    """The keys the notes show (read now) and those the queue knows a note is about to
+    show (see `UploadQueue.keys_in_use`): a link deleted from every note, or whose notes
+    were deleted, is in use no more."""
+    return referenced_keys(vault, storage.public_base_url) | queue.keys_in_use(since)
+
+
+def _reading_started() -> float:
+    """The wall-clock time before the notes are read, for `keys_in_use`; a few seconds
+    early, so that a clock stepped back in between cannot leave a rewrite out."""
+    return time.time() - READING_MARGIN_SECONDS
 
 
 def _local_time(when: float | None) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 
 import pytest
 
+import syncd.remote.index as gc_index
 from syncd.config import load_config
 from syncd.errors import NotFoundError
 from syncd.intake.vault import Vault
-from syncd.queue import FileStat, State, UploadQueue
+from syncd.queue import FileStat, RefState, State, UploadQueue
 from syncd.remote.index import collect_garbage, index_remote, plan_gc
 from syncd.storage import Storage, open_storage
 from tests.support.daemonproc import SYNCD
@@ -218,6 +220,79 @@ def test_an_image_gc_deleted_is_uploaded_again_when_a_new_note_shows_it(bucket: 
     storage.get(key, got)  # the URL the note got works
     storage.close()
     assert got.getvalue() == data
+
+
+def _age_references(bucket: Bucket, seconds: float) -> None:
+    """As if the notes had been rewritten `seconds` earlier."""
+    config = load_config(bucket.config, bucket.env)
+    with sqlite3.connect(config.queue_path) as db:
+        db.execute("UPDATE refs SET updated_at = updated_at - ?", (seconds,))
+    db.close()
+
+
+def test_an_object_no_note_shows_any_more_is_an_orphan(bucket: Bucket) -> None:
+    """A link deleted from its note, a note deleted: gc finds their objects unreferenced
+    (the notes say so), and deletes exactly those; the link still shown keeps its own."""
+    attachments = bucket.root / "vault" / "attachments"
+    keys = []
+    for n in range(3):
+        data = png(seed=40 + n)
+        (attachments / f"i{n}.png").write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        keys.append(f"{sha[:2]}/{sha}.png")
+    kept_note = bucket.root / "vault" / "a.md"
+    kept_note.write_text("![0](attachments/i0.png)\n![1](attachments/i1.png)\n")
+    gone_note = bucket.root / "vault" / "b.md"
+    gone_note.write_text("![2](attachments/i2.png)\n")
+    assert bucket.syncd("sync", "--once")[0] == 0
+    assert kept_note.read_text() == f"![0]({BASE}/{keys[0]})\n![1]({BASE}/{keys[1]})\n"
+    kept_note.write_text(f"![0]({BASE}/{keys[0]})\n")  # the second link deleted
+    gone_note.unlink()
+    assert bucket.syncd("sync", "--once")[0] == 0
+    _age_references(bucket, 3600)
+
+    code, listed = bucket.syncd("gc", "--grace-days", "0")
+    assert code == 0, listed
+    assert sorted(listed["orphans"]) == sorted(keys[1:])
+    code, done = bucket.syncd("gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0, done
+    assert sorted(done["deleted"]) == sorted(keys[1:])
+    assert bucket.exists(keys[0]) and not bucket.exists(keys[1]) and not bucket.exists(keys[2])
+
+
+def test_a_link_rewritten_while_gc_reads_the_notes_keeps_its_object(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon rewrites a note to an orphan's URL just after gc read that note: the
+    queue's record of the rewrite keeps the object (the note would show a broken link)."""
+    config = load_config(bucket.config, bucket.env)
+    storage = bucket.storage()
+    vault = Vault(config.paths.notes, config.paths.images)
+    note = bucket.root / "vault" / "n.md"
+    with UploadQueue(config.queue_path) as queue:
+        key = own_upload(bucket, queue, seed=50)
+        index_remote(queue, storage, "")
+        plan = plan_gc(
+            queue, vault, storage, "", template=config.storage.key_template, grace_days=0
+        )
+        assert [o.key for o in plan.orphans] == [key]
+        image = bucket.root / "vault" / "attachments" / "img-50.png"
+        item = queue.file_record(image)
+        assert item is not None and item.item_id is not None
+        read_notes = gc_index.referenced_keys
+
+        def then_a_rewrite(vault: Vault, base: str | None) -> set[str]:
+            shown = read_notes(vault, base)  # the note does not show the URL yet
+            ref = queue.record_ref(note, "attachments/img-50.png", "inline", image, item.item_id)
+            note.write_text(f"![x]({BASE}/{key})\n")
+            queue.set_ref_state([ref.id], RefState.REWRITTEN)
+            return shown
+
+        monkeypatch.setattr(gc_index, "referenced_keys", then_a_rewrite)
+        result = collect_garbage(plan, queue, vault, storage, bucket.root / "gc", force=True)
+        assert result.kept_after_recheck == [key] and result.deleted == []
+    storage.close()
+    assert bucket.exists(key)
 
 
 def test_gc_asks_the_queue_again_right_before_deleting(bucket: Bucket) -> None:
