@@ -11,6 +11,7 @@ the general branches live here; a branch that only one package raises lives besi
     ├── UsageError                  the command line asks for the impossible (exit 2)
     ├── QueueError                  queue.db cannot be opened or written (a full disk)
     ├── DaemonRunning               another daemon holds this state folder
+    ├── StateDirError               the state folder cannot be created or written
     ├── UploadAborted               an upload cut off by a stop (back to pending)
     ├── NotRegularFileError         a FIFO, socket, device or folder (also an OSError)
     ├── StorageError
@@ -133,6 +134,11 @@ class PreconditionFailed(StorageError):
 
 class DaemonRunning(SyncdError):
     """Another daemon already works on this state folder."""
+
+
+class StateDirError(SyncdError):
+    """The state folder cannot be created, or the daemon cannot write its lock there
+    (read-only, no permission, a full disk). The message names the folder and the fix."""
 
 
 class NotRegularFileError(SyncdError, OSError):

@@ -362,6 +362,15 @@ def _parse_paths(
     state_raw = checker.string(table, "state_dir", "paths.state_dir")
     state_path = checker.path(state_raw, "paths.state_dir") if state_raw else None
     state_dir = state_path or instance.state_dir(env)
+    blocker = _file_in_the_way(state_dir)
+    if blocker is not None:
+        where = "" if blocker == state_dir else f" ({blocker} is a file)"
+        checker.problem(
+            "paths.state_dir",
+            f"{state_dir} is not a folder{where}",
+            "point state_dir at a folder syncd can create and write, e.g. "
+            f'state_dir = "{instance.state_dir(env)}", or move that file away',
+        )
     max_note_bytes = table.get("max_note_bytes", DEFAULT_MAX_NOTE_BYTES)
     if (
         isinstance(max_note_bytes, bool)
@@ -380,6 +389,20 @@ def _parse_paths(
         state_dir=state_dir,
         max_note_bytes=max_note_bytes,
     )
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """`folder`, or the nearest of its parents that exists, if that is not a folder (so
+    that the folder can never be made); None when all is well or cannot be told."""
+    for candidate in (folder, *folder.parents):
+        try:
+            mode = candidate.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not there: look at its parent (a file there shows as ENOTDIR)
+        except OSError:
+            return None  # no permission to look: the daemon's own check says more
+        return None if stat.S_ISDIR(mode) else candidate
+    return None
 
 
 def _parse_storage(

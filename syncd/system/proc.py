@@ -2,10 +2,11 @@
 
 One daemon per queue: `state_lock` holds an exclusive `flock` on `daemon.lock` in the
 state folder for as long as the daemon runs (the kernel drops it when the process dies,
-however it dies, so a stale lock is impossible) and writes the pid into it for messages.
-`running_daemon_pid` asks without taking it. `owner_id` names who holds an upload's
-lease (host, pid, nonce) and `pid_alive` tells whether that process still exists, so a
-claim of a process that died is taken back.
+however it dies, so a stale lock is impossible) and writes the pid into it for messages;
+a state folder it cannot create or write is a StateDirError naming the folder and
+`paths.state_dir`. `running_daemon_pid` asks without taking it. `owner_id` names who
+holds an upload's lease (host, pid, nonce) and `pid_alive` tells whether that process
+still exists, so a claim of a process that died is taken back.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from syncd.errors import DaemonRunning
+from syncd.errors import DaemonRunning, StateDirError
 
 
 @contextlib.contextmanager
 def state_lock(state_dir: Path) -> Iterator[None]:
     """Hold `daemon.lock` in the state folder for as long as the daemon runs."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise _unusable(state_dir, "is not a folder", "move that file away, or ") from None
+    except OSError as exc:
+        raise _unusable(state_dir, f"cannot be created ({exc.strerror})") from None
     path = state_dir / "daemon.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise _unusable(state_dir, f"cannot be written ({exc.strerror})", _WRITABLE) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -36,11 +45,24 @@ def state_lock(state_dir: Path) -> Iterator[None]:
                 f"a syncd daemon (pid {holder}) already runs on {state_dir}; "
                 "stop it first (`syncd stop` or `systemctl --user stop syncd`)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:
+            raise _unusable(state_dir, f"cannot be written ({exc.strerror})", _WRITABLE) from None
         yield
     finally:
         os.close(fd)
+
+
+_WRITABLE = "make it writable, or "
+
+
+def _unusable(state_dir: Path, what: str, first_fix: str = "") -> StateDirError:
+    return StateDirError(
+        f"the state folder {state_dir} {what}: {first_fix}point paths.state_dir in the "
+        "config at a folder syncd can create and write"
+    )
 
 
 def running_daemon_pid(state_dir: Path) -> int | None:

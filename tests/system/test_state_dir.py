@@ -1,0 +1,105 @@
+"""A state folder the daemon cannot use: `syncd run` says so in one line (exit 78 when
+the config names a file, 1 when the folder cannot be created or written), never with a
+traceback. Real `syncd` processes; as root, where permissions do not stop a write, the
+unwritable folders are ones the kernel refuses (sysfs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemonproc import SYNCD
+
+
+def write_config(root: Path, state_dir: Path | str) -> Path:
+    (root / "vault").mkdir(exist_ok=True)
+    config = root / "config.toml"
+    config.write_text(
+        f'[paths]\nnotes = ["vault"]\nimages = ["vault"]\nstate_dir = "{state_dir}"\n'
+        '[storage]\nbackend = "local"\npath = "remote"\n'
+        'public_base_url = "https://img.example.com"\n'
+    )
+    return config
+
+
+def syncd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SYNCD, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """An existing folder in which this process cannot create a file."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        return folder
+    for candidate in (Path("/sys/kernel"), Path("/sys"), Path("/proc/self")):
+        try:
+            fd = os.open(candidate / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return candidate
+        os.close(fd)
+        (candidate / "daemon.lock").unlink()
+    pytest.fail("found no folder that root cannot write in")
+
+
+def uncreatable_folder(tmp_path: Path) -> Path:
+    """A folder that does not exist and that this process cannot create."""
+    if os.geteuid() != 0:
+        return unwritable_folder(tmp_path) / "state"
+    for candidate in (Path("/sys/syncd-test-state"), Path("/proc/syncd-test-state")):
+        try:
+            candidate.mkdir()
+        except OSError:
+            return candidate
+        candidate.rmdir()
+    pytest.fail("found no folder that root cannot create")
+
+
+@pytest.mark.parametrize("where", ["state-file", "state-file/state"])
+def test_a_state_dir_that_is_a_file_is_a_config_error_naming_the_key(
+    tmp_path: Path, where: str
+) -> None:
+    (tmp_path / "state-file").write_text("not a folder\n")
+    config = write_config(tmp_path, where)
+    for command in (("run",), ("sync", "--once")):
+        proc = syncd(config, *command)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode == 78, (command, proc.stderr)
+        assert str(config) in proc.stderr and "paths.state_dir" in proc.stderr
+        assert f"{tmp_path / 'state-file'}" in proc.stderr and "is not a folder" in proc.stderr
+        assert "point state_dir at a folder" in proc.stderr
+
+
+def test_run_with_a_state_folder_it_cannot_write_says_so_in_one_line(tmp_path: Path) -> None:
+    state = unwritable_folder(tmp_path)
+    proc = syncd(write_config(tmp_path, state), "run")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"syncd: the state folder {state} cannot be written (")
+    assert line.endswith(
+        "make it writable, or point paths.state_dir in the config at a folder syncd can "
+        "create and write"
+    )
+
+
+def test_run_with_a_state_folder_it_cannot_create_says_so_in_one_line(tmp_path: Path) -> None:
+    state = uncreatable_folder(tmp_path)
+    proc = syncd(write_config(tmp_path, state), "run")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"syncd: the state folder {state} cannot be created (")
+    assert line.endswith(
+        "point paths.state_dir in the config at a folder syncd can create and write"
+    )
