@@ -136,10 +136,9 @@ def ownership(
         return Ownership.GONE, sha
     if info.sha256 is not None and info.sha256 == sha:
         return Ownership.OURS, sha
-    # An own key without recorded hash (written before hashes were recorded) is still
-    # ours; a recorded hash that disagrees means someone else's bytes are there now.
-    if own_key and info.sha256 is None:
-        return Ownership.OURS, sha
+    # syncd records the hash with every object it writes. None recorded: another tool's
+    # object (maybe with the very bytes syncd linked to, found at its key); a hash that
+    # disagrees: someone else's bytes are there now. Either way, not syncd's to delete.
     return Ownership.FOREIGN, sha
 
 

@@ -356,9 +356,9 @@ def _written_by_syncd(storage: Storage, key: str, sha: str, item: UploadItem | N
         info: ObjectInfo = storage.head(key)
     except NotFoundError:
         return True  # gone meanwhile: nothing to overwrite
-    if info.sha256 is not None:
-        return info.sha256 == sha  # syncd records the hash its key names
-    return item is not None  # no hash recorded: only a key the queue uploaded to
+    # syncd records the hash its key names with every object it writes: none recorded
+    # is another tool's object (whatever the queue linked to), never overwritten.
+    return info.sha256 is not None and info.sha256 == sha
 
 
 def _put_file(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from syncd.errors import (
+    NotFoundError,
     OfflineError,
     PermanentStorageError,
     PreconditionFailed,
@@ -56,6 +58,17 @@ from syncd.upload.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 STORE_MISSING_WAIT = 300.0  # seconds before uploads try a bucket that did not exist again
+
+
+class _HashingSink:
+    """A writable that only hashes what it is given."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
 
 
 class Result(enum.Enum):
@@ -254,13 +267,30 @@ class Uploader:
         return updated
 
     def _already_there(self, item: UploadItem, key: str) -> Outcome:
+        """The store refused to overwrite `key`: link to what is there only if it holds
+        exactly these bytes. syncd records the SHA-256 with every object it writes; an
+        object without one was put there by another tool, so its bytes are read and
+        hashed (a size that matches proves nothing)."""
         info = self.storage.head(key)
-        if info.size != item.upload_size or (info.sha256 not in (None, item.object_sha)):
+        if info.size == item.upload_size and info.sha256 is None:
+            same = self._hash_of(key) == item.object_sha
+        else:
+            same = info.size == item.upload_size and info.sha256 == item.object_sha
+        if not same:
             raise PermanentStorageError(
                 f"a different object already exists at {key} ({info.size} bytes); "
-                "check storage.key_template and storage.prefix"
+                "syncd never overwrites it: check storage.key_template and storage.prefix"
             )
         return self._done(item, key, Result.ALREADY_THERE)
+
+    def _hash_of(self, key: str) -> str:
+        """The SHA-256 of the object at `key`, read through without keeping it."""
+        sink = _HashingSink()
+        try:
+            self.storage.get(key, sink)  # type: ignore[arg-type]
+        except NotFoundError:
+            raise TransientStorageError(f"{key} went away while it was read; again") from None
+        return sink.digest.hexdigest()
 
     def _done(self, item: UploadItem, key: str, result: Result) -> Outcome:
         url = self.storage.url_for(key)

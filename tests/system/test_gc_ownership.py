@@ -400,3 +400,42 @@ def test_someone_elses_bytes_under_one_of_syncds_keys_are_never_deleted(bucket: 
     assert out.getvalue() == theirs
     code, items = bucket.syncd("items")
     assert [i["state"] for i in items["items"]] == ["uploaded", "uploaded"], items
+
+
+def test_another_tools_object_of_the_same_size_at_syncds_key_is_neither_linked_nor_deleted(
+    bucket: Bucket,
+) -> None:
+    """Bytes of the image's size but not the image's, put by another tool (no hash) at the
+    key syncd would use: the note keeps its local link and says nothing false, the upload
+    fails with the reason, and gc leaves the object alone; an object with the very bytes
+    is linked to, and still never deleted."""
+    data = png(seed=60, noise=300)
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"{sha[:2]}/{sha}.png"
+    bucket.put_foreign(key, b"\0" * len(data), None)
+    (bucket.root / "vault" / "attachments" / "a.png").write_bytes(data)
+    note = bucket.root / "vault" / "n.md"
+    note.write_text("![a](attachments/a.png)\n")
+    code, out = bucket.syncd("sync", "--once")
+    assert code != 0, out
+    assert note.read_text() == "![a](attachments/a.png)\n"
+    code, items = bucket.syncd("items")
+    (item,) = items["items"]
+    assert item["state"] == "failed" and "different object" in item["last_error"], item
+
+    same = png(seed=61, noise=300)
+    same_sha = hashlib.sha256(same).hexdigest()
+    same_key = f"{same_sha[:2]}/{same_sha}.png"
+    bucket.put_foreign(same_key, same, None)
+    (bucket.root / "vault" / "attachments" / "b.png").write_bytes(same)
+    other = bucket.root / "vault" / "m.md"
+    other.write_text("![b](attachments/b.png)\n")
+    bucket.syncd("sync", "--once")
+    assert other.read_text() == f"![b]({BASE}/{same_key})\n"
+    other.write_text("no image now\n")  # nothing shows either object any more
+    note.write_text("no image now\n")
+    _age_references(bucket, 3600)
+    code, done = bucket.syncd("gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0, done
+    assert done["deleted"] == []
+    assert bucket.keys() == {key, same_key}

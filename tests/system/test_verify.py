@@ -161,25 +161,31 @@ def test_a_missing_object_is_not_linked_by_a_new_note_until_it_is_back(vault: Va
 
 def test_a_wrong_object_is_replaced_only_where_syncd_wrote_it(vault: Vault) -> None:
     client = vault.server.client()
-    damaged, taken = vault.keys["p0.png"], vault.keys["p1.png"]
-    # damaged: the bytes at syncd's key were replaced, nothing else recorded
-    client.put_object(Bucket=vault.bucket, Key=damaged, Body=b"truncated")
+    damaged, taken, replaced = vault.keys["p0.png"], vault.keys["p1.png"], vault.keys["p2.png"]
+    # damaged: syncd's object (its hash recorded) no longer holds those bytes
+    client.put_object(
+        Bucket=vault.bucket, Key=damaged, Body=b"truncated", Metadata={"sha256": Path(damaged).stem}
+    )
     # taken: another tool's object, with its own hash recorded
     client.put_object(
         Bucket=vault.bucket, Key=taken, Body=b"someone else's", Metadata={"sha256": "0" * 64}
     )
+    # replaced: another tool's object put over syncd's key, no hash recorded
+    client.put_object(Bucket=vault.bucket, Key=replaced, Body=b"a different file")
     code, report = vault.run_json("verify")
     assert code == 1
     problems = {b["key"]: b["problem"] for b in report["broken"]}
-    assert problems == {damaged: "wrong_size", taken: "wrong_size"}
+    assert problems == {damaged: "wrong_size", taken: "wrong_size", replaced: "wrong_size"}
 
     code, repaired = vault.run_json("verify", "--repair")
     assert code == 1
     assert [r["key"] for r in repaired["repaired"]] == [damaged]
-    (left,) = repaired["broken"]
-    assert left["key"] == taken and "not overwritten" in left["detail"]
+    left = {b["key"]: b["detail"] for b in repaired["broken"]}
+    assert set(left) == {taken, replaced}
+    assert all("not overwritten" in detail for detail in left.values()), left
     assert vault.object(damaged) == vault.data["p0.png"]
     assert vault.object(taken) == b"someone else's"
+    assert vault.object(replaced) == b"a different file"
 
 
 def test_repair_from_the_object_cache_when_the_local_file_is_gone(vault: Vault) -> None:

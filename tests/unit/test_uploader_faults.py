@@ -170,17 +170,35 @@ def test_403_fails_with_a_reason_and_no_secret(setup: tuple, code: str, words: s
 
 
 @responses.activate
-def test_existing_object_with_same_size_counts_as_uploaded(setup: tuple) -> None:
+def test_existing_object_with_the_same_bytes_counts_as_uploaded(setup: tuple) -> None:
+    """Another tool's object (no hash recorded) at the key: read and hashed; the same
+    bytes are linked to."""
     uploader, queue, vault = setup
-    size = (vault / "shot.png").stat().st_size
+    data = (vault / "shot.png").read_bytes()
     responses.put(OBJECT_URL, status=412)
-    responses.head(OBJECT_URL, status=200, headers={"Content-Length": str(size)})
+    responses.head(OBJECT_URL, status=200, headers={"Content-Length": str(len(data))})
+    responses.get(OBJECT_URL, status=200, body=data)
     item = claim(queue)
     outcome = uploader.process(item, "w")
     assert outcome.result is Result.ALREADY_THERE
     done = queue.get(item.id)
     assert done is not None and done.state is State.UPLOADED
     assert done.url == f"https://img.example.com/{item.sha256[:2]}/{item.sha256}.png"
+
+
+@responses.activate
+def test_existing_object_of_the_same_size_with_other_bytes_is_a_conflict(setup: tuple) -> None:
+    """A size that matches proves nothing: the note never gets a URL of other bytes."""
+    uploader, queue, vault = setup
+    size = (vault / "shot.png").stat().st_size
+    responses.put(OBJECT_URL, status=412)
+    responses.head(OBJECT_URL, status=200, headers={"Content-Length": str(size)})
+    responses.get(OBJECT_URL, status=200, body=b"\0" * size)
+    item = claim(queue)
+    assert uploader.process(item, "w").result is Result.FAILED
+    done = queue.get(item.id)
+    assert done is not None and done.state is State.FAILED and done.url is None
+    assert "different object" in (done.last_error or "")
 
 
 @responses.activate
