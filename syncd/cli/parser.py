@@ -305,13 +305,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     retry = cmd.add(
         "retry", "put failed items back in the queue", "syncd retry", "syncd retry 12 14"
     )
-    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="item ids (default: all)")
+    retry.add_argument(
+        "ids", nargs="*", type=_item_id, metavar="ID", help="item ids (default: all)"
+    )
     retry.add_argument("--all-failed", action="store_true", help="every failed item (default)")
     items = cmd.add(
         "items", "list queued items", "syncd items --state failed", "syncd items | head"
     )
     items.add_argument("--state", choices=[s.value for s in State], help="only this state")
-    items.add_argument("--limit", type=int, default=200, help="at most this many (200)")
+    items.add_argument(
+        "--limit",
+        type=_items_limit,
+        default=200,
+        help=f"at most this many, from 1 to {ITEMS_LIMIT_MAX} (200)",
+    )
     config = cmd.add(
         "config",
         "the config: a commented example to start from, or where this one's daemon lives",
@@ -334,6 +341,30 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "syncd watch",
     )
     return parser
+
+
+# The most `GET /v1/items` answers (syncd.control.routes, too heavy to import here).
+ITEMS_LIMIT_MAX = 10_000
+# Item ids are SQLite integer keys: positive, at most 2**63 - 1.
+ITEM_ID_MAX = 2**63 - 1
+_WHOLE = re.compile(r"[0-9]+")
+
+
+def _items_limit(text: str) -> int:
+    if not _WHOLE.fullmatch(text) or not 1 <= int(text) <= ITEMS_LIMIT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {ITEMS_LIMIT_MAX}, not {text!r}"
+        )
+    return int(text)
+
+
+def _item_id(text: str) -> int:
+    if not _WHOLE.fullmatch(text) or not 1 <= int(text) <= ITEM_ID_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an item id: a whole number from 1 to {ITEM_ID_MAX}, "
+            "as `syncd items` shows them"
+        )
+    return int(text)
 
 
 def _grace_days(text: str) -> float:

@@ -20,6 +20,7 @@ from syncd.control.wire import LENGTH, HttpError, Request
 
 ITEMS_LIMIT_DEFAULT = 100
 ITEMS_LIMIT_MAX = 10_000
+ITEM_ID_MAX = 2**63 - 1  # SQLite's largest integer key
 ITEM_STATES = ("pending", "uploading", "uploaded", "failed", "removed")  # syncd.queue.State
 EVENTS_PATH = "/v1/events"
 STATUS_PATH = "/v1/status"
@@ -187,7 +188,7 @@ def _retry_ids(fields: Mapping[str, Any]) -> list[int] | None:
     if ids is None:
         return None
     if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids
+        isinstance(i, int) and not isinstance(i, bool) and 0 < i <= ITEM_ID_MAX for i in ids
     ):
         raise HttpError(400, '"ids" must be a list of item ids', 'e.g. {"ids": [3, 4]}')
     return ids

@@ -103,6 +103,29 @@ def test_pause_items_resume(running: tuple[Path, DaemonProcess], tmp_path: Path)
     assert "asked over the control socket: /v1/resume" in log
 
 
+def test_items_through_the_daemon_says_how_many_more_the_limit_left_out(
+    running: tuple[Path, DaemonProcess], tmp_path: Path
+) -> None:
+    config, _d = running
+    assert syncd(config, "pause").returncode == 0  # the items stay pending
+    for i in range(3):
+        (tmp_path / "vault" / "attachments" / f"{i}.png").write_bytes(png(seed=i))
+    wait_until(
+        lambda: len(syncd_json(config, "items", "--state", "pending")["items"]) == 3,
+        what="three pending items",
+    )
+    cut = syncd(config, "items", "--limit", "2")
+    assert cut.returncode == 0, cut.stderr
+    lines = cut.stdout.splitlines()
+    assert len([line for line in lines if "pending" in line]) == 2
+    assert lines[-1] == "1 more not shown: syncd items --limit 3 shows them all"
+    assert "more not shown" not in syncd(config, "items", "--limit", "3").stdout
+    assert len(syncd_json(config, "items", "--limit", "2")["items"]) == 2
+    # Beyond what the daemon serves: a usage error here, not the daemon's refusal.
+    too_many = syncd(config, "items", "--limit", "20000")
+    assert too_many.returncode == 2 and "from 1 to 10000" in too_many.stderr
+
+
 def test_failed_item_retried_through_the_daemon(
     running: tuple[Path, DaemonProcess], tmp_path: Path
 ) -> None:

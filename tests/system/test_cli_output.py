@@ -87,6 +87,47 @@ def test_sync_once_summary_counts_add_up(local_vault: Path) -> None:
     assert verbose.returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("items", "--limit", "0"), "--limit: must be a whole number from 1 to 10000"),
+        (("items", "--limit", "-1"), "--limit: must be a whole number from 1 to 10000"),
+        (("items", "--limit", "20000"), "--limit: must be a whole number from 1 to 10000"),
+        (("items", "--limit", "9" * 23), "--limit: must be a whole number from 1 to 10000"),
+        (("retry", "9" * 26), "is not an item id"),
+        (("retry", "9223372036854775808"), "is not an item id"),  # 2**63
+        (("retry", "0"), "is not an item id"),
+        (("retry", "--", "-1"), "is not an item id"),
+    ],
+)
+def test_a_limit_or_item_id_out_of_range_is_a_usage_error(
+    local_vault: Path, args: tuple[str, ...], says: str
+) -> None:
+    proc = syncd(local_vault, *args)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+    assert says in proc.stderr and "usage:" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_items_says_how_many_more_the_limit_left_out(local_vault: Path) -> None:
+    cut = syncd(local_vault, "items", "--limit", "2")
+    assert cut.returncode == 0, cut.stderr
+    lines = cut.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["1", "2"]
+    assert lines[-1] == "1 more not shown: syncd items --limit 3 shows them all"
+    one = syncd(local_vault, "items", "--state", "uploaded", "--limit", "1").stdout
+    assert one.splitlines()[-1] == (
+        "2 more not shown: syncd items --state uploaded --limit 3 shows them all"
+    )
+    assert "more not shown" not in syncd(local_vault, "items", "--limit", "3").stdout
+    assert "more not shown" not in syncd(local_vault, "items").stdout
+    as_json = json.loads(syncd(local_vault, "items", "--limit", "2", "--json").stdout)
+    assert list(as_json) == ["items"] and len(as_json["items"]) == 2
+    largest = syncd(local_vault, "retry", "9223372036854775807")  # 2**63 - 1: no such item
+    assert largest.returncode == 0 and "0 failed items back" in largest.stdout
+
+
 def test_read_only_commands_need_no_credentials(tmp_path: Path) -> None:
     (tmp_path / "vault" / "attachments").mkdir(parents=True)
     config = tmp_path / "config.toml"

@@ -217,6 +217,7 @@ def test_every_route_from_curl(
         (["-d", "{not json", "http://syncd/v1/retry"], 400, "not valid JSON"),
         (["-d", '{"id": [3]}', "http://syncd/v1/retry"], 400, "unknown field"),
         (["-d", '{"ids": ["3"]}', "http://syncd/v1/retry"], 400, "list of item ids"),
+        (["-d", '{"ids": [9223372036854775808]}', "http://syncd/v1/retry"], 400, "item ids"),
         (["-d", "[1]", "http://syncd/v1/pause"], 400, "JSON object"),
         (["http://syncd/v1/items?state=lost"], 400, "unknown state"),
         (["http://syncd/v1/items?limit=0"], 400, "limit"),

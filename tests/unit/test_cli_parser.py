@@ -51,3 +51,11 @@ def test_anything_else_goes_to_the_whole_parser(argv: list[str]) -> None:
     """An abbreviation (`--conf`) or a mistake: argparse decides, and says what is wrong."""
     assert named_command(argv) is None
     assert _choices(build_parser(argv)) == COMMANDS
+
+
+def test_the_items_limit_and_item_ids_are_what_the_daemon_accepts() -> None:
+    from syncd.cli import parser
+    from syncd.control import routes
+
+    assert parser.ITEMS_LIMIT_MAX == routes.ITEMS_LIMIT_MAX
+    assert parser.ITEM_ID_MAX == routes.ITEM_ID_MAX

@@ -165,9 +165,14 @@ def _print_last_error(error: str | None, failed: int) -> None:
 
 
 def cmd_items(args: argparse.Namespace, ctx: Invocation) -> int:
+    """The first `--limit` items (the daemon's answer, else the file's); the human output
+    ends by saying how many more there are, and how to see them."""
+    total: int | None = None
     try:
         query = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
         items = ctx.client().get("/v1/items?" + urlencode(query))["items"]
+        if len(items) >= args.limit and not args.json:
+            total = _count(ctx.client().get("/v1/status").get("queue"), args.state)
     except DaemonNotRunning:
         from syncd.queue import UploadQueue
 
@@ -178,6 +183,8 @@ def cmd_items(args: argparse.Namespace, ctx: Invocation) -> int:
             with UploadQueue(queue_path, readonly=True) as queue:
                 state = State(args.state) if args.state else None
                 items = queue.item_listing(state, args.limit)
+                if len(items) >= args.limit and not args.json:
+                    total = _count(queue.summary().as_dict(), args.state)
     if args.json:
         print_json({"items": items})
         return EXIT_OK
@@ -190,7 +197,29 @@ def cmd_items(args: argparse.Namespace, ctx: Invocation) -> int:
             print(f"        {shown(line)}")
     if not items:
         print("no items" + (f" in state {args.state}" if args.state else ""))
+    if total is not None and total > len(items):
+        print(_more_line(total - len(items), total, args.state))
     return EXIT_OK
+
+
+def _count(queue: dict[str, Any] | None, state: str | None) -> int | None:
+    """How many items the queue holds (in `state`), from a status's queue counts."""
+    counts = (queue or {}).get("counts") or {}
+    return int(counts.get(state, 0)) if state else sum(int(n) for n in counts.values())
+
+
+def _more_line(more: int, total: int, state: str | None) -> str:
+    """The last line of a listing that `--limit` cut short."""
+    from syncd.cli.parser import ITEMS_LIMIT_MAX
+
+    only = f" --state {state}" if state else ""
+    if total <= ITEMS_LIMIT_MAX:
+        return f"{more} more not shown: syncd items{only} --limit {total} shows them all"
+    narrow = "" if state else " (or --state STATE for one state)"
+    return (
+        f"{more} more not shown: syncd items{only} --limit {ITEMS_LIMIT_MAX} shows "
+        f"{ITEMS_LIMIT_MAX}{narrow}"
+    )
 
 
 def _prepared_lines(item: dict[str, Any]) -> list[str]:
