@@ -469,6 +469,18 @@ class Rewriter(Localizing):
             change = NoteChange(note, snap.text, apply_edits(snap.text, edits), len(edits))
             if dry_run:
                 return change
+            grown = len(change.after.encode("utf-8"))
+            if grown > self.vault.max_note_bytes:
+                # Written, the note would be one syncd no longer reads: neither indexed
+                # again nor given back its local links by `localize`.
+                problem = (
+                    f"rewriting its links would make it {grown} bytes, more than "
+                    f"max_note_bytes = {self.vault.max_note_bytes} ([paths] in the "
+                    "configuration); raise it to have them rewritten"
+                )
+                change.problems.append(problem)
+                self._postpone(note, problem)
+                return change
             try:
                 written = write_note(snap, change.after)
             except NoteBusy as exc:

@@ -566,6 +566,25 @@ def test_a_local_link_saved_back_into_a_rewritten_note_is_rewritten_again(
     assert "links: 1 link rewritten" in done.stdout, done.stdout
 
 
+def test_a_rewrite_that_would_outgrow_max_note_bytes_is_not_written(tmp_path: Path) -> None:
+    """URLs are longer than local paths: a note just under the limit would become one
+    syncd no longer reads (nor localizes). It is left as it is, and the run says why."""
+    v = make_vault(tmp_path)
+    v.config.write_text(
+        v.config.read_text().replace(
+            'state_dir = "state"', 'state_dir = "state"\nmax_note_bytes = 4000'
+        )
+    )
+    (v.vault / "attachments" / "a.png").write_bytes(png(seed=70))
+    text = "![a](attachments/a.png)\n" * 100  # 2,400 bytes; 10,200 with the URLs
+    note = v.vault / "n.md"
+    note.write_text(text)
+    done = v.run("sync", "--once")
+    assert done.returncode != 0
+    assert note.read_text() == text
+    assert "more than max_note_bytes = 4000" in done.stdout + done.stderr, done.stdout
+
+
 def test_a_rescan_records_every_note_of_a_big_vault(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
