@@ -50,7 +50,7 @@ from syncd.daemon.uploads import DaemonDrainPolicy, DaemonUploads, InFlight
 from syncd.errors import ConfigError, QueueError
 from syncd.intake.scanner import ScanOutcome
 from syncd.intake.watcher import Watcher
-from syncd.notes.notewriter import remove_stale_temp_files
+from syncd.notes.notewriter import STALE_TEMP_SECONDS, remove_stale_temp_files
 from syncd.notes.worker import BIG_THREAD_NAME as BIG_NOTES_THREAD
 from syncd.notes.worker import THREAD_NAME as NOTES_THREAD
 from syncd.notes.worker import NoteBacklog, NoteWorker
@@ -91,6 +91,8 @@ class Counters:
 
 
 class Daemon(DaemonIntake, DaemonUploads):
+    _temp_sweep_at: float | None = None  # when stale temp files are swept again
+
     def __init__(
         self,
         config: Config,
@@ -165,7 +167,10 @@ class Daemon(DaemonIntake, DaemonUploads):
                 log.info("syncd is running: %s", self._status_line())
                 # Left by a rewrite killed midway: hidden names that nothing else looks
                 # at, so cleared after READY (a walk of its own, 0.2 s at 100,000 files).
+                # Those of a kill just before this start are too young to tell from a
+                # running rewrite's: a second sweep once they are old enough.
                 remove_stale_temp_files(self.config.paths.notes)
+                self._temp_sweep_at = time.monotonic() + STALE_TEMP_SECONDS + 1
                 self._main_loop()
             finally:
                 self.notifier.stopping()
@@ -264,6 +269,7 @@ class Daemon(DaemonIntake, DaemonUploads):
             self._on_connectivity, probe=self.storage.reachable, bus_address=self.bus_address
         )
         self._next_rescan = time.monotonic() + self.rescan_interval
+        self._temp_sweep_at = None
 
     def _teardown(self) -> None:
         if self._given_storage is None:
@@ -436,6 +442,9 @@ class Daemon(DaemonIntake, DaemonUploads):
         self._take_due_retries()
         self._recheck_due()
         self._retry_notes()
+        if self._temp_sweep_at is not None and time.monotonic() >= self._temp_sweep_at:
+            self._temp_sweep_at = None
+            remove_stale_temp_files(self.config.paths.notes)
         if time.monotonic() >= self._next_rescan:
             log.info(
                 "rescan asked for by `syncd sync`" if self._rescan_asked else "periodic rescan"
@@ -523,6 +532,8 @@ class Daemon(DaemonIntake, DaemonUploads):
     def _next_wakeup(self) -> float:
         """Seconds until something is due: a retry, a recheck, or the periodic rescan."""
         due = [self._next_rescan - time.monotonic()]
+        if self._temp_sweep_at is not None:
+            due.append(self._temp_sweep_at - time.monotonic())
         with self._cond:
             if self._recheck:
                 due.append(min(self._recheck.values()) - time.monotonic())

@@ -181,6 +181,25 @@ def test_editor_saves_are_picked_up(tmp_path: Path, daemon_factory: list[DaemonP
     assert d.stop() == 0
 
 
+def test_temp_files_of_a_rewrite_killed_just_before_the_start_are_cleared(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    """A note rewrite killed an instant before this start left its temp file (the old
+    version of the note, under a hidden name): too young at the start to tell from a
+    running rewrite's, it is removed once old enough, not at some later start."""
+    write_config(tmp_path)
+    vault = tmp_path / "vault"
+    left = vault / ".syncd-0123456789abcdef.tmp"
+    left.write_text("an older version of a note\n")
+    theirs = vault / ".notes.md.swp"  # an editor's, not ours
+    theirs.write_text("vim's\n")
+    d = new_daemon(daemon_factory, tmp_path)
+    d.start()  # at READY, younger than a rewrite may take: left for now
+    wait_until(lambda: not left.exists(), timeout=60, what="the stale temp file removed")
+    assert theirs.read_text() == "vim's\n"
+    assert d.stop() == 0
+
+
 def test_sigkill_at_random_moments_converges(
     tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
