@@ -14,13 +14,20 @@ tool put in the folder; a sidecar whose size disagrees with the file is ignored.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import BinaryIO
 
-from syncd.errors import NotFoundError, PermanentStorageError, PreconditionFailed
+from syncd.errors import (
+    NotFoundError,
+    PermanentStorageError,
+    PreconditionFailed,
+    StorageError,
+    TransientStorageError,
+)
 from syncd.storage.base import ContentMismatch, ObjectInfo, ObjectPage, Storage
 from syncd.system.fs import create_new, fsync_dir
 from syncd.upload.keys import KeyTemplateError, check_key
@@ -64,9 +71,7 @@ class LocalStorage(Storage):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = create_new(target.parent, _TEMP_PREFIX)
         except OSError as exc:
-            raise PermanentStorageError(
-                f"cannot write to {target.parent}: {exc.strerror}"
-            ) from None
+            raise _write_error(f"cannot write to {target.parent}", exc) from None
         try:
             digest = hashlib.sha256()
             written = 0
@@ -96,7 +101,7 @@ class LocalStorage(Storage):
             _write_sidecar(target, {"sha256": sha256, "size": size, "content_type": content_type})
             fsync_dir(target.parent)
         except OSError as exc:
-            raise PermanentStorageError(f"cannot write {target}: {exc.strerror}") from None
+            raise _write_error(f"cannot write {target}", exc) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -224,3 +229,12 @@ def _read_sidecar(path: Path, size: int) -> dict[str, str]:
     if not isinstance(meta, dict) or meta.get("size") != size:
         return {}
     return {k: v for k, v in meta.items() if k in ("sha256", "content_type") and isinstance(v, str)}
+
+
+def _write_error(what: str, exc: OSError) -> StorageError:
+    """A full disk (or quota) under the store folder passes: the upload is tried again
+    later, like a store out of reach. Anything else needs a person (permissions, a file
+    where a folder should be)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TransientStorageError(f"{what}: {exc.strerror} (the store folder's disk is full)")
+    return PermanentStorageError(f"{what}: {exc.strerror}")
