@@ -59,3 +59,24 @@ def test_the_items_limit_and_item_ids_are_what_the_daemon_accepts() -> None:
 
     assert parser.ITEMS_LIMIT_MAX == routes.ITEMS_LIMIT_MAX
     assert parser.ITEM_ID_MAX == routes.ITEM_ID_MAX
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        *LINES,
+        ["run"],
+        ["--config", "work.toml", "run"],
+        ["--config=work.toml", "-vv", "run", "--quiet"],
+        ["-q", "--json", "run"],
+        ["--config", "run", "status"],  # a config file named run
+        ["--version"],
+        ["runn"],
+        [],
+    ],
+    ids=repr,
+)
+def test_the_early_look_for_run_agrees_with_the_parser(argv: list[str]) -> None:
+    from syncd.cli import runs_daemon
+
+    assert runs_daemon(argv) == (named_command(argv) == "run")

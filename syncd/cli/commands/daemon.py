@@ -28,10 +28,14 @@ def cmd_run(args: argparse.Namespace, ctx: Invocation) -> int:
     import faulthandler
 
     from syncd.daemon.daemon import Daemon
+    from syncd.system import hangup
 
     # A systemd watchdog kill is SIGABRT: print every thread's stack to the journal first.
     faulthandler.enable()
-    return Daemon(ctx.config(store=True)).run()
+    daemon = Daemon(ctx.config(store=True))
+    # A SIGHUP since `syncd run` began was held (syncd.cli): one reload once running.
+    hangup.forward(daemon.request_reload)
+    return daemon.run()
 
 
 def _state_dir(ctx: Invocation) -> Path:
