@@ -11,20 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemonproc import DaemonProcess, wait_until
+from tests.support.localvault import write_local_config
 
 SIGNAL_ON_IMPORT = Path(__file__).parent.parent / "support" / "signal_on_import"
-
-
-def write_config(root: Path) -> Path:
-    (root / "vault" / "attachments").mkdir(parents=True, exist_ok=True)
-    config = root / "config.toml"
-    config.write_text(
-        '[paths]\nnotes = ["vault"]\nimages = ["vault/attachments"]\nstate_dir = "state"\n'
-        '[storage]\nbackend = "local"\npath = "remote"\n'
-        'public_base_url = "https://img.example.com"\n'
-        "[upload]\nsettle_seconds = 0\n"
-    )
-    return config
 
 
 def signalled_daemon(
@@ -34,7 +23,7 @@ def signalled_daemon(
     env = DaemonProcess.base_env(
         PYTHONPATH=str(SIGNAL_ON_IMPORT), SYNCD_TEST_SIGNAL_AT=at, SYNCD_TEST_SIGNALS=signals
     )
-    d = DaemonProcess(write_config(tmp_path), env, tmp_path)
+    d = DaemonProcess(write_local_config(tmp_path, "https://img.example.com"), env, tmp_path)
     made.append(d)
     d.start(wait_ready=False)
     return d
