@@ -80,7 +80,10 @@ class Source(enum.StrEnum):
     NONE = "none"
 
 
-PROBE_MAX_DELAY = 300.0  # seconds; the longest a reconnect goes unnoticed in probe mode
+# Seconds; the longest a reconnect goes unnoticed in probe mode. Probes run only while
+# work waits, and the uploads' canary (a few seconds) stops while the probe says offline:
+# a longer wait here would leave a queue idle for minutes on a link that works again.
+PROBE_MAX_DELAY = 10.0
 
 _RECV_SIZE = 65536
 

@@ -82,3 +82,9 @@ def test_a_monitor_starts_once(tmp_path: Path) -> None:
             monitor.start()
     finally:
         monitor.stop()
+
+
+def test_after_any_outage_a_working_link_is_probed_again_within_seconds() -> None:
+    """However long the store was out of reach (a thousand failed probes), the next
+    probe comes within ten seconds: a queue never sits for minutes on a healed link."""
+    assert max(itertools.islice(default_probe_delays(), 1000)) <= 10.0
