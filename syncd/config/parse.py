@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from syncd.config.instances import (
     Instance,
@@ -405,6 +406,43 @@ def _file_in_the_way(folder: Path) -> Path | None:
     return None
 
 
+def _public_url_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with `url` as `storage.public_base_url` (message, fix), or None.
+
+    Notes get this URL with the key appended, so it must be a plain base: a scheme, a
+    host (but for file://) and a path, nothing that would end up in front of the key
+    (a query, a fragment) or be copied into every note (a user name or password; the
+    message never repeats the URL, which may hold one)."""
+    example = 'write it as public_base_url = "https://img.example.com"'
+    if not url.startswith(("https://", "http://", "file://")):
+        return "must be an http(s) URL", example
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        return "is not a valid URL (its host or port cannot be read)", example
+    if "@" in parts.netloc:
+        return (
+            "contains a user name or password, which would be written into every note",
+            "remove the user name and password (up to the '@'): anyone must be able to read "
+            "the URL without them",
+        )
+    if parts.scheme != "file" and not parts.hostname:
+        return "has no host name", example
+    if "?" in url or "#" in url:
+        return (
+            "contains a query ('?') or fragment ('#'); the key is appended to this URL, "
+            "so links would break",
+            "remove everything from the '?' or '#' on, e.g. \"https://img.example.com/notes\"",
+        )
+    if ".r2.cloudflarestorage.com" in url.lower():
+        return (
+            "is R2's private API endpoint, which nobody can read without credentials",
+            "use the bucket's public r2.dev URL or a custom domain connected to the bucket",
+        )
+    return None
+
+
 def _parse_storage(
     checker: _Checker,
     table: dict[str, Any],
@@ -426,18 +464,9 @@ def _parse_storage(
 
     public = checker.string(table, "public_base_url", "storage.public_base_url")
     if public is not None:
-        if not public.startswith(("https://", "http://", "file://")):
-            checker.problem(
-                "storage.public_base_url",
-                "must be an http(s) URL",
-                'write it as public_base_url = "https://img.example.com"',
-            )
-        elif ".r2.cloudflarestorage.com" in public.lower():
-            checker.problem(
-                "storage.public_base_url",
-                "is R2's private API endpoint, which nobody can read without credentials",
-                "use the bucket's public r2.dev URL or a custom domain connected to the bucket",
-            )
+        wrong = _public_url_problem(public)
+        if wrong is not None:
+            checker.problem("storage.public_base_url", *wrong)
     prefix = table.get("prefix", "")
     if not isinstance(prefix, str) or prefix.startswith("/") or ".." in prefix.split("/"):
         checker.problem(

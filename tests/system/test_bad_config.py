@@ -1,6 +1,7 @@
 """Config mistakes that a real `syncd` process turns into exit 78, a message naming the
 file, the key and the fix, and never a traceback or a hang: malformed key templates,
-`~user` paths with no such user, a config or secret file that is not a regular file."""
+`~user` paths with no such user, a config or secret file that is not a regular file, a
+public URL that cannot take a key."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemonproc import SYNCD
+from tests.support.images import png
 
 NO_SUCH_USER = "~syncd-no-such-user-7f3a"
 
@@ -134,3 +136,27 @@ def test_a_secret_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None
     )
     proc = syncd("--config", str(config), "sync", "--once", env={"SYNCD_ACCESS_KEY_ID": "AKID"})
     assert_config_error(proc, "storage.secret_access_key_file", "named pipe")
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("https://img.example.com/?x=1", "remove everything from the '?' or '#' on"),
+        ("https://img.example.com/#frag", "remove everything from the '?' or '#' on"),
+        ("http://user:pw@img.example.com", "remove the user name and password"),
+        ("https:///notes", 'write it as public_base_url = "https://img.example.com"'),
+    ],
+)
+def test_a_public_url_that_cannot_take_a_key_is_refused_and_no_note_changes(
+    tmp_path: Path, url: str, fix: str
+) -> None:
+    config = local_config(tmp_path, LOCAL.replace("https://img.example.com", url))
+    (tmp_path / "vault" / "a.png").write_bytes(png(seed=1))
+    note = tmp_path / "vault" / "note.md"
+    note.write_text("![a](a.png)\n")
+    for command in (("sync", "--once"), ("status",), ("run",)):
+        proc = syncd("--config", str(config), *command)
+        assert_config_error(proc, str(config), "storage.public_base_url", fix)
+        assert ":pw@" not in proc.stderr  # the password is not repeated either
+    assert note.read_text() == "![a](a.png)\n"
+    assert not (tmp_path / "remote").exists()

@@ -384,6 +384,42 @@ def test_public_url_on_r2_dev_is_accepted(vault: Path, env: dict[str, str]) -> N
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://img.example.com/?x=1", "query"),
+        ("https://img.example.com/notes?", "query"),
+        ("https://img.example.com/#frag", "fragment"),
+        ("http://user:pw@img.example.com", "password"),
+        ("https://token@img.example.com/notes", "password"),
+        ("https://", "no host"),
+        ("https:///notes", "no host"),
+        ("https://img.example.com:http/", "not a valid URL"),
+    ],
+)
+def test_public_url_that_cannot_take_a_key_is_refused(
+    vault: Path, env: dict[str, str], url: str, says: str
+) -> None:
+    # Notes get the URL with the key appended: a query or fragment would sit in front
+    # of the key, and a password would be copied into every note.
+    path = r2_config(vault)
+    path.write_text(path.read_text().replace("https://img.example.com", url))
+    problems = problems_by_key(load_error(path, {**env, **SECRET_ENV}))
+    assert set(problems) == {"storage.public_base_url"}
+    assert says in problems["storage.public_base_url"]
+    assert ":pw" not in problems["storage.public_base_url"]  # never repeats a password
+    assert "token" not in problems["storage.public_base_url"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://img.example.com/notes/", "http://127.0.0.1:8080/b", "file:///srv/objects"]
+)
+def test_a_plain_public_url_is_accepted(vault: Path, env: dict[str, str], url: str) -> None:
+    path = r2_config(vault)
+    path.write_text(path.read_text().replace("https://img.example.com", url))
+    assert load_config(path, {**env, **SECRET_ENV}).storage.public_base_url == url
+
+
 @pytest.mark.parametrize("template", ["{stem}{ext}", "{yyyy}/{mm}/{stem}{ext}", "{name}"])
 def test_key_template_without_sha256_is_refused(
     vault: Path, env: dict[str, str], template: str
