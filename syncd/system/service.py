@@ -4,14 +4,15 @@ Owns `syncd install-service`. Two units ship inside the package, byte-for-byte c
 of the human-facing ones in `systemd/` (a test keeps them equal): `syncd.service` runs
 the default config, the template `syncd@.service` runs instance NAME, the config
 `$XDG_CONFIG_HOME/syncd/NAME.toml`. `render_unit` points the plain unit's ExecStart= at
-the installed `syncd` and its ReadWritePaths= at the configured vaults and state folder;
-for an instance the template gets the ExecStart= and a drop-in
-(`syncd@NAME.service.d/50-install.conf`) gets that instance's folders. Credentials the
-unit could not see (the shell's `SYNCD_*` variables) are handed over the systemd way
-(`credentials.py`). `install_service` writes the result to `$XDG_CONFIG_HOME/systemd/user/`
-and drives `systemctl --user`. Plain text substitution and `subprocess` do all of it, so
-no dependency is needed; the command runner is injected so that tests never touch the
-real systemctl.
+the installed `syncd` and its ReadWritePaths= at every folder the daemon writes (the
+vaults, the folder adopted web images go to, the local store, the object cache when it
+fills it, the state folder); for an instance the template gets the ExecStart= and a
+drop-in (`syncd@NAME.service.d/50-install.conf`) gets that instance's folders.
+Credentials the unit could not see (the shell's `SYNCD_*` variables) are handed over
+the systemd way (`credentials.py`). `install_service` writes the result to
+`$XDG_CONFIG_HOME/systemd/user/` and drives `systemctl --user`. Plain text substitution
+and `subprocess` do all of it, so no dependency is needed; the command runner is
+injected so that tests never touch the real systemctl.
 """
 
 from __future__ import annotations
@@ -79,32 +80,40 @@ def render_unit(
     config_path: Path | None = None,
     template: str | None = None,
     credentials: Sequence[str] = (),
+    cache_home: Path | None = None,
 ) -> str:
     """The shipped unit with this installation's paths filled in.
 
     `syncd_path` is the absolute path of the `syncd` executable; `vault_paths` are the
-    folders syncd writes besides its state: the note roots, and the local backend's
-    folder if that is the store (image folders are only read, so they need no entry).
-    Vaults are listed with systemd's "-" prefix, so a vault that is absent (an unmounted
-    drive) doesn't stop the service from starting. `config_path`, if given, is passed to
-    `syncd run --config`. `credentials` are lines such as `LoadCredential=…` that hand
-    the unit its secrets. Paths are quoted and escaped for systemd (spaces, `%`, `$`).
+    folders syncd writes besides its state: the note roots, the first image folder if
+    the daemon adopts web images into it (`[upload] adopt_remote`; other image folders
+    are only read), and the local backend's folder if that is the store. They are
+    listed with systemd's "-" prefix, so a vault that is absent (an unmounted drive)
+    doesn't stop the service from starting. `cache_home`, given when the daemon fills
+    the object cache (`[cache] prefetch`), is the `$XDG_CACHE_HOME` the unit sets for
+    it, so that it fills the cache this shell's `syncd pull` and `localize` use; its
+    `syncd` folder is created before the start and made writable. `config_path`, if
+    given, is passed to `syncd run --config`. `credentials` are lines such as
+    `LoadCredential=…` that hand the unit its secrets. Paths are quoted and escaped for
+    systemd (spaces, `%`, `$`).
     """
     syncd_path = _absolute(syncd_path, "the syncd executable")
-    state_dir = _absolute(state_dir, "the state folder")
-    vaults = list(dict.fromkeys(_absolute(p, "a vault") for p in vault_paths))
+    folders = _Folders.of(vault_paths, state_dir, cache_home)
 
     exec_start = [_exec_word(syncd_path, command=True), "run"]
     if config_path is not None:
         exec_start += ["--config", _exec_word(_absolute(config_path, "the config file"))]
-    writable = [_path_word(f"-{p}") for p in vaults] + [_path_word(str(state_dir))]
     replacements = {
         "ExecStart": " ".join(exec_start),
-        "ExecStartPre": f"+/bin/mkdir -p -m 0700 {_exec_word(state_dir)}",
-        "ReadWritePaths": " ".join(writable),
+        "ExecStartPre": folders.mkdir(),
+        "ReadWritePaths": folders.writable(),
     }
-    text = unit_template() if template is None else template
-    return _with_credentials(_replaced(text, replacements), credentials)
+    text = _replaced(unit_template() if template is None else template, replacements)
+    if folders.environment:
+        text = _before_install(text, "the object cache this shell uses", folders.environment)
+    if credentials:
+        text = _before_install(text, "the secrets, as systemd credentials", credentials)
+    return text
 
 
 def render_template(syncd_path: Path, *, template: str | None = None) -> str:
@@ -122,20 +131,25 @@ def render_dropin(
     syncd_path: Path | None = None,
     config_path: Path | None = None,
     credentials: Sequence[str] = (),
+    cache_home: Path | None = None,
 ) -> str:
-    """One instance's drop-in: the folders it writes, its credentials, and (for a config
-    outside `$XDG_CONFIG_HOME/syncd/`) the ExecStart= that names it."""
-    state_dir = _absolute(state_dir, "the state folder")
-    vaults = list(dict.fromkeys(_absolute(p, "a vault") for p in vault_paths))
-    writable = [_path_word(f"-{p}") for p in vaults] + [_path_word(str(state_dir))]
+    """One instance's drop-in: the folders it writes (as for `render_unit`), the
+    `$XDG_CACHE_HOME` of the cache it fills, its credentials, and (for a config outside
+    `$XDG_CONFIG_HOME/syncd/`) the ExecStart= that names it."""
+    folders = _Folders.of(vault_paths, state_dir, cache_home)
     lines = [
         "# Written by `syncd install-service`; it is rewritten on every install.",
         "[Service]",
-        "# The state folder must exist for ReadWritePaths=; '+' runs this outside the sandbox.",
-        f"ExecStartPre=+/bin/mkdir -p -m 0700 {_exec_word(state_dir)}",
-        "# This instance's vaults ('-': a vault may be absent) and state folder.",
-        f"ReadWritePaths={' '.join(writable)}",
+        "# The state (and cache) folder must exist for ReadWritePaths=; '+': outside the sandbox.",
+        f"ExecStartPre={folders.mkdir()}",
+        "# This instance's vaults ('-': a vault may be absent), state and cache folders.",
+        f"ReadWritePaths={folders.writable()}",
     ]
+    if folders.environment:
+        lines += [
+            "# The object cache this shell uses, which the daemon fills.",
+            *folders.environment,
+        ]
     if config_path is not None and syncd_path is not None:
         config = _exec_word(_absolute(config_path, "the config file"))
         syncd = _exec_word(_absolute(syncd_path, "the syncd executable"), command=True)
@@ -149,6 +163,44 @@ def render_dropin(
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class _Folders:
+    """What the daemon writes, checked: vaults ('-': may be absent), state, cache."""
+
+    vaults: tuple[Path, ...]
+    state: Path
+    cache_home: Path | None
+
+    @classmethod
+    def of(cls, vaults: Sequence[Path], state: Path, cache_home: Path | None) -> _Folders:
+        return cls(
+            tuple(dict.fromkeys(_absolute(p, "a vault") for p in vaults)),
+            _absolute(state, "the state folder"),
+            None if cache_home is None else _absolute(cache_home, "the cache folder"),
+        )
+
+    @property
+    def cache(self) -> Path | None:
+        """syncd's own folder of the object cache's `$XDG_CACHE_HOME`."""
+        return None if self.cache_home is None else self.cache_home / "syncd"
+
+    def mkdir(self) -> str:
+        created = [self.state] if self.cache is None else [self.state, self.cache]
+        return "+/bin/mkdir -p -m 0700 " + " ".join(_exec_word(p) for p in created)
+
+    def writable(self) -> str:
+        words = [f"-{p}" for p in self.vaults] + [str(self.state)]
+        if self.cache is not None:
+            words.append(f"-{self.cache}")  # '-', as the vaults: it may be on another drive
+        return " ".join(_path_word(w) for w in words)
+
+    @property
+    def environment(self) -> list[str]:
+        if self.cache_home is None:
+            return []
+        return [f"Environment={_path_word(f'XDG_CACHE_HOME={self.cache_home}')}"]
+
+
 def _replaced(text: str, replacements: Mapping[str, str]) -> str:
     lines = text.splitlines(keepends=True)
     for key, value in replacements.items():
@@ -159,11 +211,9 @@ def _replaced(text: str, replacements: Mapping[str, str]) -> str:
     return "".join(lines)
 
 
-def _with_credentials(text: str, credentials: Sequence[str]) -> str:
-    if not credentials:
-        return text
-    block = "# Written by `syncd install-service`: the secrets, as systemd credentials.\n"
-    block += "".join(f"{line}\n" for line in credentials)
+def _before_install(text: str, what: str, lines: Sequence[str]) -> str:
+    block = f"# Written by `syncd install-service`: {what}.\n"
+    block += "".join(f"{line}\n" for line in lines)
     head, sep, tail = text.partition("\n[Install]")
     if not sep:
         raise RuntimeError("the unit template must have an [Install] section")
@@ -220,11 +270,13 @@ def install_service(
     instance: Instance | None = None,
     env: Mapping[str, str] | None = None,
     run: CommandRunner = run_command,
+    cache_home: Path | None = None,
 ) -> InstallResult:
     """Write the unit, reload systemd, enable and start syncd.
 
     The default config (`instance` None or unnamed) gets `syncd.service`; instance NAME
-    gets the template `syncd@.service` and its own drop-in. The environment's
+    gets the template `syncd@.service` and its own drop-in. `vault_paths` and
+    `cache_home` are as for `render_unit`. The environment's
     `SYNCD_*` secrets, if any, are handed to the unit (`credentials.py`). Runs
     `systemctl --user daemon-reload`, then `systemctl --user try-restart UNIT` if a file
     changed (a syncd that was already running picks up the new unit), then
@@ -241,7 +293,12 @@ def install_service(
     folder = unit_dir(env)
     if name is None:
         text = render_unit(
-            syncd_path, vault_paths, state_dir, config_path=config_path, credentials=credentials
+            syncd_path,
+            vault_paths,
+            state_dir,
+            config_path=config_path,
+            credentials=credentials,
+            cache_home=cache_home,
         )
         unit_path = folder / UNIT_NAME
         changed = _write_if_changed(unit_path, text)
@@ -256,6 +313,7 @@ def install_service(
             syncd_path=syncd_path,
             config_path=config_path if config_path not in (None, named) else None,
             credentials=credentials,
+            cache_home=cache_home,
         )
         dropin_path = folder / f"syncd@{name}.service.d" / DROPIN_NAME
         changed = _write_if_changed(dropin_path, dropin) or changed

@@ -136,8 +136,15 @@ def cmd_install_service(args: argparse.Namespace, ctx: Invocation) -> int:
         ctx = Invocation(str(path), path, instance_for(path, ctx.env), ctx.env)
     config = ctx.config(store=True)
     writable = list(config.paths.notes)
+    if config.upload.adopt_remote and config.paths.images:
+        writable.append(config.paths.images[0])  # adopted web images are written there
     if config.storage.backend == "local" and config.storage.path is not None:
         writable.append(config.storage.path)  # the daemon writes objects there
+    cache_home = None
+    if config.cache.prefetch:  # the daemon fills the object cache this shell's `pull` uses
+        from syncd.remote.cache import default_cache_dir
+
+        cache_home = default_cache_dir(ctx.env).parents[1]  # $XDG_CACHE_HOME/syncd/objects
     result = install_service(
         installed_syncd_path(),
         writable,
@@ -146,6 +153,7 @@ def cmd_install_service(args: argparse.Namespace, ctx: Invocation) -> int:
         config_path=None if ctx.instance.name is None else ctx.config_path.absolute(),
         instance=ctx.instance,
         env=ctx.env,
+        cache_home=cache_home,
     )
     print("\n".join(result.describe()))
     return EXIT_OK
