@@ -12,6 +12,7 @@ that the service can read them, whatever this shell has.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -78,7 +79,7 @@ def run_doctor(
     checks += list(_dbus(env))
     checks += list(_inotify(config))
     checks += list(_socket(instance, env))
-    checks += list(_systemd_unit(instance, env, run or _run))
+    checks += list(_systemd_unit(instance, path, env, run or _run))
     return checks
 
 
@@ -306,20 +307,34 @@ def _socket(instance: Instance, env: Mapping[str, str]) -> Iterator[Check]:
 
 def _systemd_unit(
     instance: Instance,
+    config_path: Path,
     env: Mapping[str, str],
     run: Callable[[list[str]], subprocess.CompletedProcess[str]],
 ) -> Iterator[Check]:
-    from syncd.system.service import TEMPLATE_NAME, UNIT_NAME, unit_dir
+    """Whether this config's unit is installed and enabled. An instance is installed when
+    `install-service` wrote its drop-in: the template alone (another instance's) would
+    run it without its folders and credentials, or with a config that does not exist."""
+    from syncd.config import instance_config_path
+    from syncd.system.service import DROPIN_NAME, TEMPLATE_NAME, UNIT_NAME, unit_dir
 
-    unit = unit_dir(env) / (UNIT_NAME if instance.name is None else TEMPLATE_NAME)
-    install = "syncd install-service" + (
-        f" --instance {instance.name}" if instance.name is not None else ""
-    )
-    if not unit.exists():
+    folder = unit_dir(env)
+    if instance.name is None:
+        unit, parts = folder / UNIT_NAME, [folder / UNIT_NAME]
+        install = "syncd install-service"
+    else:
+        unit = folder / TEMPLATE_NAME
+        parts = [unit, folder / f"{instance.unit}.d" / DROPIN_NAME]
+        config = Path(os.path.normpath(config_path.absolute()))
+        named = Path(os.path.normpath(instance_config_path(instance.name, env).absolute()))
+        if config == named:
+            install = f"syncd install-service --instance {instance.name}"
+        else:  # `--instance NAME` reads NAME.toml: this config must be named
+            install = f"syncd install-service --config {shlex.quote(str(config))}"
+    if not all(part.exists() for part in parts):
         yield Check(
             "systemd unit",
             WARN,
-            "not installed: syncd runs only when you start it",
+            f"not installed ({instance.unit}): syncd runs only when you start it",
             f"run: {install} (or `syncd start` without systemd)",
         )
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,67 @@ def test_a_missing_bucket_is_named_as_such(tmp_path: Path, s3_server: MotoServer
     assert code == 1
     creds = by_name(checks, "credentials")
     assert "does not exist" in creds["detail"] and "create the bucket" in creds["fix"]
+
+
+def test_an_instance_is_installed_only_once_its_own_dropin_is(tmp_path: Path) -> None:
+    # A user manager that knows syncd@work only, as `install-service --instance work` left it.
+    fake = tmp_path / "bin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  "--user is-enabled syncd@work.service") echo enabled ;;\n'
+        '  "--user is-enabled "*) echo disabled; exit 1 ;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    (tmp_path / "vault").mkdir()
+    text = (
+        f'[paths]\nnotes = ["{tmp_path}/vault"]\n'
+        f'[storage]\nbackend = "local"\npath = "{tmp_path}/remote"\n'
+    )
+    configs = tmp_path / "config" / "syncd"
+    configs.mkdir(parents=True)
+    elsewhere = tmp_path / "other place" / "notes.toml"
+    elsewhere.parent.mkdir()
+    for config in (configs / "work.toml", configs / "home.toml", elsewhere):
+        config.write_text(text)
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "XDG_"))}
+    installed = subprocess.run(
+        [SYNCD, "install-service", "--instance", "work"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**full, **env},
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (tmp_path / "config" / "systemd" / "user" / "syncd@.service").is_file()
+
+    _, checks, _ = doctor(configs / "work.toml", **env)
+    assert by_name(checks, "systemd unit")["detail"] == "installed and enabled"
+
+    # Only the template is there for these two: enabling them would start a unit that
+    # fails, so the fix is to install them.
+    _, checks, _ = doctor(configs / "home.toml", **env)
+    unit = by_name(checks, "systemd unit")
+    assert unit["status"] == "warning" and unit["detail"].startswith("not installed")
+    assert unit["fix"].startswith("run: syncd install-service --instance home ")
+
+    _, checks, _ = doctor(elsewhere, **env)
+    unit = by_name(checks, "systemd unit")
+    assert unit["detail"].startswith("not installed")
+    assert unit["fix"].startswith(f"run: syncd install-service --config '{elsewhere}' ")
+    assert "enable" not in unit["fix"]
+    # The fix it gives works: then the instance is installed.
+    fix = shlex.split(unit["fix"].removeprefix("run: ").split(" (or ")[0])
+    done = subprocess.run([SYNCD, *fix[1:]], capture_output=True, text=True, env={**full, **env})
+    assert done.returncode == 0, done.stdout + done.stderr
+    _, checks, _ = doctor(elsewhere, **env)
+    assert by_name(checks, "systemd unit")["detail"].startswith("installed")
