@@ -168,7 +168,7 @@ def _json_fields(request: Request, allowed: set[str]) -> dict[str, Any]:
         return {}
     try:
         fields = json.loads(request.body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested deep
         raise HttpError(400, "the body is not valid JSON", 'e.g. {"ids": [3, 4]}') from None
     if not isinstance(fields, dict):
         raise HttpError(400, "the body must be a JSON object", 'e.g. {"ids": [3, 4]}, or none')

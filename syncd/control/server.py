@@ -68,6 +68,7 @@ class _Exchange:
     def __init__(self, control: ControlServer, sock: socket.socket) -> None:
         self.control = control
         self.sock = sock
+        self.answered = False  # a status line was sent: no other answer can follow
 
     def serve(self, request: Request) -> None:
         try:
@@ -78,6 +79,10 @@ class _Exchange:
                 self._error(exc)
         except OSError as exc:  # the client went away, or stop() cut the connection
             log.debug("control connection ended: %s", exc)
+        except Exception:  # a bug: logged once, and the client still gets an answer
+            log.exception("control request %s %s failed", request.method, request.path[:200])
+            if not self.answered and not self.control.stopping:
+                self._error(HttpError(500, "internal error (see the daemon's log)", LOG_HINT))
 
     def _serve(self, request: Request) -> None:
         route = route_for(request)
@@ -114,6 +119,7 @@ class _Exchange:
             },
         )
         self.sock.settimeout(WRITE_TIMEOUT)
+        self.answered = True
         self.sock.sendall(head + body)
 
     def _error(self, exc: HttpError) -> None:
@@ -154,6 +160,7 @@ class _Exchange:
                 headers["Transfer-Encoding"] = "chunked"
             sock = self.sock
             sock.settimeout(STREAM_WRITE_TIMEOUT)
+            self.answered = True
             sock.sendall(response_head(200, headers))
             while True:
                 if control.stopping or subscription.closed:

@@ -265,3 +265,34 @@ def test_watch_says_so_and_exits_1_when_the_daemon_stops(
         if watch.poll() is None:
             watch.kill()
             watch.wait()
+
+
+def control_post(config: Path, path: str, body: bytes) -> tuple[int, Any]:
+    """POST `body` to the daemon's socket with curl: the HTTP status and the JSON answer
+    (curl fails the test on an empty reply)."""
+    sock = instance_for(config, os.environ).socket_path(os.environ)
+    curl = subprocess.run(
+        [
+            *("curl", "-sS", "--unix-socket", str(sock), "--data-binary", "@-"),
+            *("-H", "Content-Type: application/json", "-w", "\n%{http_code}"),
+            f"http://syncd{path}",
+        ],
+        input=body,
+        capture_output=True,
+        timeout=30,
+    )
+    assert curl.returncode == 0, curl.stderr
+    answer, _, code = curl.stdout.decode().rpartition("\n")
+    return int(code), json.loads(answer)
+
+
+def test_a_body_nested_too_deep_is_refused_as_not_json(
+    running: tuple[Path, DaemonProcess],
+) -> None:
+    config, d = running
+    code, answer = control_post(config, "/v1/retry", b'{"a":' * 3000)
+    assert code == 400 and answer["error"] == "the body is not valid JSON", answer
+    assert "hint" in answer
+    assert syncd_json(config, "status")["daemon"] == "running"  # it goes on answering
+    log = d.log_text()
+    assert "Traceback" not in log and "RecursionError" not in log, log

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ import pytest
 from syncd.control.client import ControlClient
 from syncd.control.errors import ControlError, DaemonNotRunning
 from syncd.control.events import EventBus
-from syncd.control.routes import ITEM_STATES
+from syncd.control.routes import ITEM_STATES, ROUTES, ControlBackend, Route
 from syncd.control.server import ControlServer
 from syncd.control.sockdir import default_socket_path
+from syncd.control.wire import Request
 from syncd.errors import SyncdError, UsageError
 from syncd.queue import State
 from syncd.system import redact
@@ -259,6 +260,29 @@ def test_backend_errors_map_to_status_codes(client: ControlClient, backend: Fake
         client.get("/v1/status")
     assert caught.value.status == 500
     assert str(caught.value) == "internal error (see the daemon's log)"
+
+
+def test_a_bug_while_reading_a_request_still_gets_an_answer_and_one_log_entry(
+    server: ControlServer,
+    backend: FakeBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A bug outside the backend call (here: checking the body) is answered with a short
+    # JSON 500, not a connection closed without a word.
+    def broken_bind(backend: ControlBackend, request: Request) -> Callable[[], Any]:
+        raise RuntimeError("a bug in a route")
+
+    monkeypatch.setitem(ROUTES, "/v1/retry", Route("POST", "retry", broken_bind))
+    with caplog.at_level(logging.ERROR, logger="syncd.control.server"):
+        code, answer = curl(server.socket_path, "-X", "POST", "http://syncd/v1/retry")
+        assert (code, answer["error"]) == (500, "internal error (see the daemon's log)")
+        assert "journalctl" in answer["hint"]
+        code, answer = curl(server.socket_path, "http://syncd/v1/status")  # still serving
+        assert code == 200
+    logged = [r for r in caplog.records if r.name == "syncd.control.server"]
+    assert [r.getMessage() for r in logged] == ["control request POST /v1/retry failed"]
+    assert backend.calls == [("status", None)]
 
 
 def test_no_daemon_is_daemon_not_running(sock_path: Path) -> None:
