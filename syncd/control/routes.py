@@ -184,11 +184,17 @@ def _json_fields(request: Request, allowed: set[str]) -> dict[str, Any]:
 
 
 def _retry_ids(fields: Mapping[str, Any]) -> list[int] | None:
-    ids = fields.get("ids")
-    if ids is None:
+    """The ids to retry; None (every failed item) only when the body names none at all:
+    a present `ids` that is not a list of ids (`null` too) is refused, never widened."""
+    if "ids" not in fields:
         return None
+    ids = fields["ids"]
     if not isinstance(ids, list) or not all(
         isinstance(i, int) and not isinstance(i, bool) and 0 < i <= ITEM_ID_MAX for i in ids
     ):
-        raise HttpError(400, '"ids" must be a list of item ids', 'e.g. {"ids": [3, 4]}')
+        raise HttpError(
+            400,
+            '"ids" must be a list of item ids',
+            'e.g. {"ids": [3, 4]}; to retry every failed item, send no "ids" (or no body)',
+        )
     return ids

@@ -286,6 +286,21 @@ def control_post(config: Path, path: str, body: bytes) -> tuple[int, Any]:
     return int(code), json.loads(answer)
 
 
+def fail_one_upload(config: Path, root: Path) -> Path:
+    """Queue an image whose upload fails for good (a file where its folder must go);
+    the blocking file, to remove once the cause is fixed."""
+    data = png(seed=1)
+    blocker = root / "remote" / hashlib.sha256(data).hexdigest()[:2]
+    blocker.parent.mkdir(exist_ok=True)
+    blocker.write_text("a file where the object's folder must go")
+    (root / "vault" / "attachments" / "x.png").write_bytes(data)
+    wait_until(
+        lambda: syncd_json(config, "status")["queue"]["counts"]["failed"] == 1,
+        what="a permanent failure",
+    )
+    return blocker
+
+
 def test_a_body_nested_too_deep_is_refused_as_not_json(
     running: tuple[Path, DaemonProcess],
 ) -> None:
@@ -296,3 +311,21 @@ def test_a_body_nested_too_deep_is_refused_as_not_json(
     assert syncd_json(config, "status")["daemon"] == "running"  # it goes on answering
     log = d.log_text()
     assert "Traceback" not in log and "RecursionError" not in log, log
+
+
+@pytest.mark.parametrize("body", [b'{"ids": null}', b'{"ids": 1}', b'{"ids": "all"}'])
+def test_retry_with_ids_that_are_not_a_list_retries_nothing(
+    running: tuple[Path, DaemonProcess], tmp_path: Path, body: bytes
+) -> None:
+    config, _d = running
+    blocker = fail_one_upload(config, tmp_path)
+    blocker.unlink()  # the cause is fixed: a retry of this item would now upload it
+    code, answer = control_post(config, "/v1/retry", body)
+    assert code == 400, answer
+    assert '"ids" must be a list of item ids' in answer["error"]
+    assert "no body" in answer["hint"]  # how to ask for every failed item
+    assert syncd_json(config, "status")["queue"]["counts"]["failed"] == 1
+    # Without ids (the command sends no body), every failed item goes back.
+    proc = syncd(config, "retry")
+    assert proc.returncode == 0 and "1 failed item back" in proc.stdout, proc.stderr
+    wait_until(lambda: uploaded(tmp_path) == 1, what="the retried upload")
