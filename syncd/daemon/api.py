@@ -24,7 +24,11 @@ class DaemonControl:
         return self.daemon.queue.item_listing(State(state) if state else None, limit)
 
     def sync_now(self) -> dict[str, Any]:
-        return {"due_now": self.daemon.sync_now()}
+        """Drain now; while paused nothing is done, and the answer says so (`paused`):
+        a pause holds until `resume`, whatever else is asked."""
+        if self.daemon.paused:
+            return {"due_now": 0, "paused": True}
+        return {"due_now": self.daemon.sync_now(), "paused": False}
 
     def pause(self) -> dict[str, Any]:
         self.daemon.pause()

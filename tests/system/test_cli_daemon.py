@@ -329,3 +329,29 @@ def test_retry_with_ids_that_are_not_a_list_retries_nothing(
     proc = syncd(config, "retry")
     assert proc.returncode == 0 and "1 failed item back" in proc.stdout, proc.stderr
     wait_until(lambda: uploaded(tmp_path) == 1, what="the retried upload")
+
+
+def test_sync_while_paused_says_so_and_uploads_nothing(
+    running: tuple[Path, DaemonProcess], tmp_path: Path
+) -> None:
+    config, _d = running
+    assert syncd(config, "pause").returncode == 0
+    (tmp_path / "vault" / "attachments" / "p.png").write_bytes(png(seed=4))
+    wait_until(
+        lambda: len(syncd_json(config, "items", "--state", "pending")["items"]) == 1,
+        what="a pending item",
+    )
+    proc = syncd(config, "sync")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)  # work left undone
+    assert "draining" not in proc.stdout + proc.stderr
+    assert "the daemon is paused: nothing uploads until `syncd resume`" in proc.stderr
+    assert f"syncd --config {config} resume" in proc.stderr
+    answer = json.loads(syncd(config, "sync", "--json").stdout)
+    assert answer["paused"] is True
+    status = syncd_json(config, "status")
+    assert status["paused"] is True and status["queue"]["counts"]["pending"] == 1
+    assert uploaded(tmp_path) == 0
+    assert syncd(config, "resume").returncode == 0
+    wait_until(lambda: uploaded(tmp_path) == 1, what="the upload after resume")
+    proc = syncd(config, "sync")
+    assert proc.returncode == 0 and "the daemon is draining now" in proc.stdout

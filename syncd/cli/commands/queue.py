@@ -28,7 +28,7 @@ from syncd.cli.output import (
 )
 from syncd.config import Config, state_dir_of
 from syncd.control.errors import ControlError, DaemonNotRunning
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, SyncdError
 from syncd.queue import State
 from syncd.queue.summary import read_status
 
@@ -253,13 +253,20 @@ def cmd_retry(args: argparse.Namespace, ctx: Invocation) -> int:
 
 
 def cmd_sync_daemon(args: argparse.Namespace, ctx: Invocation) -> int:
-    """`syncd sync`: the running daemon drains now (DaemonNotRunning: the one message)."""
+    """`syncd sync`: the running daemon drains now (DaemonNotRunning: the one message).
+    A paused daemon does nothing until `syncd resume`: said so, exit 1 (work undone)."""
     result = ctx.client().post("/v1/sync")
+    paused = bool(result.get("paused"))
     if args.json:
         print_json(result)
+    elif paused:
+        config = f" --config {ctx.config_arg}" if ctx.config_arg else ""
+        error = SyncdError("the daemon is paused: nothing uploads until `syncd resume`")
+        error.hint = f"resume it: syncd{config} resume, then syncd{config} sync"
+        report_error(error)
     else:
         print(f"the daemon is draining now ({plural(result['due_now'], 'retry')} made due)")
-    return EXIT_OK
+    return EXIT_UNDONE if paused else EXIT_OK
 
 
 def cmd_pause(args: argparse.Namespace, ctx: Invocation) -> int:
