@@ -340,15 +340,25 @@ def _parse_paths(
         expanded = (checker.path(v, f"paths.{name}") for v in value)
         folders = tuple(folder for folder in expanded if folder is not None)
         for folder in folders:
-            if folder.exists() and not folder.is_dir():
-                checker.problem(f"paths.{name}", f"{folder} is not a folder", "correct the path")
-            elif not folder.exists():
+            try:
+                is_dir = stat.S_ISDIR(folder.stat().st_mode)
+            except (FileNotFoundError, NotADirectoryError):
                 # A vault on a removable or late-mounted disk: the daemon runs, and its
                 # periodic rescan looks there until the folder appears.
                 checker.warnings.append(
                     f"paths.{name}: folder {folder} does not exist (yet); syncd looks "
                     "again at every rescan — create it, mount it, or correct the path"
                 )
+                continue
+            except OSError as exc:
+                checker.problem(
+                    f"paths.{name}",
+                    f"{folder} cannot be looked at ({exc.strerror})",
+                    "give this user access to it, or correct the path",
+                )
+                continue
+            if not is_dir:
+                checker.problem(f"paths.{name}", f"{folder} is not a folder", "correct the path")
         lists[name] = folders
     if (
         not lists["notes"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -340,6 +343,38 @@ def test_missing_folders_are_named_as_warnings_the_daemon_survives(
     assert str(missing_notes) in text
     assert str(missing_images) in text
     assert missing_notes in config.paths.notes
+
+
+def test_a_folder_this_user_may_not_look_into_is_a_problem_not_a_crash(
+    vault: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user's vault (a folder on the way is 0700): EACCES names the key and the
+    fix instead of a PermissionError traceback."""
+    hidden = vault / "theirs" / "Notes"
+    path = write(
+        vault / "config.toml",
+        f"""
+        [paths]
+        notes = ["{hidden}"]
+
+        [storage]
+        backend = "local"
+        path = "{vault / "remote"}"
+        """,
+    )
+    real_stat = Path.stat
+
+    def refusing(self: Path, *args: Any, **kwargs: Any) -> os.stat_result:
+        if self == hidden:  # what stat(2) answers under a folder without search permission
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refusing)
+    error = load_error(path, env)
+    (problem,) = error.problems
+    assert problem.key == "paths.notes"
+    assert str(hidden) in problem.message and "Permission denied" in problem.message
+    assert "give this user access" in problem.fix
 
 
 def test_no_folders_at_all_is_refused(vault: Path, env: dict[str, str]) -> None:
