@@ -62,12 +62,9 @@ from syncd.system.fs import sha256_file
 
 log = logging.getLogger(__name__)
 
+# What intake found of an image a note shows that gives it no item to link to.
 _NOT_QUEUED = (ScanOutcome.NOT_IMAGE, ScanOutcome.IGNORED, ScanOutcome.GONE, ScanOutcome.UNREADABLE)
 _NOTE_LOCKS = 64  # rewrites of different notes run at once
-# What intake found of an image a note shows that gives it no item to link to.
-_NOT_SHOWN = frozenset(
-    {ScanOutcome.NOT_IMAGE, ScanOutcome.IGNORED, ScanOutcome.GONE, ScanOutcome.UNREADABLE}
-)
 _INDEX_BATCH = 100  # notes a rescan's index pass records per transaction
 _PARSES_KEPT = 8  # a few notes' worth: each changed note is parsed once per version
 # A note that could not be written is tried again: after a failure (a full disk, a
@@ -361,10 +358,9 @@ class Rewriter(Localizing):
         return count
 
     def _item_ids_for(self, images: list[Path]) -> dict[Path, int | None]:
-        """`_item_id_for` for the images one note shows: the known ones looked up in one
-        query, the new ones recorded in one transaction."""
-        if len(images) == 1:
-            return {images[0]: self._item_id_for(images[0])}
+        """The item of each image a note shows (None: no item to link to): the known,
+        unchanged ones looked up in one query, the others looked at by intake and the
+        new ones recorded in one transaction."""
         records = self.queue.file_records(images)
         ids: dict[Path, int | None] = {}
         unknown = []
@@ -373,7 +369,7 @@ class Rewriter(Localizing):
             if record is not None and record.item_id is not None:
                 try:
                     if FileStat.of(os.stat(image)) == record.stat:
-                        ids[image] = record.item_id  # known, unchanged
+                        ids[image] = record.item_id  # known, unchanged: nothing for intake
                         continue
                 except OSError:
                     pass  # gone: intake forgets it
@@ -384,23 +380,14 @@ class Rewriter(Localizing):
             records = self.queue.file_records(unknown)
             for image in unknown:
                 record = records.get(str(image))
-                shown = outcomes.get(image) not in _NOT_SHOWN and record is not None
-                ids[image] = record.item_id if shown and record is not None else None
+                if record is None or outcomes[image] in _NOT_QUEUED:
+                    ids[image] = None
+                else:
+                    ids[image] = record.item_id
         return ids
 
     def _item_id_for(self, image: Path) -> int | None:
-        record = self.queue.file_record(image)
-        if record is not None and record.item_id is not None:
-            try:
-                if FileStat.of(os.stat(image)) == record.stat:
-                    return record.item_id  # known, unchanged: nothing for intake to do
-            except OSError:
-                pass  # gone: intake forgets it
-        # A note that shows the image was saved after it: the image is complete.
-        if self.scanner.consider(image, complete=True) in _NOT_SHOWN:
-            return None
-        record = self.queue.file_record(image)
-        return record.item_id if record else None
+        return self._item_ids_for([image])[image]
 
     # -- rewrite --------------------------------------------------------------
 

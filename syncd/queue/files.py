@@ -37,17 +37,19 @@ class FilesTable(QueueDB):
 
     def file_records(self, paths: Sequence[Path]) -> dict[str, FileRecord]:
         """`file_record` for many paths in one query, by path text (those known only)."""
+        keys = [db_path(p) for p in paths]
         rows = self._sql(
             "SELECT path, size, mtime_ns, inode, sha256, item_id FROM files "
             "WHERE path IN (SELECT value FROM json_each(?))",
-            (json.dumps([db_path(p) for p in paths if isinstance(db_path(p), str)]),),
+            (json.dumps([k for k in keys if isinstance(k, str)]),),
         ).fetchall()
         found = {
             path_text(r[0]): FileRecord(path_text(r[0]), FileStat(r[1], r[2], r[3]), r[4], r[5])
             for r in rows
         }
-        for path in paths:  # names that are not UTF-8 are BLOBs: not in JSON, asked one by one
-            if not isinstance(db_path(path), str) and (record := self.file_record(path)):
+        for path, key in zip(paths, keys, strict=True):
+            # Names that are not UTF-8 are BLOBs: not in JSON, asked one by one.
+            if not isinstance(key, str) and (record := self.file_record(path)):
                 found[str(path)] = record
         return found
 
