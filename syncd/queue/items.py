@@ -393,16 +393,18 @@ class ItemsTable(FilesTable):
 
     def _requeue_removed(self, item_id: int, now: float) -> None:
         """A note shows this content again: if its object left the bucket, upload it again."""
-        self._sql(
-            "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
-            "updated_at = ? WHERE id = ? AND state = 'removed'",
-            (now, item_id),
-        )
+        self._requeue_removed_in("?", (item_id,), now)
 
     def _requeue_removed_all(self, item_ids: Collection[int], now: float) -> None:
         """`_requeue_removed` for many items, in one statement."""
+        self._requeue_removed_in(
+            "SELECT value FROM json_each(?)", (json.dumps(sorted(set(item_ids))),), now
+        )
+
+    def _requeue_removed_in(self, ids: str, params: tuple[Any, ...], now: float) -> None:
+        """`_requeue_removed` for the items `ids` (SQL giving item ids, with `params`)."""
         self._sql(
             "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
-            "updated_at = ? WHERE state = 'removed' AND id IN (SELECT value FROM json_each(?))",
-            (now, json.dumps(sorted(set(item_ids)))),
+            f"updated_at = ? WHERE state = 'removed' AND id IN ({ids})",
+            (now, *params),
         )

@@ -104,12 +104,11 @@ class RefsTable(ItemsTable):
                     # The references just written or reopened that are pending (all but
                     # those another thread settled meanwhile) show content that must be
                     # in the bucket.
-                    self._sql(
-                        "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, "
-                        "updated_at = ? WHERE state = 'removed' AND id IN (SELECT item_id FROM "
-                        "refs WHERE note = ? AND state = 'pending' AND original IN "
-                        "(SELECT value FROM json_each(?)))",
-                        (now, where, json.dumps([r.original for r in changed] + reopened)),
+                    self._requeue_removed_in(
+                        "SELECT item_id FROM refs WHERE note = ? AND state = 'pending' "
+                        "AND original IN (SELECT value FROM json_each(?))",
+                        (where, json.dumps([r.original for r in changed] + reopened)),
+                        now,
                     )
                 if shown_again:
                     self._requeue_removed_all(shown_again, now)
