@@ -269,7 +269,6 @@ class Daemon(DaemonIntake, DaemonUploads):
             self._on_connectivity, probe=self.storage.reachable, bus_address=self.bus_address
         )
         self._next_rescan = time.monotonic() + self.rescan_interval
-        self._temp_sweep_at = None
 
     def _teardown(self) -> None:
         if self._given_storage is None:
