@@ -294,7 +294,7 @@ def _repair(
 ) -> None:
     """Upload the right bytes under `check.key` again, if syncd may write there."""
     overwrite = check.problem is not Problem.MISSING
-    if overwrite and not _written_by_syncd(storage, check.key, sha, item):
+    if overwrite and not _written_by_syncd(storage, check.key, sha):
         check.detail += "; not written by syncd, so not overwritten"
         return
     sources = [*queue_paths(queue, sha), *([cache.find(sha)] if cache is not None else [])]
@@ -351,7 +351,7 @@ def queue_paths(queue: UploadQueue, sha: str) -> list[Path]:
     return [p for p in queue.paths_for(item.id) if p.is_file()] if item else []
 
 
-def _written_by_syncd(storage: Storage, key: str, sha: str, item: UploadItem | None) -> bool:
+def _written_by_syncd(storage: Storage, key: str, sha: str) -> bool:
     try:
         info: ObjectInfo = storage.head(key)
     except NotFoundError:
