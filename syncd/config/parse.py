@@ -3,7 +3,6 @@ fix), secrets resolved. `load_config` and `parse_config` are the entry points.""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -243,6 +242,8 @@ def parse_config(
 
 
 def _did_you_mean(word: str, known: list[str]) -> str | None:
+    import difflib  # only for a config with a mistake in it
+
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
     return f"did you mean {close[0]}?" if close else None
 

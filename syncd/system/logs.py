@@ -14,7 +14,7 @@ import os
 import sys
 
 from syncd.system.display import printable
-from syncd.system.redact import RedactingFilter
+from syncd.system.redact import scrub
 
 _PRIORITY = {
     logging.CRITICAL: 2,
@@ -23,6 +23,20 @@ _PRIORITY = {
     logging.INFO: 6,
     logging.DEBUG: 7,
 }
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's final message with `scrub`; attach it to handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class JournalFormatter(logging.Formatter):

@@ -4,16 +4,14 @@
 and every encoding a server or library could echo it in, with `***`: percent-encoded
 (upper and lower case hex, `/` kept or not, `+` for space), and base64 (standard and
 URL-safe, with and without padding, also the middle of a secret that sits inside a
-longer encoded string, at each of the three byte alignments). A logging filter applies
-it to every record, and the CLI applies it to every error message it prints, so a secret
-quoted back by a server or a library never reaches the terminal, the journal,
-`syncd status` or the queue's `last_error`.
+longer encoded string, at each of the three byte alignments). A logging filter
+(`syncd.system.logs`) applies it to every record, and the CLI applies it to every error
+message it prints, so a secret quoted back by a server or a library never reaches the
+terminal, the journal, `syncd status` or the queue's `last_error`.
 """
 
 from __future__ import annotations
 
-import base64
-import logging
 import re
 import threading
 from urllib.parse import quote, quote_plus
@@ -46,6 +44,8 @@ def _base64_forms(raw: bytes) -> set[str]:
     characters whatever surrounds them. Replacing those leaves at most two bytes at each
     end of the secret unredacted.
     """
+    import base64  # only once a secret is registered: commands without one skip it
+
     forms: set[str] = set()
     whole = base64.b64encode(raw).decode("ascii")
     forms |= {whole, whole.rstrip("=")}
@@ -66,17 +66,3 @@ def scrub(text: str) -> str:
         if value in text:
             text = text.replace(value, "***")
     return text
-
-
-class RedactingFilter(logging.Filter):
-    """Rewrites each record's final message with `scrub`; attach it to handlers."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, None
-        return True

@@ -27,6 +27,12 @@ HEAVY = [
     "syncd.imaging.metadata",
     "syncd.imaging.convert",
     "syncd.queue.uploadqueue",
+    # Each a few ms at every start, needed only for a new temp file's name (secrets), a
+    # config mistake's suggestion (difflib) or a registered secret's encodings (base64).
+    "secrets",
+    "random",
+    "difflib",
+    "base64",
 ]
 
 # Runs `syncd ARGS` in this interpreter, then prints the modules it had loaded.

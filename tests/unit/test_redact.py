@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-from syncd.system.redact import RedactingFilter, register, scrub
+from syncd.system.logs import RedactingFilter
+from syncd.system.redact import register, scrub
 
 
 def fresh_secret(tag: str = "") -> str:
