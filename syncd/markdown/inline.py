@@ -146,6 +146,8 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
             op = stack[-1]
             if not op[1] and len(stack) - 1 < barrier:
                 stack.pop()
+                # Openers pushed from now on come after the link that deactivated this one.
+                barrier = len(stack)
                 continue
             end, key, dest = _match_link_tail(s, i, hi, op, defs, sink.loose and op[1] == 1)
             stack.pop()

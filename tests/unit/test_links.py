@@ -377,6 +377,16 @@ def test_definition_shared_with_a_link_leaves_the_link_alone() -> None:
     assert in_same_chunk.syntax is Syntax.REFERENCE_IMAGE
 
 
+def test_link_after_a_deactivated_opener_still_shares_the_definition() -> None:
+    # "[b" is inactive once "[c](x)" closes inside it, and its "]" drops it; "[d][r]" opens
+    # after that link, so it is a link (markdown-it agrees) and the image alone is rewritten.
+    text = "[a [b [c](x) ] [d][r]\n\n[r]: y.png\n![i][r]\n"
+    assert '<a href="y.png">d</a>' in MD.render(text)
+    shared = only(text)
+    assert shared.syntax is Syntax.REFERENCE_IMAGE
+    assert text[shared.start : shared.end] == "![i][r]"
+
+
 def test_reference_image_inside_a_link() -> None:
     text = "[![a][img]](https://x.example)\n\n[img]: i.png\n"
     assert found(text) == [("i.png", "i.png")]
