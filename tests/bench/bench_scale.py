@@ -10,7 +10,9 @@ At each scale, with no daemon running:
 
 - `syncd status`, spawn to exit (median of `--repeats`); the named peer is the sqlite3
   CLI's `SELECT count(*) FROM items` on the same file, spawn to exit. For information: a
-  bare `python -c pass`, and `UploadQueue.summary()` alone, in-process.
+  bare `python -c pass`; the same interpreter importing only what any such command must
+  (`argparse, json, socket, sqlite3, tomllib`: the floor under `status` in Python); and
+  `UploadQueue.summary()` alone, in-process.
 - claim+ack: `UploadQueue.claim_next` then `mark_uploaded` for `--claims` pending items,
   in-process, with the queue's own settings (WAL, `synchronous=NORMAL`: these commits
   are not synced one by one); once as the daemon claims and once as `sync --once` does
@@ -62,6 +64,10 @@ STATUS_TARGET_MS = 50.0
 CLAIM_TARGET = 1000.0  # claim+ack per second
 RSS_TARGET_MB = 60.0
 BASE_URL = "https://img.example.com"
+# What any Python command that reads a TOML config, asks a daemon over a Unix socket in
+# JSON or else reads an SQLite file, and parses its arguments must import: the floor under
+# `syncd status` in this interpreter, shown beside it.
+FLOOR_IMPORTS = "argparse, json, socket, sqlite3, tomllib"
 NOW = 1_790_000_000.0  # a fixed "now" for generated rows (2026)
 
 
@@ -259,6 +265,7 @@ class AtScale:
     status_ms: float
     peer_ms: float  # sqlite3 CLI count(*)
     python_ms: float  # python -c pass
+    floor_ms: float  # python importing what any such command must: FLOOR_IMPORTS
     summary_ms: float  # in-process
     items_failed_ms: float
     listing_ms: float  # in-process item_listing(FAILED, 200)
@@ -340,6 +347,7 @@ def measure(
         else float("nan")
     )
     python_ms = spawn_wall([sys.executable, "-c", "pass"], env, repeats) * 1000
+    floor_ms = spawn_wall([sys.executable, "-c", f"import {FLOOR_IMPORTS}"], env, repeats) * 1000
     with UploadQueue(db, readonly=True) as queue:
         summary_ms = timed(queue.summary, repeats) * 1000
         listing_ms = timed(lambda: queue.item_listing(State.FAILED, 200), repeats) * 1000
@@ -364,6 +372,7 @@ def measure(
             status_ms,
             peer_ms,
             python_ms,
+            floor_ms,
             summary_ms,
             items_ms,
             listing_ms,
@@ -507,7 +516,8 @@ def main() -> None:
             print(
                 f"  {n:>9,} items ({res.db_mb:.0f} MB, generated in {res.generate_s:.1f} s): "
                 f"status {res.status_ms:.0f} ms (summary() {res.summary_ms:.1f} ms; "
-                f"sqlite3 count(*) {res.peer_ms:.0f} ms; python -c pass {res.python_ms:.0f} ms), "
+                f"sqlite3 count(*) {res.peer_ms:.0f} ms; python -c pass {res.python_ms:.0f} ms; "
+                f"python -c 'import {FLOOR_IMPORTS}' {res.floor_ms:.0f} ms), "
                 f"items --state failed {res.items_failed_ms:.0f} ms (listing "
                 f"{res.listing_ms:.1f} ms), claim+ack {res.claims_daemon:.0f}/s "
                 f"(as sync --once: {res.claims_once:.0f}/s; each commit fsynced "
@@ -534,7 +544,8 @@ def main() -> None:
     line = (
         f"scale: at {big.n:,} items: status {big.status_ms:.0f} ms (target < "
         f"{STATUS_TARGET_MS:g} ms; {big.status_ms / big.peer_ms:.1f}x sqlite3 count(*) "
-        f"{big.peer_ms:.0f} ms; summary() {big.summary_ms:.0f} ms), claim+ack "
+        f"{big.peer_ms:.0f} ms; summary() {big.summary_ms:.0f} ms; the imports any such "
+        f"Python command needs alone: {big.floor_ms:.0f} ms), claim+ack "
         f"{big.claims_daemon:.0f}/s (target >= {CLAIM_TARGET:g}/s; sync --once "
         f"{big.claims_once:.0f}/s), items --state failed {big.items_failed_ms:.0f} ms, "
         f"gc plan {big.gc_plan_ms:.0f} ms; {small.n:,} -> {big.n:,} items ({growth:g}x): "
