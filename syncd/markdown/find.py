@@ -17,7 +17,14 @@ from syncd.markdown.chars import _SCHEME, _normalize_label
 from syncd.markdown.content import _Content, _Def, _parse_defs
 from syncd.markdown.inline import _BRACKETED, _parse_inline, _scan_html_region, _Sink
 from syncd.markdown.refs import Dialect, ImageRef, Syntax, split_suffix
-from syncd.markdown.regions import _BANG, _DEF_COLON, _HTML, _IMG_START, _block_regions
+from syncd.markdown.regions import (
+    _BANG,
+    _DEF_COLON,
+    _HTML,
+    _IMG_START,
+    _angle_brackets,
+    _block_regions,
+)
 
 
 def find_image_refs(text: str, dialect: Dialect = Dialect.COMMONMARK) -> list[ImageRef]:
@@ -40,18 +47,21 @@ def _find_all(text: str, dialect: Dialect) -> list[ImageRef]:
     has_bang = "![" in text
     p0 = 1 if text.startswith("\ufeff") else 0
     memo: _Memo = {}
-    regions = _block_regions(text, p0, memo)
+    angles = _angle_brackets(text)
+    regions = _block_regions(text, p0, memo, angles)
     region_starts = [r[0] for r in regions]
     sink = _Sink(loose=dialect is not Dialect.COMMONMARK)
 
     candidates = [m.start() for m in _BANG.finditer(text)] if has_bang else []
-    candidates.extend(m.start() for m in _IMG_START.finditer(text))
-    candidates.sort()
+    if angles:
+        img_start = _IMG_START.match
+        candidates.extend(i for i in angles if img_start(text, i))
+        candidates.sort()
     candidates = _outside_regions(candidates, regions, region_starts, text, sink)
     if not candidates:
         return _finish(sink, {})
     def_marks: list[int] = []
-    if has_bang and "]:" in text:
+    if has_bang:
         def_marks = _outside_regions(
             [m.start() for m in _DEF_COLON.finditer(text)], regions, region_starts, text, None
         )
@@ -124,12 +134,11 @@ def _label_closers(text: str, labels: Container[str]) -> list[int]:
     a label holds no unescaped bracket. In a block quote the brackets may span '>' markers
     that are not part of the label: such a text is always a candidate.
     """
-    closers: list[int] = []
-    for m in _BRACKETED.finditer(text):
-        raw = m.group(1)
-        if _normalize_label(raw) in labels or ("\n" in raw and ">" in raw):
-            closers.append(m.end() - 1)
-    return closers
+    return [
+        m.end() - 1
+        for m in _BRACKETED.finditer(text)
+        if _normalize_label(raw := m.group(1)) in labels or ("\n" in raw and ">" in raw)
+    ]
 
 
 def _outside_regions(

@@ -50,7 +50,10 @@ _HTML_BLOCK_SCAN = re.compile(
 _WIKI = re.compile(r"!\[\[([^\[\]\r\n]+)\]\]")
 _WIKI_SEP = re.compile(r"\\?\|")
 _BACKTICK_RUN = re.compile(r"`+")
-_BRACKETED = re.compile(r"\[((?:[^\[\]\\]|\\[\s\S])*)\]")
+# A bracketed text without unescaped brackets inside. Written as an unrolled loop with
+# possessive runs, which reads a note about twice as fast as `(?:[^\[\]\\]|\\[\s\S])*` and
+# matches the same texts (each character's role is forced, so nothing is left to backtrack).
+_BRACKETED = re.compile(r"\[([^\[\]\\]*+(?:\\[\s\S][^\[\]\\]*+)*+)\]")
 _CLOSERS: dict[int, re.Pattern[str]] = {}
 # Obsidian and Logseq: an image destination with raw spaces, up to an image file name and an
 # optional ?query or #fragment without spaces. No line break, bracket or backslash inside.

@@ -104,19 +104,35 @@ def _fence_end(
     return n
 
 
-def _block_regions(text: str, p0: int, memo: _Memo) -> list[tuple[int, int, int]]:
-    """Front matter, fenced code and HTML blocks of types 1-5, in document order."""
+def _angle_brackets(text: str) -> list[int]:
+    """Where every '<' of `text` is: one memchr-fast pass serves both the HTML block openers
+    (`_block_regions`) and the ``<img`` candidates, where two regex scans each read the
+    whole note."""
+    found: list[int] = []
+    find = text.find
+    i = find("<")
+    while i >= 0:
+        found.append(i)
+        i = find("<", i + 1)
+    return found
+
+
+def _block_regions(
+    text: str, p0: int, memo: _Memo, angles: list[int]
+) -> list[tuple[int, int, int]]:
+    """Front matter, fenced code and HTML blocks of types 1-5, in document order.
+
+    `angles` are the positions of every '<' in `text` (see `_angle_brackets`).
+    """
     regions: list[tuple[int, int, int]] = []
     fm = _front_matter_end(text, p0)
     if fm:
         regions.append((p0, fm, _OPAQUE))
-    marks: list[int] = []
-    if "```" in text:
-        marks.extend(m.start() for m in _FENCE_BACKTICK.finditer(text, fm))
-    if "~~~" in text:
-        marks.extend(m.start() for m in _FENCE_TILDE.finditer(text, fm))
-    if "<" in text:
-        marks.extend(m.start() for m in _HTML_START.finditer(text, fm))
+    # No `"```" in text` check first: a scan finding nothing reads the note just once too.
+    marks = [m.start() for m in _FENCE_BACKTICK.finditer(text, fm)]
+    marks.extend(m.start() for m in _FENCE_TILDE.finditer(text, fm))
+    html_start = _HTML_START.match
+    marks.extend(i for i in angles if i >= fm and html_start(text, i))
     if not marks:
         return regions
     marks.sort()
