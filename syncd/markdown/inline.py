@@ -55,6 +55,20 @@ _BACKTICK_RUN = re.compile(r"`+")
 # matches the same texts (each character's role is forced, so nothing is left to backtrack).
 _BRACKETED = re.compile(r"\[([^\[\]\\]*+(?:\\[\s\S][^\[\]\\]*+)*+)\]")
 _CLOSERS: dict[int, re.Pattern[str]] = {}
+# The common inline link and image, read by one regex instead of the bracket algorithm: a
+# text holding none of the characters that could start something else (code span, HTML,
+# autolink, escape, another bracket), then `(`, a pointy or bare destination without escapes
+# or parentheses, an optional title without escapes, and `)`, with no space inside the
+# parentheses except before the title and before `)`. Where it matches, the algorithm would
+# have pushed the opener, met nothing special up to this very `]`, and found the same inline
+# link there (`_match_link_tail` tries an inline link first, and the new opener is active);
+# anything else is left to the algorithm, from the opener on.
+_SIMPLE_TAIL = (
+    r"\]\((?:<([^<>\\\r\n]*)>|([^\x00-\x20\x7f()\\<][^\x00-\x20\x7f()\\]*))"
+    r"(?:[ \t\r\n]+(?:\"[^\"\\]*\"|'[^'\\]*'|\([^()\\]*\)))?[ \t\r\n]*\)"
+)
+_SIMPLE_IMAGE = re.compile(rf"!\[([^\[\]\\`<]*){_SIMPLE_TAIL}")
+_SIMPLE_LINK = re.compile(rf"\[(?:[^\[\]\\`<]*){_SIMPLE_TAIL}")
 # Obsidian and Logseq: an image destination with raw spaces, up to an image file name and an
 # optional ?query or #fragment without spaces. No line break, bracket or backslash inside.
 _LOOSE_EXTENSIONS = "|".join(sorted(IMAGE_EXTENSIONS, key=len, reverse=True))
@@ -135,11 +149,24 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
                     continue
                 if stack:
                     stack[-1][2] = 1
+                sm = _SIMPLE_IMAGE.match(s, i, hi)
+                if sm is not None:  # see _SIMPLE_TAIL
+                    if images:
+                        _record_simple_image(c, sm, sink)
+                    pos = sm.end()
+                    continue
                 stack.append([i, 1, 0])
                 pos = i + 2
         elif ch == "[":
             if stack:
                 stack[-1][2] = 1
+            sm = _SIMPLE_LINK.match(s, i, hi)
+            if sm is not None:  # see _SIMPLE_TAIL
+                # As the link's ']' would: every opener before it becomes inactive. (The
+                # barrier never exceeds the stack's height, so this opener would be active.)
+                barrier = len(stack)
+                pos = sm.end()
+                continue
             stack.append([i, 0, 0])
             pos = i + 1
         else:  # ']'
@@ -162,21 +189,7 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
                 if images:
                     alt = s[op[0] + 2 : i]
                     if dest is not None:
-                        da, db, raw, _kind = dest
-                        target, suffix = split_suffix(_md_unescape(raw))
-                        if target:
-                            sink.refs.append(
-                                ImageRef(
-                                    Syntax.INLINE,
-                                    c.src(da),
-                                    c.src_end(db),
-                                    c.src(op[0]),
-                                    c.src_end(end),
-                                    target,
-                                    alt,
-                                    suffix=suffix,
-                                )
-                            )
+                        _record_inline_image(c, sink, op[0], end, alt, dest[0], dest[1], dest[2])
                     elif key is not None:
                         sink.image_labels.setdefault(key, alt)
                         whole = c.c_starts is None or "\n" not in alt
@@ -188,6 +201,35 @@ def _parse_inline(c: _Content, defs: dict[str, _Def], sink: _Sink, images: bool 
                 if key is not None:
                     sink.link_labels.add(key)
             pos = end
+
+
+def _record_inline_image(
+    c: _Content, sink: _Sink, start: int, end: int, alt: str, da: int, db: int, raw: str
+) -> None:
+    """Record the inline image s[start:end] whose destination s[da:db] reads `raw`."""
+    target, suffix = split_suffix(_md_unescape(raw))
+    if target:
+        sink.refs.append(
+            ImageRef(
+                Syntax.INLINE,
+                c.src(da),
+                c.src_end(db),
+                c.src(start),
+                c.src_end(end),
+                target,
+                alt,
+                suffix=suffix,
+            )
+        )
+
+
+def _record_simple_image(c: _Content, m: re.Match[str], sink: _Sink) -> None:
+    """Record an image `_SIMPLE_IMAGE` matched, as the bracket algorithm would have."""
+    if m.group(2) is not None:  # <pointy>
+        da, db, raw = m.start(2) - 1, m.end(2) + 1, m.group(2)
+    else:
+        da, db, raw = m.start(3), m.end(3), m.group(3)
+    _record_inline_image(c, sink, m.start(), m.end(), m.group(1), da, db, raw)
 
 
 def _match_link_tail(
