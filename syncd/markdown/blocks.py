@@ -49,6 +49,8 @@ _BLANK_LINE_AFTER = re.compile(r"\n[ \t\r]*(?=\n|\Z)")
 
 # Only a line starting with one of these can start a block other than a paragraph.
 _BLOCK_START_CHARS = frozenset("#*-_+=<>0123456789")
+# A line starting with none of these (nor a BOM) is a paragraph's first line.
+_NOT_PLAIN = _BLOCK_START_CHARS | frozenset(" \t\r\n")
 _PARA = 0
 _HEADING = 1
 _HTML_BLOCK = 2
@@ -184,6 +186,13 @@ def _parse_chunk(text: str, cs: int, ce: int, memo: _Memo) -> list[_Leaf]:
 
     Columns are absolute (tab stop 4 from the line start), including those of list items.
     """
+    nl = text.find("\n", cs, ce)
+    if (nl < 0 or nl == ce - 1) and text[cs] not in _NOT_PLAIN and (cs or text[0] != "\ufeff"):
+        # Most chunks around a candidate are one line of prose starting at column 0 with a
+        # character that opens no other block: that line is a paragraph (the loop below
+        # finds no container and no indentation, and the first character decides).
+        le = ce if nl < 0 else nl
+        return [_Leaf(_PARA, [(cs, le - 1 if text[le - 1] == "\r" else le)])]
     leaves: list[_Leaf] = []
     para: _Leaf | None = None
     para_depth = 0
