@@ -149,6 +149,8 @@ class GcPlan:
     young: int  # unreferenced but within the grace period
     referenced: int
     foreign: int = 0  # not written by syncd: left alone
+    # Written by syncd, but not uploaded from this queue (another vault's): left alone.
+    not_this_queue: int = 0
     orphan_sha: dict[str, str | None] = field(default_factory=dict)
     # For the check with the store before each delete: the template keys were planned
     # with, and which orphans are keys the queue uploaded to.
@@ -195,20 +197,31 @@ def plan_gc(
             plan.referenced += 1
             continue
         own_sha = own_shas.get(obj.key)
-        if own_sha is None and template.sha256_of(obj.key) is None:
-            plan.foreign += 1  # no request needed: the template cannot make this key
+        if own_sha is None:
+            # Not uploaded from this queue, so never deleted by it. At a key the template
+            # makes, the store says whether syncd wrote it: then another queue did (another
+            # vault sharing the bucket, whose notes this gc cannot read, or an earlier queue).
+            owner = Ownership.FOREIGN
+            if template.sha256_of(obj.key) is not None:
+                owner, _ = ownership(obj.key, storage, template, None, own_key=False)
+            if owner is Ownership.OURS:
+                plan.not_this_queue += 1
+            elif owner is Ownership.FOREIGN:
+                plan.foreign += 1
+            else:
+                plan.under_prefix -= 1  # gone already
             continue
         if obj.last_modified is not None and obj.last_modified > cutoff:
             plan.young += 1
             continue
         sha: str | None
-        if own_sha is not None and own_sha in obj.key:
+        if own_sha in obj.key:
             # Ours by the queue's record (it sent these bytes to this key, which names
             # them, whatever template made it): `collect_garbage` asks the store before
             # deleting.
             owner, sha = Ownership.OURS, own_sha
         else:
-            owner, sha = ownership(obj.key, storage, template, own_sha, own_key=own_sha is not None)
+            owner, sha = ownership(obj.key, storage, template, own_sha, own_key=True)
         if owner is Ownership.OURS:
             plan.orphans.append(obj)
             plan.orphan_sha[obj.key] = sha
@@ -235,6 +248,14 @@ def collect_garbage(
     result = GcResult(plan)
     if not plan.orphans:
         return result
+    if plan.not_this_queue and not force:
+        raise GcRefused(
+            f"{plan.not_this_queue} of the objects under this prefix came from another "
+            "syncd queue (another vault sharing the bucket, or an earlier queue of this one): an "
+            "image that vault also shows may have been uploaded by this one, and its notes "
+            "cannot be read from here. Give each vault its own storage.prefix, or add --force "
+            "to delete this vault's orphans anyway (the other queue's objects are never deleted)"
+        )
     if len(plan.orphans) * 2 > plan.ours and not force:
         raise GcRefused(
             f"{len(plan.orphans)} of the {plan.ours} objects syncd wrote are "

@@ -144,8 +144,9 @@ def test_foreign_objects_survive_gc_delete_force_and_are_counted(bucket: Bucket)
         other = hashlib.sha256(b"x").hexdigest()
         bucket.put_foreign(f"{other[:2]}/{other}.png", png(seed=902), "0" * 64)
         foreign[f"{other[:2]}/{other}.png"] = png(seed=902)
-    kept = own_put(bucket, png(seed=1))
-    orphan = own_put(bucket, png(seed=2))
+    with UploadQueue(load_config(bucket.config, bucket.env).queue_path) as queue:
+        kept = own_upload(bucket, queue, 1)
+        orphan = own_upload(bucket, queue, 2)
     (bucket.root / "vault" / "n.md").write_text(f"![kept]({BASE}/{kept})\n")
 
     code, listed = bucket.syncd("gc", "--grace-days", "0")

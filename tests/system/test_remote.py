@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import signal
@@ -24,10 +23,10 @@ BASE = "https://img.example.com"
 
 
 def setup(tmp_path: Path, server: MotoServer, bucket: str) -> tuple[Path, dict[str, str]]:
-    (tmp_path / "vault").mkdir()
+    (tmp_path / "vault" / "pasted").mkdir(parents=True)
     config = tmp_path / "config.toml"
     config.write_text(
-        f'[paths]\nnotes = ["vault"]\nstate_dir = "state"\n'
+        f'[paths]\nnotes = ["vault"]\nimages = ["vault/pasted"]\nstate_dir = "state"\n'
         f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{server.url}"\n'
         f'public_base_url = "{BASE}"\n'
     )
@@ -40,16 +39,20 @@ def setup(tmp_path: Path, server: MotoServer, bucket: str) -> tuple[Path, dict[s
     return config, env
 
 
-def put_objects(config: Path, env: dict[str, str], count: int) -> list[str]:
-    storage = open_storage(load_config(config, env).storage)
+def put_objects(config: Path, env: dict[str, str], count: int, *, seed: int = 0) -> list[str]:
+    """`count` images uploaded by this config's `syncd sync --once` (gc deletes only what
+    its own queue uploaded), shown by no note; their keys, sorted."""
+    folder = config.parent / "vault" / "pasted"
     keys = []
     for i in range(count):
-        data = png(seed=i)
+        data = png(seed=seed + i + 1000 * len(list(folder.iterdir())))
+        (folder / f"p{len(list(folder.iterdir()))}.png").write_bytes(data)
         sha = hashlib.sha256(data).hexdigest()
-        key = f"{sha[:2]}/{sha}.png"
-        storage.put(key, io.BytesIO(data), size=len(data), sha256=sha, content_type="image/png")
-        keys.append(key)
-    storage.close()
+        keys.append(f"{sha[:2]}/{sha}.png")
+    run = subprocess.run(
+        [SYNCD, "--config", str(config), "sync", "--once"], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
     return sorted(keys)
 
 
@@ -142,6 +145,41 @@ def test_gc_refuses_to_delete_more_than_half_without_force(
     assert len(s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]) == 10
     code, done = syncd(config, env, "gc", "--grace-days", "0", "--delete", "--force")
     assert code == 0 and len(done["deleted"]) == 9
+
+
+def test_gc_never_deletes_what_another_vault_sharing_the_bucket_uploaded(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    x_config, env = setup(tmp_path / "x", s3_server, s3_bucket)
+    y_config, _ = setup(tmp_path / "y", s3_server, s3_bucket)
+    shown, orphan = put_objects(x_config, env, 2)
+    (y_key,) = put_objects(y_config, env, 1, seed=500)
+    (tmp_path / "x" / "vault" / "x.md").write_text(f"![x]({BASE}/{shown})\n")
+    (tmp_path / "y" / "vault" / "y.md").write_text(f"![y]({BASE}/{y_key})\n")
+
+    def bucket_keys() -> set[str]:
+        listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
+        return {o["Key"] for o in listing}
+
+    code, plan = syncd(x_config, env, "gc", "--grace-days", "0")
+    assert code == 0 and plan["orphans"] == [orphan] and plan["not_this_queue"] == 1
+
+    # An image both vaults show could have been uploaded by either: told, nothing deleted.
+    proc = subprocess.run(
+        [SYNCD, "--config", str(x_config), "gc", "--grace-days", "0", "--delete"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 1 and "another syncd queue" in proc.stderr
+    assert "storage.prefix" in proc.stderr and "Traceback" not in proc.stderr
+    assert bucket_keys() == {shown, orphan, y_key}
+
+    code, done = syncd(x_config, env, "gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0 and done["deleted"] == [orphan]
+    assert bucket_keys() == {shown, y_key}
+    code, _ = syncd(y_config, env, "verify")
+    assert code == 0  # vault Y's note still shows an object that is there
 
 
 def test_a_reference_added_during_gc_keeps_its_object(

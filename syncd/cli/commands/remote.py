@@ -107,6 +107,7 @@ def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
                 "referenced": plan.referenced,
                 "younger_than_grace": plan.young,
                 "foreign": plan.foreign,
+                "not_this_queue": plan.not_this_queue,
                 "orphans": [o.key for o in plan.orphans],
                 "deleted": [o.key for o in result.deleted] if result else [],
                 "kept_after_recheck": result.kept_after_recheck if result else [],
@@ -118,8 +119,14 @@ def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
         print(
             f"{plural(plan.under_prefix, 'object')}: {plan.referenced} referenced, "
             f"{plan.young} unreferenced but younger than {args.grace_days:g} days, "
-            f"{plural(len(plan.orphans), 'orphan')}; {plan.foreign} not written by syncd, "
-            "left alone"
+            f"{plural(len(plan.orphans), 'orphan')}; {plan.foreign} not written by syncd"
+            + (
+                f", {plan.not_this_queue} uploaded by syncd from another queue (another "
+                "vault, or an earlier queue)"
+                if plan.not_this_queue
+                else ""
+            )
+            + ", left alone"
         )
         if result is None:
             for o in plan.orphans:
