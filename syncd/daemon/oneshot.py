@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -91,26 +92,36 @@ def sync_once(
         rewriter = app.rewriter(config, queue, scanner, vault)
         image_roots = scoped_roots(config.paths.images, only)
         notes = list(vault.notes([only] if only else ()))
-        if only is None:
-            # Uploads start while the scan is still finding images: the workers wait for
-            # new work until intake is done, then finish what is left.
-            drain = _Drain(queue, uploader, config, on_outcome, clock)
-            scanner.on_queued = lambda _item: drain.item_queued()
-            drain.start()
-            try:
+        drain: _Drain | None = None
+        try:
+            if only is None:
+                # Uploads start while the scan is still finding images: the workers wait for
+                # new work until intake is done, then finish what is left.
+                drain = _Drain(queue, uploader, config, on_outcome, clock)
+                queued = drain.item_queued
+                scanner.on_queued = lambda _item: queued()
+                drain.start()
+                try:
+                    scan = _scan_settled(scanner, image_roots, config, clock)
+                    references = rewriter.index_notes(notes)
+                finally:
+                    drain.intake_done()
+            else:
+                # The scope is known only after intake: items under the path, or shown there.
                 scan = _scan_settled(scanner, image_roots, config, clock)
                 references = rewriter.index_notes(notes)
-            finally:
+                scope = queue.items_under(only)
+                drain = _Drain(queue, uploader, config, on_outcome, clock, only_ids=scope)
+                drain.start()
                 drain.intake_done()
-        else:
-            # The scope is known only after intake: items under the path, or shown there.
-            scan = _scan_settled(scanner, image_roots, config, clock)
-            references = rewriter.index_notes(notes)
-            scope = queue.items_under(only)
-            drain = _Drain(queue, uploader, config, on_outcome, clock, only_ids=scope)
-            drain.start()
-            drain.intake_done()
-        report = drain.join(scan)
+            report = drain.join(scan)
+        except BaseException:
+            # Ctrl-C: no new claims, and the uploads under way go back to pending now
+            # rather than showing "uploading" until the next run takes them back.
+            if drain is not None:
+                drain.drain.stop()
+            queue.release_claims_of(socket.gethostname(), os.getpid())
+            raise
         report.references = references
         if not report.offline:
             in_scope = set(notes)

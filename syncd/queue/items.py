@@ -209,6 +209,20 @@ class ItemsTable(FilesTable):
             (self._clock(),),
         )
 
+    def release_claims_of(self, host: str, pid: int) -> int:
+        """Every claim the process `pid` of this host holds, given back untried: pending,
+        due now, attempt not counted. For a run that is stopping (Ctrl-C) with uploads
+        under way, so that `status` does not show them uploading until the next run."""
+        prefix = f"{host}:{pid}:"  # every owner the process names (`owner_id`)
+        with self._write():
+            cursor = self._sql(
+                "UPDATE items SET state = 'pending', attempts = max(attempts - 1, 0), "
+                "lease_owner = NULL, lease_until = NULL, updated_at = ? "
+                "WHERE state = 'uploading' AND substr(lease_owner, 1, ?) = ?",
+                (self._clock(), len(prefix), prefix),
+            )
+            return int(cursor.rowcount)
+
     def _update_owned(
         self, item_id: int, owner: str, assignments: str, params: tuple[Any, ...]
     ) -> bool:

@@ -7,10 +7,12 @@ finishes the job; a wrong secret fails clearly and keeps everything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.delayproxy import DelayProxy
 from tests.support.images import png
 from tests.support.netcut import NetCut
 from tests.support.s3server import MotoServer
@@ -218,6 +221,55 @@ def test_sigkill_mid_run_then_rerun_finishes(
     assert code == 0, out
     assert out["queue"]["counts"]["uploaded"] == 120
     assert_remote_matches(setup, made)
+
+
+def test_ctrl_c_mid_run_gives_the_uploads_under_way_back_at_once(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """After Ctrl-C, `status` shows no upload "uploading" for a run that has ended."""
+    port = int(s3_server.url.rsplit(":", 1)[1])
+    with DelayProxy(port, rtt=0.4) as proxy:  # each request ~0.4 s: uploads stay in flight
+        setup = make_setup(tmp_path, s3_server, s3_bucket, endpoint=proxy.url)
+        made = add_images(setup.images, 30, size=20_000)
+        proc = subprocess.Popen(
+            [SYNCD, "--config", str(setup.config), "sync", "--once"],
+            env=setup.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        db = tmp_path / "state" / "queue.db"
+        deadline = time.monotonic() + 60
+        while _count(db, "uploading") == 0:  # poll-with-deadline: Ctrl-C mid-upload
+            assert proc.poll() is None and time.monotonic() < deadline, "no upload started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in err, err
+
+        code, status = setup.run_json("status")
+        counts = status["queue"]["counts"]
+        assert code == 1 and counts["uploading"] == 0 and counts["failed"] == 0
+        assert counts["pending"] + counts["uploaded"] == len(made) and counts["pending"] > 0
+        assert _count(db, "pending", "attempts > 0") == 0  # an interrupted try is not counted
+
+        code, out = setup.run_json("sync", "--once")
+    assert code == 0 and out["queue"]["counts"]["uploaded"] == len(made), out
+    assert_remote_matches(setup, made)
+
+
+def _count(db: Path, state: str, where: str = "1") -> int:
+    """Items in `state` (and `where`), read as `status` reads: the file, read-only."""
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        try:
+            row = con.execute(
+                f"SELECT count(*) FROM items WHERE state = ? AND {where}", (state,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # the schema is still being created
+            return 0
+    return int(row[0])
 
 
 def test_wrong_secret_fails_clearly_and_keeps_everything(
