@@ -666,3 +666,28 @@ def test_obsidian_markdown_link_formats_resolve(tmp_path: Path) -> None:
     assert note.read_text() == (
         f"shortest: ![]({v.url(data)})\nvault path: ![]({v.url(data)})\nmissing: ![](Nowhere.png)\n"
     )
+
+
+def test_rewrite_says_when_a_link_waits_for_its_upload_and_exits_1(tmp_path: Path) -> None:
+    """A note asked for again after gc deleted its image's object: `rewrite` queues the
+    image again but cannot give the URL yet; it says so and exits 1 (work left undone)."""
+    v = make_vault(tmp_path)
+    data = png(seed=77)
+    (v.vault / "attachments" / "a.png").write_bytes(data)
+    note = v.vault / "n.md"
+    note.write_text("![a](attachments/a.png)\n")
+    assert v.run("sync", "--once").returncode == 0
+    assert v.run("localize", "--all").returncode == 0
+    assert v.run("gc", "--grace-days", "0", "--delete", "--force").returncode == 0
+
+    proc = v.run("rewrite", str(note))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "nothing to rewrite yet" in proc.stdout
+    assert "1 link still local: its image is not uploaded yet" in proc.stdout
+    assert note.read_text() == "![a](attachments/a.png)\n"
+    code, out = v.run_json("rewrite", str(note))
+    assert code == 1 and out["links_waiting_for_upload"] == 1
+
+    assert v.run("sync", "--once").returncode == 0
+    assert v.run("rewrite").returncode == 0
+    assert note.read_text() == f"![a]({v.url(data)})\n"

@@ -58,6 +58,8 @@ def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
             if change is not None:
                 changes.append(change)
         pending = queue.pending_ref_count()
+        asked = [c for c in rewriter.vault.notes(only)] if only else []
+        waiting = 0 if args.dry_run else queue.refs_waiting_for_upload(asked)
     if args.json:
         print_json(
             {
@@ -73,6 +75,7 @@ def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
                     for c in changes
                 ],
                 "links_pending": pending,
+                "links_waiting_for_upload": waiting,
             }
         )
     else:
@@ -84,8 +87,14 @@ def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
             for problem in change.problems:
                 print(f"  {shown(problem)}")
         if not changes:
-            print("nothing to rewrite")
-    return EXIT_OK if pending == 0 or args.dry_run else EXIT_UNDONE
+            print("nothing to rewrite" + (" yet" if waiting else ""))
+        if waiting:
+            print(
+                f"{plural(waiting, 'link')} still local: {'its' if waiting == 1 else 'their'} "
+                "image is not uploaded yet (the daemon uploads it, or `syncd sync --once`; "
+                "`syncd items` says why one failed)"
+            )
+    return EXIT_OK if (pending == 0 and waiting == 0) or args.dry_run else EXIT_UNDONE
 
 
 def cmd_localize(args: argparse.Namespace, ctx: Invocation) -> int:
