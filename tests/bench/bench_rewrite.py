@@ -15,7 +15,7 @@ reported. Target: the scan <= 10x grep. The references found must be exactly the
 ones the generator wrote (outside code and comments), or the benchmark fails.
 
 A second line breaks the scan into its stages, each timed alone: walking the tree, reading
-the notes (`read_note`: realpath, read, UTF-8 decode, SHA-256), and parsing
+the notes (`read_note`: open, read, UTF-8 decode, SHA-256), and parsing
 (`find_image_refs` on texts already in memory, with the parser's throughput).
 
 A third line runs the index pass of a rescan as the daemon does it (`Scanner.scan(...,
