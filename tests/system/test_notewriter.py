@@ -18,6 +18,7 @@ from syncd.notes import notewriter
 from syncd.notes.notewriter import (
     NoteBusy,
     NoteChanged,
+    NoteError,
     read_note,
     remove_stale_temp_files,
     settle_leftovers,
@@ -272,3 +273,35 @@ def test_a_run_of_rewrites_holds_a_bounded_number_of_files_open(tmp_path: Path) 
     assert most - before <= notewriter.MAX_LEFTOVERS + 6
     assert all(n.read_text().endswith("rewritten\n") for n in notes)
     assert len(list(tmp_path.iterdir())) == len(notes)  # no replaced version left behind
+
+
+def test_read_note_through_links_and_odd_files(tmp_path: Path) -> None:
+    """What the note reader takes for the file holding a note: a note reached through a
+    linked folder is written where it was found; a note that is a link (or a chain of
+    them) is written through to its last target; anything else is a clear NoteError."""
+    real_folder = tmp_path / "real"
+    real_folder.mkdir()
+    (real_folder / "n.md").write_text("hello\n")
+    (tmp_path / "linked").symlink_to(real_folder)
+    through = read_note(tmp_path / "linked" / "n.md")
+    assert through.real_path == tmp_path / "linked" / "n.md" and through.text == "hello\n"
+
+    (tmp_path / "one.md").symlink_to(real_folder / "n.md")
+    (tmp_path / "two.md").symlink_to("one.md")  # relative, and a link to a link
+    chained = read_note(tmp_path / "two.md")
+    assert chained.real_path == real_folder / "n.md" and chained.text == "hello\n"
+    write_note(chained, "bye\n")
+    assert (tmp_path / "two.md").is_symlink() and (real_folder / "n.md").read_text() == "bye\n"
+
+    (tmp_path / "dangling.md").symlink_to(tmp_path / "gone.md")
+    with pytest.raises(NoteError, match="No such file or directory"):
+        read_note(tmp_path / "dangling.md")
+    os.mkfifo(tmp_path / "fifo.md")
+    with pytest.raises(NoteError, match="not a regular file"):
+        read_note(tmp_path / "fifo.md")  # and it does not block
+    (tmp_path / "folder.md").mkdir()
+    with pytest.raises(NoteError, match="not a regular file"):
+        read_note(tmp_path / "folder.md")
+    (tmp_path / "loop.md").symlink_to("loop.md")
+    with pytest.raises(NoteError, match="cannot read"):
+        read_note(tmp_path / "loop.md")
