@@ -98,7 +98,6 @@ class _Indexed:
     unresolved: int  # local links that resolve to no file (yet)
     missing: set[str]  # the file names they wait for
     count: int  # references recorded
-    shown: frozenset[str] = frozenset()  # every image reference's text, web ones too
 
 
 @dataclass(frozen=True)
@@ -281,16 +280,12 @@ class Rewriter(Localizing):
             if original not in recorded:
                 recorded[original] = NewRef(original, ref.syntax.value, image, item_id)
             count += 1
-        shown = frozenset(snap.text[ref.start : ref.end] for ref in refs)
-        return _Indexed(note, list(recorded.values()), stat, unresolved, missing, count, shown)
+        return _Indexed(note, list(recorded.values()), stat, unresolved, missing, count)
 
     def _record(self, found: list[_Indexed]) -> None:
         """Record what indexing found, in one transaction for all the notes: a save must
         not cost a commit per link, nor a rescan a commit per note."""
-        self.queue.record_notes_refs(
-            [(f.note, f.refs, f.stat, f.unresolved) for f in found],
-            {f.note: f.shown for f in found},
-        )
+        self.queue.record_notes_refs([(f.note, f.refs, f.stat, f.unresolved) for f in found])
         for f in found:
             self._remember_missing(f.note, f.missing)
 

@@ -4,7 +4,7 @@ undone) and the notes' stat cache, so an unchanged note is not read again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,7 @@ class RefsTable(ItemsTable):
         and the notes' stat cache entry (`unresolved` local links left open)."""
         self.record_notes_refs([(note, list(refs), stat, unresolved)])
 
-    def record_notes_refs(
-        self, found: Sequence[NoteRefs], shown: Mapping[Path, Collection[str]] | None = None
-    ) -> None:
+    def record_notes_refs(self, found: Sequence[NoteRefs]) -> None:
         """`record_note_refs` for many notes in one transaction (the index pass of a
         rescan: a first start on a big vault would otherwise commit once per note).
 
@@ -66,9 +64,7 @@ class RefsTable(ItemsTable):
         before the write lock; a change in between (intake moving a pending reference to
         an edited image's new content) is newer than what this pass parsed, so it is kept.
         A removed item (gc deleted its object) that a pending reference shows is queued
-        again: the note will need its object. `shown`: every image reference text each
-        note shows now (web images too, whose links adopt records); a pending reference of
-        a note in it whose text is gone and that was never rewritten is forgotten."""
+        again: the note will need its object."""
         plans = []
         for note, refs, stat, unresolved in found:
             known = {r.original: r for r in self.refs_of_note(note)} if refs else {}
@@ -85,22 +81,21 @@ class RefsTable(ItemsTable):
                     reopened.append(ref.original)
                     if rec.item_id != ref.item_id:
                         changed.append(ref)  # and the image was edited since
-            texts = None if shown is None or note not in shown else json.dumps(list(shown[note]))
-            plans.append((note, changed, reopened, shown_again, texts, stat, unresolved))
+            shown = json.dumps([r.original for r in refs])
+            plans.append((note, changed, reopened, shown_again, shown, stat, unresolved))
         with self._write():
             now = self._clock()
-            for note, changed, reopened, shown_again, texts, stat, unresolved in plans:
+            for note, changed, reopened, shown_again, shown, stat, unresolved in plans:
                 where = db_path(note)
                 # A local link deleted from the note before it was ever rewritten: nothing
                 # to remember (it kept its object from gc, and the note counted as waiting
                 # for a rewrite, for good). A pending reference that was rewritten before
                 # (an edited image moving its note to the new URL) is found by its URL.
-                if texts is not None:
-                    self._sql(
-                        "DELETE FROM refs WHERE note = ? AND state = 'pending' AND rewritten "
-                        "IS NULL AND original NOT IN (SELECT value FROM json_each(?))",
-                        (where, texts),
-                    )
+                self._sql(
+                    "DELETE FROM refs WHERE note = ? AND state = 'pending' AND rewritten IS NULL "
+                    "AND original NOT IN (SELECT value FROM json_each(?))",
+                    (where, shown),
+                )
                 if reopened:
                     # An editor's older buffer, a checkout or a restored backup put the
                     # local link back where syncd had rewritten it: rewrite it again.

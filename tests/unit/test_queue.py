@@ -451,19 +451,12 @@ def test_a_local_link_deleted_before_its_upload_is_forgotten_a_rewritten_one_kep
     rewritten = next(r for r in queue.refs_of_note(note) if r.original == refs[2].original)
     queue.set_ref_state([rewritten.id], RefState.REWRITTEN)
 
-    web = "![](https://example.com/adopted.png)"  # a web image adopt recorded
-    queue.record_ref(note, web, "inline", Path("/v/adopted.png"), items[1])
-    shown = {note: [refs[0].original, web]}  # every image reference the note shows now
-    queue.record_notes_refs([(note, [refs[0]], FileStat(2, 2, 1), 0)], shown)
+    queue.record_note_refs(note, [refs[0]], FileStat(2, 2, 1), 0)
     kept = {r.original: r.state for r in queue.refs_of_note(note)}
-    assert kept == {
-        refs[0].original: RefState.PENDING,
-        web: RefState.PENDING,
-        refs[2].original: RefState.REWRITTEN,
-    }
-    assert queue.refs_waiting_for_upload([note]) == 2
+    assert kept == {refs[0].original: RefState.PENDING, refs[2].original: RefState.REWRITTEN}
+    assert queue.refs_waiting_for_upload([note]) == 1
 
-    queue.record_notes_refs([(note, [], FileStat(3, 3, 1), 0)], {note: []})  # all deleted
+    queue.record_note_refs(note, [], FileStat(3, 3, 1), 0)  # every link deleted
     assert [r.original for r in queue.refs_of_note(note)] == [refs[2].original]
     assert queue.refs_waiting_for_upload() == 0
 
