@@ -81,21 +81,11 @@ class RefsTable(ItemsTable):
                     reopened.append(ref.original)
                     if rec.item_id != ref.item_id:
                         changed.append(ref)  # and the image was edited since
-            shown = json.dumps([r.original for r in refs])
-            plans.append((note, changed, reopened, shown_again, shown, stat, unresolved))
+            plans.append((note, changed, reopened, shown_again, stat, unresolved))
         with self._write():
             now = self._clock()
-            for note, changed, reopened, shown_again, shown, stat, unresolved in plans:
+            for note, changed, reopened, shown_again, stat, unresolved in plans:
                 where = db_path(note)
-                # A local link deleted from the note before it was ever rewritten: nothing
-                # to remember (it kept its object from gc, and the note counted as waiting
-                # for a rewrite, for good). A pending reference that was rewritten before
-                # (an edited image moving its note to the new URL) is found by its URL.
-                self._sql(
-                    "DELETE FROM refs WHERE note = ? AND state = 'pending' AND rewritten IS NULL "
-                    "AND original NOT IN (SELECT value FROM json_each(?))",
-                    (where, shown),
-                )
                 if reopened:
                     # An editor's older buffer, a checkout or a restored backup put the
                     # local link back where syncd had rewritten it: rewrite it again.

@@ -435,32 +435,6 @@ def test_indexing_a_note_again_writes_only_the_references_that_changed(
     }
 
 
-def test_a_local_link_deleted_before_its_upload_is_forgotten_a_rewritten_one_kept(
-    queue: UploadQueue,
-) -> None:
-    """The person deleted a pasted image's link before it was uploaded: the note waits
-    for no rewrite of it any more, and the image's object is not kept from gc for it. A
-    rewritten link the note no longer shows stays recorded (localize and gc read it)."""
-    items = [add(queue, f"{n}.png", f"{n}" * 64) for n in range(1, 4)]
-    note = Path("/v/n.md")
-    refs = [
-        NewRef(f"![](a{n}.png)", "inline", Path(f"/v/a{n}.png"), item)
-        for n, item in enumerate(items)
-    ]
-    queue.record_note_refs(note, refs, FileStat(1, 1, 1), 0)
-    rewritten = next(r for r in queue.refs_of_note(note) if r.original == refs[2].original)
-    queue.set_ref_state([rewritten.id], RefState.REWRITTEN)
-
-    queue.record_note_refs(note, [refs[0]], FileStat(2, 2, 1), 0)
-    kept = {r.original: r.state for r in queue.refs_of_note(note)}
-    assert kept == {refs[0].original: RefState.PENDING, refs[2].original: RefState.REWRITTEN}
-    assert queue.refs_waiting_for_upload([note]) == 1
-
-    queue.record_note_refs(note, [], FileStat(3, 3, 1), 0)  # every link deleted
-    assert [r.original for r in queue.refs_of_note(note)] == [refs[2].original]
-    assert queue.refs_waiting_for_upload() == 0
-
-
 def test_a_rewritten_link_seen_again_is_pending_again_with_the_new_content(
     queue: UploadQueue,
 ) -> None:
