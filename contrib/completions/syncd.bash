@@ -116,7 +116,7 @@ _syncd() {
                 *) return ;;
             esac
             ;;
-        gc) opts="--delete --force --grace-days" ;;
+        gc) opts="--delete --force --shared --grace-days" ;;
         verify) opts="--repair" ;;
         rewrite) opts="--dry-run" notes=1 ;;
         localize) opts="--all --dry-run" notes=1 ;;

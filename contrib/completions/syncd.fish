@@ -107,6 +107,7 @@ complete -c syncd -n '__syncd_at remote index' -l page-size -x -d 'objects per p
 complete -c syncd -n '__syncd_at install-service' -l instance -x -d 'syncd@NAME for ~/.config/syncd/NAME.toml'
 complete -c syncd -n '__syncd_at gc' -l delete -d 'delete them (default: only list)'
 complete -c syncd -n '__syncd_at gc' -l force -d 'even if more than half would go'
+complete -c syncd -n '__syncd_at gc' -l shared -d 'even if another syncd queue uploads under this prefix (its objects stay)'
 complete -c syncd -n '__syncd_at gc' -l grace-days -x -d 'keep younger objects (30 days)'
 
 # verify

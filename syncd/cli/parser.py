@@ -249,6 +249,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     gc.add_argument("--delete", action="store_true", help="delete them (default: only list)")
     gc.add_argument("--force", action="store_true", help="even if more than half would go")
     gc.add_argument(
+        "--shared",
+        action="store_true",
+        help="even if another syncd queue uploads under this prefix (its objects stay)",
+    )
+    gc.add_argument(
         "--grace-days",
         type=_grace_days,
         default=30.0,

@@ -110,12 +110,13 @@ class RemoteTable(RefsTable):
         return {key for (key,) in rows}
 
     def own_key_shas(self) -> dict[str, str]:
-        """Every key this queue ever uploaded to (whatever the item's state now), with the
-        hash of the bytes it sent there; in one query (gc asks it for a whole bucket). For
-        a key of several items, the first item's."""
+        """Every key of an item this queue uploaded (and gc has not deleted since), with
+        the hash of the bytes it sent there; in one query (gc asks it for a whole bucket).
+        For a key of several items, the first item's. A removed item's key is not this
+        queue's any more: what is there now, another queue put there."""
         rows = self._sql(
             "SELECT remote_key, COALESCE(object_sha256, sha256) FROM items "
-            "WHERE remote_key IS NOT NULL ORDER BY id DESC"
+            "WHERE remote_key IS NOT NULL AND state = 'uploaded' ORDER BY id DESC"
         )
         return dict(rows)
 

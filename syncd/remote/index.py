@@ -7,14 +7,19 @@ and never counts an object twice; objects gone from the bucket leave the index w
 listing completes.
 
 `plan_gc` / `collect_garbage`: objects under the prefix that no note references any
-more and that are older than a grace period. Only objects syncd wrote are candidates:
-a key of one of the queue's items, or a key the key template can render whose stored
-SHA-256 (`x-amz-meta-sha256`, the local backend's sidecar) is the hash in the key. Any
-other object is foreign: counted, never listed as an orphan, never deleted, whatever
-the flags. Nothing is deleted without `delete=True`; never more than half of syncd's
-objects without `force=True`; the notes are read again right before deleting, and the
-queue is asked once more per object, in the same transaction that marks its items
-`removed` (so no note gets their URL any more, and a later reference uploads them again).
+more and that are older than a grace period. Only objects this queue uploaded are
+candidates: a key of one of its uploaded items, holding the hash the queue sent there.
+Any other object is left alone, whatever the flags, and counted: foreign (another tool
+wrote it: a key the template cannot render, or no or another stored SHA-256), or another
+queue's (a key of the template whose stored SHA-256, `x-amz-meta-sha256` or the local
+backend's sidecar, is the hash in the key: another vault sharing the bucket, or this one
+before its state folder was lost). While another queue's objects are there, deleting
+needs `shared=True`: two vaults that upload the same image share its key, and the other
+vault's notes cannot be read from here. Nothing is deleted without `delete=True`; never
+more than half of syncd's objects without `force=True`; the notes are read again right
+before deleting, and the queue is asked once more per object, in the same transaction
+that marks its items `removed` (so no note gets their URL any more, and a later
+reference uploads them again).
 
 Planning asks the store nothing about a key the queue uploaded to when the key holds
 the hash of the bytes the queue sent there: a bucket of a million of syncd's objects is
@@ -152,10 +157,8 @@ class GcPlan:
     # Written by syncd, but not uploaded from this queue (another vault's): left alone.
     not_this_queue: int = 0
     orphan_sha: dict[str, str | None] = field(default_factory=dict)
-    # For the check with the store before each delete: the template keys were planned
-    # with, and which orphans are keys the queue uploaded to.
+    # For the check with the store before each delete: the template keys were planned with.
     template: KeyTemplate = field(default_factory=lambda: KeyTemplate(DEFAULT_KEY_TEMPLATE))
-    own_orphans: set[str] = field(default_factory=set)
 
     @property
     def ours(self) -> int:
@@ -225,8 +228,6 @@ def plan_gc(
         if owner is Ownership.OURS:
             plan.orphans.append(obj)
             plan.orphan_sha[obj.key] = sha
-            if own_sha is not None:
-                plan.own_orphans.add(obj.key)
         elif owner is Ownership.FOREIGN:
             plan.foreign += 1
         else:
@@ -242,19 +243,21 @@ def collect_garbage(
     log_dir: Path,
     *,
     force: bool = False,
+    shared: bool = False,
 ) -> GcResult:
     """Delete the plan's orphans, after the guard and a fresh look at the notes; each one
     only once the store says, right then, that syncd wrote it (`ownership`)."""
     result = GcResult(plan)
     if not plan.orphans:
         return result
-    if plan.not_this_queue and not force:
+    if plan.not_this_queue and not shared:
         raise GcRefused(
-            f"{plan.not_this_queue} of the objects under this prefix came from another "
-            "syncd queue (another vault sharing the bucket, or an earlier queue of this one): an "
-            "image that vault also shows may have been uploaded by this one, and its notes "
-            "cannot be read from here. Give each vault its own storage.prefix, or add --force "
-            "to delete this vault's orphans anyway (the other queue's objects are never deleted)"
+            f"{plan.not_this_queue} of the objects under this prefix were uploaded by another "
+            "syncd queue (another vault sharing the bucket, or this one before its state "
+            "folder was lost): two vaults that upload the same image share its key, and the "
+            "other vault's notes cannot be read from here. Give each vault its own "
+            "storage.prefix, or add --shared to delete this vault's orphans anyway (the other "
+            "queue's own uploads are never deleted)"
         )
     if len(plan.orphans) * 2 > plan.ours and not force:
         raise GcRefused(
@@ -274,9 +277,7 @@ def collect_garbage(
             if obj.key in in_use:
                 result.kept_after_recheck.append(obj.key)
                 continue
-            owner, _ = ownership(
-                obj.key, storage, plan.template, sha, own_key=obj.key in plan.own_orphans
-            )
+            owner, _ = ownership(obj.key, storage, plan.template, sha, own_key=True)
             if owner is not Ownership.OURS:
                 gone = owner is Ownership.GONE
                 (result.gone if gone else result.foreign_after_recheck).append(obj.key)

@@ -175,11 +175,29 @@ def test_gc_never_deletes_what_another_vault_sharing_the_bucket_uploaded(
     assert "storage.prefix" in proc.stderr and "Traceback" not in proc.stderr
     assert bucket_keys() == {shown, orphan, y_key}
 
-    code, done = syncd(x_config, env, "gc", "--grace-days", "0", "--delete", "--force")
+    code, done = syncd(x_config, env, "gc", "--grace-days", "0", "--delete", "--shared")
     assert code == 0 and done["deleted"] == [orphan]
     assert bucket_keys() == {shown, y_key}
     code, _ = syncd(y_config, env, "verify")
     assert code == 0  # vault Y's note still shows an object that is there
+
+    # Y pastes the image X's gc deleted: Y uploads it again, to the same key. X's record of
+    # that key is X's deleted upload: the object there now is Y's, and stays.
+    pasted = (tmp_path / "x" / "vault" / "pasted").iterdir()
+    same = next(
+        p.read_bytes() for p in pasted if hashlib.sha256(p.read_bytes()).hexdigest() in orphan
+    )
+    (tmp_path / "y" / "vault" / "pasted" / "same.png").write_bytes(same)
+    again = subprocess.run(
+        [SYNCD, "--config", str(y_config), "sync", "--once"], capture_output=True, env=env
+    )
+    assert again.returncode == 0 and bucket_keys() == {shown, y_key, orphan}
+    (tmp_path / "y" / "vault" / "y.md").write_text(f"![y]({BASE}/{y_key})\n![a]({BASE}/{orphan})\n")
+    code, plan = syncd(x_config, env, "gc", "--grace-days", "0")
+    assert code == 0 and plan["orphans"] == [] and plan["not_this_queue"] == 2
+    code, done = syncd(x_config, env, "gc", "--grace-days", "0", "--delete", "--shared")
+    assert code == 0 and done["deleted"] == [] and bucket_keys() == {shown, y_key, orphan}
+    assert syncd(y_config, env, "verify")[0] == 0
 
 
 def test_a_reference_added_during_gc_keeps_its_object(

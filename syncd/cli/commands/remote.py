@@ -97,7 +97,13 @@ def cmd_gc(args: argparse.Namespace, ctx: Invocation) -> int:
         result = None
         if args.delete:
             result = collect_garbage(
-                plan, queue, vault, storage, config.paths.state_dir / "gc", force=args.force
+                plan,
+                queue,
+                vault,
+                storage,
+                config.paths.state_dir / "gc",
+                force=args.force,
+                shared=args.shared,
             )
         storage.close()
     if args.json:
