@@ -236,17 +236,17 @@ class RefsTable(ItemsTable):
         ).fetchone()
         return int(n)
 
-    def refs_waiting_for_upload(self, notes: Sequence[Path] = ()) -> int:
-        """Local links (of `notes`, or of every note) whose image is not uploaded yet:
+    def refs_waiting_for_upload(self, note: Path | None = None) -> int:
+        """Local links (of `note`, or of every note) whose image is not uploaded yet:
         pending, uploading, or failed. A rewrite can do nothing for them now."""
         sql = (
             "SELECT COUNT(*) FROM refs CROSS JOIN items ON items.id = refs.item_id "
             "WHERE refs.state = 'pending' AND items.state IN ('pending', 'uploading', 'failed')"
         )
-        params: tuple[str, ...] = ()
-        if notes:
-            sql += f" AND refs.note IN ({', '.join('?' * len(notes))})"
-            params = tuple(str(n) for n in notes)
+        params: tuple[Any, ...] = ()
+        if note is not None:
+            sql += " AND refs.note = ?"
+            params = (db_path(note),)
         (n,) = self._sql(sql, params).fetchone()
         return int(n)
 

@@ -687,6 +687,16 @@ def test_rewrite_says_when_a_link_waits_for_its_upload_and_exits_1(tmp_path: Pat
     assert note.read_text() == "![a](attachments/a.png)\n"
     code, out = v.run_json("rewrite", str(note))
     assert code == 1 and out["links_waiting_for_upload"] == 1
+    # Asked about other notes, it speaks of those alone (here: none, and a name that is
+    # not UTF-8), whatever waits elsewhere.
+    (v.vault / "empty").mkdir()
+    latin = v.vault / "latin1"
+    latin.mkdir()
+    (latin / os.fsdecode(b"caf\xe9.md")).write_text("![b](../attachments/b.png)\n")
+    for asked in (v.vault / "empty", latin):
+        other = v.run("rewrite", str(asked))
+        assert other.returncode == 0 and "still local" not in other.stdout, other.stderr
+        assert "Traceback" not in other.stderr
 
     assert v.run("sync", "--once").returncode == 0
     assert v.run("rewrite").returncode == 0

@@ -49,7 +49,9 @@ def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
     with UploadQueue(config.queue_path) as queue:
         rewriter = _rewriter(config, queue)
         only = _note_args(args.notes)
+        asked: list[Path] = []
         for note in rewriter.vault.notes(only):
+            asked.append(note)
             if not args.dry_run:
                 rewriter.index_note(note)
                 if only:  # asked by name: links left local by `localize` go back too
@@ -58,8 +60,12 @@ def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
             if change is not None:
                 changes.append(change)
         pending = queue.pending_ref_count()
-        asked = [c for c in rewriter.vault.notes(only)] if only else []
-        waiting = 0 if args.dry_run else queue.refs_waiting_for_upload(asked)
+        if args.dry_run:
+            waiting = 0
+        elif only:
+            waiting = sum(queue.refs_waiting_for_upload(note) for note in asked)
+        else:
+            waiting = queue.refs_waiting_for_upload()
     if args.json:
         print_json(
             {
@@ -92,7 +98,7 @@ def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
             print(
                 f"{plural(waiting, 'link')} still local: {'its' if waiting == 1 else 'their'} "
                 "image is not uploaded yet (the daemon uploads it, or `syncd sync --once`; "
-                "`syncd items` says why one failed)"
+                "a failed upload waits for `syncd retry`, `syncd items --state failed` says why)"
             )
     return EXIT_OK if (pending == 0 and waiting == 0) or args.dry_run else EXIT_UNDONE
 
