@@ -42,6 +42,9 @@ from syncd.upload.uploader import LeaseKeeper, Outcome, Result, Uploader
 log = logging.getLogger(__name__)
 
 _SETTLE_WAIT_LIMIT = 30.0
+# How long an interrupted run waits for its workers (a claim being written takes ms; an
+# upload under way is not waited for).
+_STOP_GRACE = 0.5
 
 
 @dataclass
@@ -116,11 +119,11 @@ def sync_once(
                 drain.intake_done()
             report = drain.join(scan)
         except BaseException:
-            # Ctrl-C: no new claims, and the uploads under way go back to pending now
-            # rather than showing "uploading" until the next run takes them back.
+            # Ctrl-C: no new claims, and the uploads under way go back to pending now.
             if drain is not None:
-                drain.drain.stop()
-            queue.release_claims_of(socket.gethostname(), os.getpid())
+                drain.stop()
+            else:
+                queue.release_claims_of(socket.gethostname(), os.getpid())
             raise
         report.references = references
         if not report.offline:
@@ -202,6 +205,7 @@ class _Drain:
         self._lock = threading.Lock()
         self._intake_done = False
         self._broken = False  # the queue could not record: stop claiming
+        self._stopped = False  # interrupted: a claim that lands now is given back at once
         # A claim is a write transaction, and every worker that finishes an upload tries
         # one: once a claim has found the queue empty (`_dry`), only items intake queues
         # can be claimed in this run, so a claim asks the queue only with one of their
@@ -274,7 +278,21 @@ class _Drain:
                 # A claim begun before intake ended may have looked before the last
                 # items were made pending: only a later one may say there are none.
                 self._dry = self._dry or looks == self._looks
+        elif self._stopped:
+            # The run was interrupted while this claim was being written, maybe after
+            # `stop` gave the run's claims back: give this one back too.
+            self.queue.release(item.id, owner)
+            return None
         return item
+
+    def stop(self) -> None:
+        """The run is interrupted (Ctrl-C): no more claims, and its claims given back
+        (pending again, the interrupted try not counted), so that `status` does not show
+        them uploading until the next run. Uploads under way are not waited for."""
+        self._stopped = True
+        self.drain.stop()
+        self.drain.join(time.monotonic() + _STOP_GRACE)  # a claim being written lands
+        self.queue.release_claims_of(socket.gethostname(), os.getpid())
 
     def upload(self, item: UploadItem, owner: str) -> Outcome:
         outcome = self.uploader.process(item, owner)

@@ -210,8 +210,8 @@ class ItemsTable(FilesTable):
         )
 
     def release_claims_of(self, host: str, pid: int) -> int:
-        """Every claim the process `pid` of this host holds, given back untried: pending,
-        due now, attempt not counted. For a run that is stopping (Ctrl-C) with uploads
+        """Every claim the process `pid` of this host holds, given back untried: pending
+        again, the attempt not counted. For a run that is stopping (Ctrl-C) with uploads
         under way, so that `status` does not show them uploading until the next run."""
         prefix = f"{host}:{pid}:"  # every owner the process names (`owner_id`)
         with self._write():
