@@ -152,7 +152,7 @@ class Daemon(DaemonIntake, DaemonUploads):
         """Run until SIGTERM/SIGINT. Returns the exit code."""
         self._route_uncaught_errors()
         self._install_signals()
-        with state_lock(self.config.paths.state_dir):
+        with state_lock(self.config.paths.state_dir, self.config.instance.unit):
             self._build(self.config)
             try:
                 # The socket answers during the (possibly long) first reconcile too.

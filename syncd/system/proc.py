@@ -23,8 +23,10 @@ from syncd.errors import DaemonRunning, StateDirError
 
 
 @contextlib.contextmanager
-def state_lock(state_dir: Path) -> Iterator[None]:
-    """Hold `daemon.lock` in the state folder for as long as the daemon runs."""
+def state_lock(state_dir: Path, holder: str = "") -> Iterator[None]:
+    """Hold `daemon.lock` in the state folder for as long as the daemon runs. The lock
+    file says who holds it: the pid, then `holder` (the instance's unit name), so that
+    a command of another config sharing this state folder can tell it is not its own."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except FileExistsError:
@@ -40,14 +42,15 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            text = os.pread(fd, 256, 0).decode(errors="replace").split()
             raise DaemonRunning(
-                f"a syncd daemon (pid {holder}) already runs on {state_dir}; "
+                f"a syncd daemon (pid {text[0] if text else '?'}"
+                f"{', ' + text[1] if len(text) > 1 else ''}) already runs on {state_dir}; "
                 "stop it first (`syncd stop` or `systemctl --user stop syncd`)"
             ) from None
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, f"{os.getpid()}\n{holder}\n".encode(), 0)
         except OSError as exc:
             raise _unusable(state_dir, f"cannot be written ({exc.strerror})", _WRITABLE) from None
         yield
@@ -67,6 +70,13 @@ def _unusable(state_dir: Path, what: str, first_fix: str = "") -> StateDirError:
 
 def running_daemon_pid(state_dir: Path) -> int | None:
     """The pid of the daemon holding `state_dir`'s lock, or None if none runs."""
+    found = running_daemon(state_dir)
+    return None if found is None else found[0]
+
+
+def running_daemon(state_dir: Path) -> tuple[int, str] | None:
+    """(pid, holder) of the daemon holding `state_dir`'s lock, or None if none runs. The
+    pid is -1 if unreadable; the holder is "" from a daemon that did not name itself."""
     path = state_dir / "daemon.lock"
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -75,8 +85,9 @@ def running_daemon_pid(state_dir: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
+        lines = os.pread(fd, 256, 0).decode(errors="replace").split("\n")
+        pid = lines[0].strip()
+        return (int(pid) if pid.isdigit() else -1), (lines[1].strip() if len(lines) > 1 else "")
     finally:
         os.close(fd)  # closing drops our shared lock if we got it
     return None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemonproc import SYNCD
+from tests.support.daemonproc import SYNCD, DaemonProcess
 
 
 def write_config(root: Path, state_dir: Path | str) -> Path:
@@ -103,3 +103,38 @@ def test_run_with_a_state_folder_it_cannot_create_says_so_in_one_line(tmp_path: 
     assert line.endswith(
         "point paths.state_dir in the config at a folder syncd can create and write"
     )
+
+
+def test_two_configs_sharing_a_state_folder_never_stop_each_others_daemon(
+    tmp_path: Path,
+) -> None:
+    """Config B names the state folder config A's running daemon holds: `start` and
+    `stop` of B are config errors naming B's file and key (B's `stop` used to stop A's
+    daemon), and A's daemon runs on."""
+    shared = tmp_path / "shared-state"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config_a = write_config(tmp_path / "a", shared)
+    config_b = write_config(tmp_path / "b", shared)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    daemon = DaemonProcess(config_a, DaemonProcess.base_env(XDG_RUNTIME_DIR=str(runtime)), tmp_path)
+    daemon.start()
+    try:
+        env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+        for command in ("stop", "start"):
+            proc = subprocess.run(
+                [SYNCD, "--config", str(config_b), command],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert proc.returncode == 78, (command, proc.stdout, proc.stderr)
+            assert str(config_b) in proc.stderr and "paths.state_dir" in proc.stderr
+            assert "in use by the daemon of another config" in proc.stderr
+            assert "Traceback" not in proc.stderr
+        assert daemon.proc is not None and daemon.proc.poll() is None, "A's daemon was stopped"
+    finally:
+        code = daemon.stop()
+    assert code == 0

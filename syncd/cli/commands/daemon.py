@@ -18,7 +18,7 @@ from syncd.cli.context import Invocation
 from syncd.cli.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNDONE
 from syncd.cli.output import print_json, shown
 from syncd.config import state_dir_of
-from syncd.errors import ConfigError, UsageError
+from syncd.errors import ConfigError, ConfigProblem, UsageError
 from syncd.system.logs import setup_logging
 
 _STOP_WAIT = 120.0  # in-flight uploads may finish first
@@ -45,11 +45,27 @@ def _state_dir(ctx: Invocation) -> Path:
         return state_dir_of(ctx.config_path, ctx.env)
 
 
-def _running_pid(state_dir: Path) -> int | None:
+def _running_pid(state_dir: Path, ctx: Invocation | None = None) -> int | None:
     """The pid of this state folder's daemon: from `syncd start`'s pid file, or the
-    holder of the daemon's own lock (a `syncd run`, under systemd or in a terminal)."""
-    from syncd.system.proc import pid_alive, running_daemon_pid
+    holder of the daemon's own lock (a `syncd run`, under systemd or in a terminal).
+    With `ctx`, a daemon of another config sharing the state folder is an error: that
+    daemon is not this config's to report on, or to stop."""
+    from syncd.system.proc import pid_alive, running_daemon, running_daemon_pid
 
+    if ctx is not None:
+        found = running_daemon(state_dir)
+        if found is not None and found[1] and found[1] != ctx.instance.unit:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        str(ctx.config_path),
+                        "paths.state_dir",
+                        f"{state_dir} is in use by the daemon of another config "
+                        f"({found[1]}, pid {found[0]}): two configs cannot share a state folder",
+                        "point state_dir at a folder of this config's own (or leave it out)",
+                    )
+                ]
+            )
     try:
         pid = int((state_dir / "syncd.pid").read_text().strip())
     except (OSError, ValueError):
@@ -69,7 +85,7 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
 
     config = ctx.config(store=True)  # problems are reported here, before detaching (exit 78)
     state = config.paths.state_dir
-    pid = _running_pid(state)
+    pid = _running_pid(state, ctx)
     if pid is not None:
         print(f"syncd is already running (pid {pid})")
         return EXIT_OK
@@ -99,7 +115,7 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
 
 def cmd_stop(args: argparse.Namespace, ctx: Invocation) -> int:
     state = _state_dir(ctx)
-    pid = _running_pid(state)
+    pid = _running_pid(state, ctx)
     if pid is None:
         print(f"syncd is not running ({ctx.instance.label})")
         return EXIT_OK
