@@ -75,6 +75,15 @@ class QueueDB:
                 raise QueueError(
                     f"cannot create the state folder {path.parent}: {exc.strerror}"
                 ) from None
+            try:
+                # Created for this user alone whatever the umask or the folder's mode (a
+                # state folder the user made may be world-readable): it names every note
+                # and image. SQLite gives its -wal and -shm files the database's mode.
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise QueueError(f"cannot create the queue {path}: {exc.strerror}") from None
             pragmas.update({"journal_mode": "wal", "synchronous": synchronous})
             self._db = peewee.SqliteDatabase(
                 str(path), pragmas=pragmas, timeout=busy_timeout, lock_type="IMMEDIATE"

@@ -6,12 +6,14 @@ unwritable folders are ones the kernel refuses (sysfs)."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemonproc import SYNCD, DaemonProcess
+from tests.support.images import png
 
 
 def write_config(root: Path, state_dir: Path | str) -> Path:
@@ -138,3 +140,28 @@ def test_two_configs_sharing_a_state_folder_never_stop_each_others_daemon(
     finally:
         code = daemon.stop()
     assert code == 0
+
+
+def test_the_queue_is_this_users_alone_in_a_state_folder_anyone_may_read(
+    tmp_path: Path,
+) -> None:
+    """A state folder the user made (mode 0755) and a umask of 022: the queue, which
+    names every note and image, and its write-ahead files are still mode 0600."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    config = write_config(tmp_path, state)
+    (tmp_path / "vault" / "a.png").write_bytes(png(seed=3))
+    (tmp_path / "vault" / "n.md").write_text("![a](a.png)\n")
+    proc = subprocess.run(
+        [SYNCD, "--config", str(config), "sync", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        umask=0o022,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    made = sorted(p.name for p in state.iterdir() if p.name.startswith("queue.db"))
+    assert "queue.db" in made
+    modes = {name: stat.S_IMODE((state / name).stat().st_mode) for name in made}
+    assert set(modes.values()) == {0o600}, modes

@@ -96,7 +96,9 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
     log_path = state / "syncd.log"
     print(f"syncd: starting in the background ({ctx.instance.label}); log: {log_path}")
     sys.stdout.flush()
-    log_file = log_path.open("a", encoding="utf-8")
+    # This user's alone, as the queue: the log names notes and images.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    log_file = open(os.open(log_path, flags, 0o600), "a", encoding="utf-8")  # noqa: SIM115
     with daemon.DaemonContext(
         pidfile=pidfile,
         stdout=log_file,
