@@ -39,6 +39,8 @@ DROPIN_NAME = "50-install.conf"
 CommandRunner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
 _NO_SYSTEMD_FIX = "start syncd with `syncd start` instead"
+# What PrivateTmp= replaces with folders of the unit's own.
+_HOST_TMP = (Path("/tmp"), Path("/var/tmp"))
 
 
 class ServiceError(SyncdError):
@@ -81,6 +83,7 @@ def render_unit(
     template: str | None = None,
     credentials: Sequence[str] = (),
     cache_home: Path | None = None,
+    read_paths: Sequence[Path] = (),
 ) -> str:
     """The shipped unit with this installation's paths filled in.
 
@@ -94,11 +97,13 @@ def render_unit(
     it, so that it fills the cache this shell's `syncd pull` and `localize` use; its
     `syncd` folder is created before the start and made writable. `config_path`, if
     given, is passed to `syncd run --config`. `credentials` are lines such as
-    `LoadCredential=…` that hand the unit its secrets. Paths are quoted and escaped for
-    systemd (spaces, `%`, `$`).
+    `LoadCredential=…` that hand the unit its secrets. `read_paths` are the folders
+    syncd only reads (the image folders): with any folder it uses under /tmp or /var/tmp,
+    the unit keeps the host's /tmp (PrivateTmp=no), or the daemon would see an empty one.
+    Paths are quoted and escaped for systemd (spaces, `%`, `$`).
     """
     syncd_path = _absolute(syncd_path, "the syncd executable")
-    folders = _Folders.of(vault_paths, state_dir, cache_home)
+    folders = _Folders.of(vault_paths, state_dir, cache_home, read_paths)
 
     exec_start = [_exec_word(syncd_path, command=True), "run"]
     if config_path is not None:
@@ -108,6 +113,8 @@ def render_unit(
         "ExecStartPre": folders.mkdir(),
         "ReadWritePaths": folders.writable(),
     }
+    if folders.in_tmp:
+        replacements["PrivateTmp"] = "no"  # systemd reads no comment after a value
     text = _replaced(unit_template() if template is None else template, replacements)
     if folders.environment:
         text = _before_install(text, "the object cache this shell uses", folders.environment)
@@ -132,11 +139,13 @@ def render_dropin(
     config_path: Path | None = None,
     credentials: Sequence[str] = (),
     cache_home: Path | None = None,
+    read_paths: Sequence[Path] = (),
 ) -> str:
     """One instance's drop-in: the folders it writes (as for `render_unit`), the
-    `$XDG_CACHE_HOME` of the cache it fills, its credentials, and (for a config outside
-    `$XDG_CONFIG_HOME/syncd/`) the ExecStart= that names it."""
-    folders = _Folders.of(vault_paths, state_dir, cache_home)
+    `$XDG_CACHE_HOME` of the cache it fills, its credentials, the host's /tmp when a
+    folder it uses is there, and (for a config outside `$XDG_CONFIG_HOME/syncd/`) the
+    ExecStart= that names it."""
+    folders = _Folders.of(vault_paths, state_dir, cache_home, read_paths)
     lines = [
         "# Written by `syncd install-service`; it is rewritten on every install.",
         "[Service]",
@@ -149,6 +158,11 @@ def render_dropin(
         lines += [
             "# The object cache this shell uses, which the daemon fills.",
             *folders.environment,
+        ]
+    if folders.in_tmp:
+        lines += [
+            "# A vault or the state folder is under /tmp: the daemon must see the host's.",
+            "PrivateTmp=no",
         ]
     if config_path is not None and syncd_path is not None:
         config = _exec_word(_absolute(config_path, "the config file"))
@@ -170,14 +184,31 @@ class _Folders:
     vaults: tuple[Path, ...]
     state: Path
     cache_home: Path | None
+    read: tuple[Path, ...] = ()  # folders the daemon only reads (image folders)
 
     @classmethod
-    def of(cls, vaults: Sequence[Path], state: Path, cache_home: Path | None) -> _Folders:
+    def of(
+        cls,
+        vaults: Sequence[Path],
+        state: Path,
+        cache_home: Path | None,
+        read: Sequence[Path] = (),
+    ) -> _Folders:
         return cls(
             tuple(dict.fromkeys(_absolute(p, "a vault") for p in vaults)),
             _absolute(state, "the state folder"),
             None if cache_home is None else _absolute(cache_home, "the cache folder"),
+            tuple(_absolute(p, "an image folder") for p in read),
         )
+
+    @property
+    def in_tmp(self) -> bool:
+        """Whether a folder the daemon uses is under /tmp or /var/tmp, which the unit's
+        PrivateTmp= would replace with an empty one of its own."""
+        used = [*self.vaults, *self.read, self.state]
+        if self.cache_home is not None:
+            used.append(self.cache_home)
+        return any(p.is_relative_to(t) for p in used for t in _HOST_TMP)
 
     @property
     def cache(self) -> Path | None:
@@ -271,12 +302,13 @@ def install_service(
     env: Mapping[str, str] | None = None,
     run: CommandRunner = run_command,
     cache_home: Path | None = None,
+    read_paths: Sequence[Path] = (),
 ) -> InstallResult:
     """Write the unit, reload systemd, enable and start syncd.
 
     The default config (`instance` None or unnamed) gets `syncd.service`; instance NAME
-    gets the template `syncd@.service` and its own drop-in. `vault_paths` and
-    `cache_home` are as for `render_unit`. The environment's
+    gets the template `syncd@.service` and its own drop-in. `vault_paths`, `cache_home`
+    and `read_paths` are as for `render_unit`. The environment's
     `SYNCD_*` secrets, if any, are handed to the unit (`credentials.py`). Runs
     `systemctl --user daemon-reload`, then `systemctl --user try-restart UNIT` if a file
     changed (a syncd that was already running picks up the new unit), then
@@ -299,6 +331,7 @@ def install_service(
             config_path=config_path,
             credentials=credentials,
             cache_home=cache_home,
+            read_paths=read_paths,
         )
         unit_path = folder / UNIT_NAME
         changed = _write_if_changed(unit_path, text)
@@ -314,6 +347,7 @@ def install_service(
             config_path=config_path if config_path not in (None, named) else None,
             credentials=credentials,
             cache_home=cache_home,
+            read_paths=read_paths,
         )
         dropin_path = folder / f"syncd@{name}.service.d" / DROPIN_NAME
         changed = _write_if_changed(dropin_path, dropin) or changed

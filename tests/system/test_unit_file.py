@@ -22,6 +22,7 @@ from syncd.system.service import (
     ServiceError,
     install_service,
     installed_syncd_path,
+    render_dropin,
     render_unit,
     unit_template,
 )
@@ -112,11 +113,12 @@ def test_shipped_unit_verifies_when_syncd_is_in_local_bin(tmp_path: Path) -> Non
 # -- rendering --------------------------------------------------------------------
 
 
-def test_render_fills_in_this_installation(tmp_path: Path) -> None:
-    vault, state = tmp_path / "Notes", tmp_path / "state"
-    text = render_unit(VENV_SYNCD, [vault, vault], state, config_path=tmp_path / "c.toml")
+def test_render_fills_in_this_installation() -> None:
+    home = Path("/home/someone")  # only rendered: nothing is read there
+    vault, state, config = home / "Notes", home / ".local/state/syncd", home / "c.toml"
+    text = render_unit(VENV_SYNCD, [vault, vault], state, config_path=config)
     service = service_section(text)
-    assert service["ExecStart"] == [f"{VENV_SYNCD} run --config {tmp_path / 'c.toml'}"]
+    assert service["ExecStart"] == [f"{VENV_SYNCD} run --config {config}"]
     assert service["ExecStartPre"] == [f"+/bin/mkdir -p -m 0700 {state}"]
     assert service["ReadWritePaths"] == [f"-{vault} {state}"]  # the duplicate vault is dropped
     # Nothing else moves: same lines in the same order, comments included.
@@ -129,6 +131,25 @@ def test_render_fills_in_this_installation(tmp_path: Path) -> None:
         "ExecStartPre",
         "ReadWritePaths",
     ]
+
+
+def test_a_vault_under_tmp_keeps_the_hosts_tmp(tmp_path: Path) -> None:
+    """PrivateTmp= would give the daemon an empty /tmp of its own: with a notes, image or
+    state folder under /tmp (or /var/tmp) the unit and the drop-in keep the host's."""
+    home = Path("/home/someone")
+    assert service_section(render_unit(VENV_SYNCD, [home / "Notes"], home / "state"))[
+        "PrivateTmp"
+    ] == ["yes"]
+    for notes, images, state in (
+        ([Path("/tmp/vault")], [], home / "state"),
+        ([home / "Notes"], [Path("/var/tmp/shots")], home / "state"),
+        ([home / "Notes"], [], Path("/tmp/syncd-state")),
+    ):
+        unit = render_unit(VENV_SYNCD, notes, state, read_paths=images)
+        assert service_section(unit)["PrivateTmp"] == ["no"], (notes, images, state)
+        dropin = render_dropin(notes, state, read_paths=images)
+        assert service_section(dropin)["PrivateTmp"] == ["no"], (notes, images, state)
+    assert "PrivateTmp" not in service_section(render_dropin([home / "Notes"], home / "s"))
 
 
 def test_render_refuses_relative_paths(tmp_path: Path) -> None:

@@ -172,6 +172,7 @@ def cmd_install_service(args: argparse.Namespace, ctx: Invocation) -> int:
         instance=ctx.instance,
         env=ctx.env,
         cache_home=cache_home,
+        read_paths=config.paths.images,
     )
     print("\n".join(result.describe()))
     return EXIT_OK
