@@ -227,6 +227,9 @@ class Rewriter(Localizing):
         """
         try:
             stat = FileStat.of(os.stat(note))
+        except FileNotFoundError:
+            log.debug("%s is gone (deleted or renamed): nothing to index", note)
+            return 0
         except OSError as exc:
             log.warning("cannot read %s: %s", note, exc.strerror)
             return 0
@@ -243,7 +246,10 @@ class Rewriter(Localizing):
         try:
             snap = read_note(note)
         except NoteError as exc:
-            log.warning("%s", exc)
+            if os.path.lexists(note):
+                log.warning("%s", exc)
+            else:  # deleted since it was listed: nothing wrong, nothing to index
+                log.debug("%s", exc)
             return None
         with self._lock:
             self._last_read[note] = snap  # the rewrite that follows starts from it

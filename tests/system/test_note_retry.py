@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import syncd.notes.rewriter as rewriter_module
 from syncd.intake.scanner import Scanner
 from syncd.intake.vault import Vault
 from syncd.notes.notewriter import settle_all_leftovers
@@ -132,3 +133,34 @@ def test_a_full_disk_is_retried_until_there_is_room(
         assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
     finally:
         subprocess.run(["umount", str(full)], check=True)
+
+
+def test_a_note_deleted_before_it_is_read_is_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A note the person deleted (or an editor renamed away) between the event and the
+    read: nothing to index and nothing to warn about. One that exists but cannot be read
+    still warns."""
+    v = make_vault(tmp_path)
+    gone = v.vault / "gone.md"
+    with UploadQueue(v.root / "state" / "queue.db") as queue:
+        rewriter = Rewriter(queue, Scanner(queue), Vault([v.vault], [v.vault / "attachments"]))
+        caplog.set_level(logging.DEBUG)
+        assert rewriter.index_note(gone) == 0  # never there
+        gone.write_text("![a](attachments/a.png)\n")
+        real_read = rewriter_module.read_note
+
+        def deleted_meanwhile(path: Path) -> object:
+            path.unlink()  # between the stat and the read
+            return real_read(path)
+
+        monkeypatch.setattr(rewriter_module, "read_note", deleted_meanwhile)
+        assert rewriter.index_note(gone) == 0
+        about = [r for r in caplog.records if "gone.md" in r.getMessage()]
+        assert about and all(r.levelno < logging.WARNING for r in about), about
+        monkeypatch.undo()
+        caplog.clear()
+        os.mkfifo(v.vault / "odd.md")  # there, but no note syncd reads
+        assert rewriter.index_note(v.vault / "odd.md") == 0
+        odd = [r.levelname for r in caplog.records if "odd.md" in r.getMessage()]
+        assert "WARNING" in odd
