@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -270,7 +271,8 @@ def collect_garbage(
     in_use = _in_use(queue, vault, storage, since)
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     result.log_path = log_dir / time.strftime("gc-%Y%m%dT%H%M%S.log")
-    with result.log_path.open("a", encoding="utf-8") as record:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    with open(os.open(result.log_path, flags, 0o600), "a", encoding="utf-8") as record:
         record.write("# objects deleted by syncd gc: key, size, last modified (local time)\n")
         for obj in plan.orphans:
             sha = plan.orphan_sha.get(obj.key)

@@ -125,6 +125,7 @@ def test_gc_lists_then_deletes_only_orphans_and_logs_them(
     assert code == 0 and sorted(done["deleted"]) == keys[6:]
     remaining = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]}
     assert remaining == set(used)
+    assert Path(done["log"]).stat().st_mode & 0o777 == 0o600  # it names this vault's keys
     log = Path(done["log"]).read_text()
     assert all(k in log for k in keys[6:]) and not any(k in log for k in used)
 
