@@ -34,9 +34,10 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from syncd.config import DEFAULT_KEY_TEMPLATE
 from syncd.errors import NotFoundError, SyncdError
@@ -95,8 +96,12 @@ def index_remote(
     return IndexReport(pages, objects, resumed, complete=False)
 
 
-def referenced_keys(vault: Vault, public_base_url: str | None) -> set[str]:
-    """Every object key that some note shows through its public URL."""
+def referenced_keys(
+    vault: Vault, public_base_url: str | None, known: Collection[str] = ()
+) -> set[str]:
+    """Every object key that some note shows through its public URL: under the current
+    `public_base_url`, or, for a key in `known`, under any other (notes rewritten before
+    the base URL changed still show the old one, and their objects are still in use)."""
     keys: set[str] = set()
     for note in vault.notes():
         try:
@@ -105,9 +110,23 @@ def referenced_keys(vault: Vault, public_base_url: str | None) -> set[str]:
             continue
         for ref in find_image_refs(text):
             key = key_from_url(ref.target, public_base_url)
+            if key is None and known:
+                key = _known_key_in(ref.target, known)
             if key is not None:
                 keys.add(key)
     return keys
+
+
+def _known_key_in(url: str, known: Collection[str]) -> str | None:
+    """The key in `known` that the path of `url` ends with, if any (at a `/`)."""
+    if not url.startswith(("https://", "http://")):
+        return None
+    parts = unquote(urlsplit(url).path).lstrip("/").split("/")
+    for start in range(len(parts)):
+        candidate = "/".join(parts[start:])
+        if candidate in known:
+            return candidate
+    return None
 
 
 READING_MARGIN_SECONDS = 5.0  # see `_reading_started`
@@ -191,10 +210,10 @@ def plan_gc(
     now: float | None = None,
 ) -> GcPlan:
     template = template or KeyTemplate(DEFAULT_KEY_TEMPLATE, prefix=prefix)
-    in_use = _in_use(queue, vault, storage, _reading_started())
+    objects = queue.remote_objects(prefix)
+    in_use = _in_use(queue, vault, storage, _reading_started(), {o.key for o in objects})
     own_shas = queue.own_key_shas()
     cutoff = (time.time() if now is None else now) - grace_days * 86400
-    objects = queue.remote_objects(prefix)
     plan = GcPlan(len(objects), [], 0, 0, template=template)
     for obj in objects:
         if obj.key in in_use:
@@ -268,7 +287,7 @@ def collect_garbage(
         )
     # The notes may have changed since the plan: read them again right before deleting.
     since = _reading_started()
-    in_use = _in_use(queue, vault, storage, since)
+    in_use = _in_use(queue, vault, storage, since, {o.key for o in plan.orphans})
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     result.log_path = log_dir / time.strftime("gc-%Y%m%dT%H%M%S.log")
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -305,11 +324,14 @@ def collect_garbage(
     return result
 
 
-def _in_use(queue: UploadQueue, vault: Vault, storage: Storage, since: float) -> set[str]:
-    """The keys the notes show (read now) and those the queue knows a note is about to
-    show (see `UploadQueue.keys_in_use`): a link deleted from every note, or whose notes
-    were deleted, is in use no more."""
-    return referenced_keys(vault, storage.public_base_url) | queue.keys_in_use(since)
+def _in_use(
+    queue: UploadQueue, vault: Vault, storage: Storage, since: float, known: Collection[str]
+) -> set[str]:
+    """The keys the notes show (read now; `known` keys under any base URL) and those the
+    queue knows a note is about to show (see `UploadQueue.keys_in_use`): a link deleted
+    from every note, or whose notes were deleted, is in use no more."""
+    shown = referenced_keys(vault, storage.public_base_url, known)
+    return shown | queue.keys_in_use(since)
 
 
 def _reading_started() -> float:

@@ -282,8 +282,8 @@ def test_a_link_rewritten_while_gc_reads_the_notes_keeps_its_object(
         assert item is not None and item.item_id is not None
         read_notes = gc_index.referenced_keys
 
-        def then_a_rewrite(vault: Vault, base: str | None) -> set[str]:
-            shown = read_notes(vault, base)  # the note does not show the URL yet
+        def then_a_rewrite(vault: Vault, base: str | None, known: Any = ()) -> set[str]:
+            shown = read_notes(vault, base, known)  # the note does not show the URL yet
             ref = queue.record_ref(note, "attachments/img-50.png", "inline", image, item.item_id)
             note.write_text(f"![x]({BASE}/{key})\n")
             queue.set_ref_state([ref.id], RefState.REWRITTEN)

@@ -201,6 +201,26 @@ def test_gc_never_deletes_what_another_vault_sharing_the_bucket_uploaded(
     assert syncd(y_config, env, "verify")[0] == 0
 
 
+def test_gc_keeps_objects_notes_show_under_an_earlier_public_base_url(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """The person moves from one public address to another (an r2.dev URL, then a custom
+    domain): the notes rewritten before still show the old one, so their objects are in
+    use; one no note shows under any address is still an orphan."""
+    config, env = setup(tmp_path, s3_server, s3_bucket)
+    shown, orphan = put_objects(config, env, 2)
+    old_base = "https://pub-0123.r2.dev/some/path"
+    (tmp_path / "vault" / "n.md").write_text(f"![x]({old_base}/{shown})\n")
+    config.write_text(config.read_text().replace(BASE, "https://img.example.org"))
+
+    code, plan = syncd(config, env, "gc", "--grace-days", "0")
+    assert code == 0 and plan["orphans"] == [orphan] and plan["referenced"] == 1
+    code, done = syncd(config, env, "gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0 and done["deleted"] == [orphan]
+    listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert {o["Key"] for o in listing} == {shown}
+
+
 def test_a_reference_added_during_gc_keeps_its_object(
     tmp_path: Path, s3_server: MotoServer, s3_bucket: str
 ) -> None:
