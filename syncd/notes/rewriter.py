@@ -428,10 +428,15 @@ class Rewriter(Localizing):
             except NoteError as exc:
                 if not dry_run and os.path.lexists(note):
                     self._postpone(note, str(exc))
-                else:
-                    log.warning("%s", exc)
+                elif not dry_run:
+                    # Deleted or moved away before its images were uploaded: its links
+                    # are not waiting any more (a moved note is indexed where it is now).
+                    gone = self.queue.forget_waiting_refs_of_gone_note(note)
+                    log.debug("%s is gone: %d waiting links forgotten", note, gone)
                     with self._lock:
                         self._waiting.pop(note, None)
+                else:
+                    log.warning("%s", exc)
                 return done
             rebased = self._rebase(plan, snap) if plan is not None else None
             unseen = rebased is not None and rebased[1]

@@ -4,6 +4,7 @@ undone) and the notes' stat cache, so an unchanged note is not read again."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,20 @@ class RefsTable(ItemsTable):
             "WHERE refs.state = 'pending' AND items.state = 'uploaded'"
         ).fetchone()
         return int(n)
+
+    def forget_waiting_refs_of_gone_note(self, note: Path) -> int:
+        """`note` no longer exists (deleted, or moved away): its local links that were
+        never rewritten wait for nothing now, and go. Checked again under the write lock,
+        so a note of that name made (and indexed) meanwhile keeps its own. Rewritten ones
+        stay (gc and localize read them)."""
+        with self._write():
+            if os.path.lexists(note):
+                return 0
+            cursor = self._sql(
+                "DELETE FROM refs WHERE note = ? AND state = 'pending' AND rewritten IS NULL",
+                (db_path(note),),
+            )
+            return int(cursor.rowcount)
 
     def refs_waiting_for_upload(self, note: Path | None = None) -> int:
         """Local links (of `note`, or of every note) whose image is not uploaded yet:

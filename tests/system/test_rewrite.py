@@ -701,3 +701,22 @@ def test_rewrite_says_when_a_link_waits_for_its_upload_and_exits_1(tmp_path: Pat
     assert v.run("sync", "--once").returncode == 0
     assert v.run("rewrite").returncode == 0
     assert note.read_text() == f"![a]({v.url(data)})\n"
+
+
+def test_a_note_deleted_before_its_image_went_up_waits_for_nothing(tmp_path: Path) -> None:
+    """The upload failed, the person deleted the note, the upload then succeeded: no
+    link is left waiting for that note (rewrite and sync --once exit 0)."""
+    v = make_vault(tmp_path)
+    (v.vault / "attachments" / "a.png").write_bytes(png(seed=81))
+    note = v.vault / "sub" / "n.md"
+    note.parent.mkdir()
+    note.write_text("![a](../attachments/a.png)\n")
+    v.remote.write_text("not a folder: every upload fails\n")
+    assert v.run("sync", "--once").returncode == 1
+    note.unlink()
+    v.remote.unlink()
+    assert v.run("retry").returncode == 0
+    code, out = v.run_json("sync", "--once")
+    assert code == 0 and out["notes"]["links_pending"] == 0, out
+    code, out = v.run_json("rewrite")
+    assert code == 0 and out["links_pending"] == 0, out
