@@ -295,7 +295,10 @@ def _repair(
     """Upload the right bytes under `check.key` again, if syncd may write there."""
     overwrite = check.problem is not Problem.MISSING
     if overwrite and not _written_by_syncd(storage, check.key, sha):
-        check.detail += "; not written by syncd, so not overwritten"
+        check.detail += (
+            "; not written by syncd, so not overwritten (if it is damaged, delete it from "
+            "the store, then `syncd verify --repair` uploads it again from a local copy)"
+        )
         return
     sources = [*queue_paths(queue, sha), *([cache.find(sha)] if cache is not None else [])]
     remade = _remade(queue, item, sha)

@@ -183,6 +183,7 @@ def test_a_wrong_object_is_replaced_only_where_syncd_wrote_it(vault: Vault) -> N
     left = {b["key"]: b["detail"] for b in repaired["broken"]}
     assert set(left) == {taken, replaced}
     assert all("not overwritten" in detail for detail in left.values()), left
+    assert all("delete it from the store" in detail for detail in left.values()), left
     assert vault.object(damaged) == vault.data["p0.png"]
     assert vault.object(taken) == b"someone else's"
     assert vault.object(replaced) == b"a different file"
