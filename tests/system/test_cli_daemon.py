@@ -244,6 +244,28 @@ def test_start_and_stop_without_systemd(tmp_path: Path) -> None:
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) for line in log_lines), log_lines
 
 
+def test_start_and_stop_with_json_print_json_only(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    started = syncd_json(config, "start")
+    try:
+        assert started == {
+            "running": True,
+            "started": True,
+            "log": str(tmp_path / "state" / "syncd.log"),
+        }
+        wait_until(
+            lambda: syncd_json(config, "status")["daemon"] == "running",
+            what="the detached daemon",
+        )
+        pid = syncd_json(config, "status")["pid"]
+        again = syncd_json(config, "start")
+        assert again == {"running": True, "started": False, "pid": pid}
+    finally:
+        stopped = syncd_json(config, "stop")
+    assert stopped == {"running": False, "stopped": True, "pid": pid}
+    assert syncd_json(config, "stop") == {"running": False, "stopped": False, "pid": None}
+
+
 def test_watch_says_so_and_exits_1_when_the_daemon_stops(
     running: tuple[Path, DaemonProcess],
 ) -> None:

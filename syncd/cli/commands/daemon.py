@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from syncd.cli.context import Invocation
 from syncd.cli.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNDONE
@@ -87,14 +88,20 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
     state = config.paths.state_dir
     pid = _running_pid(state, ctx)
     if pid is not None:
-        print(f"syncd is already running (pid {pid})")
+        _said(args, f"syncd is already running (pid {pid})", running=True, started=False, pid=pid)
         return EXIT_OK
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     pidfile = daemon.pidfile.TimeoutPIDLockFile(str(state / "syncd.pid"), acquire_timeout=1)
     if pidfile.is_locked():
         pidfile.break_lock()  # left by a daemon that died: its pid is not alive
     log_path = state / "syncd.log"
-    print(f"syncd: starting in the background ({ctx.instance.label}); log: {log_path}")
+    _said(
+        args,
+        f"syncd: starting in the background ({ctx.instance.label}); log: {log_path}",
+        running=True,
+        started=True,
+        log=str(log_path),
+    )
     sys.stdout.flush()
     # This user's alone, as the queue: the log names notes and images.
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -115,16 +122,25 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
         return Daemon(config).run()
 
 
+def _said(args: argparse.Namespace, text: str, **fields: Any) -> None:
+    """One outcome of start or stop: `text` for people, `fields` as JSON with --json."""
+    if getattr(args, "json", False):
+        print_json(fields)
+    else:
+        print(text)
+
+
 def cmd_stop(args: argparse.Namespace, ctx: Invocation) -> int:
     state = _state_dir(ctx)
     pid = _running_pid(state, ctx)
+    not_running = f"syncd is not running ({ctx.instance.label})"
     if pid is None:
-        print(f"syncd is not running ({ctx.instance.label})")
+        _said(args, not_running, running=False, stopped=False, pid=None)
         return EXIT_OK
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        print(f"syncd is not running ({ctx.instance.label})")
+        _said(args, not_running, running=False, stopped=False, pid=None)
         return EXIT_OK
     deadline = time.monotonic() + _STOP_WAIT
     while _running_pid(state) == pid:
@@ -132,7 +148,7 @@ def cmd_stop(args: argparse.Namespace, ctx: Invocation) -> int:
             print(f"syncd (pid {pid}) did not stop within {_STOP_WAIT:g} s", file=sys.stderr)
             return EXIT_UNDONE
         time.sleep(0.1)
-    print(f"syncd (pid {pid}) stopped")
+    _said(args, f"syncd (pid {pid}) stopped", running=False, stopped=True, pid=pid)
     return EXIT_OK
 
 
