@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from syncd.config import DEFAULT_KEY_TEMPLATE
 from syncd.errors import NotFoundError, SyncdError
@@ -46,7 +45,7 @@ from syncd.markdown.links import find_image_refs
 from syncd.notes.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadQueue
 from syncd.storage import Storage
-from syncd.upload.keys import KeyTemplate, key_from_url
+from syncd.upload.keys import KeyTemplate, key_from_url, known_key_in_url
 
 log = logging.getLogger(__name__)
 
@@ -109,24 +108,10 @@ def referenced_keys(
         except NoteError:
             continue
         for ref in find_image_refs(text):
-            key = key_from_url(ref.target, public_base_url)
-            if key is None and known:
-                key = _known_key_in(ref.target, known)
+            key = key_from_url(ref.target, public_base_url) or known_key_in_url(ref.target, known)
             if key is not None:
                 keys.add(key)
     return keys
-
-
-def _known_key_in(url: str, known: Collection[str]) -> str | None:
-    """The key in `known` that the path of `url` ends with, if any (at a `/`)."""
-    if not url.startswith(("https://", "http://")):
-        return None
-    parts = unquote(urlsplit(url).path).lstrip("/").split("/")
-    for start in range(len(parts)):
-        candidate = "/".join(parts[start:])
-        if candidate in known:
-            return candidate
-    return None
 
 
 READING_MARGIN_SECONDS = 5.0  # see `_reading_started`

@@ -23,7 +23,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +46,7 @@ from syncd.queue import RemoteObject, UploadItem, UploadQueue
 from syncd.remote.cache import ObjectCache, default_cache_dir
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
 from syncd.system.threads import ServiceThread
-from syncd.upload.keys import KeyTemplate, key_from_url, sha256_in_key
+from syncd.upload.keys import KeyTemplate, key_from_url, known_key_in_url, sha256_in_key
 from syncd.upload.prepare import PREPARED_DIR, Preparer
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,12 @@ class VerifyReport:
         }
 
 
-def linked_keys(vault: Vault, public_base_url: str | None) -> dict[str, tuple[str, list[Path]]]:
-    """key -> (a URL that shows it, the notes that show it), for every URL under the base."""
+def linked_keys(
+    vault: Vault, public_base_url: str | None, known: Collection[str] = ()
+) -> dict[str, tuple[str, list[Path]]]:
+    """key -> (a URL that shows it, the notes that show it), for every URL under the base,
+    and for every URL under another address whose path ends with a key in `known` (the
+    keys syncd uploaded: links rewritten before `public_base_url` changed)."""
     found: dict[str, tuple[str, list[Path]]] = {}
     for note in vault.notes():
         try:
@@ -134,7 +138,7 @@ def linked_keys(vault: Vault, public_base_url: str | None) -> dict[str, tuple[st
         except NoteError:
             continue
         for ref in find_image_refs(text):
-            key = key_from_url(ref.target, public_base_url)
+            key = key_from_url(ref.target, public_base_url) or known_key_in_url(ref.target, known)
             if key is None:
                 continue
             notes = found.setdefault(key, (ref.target, []))[1]
@@ -166,7 +170,7 @@ def verify_links(
     store cannot be reached at all.
     """
     report = VerifyReport(at=clock())
-    links = linked_keys(vault, storage.public_base_url)
+    links = linked_keys(vault, storage.public_base_url, set(queue.own_key_shas()))
     index = _fresh_index(queue, clock()) if use_index else None
     gap = 1.0 / heads_per_second if heads_per_second else 0.0
     items = queue.items_by_remote_key()

@@ -12,9 +12,10 @@ import functools
 import re
 import string
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from syncd.errors import SyncdError
 
@@ -173,6 +174,20 @@ def key_from_url(url: str, public_base_url: str | None) -> str | None:
         return None
     key = unquote(url[len(base) :].split("?", 1)[0].split("#", 1)[0])
     return key or None
+
+
+def known_key_in_url(url: str, known: Collection[str]) -> str | None:
+    """The key of `known` that the path of the http(s) URL `url` ends with (at a `/`),
+    whatever its address: a note rewritten before `public_base_url` changed still shows
+    the old address, and its object is still the one it shows."""
+    if not known or not url.startswith(("https://", "http://")):
+        return None
+    parts = unquote(urlsplit(url).path).lstrip("/").split("/")
+    for start in range(len(parts)):
+        candidate = "/".join(parts[start:])
+        if candidate in known:
+            return candidate
+    return None
 
 
 def sha256_in_key(key: str) -> str | None:

@@ -219,6 +219,9 @@ def test_gc_keeps_objects_notes_show_under_an_earlier_public_base_url(
     assert code == 0 and done["deleted"] == [orphan]
     listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
     assert {o["Key"] for o in listing} == {shown}
+    # verify checks that link too (it checked none under an earlier address)
+    code, report = syncd(config, env, "verify")
+    assert code == 0 and report["checked"] == 1 and report["ok"] == 1, report
 
 
 def test_a_reference_added_during_gc_keeps_its_object(
