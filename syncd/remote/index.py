@@ -98,10 +98,18 @@ def index_remote(
 def referenced_keys(
     vault: Vault, public_base_url: str | None, known: Collection[str] = ()
 ) -> set[str]:
-    """Every object key that some note shows through its public URL: under the current
-    `public_base_url`, or, for a key in `known`, under any other (notes rewritten before
-    the base URL changed still show the old one, and their objects are still in use)."""
-    keys: set[str] = set()
+    """Every object key that some note shows through its public URL (see `linked_keys`)."""
+    return set(linked_keys(vault, public_base_url, known))
+
+
+def linked_keys(
+    vault: Vault, public_base_url: str | None, known: Collection[str] = ()
+) -> dict[str, tuple[str, list[Path]]]:
+    """key -> (a URL that shows it, the notes that show it), for every URL under the base,
+    and for every URL under another address whose path ends with a key in `known` (keys
+    syncd uploaded, or the bucket holds: links rewritten before `public_base_url`
+    changed). `verify` checks these; gc counts them in use."""
+    found: dict[str, tuple[str, list[Path]]] = {}
     for note in vault.notes():
         try:
             text = read_note(note).text
@@ -109,9 +117,12 @@ def referenced_keys(
             continue
         for ref in find_image_refs(text):
             key = key_from_url(ref.target, public_base_url) or known_key_in_url(ref.target, known)
-            if key is not None:
-                keys.add(key)
-    return keys
+            if key is None:
+                continue
+            notes = found.setdefault(key, (ref.target, []))[1]
+            if not notes or notes[-1] != note:  # a note's references come together
+                notes.append(note)
+    return found
 
 
 READING_MARGIN_SECONDS = 5.0  # see `_reading_started`

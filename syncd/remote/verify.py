@@ -23,7 +23,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +40,12 @@ from syncd.errors import (
 from syncd.imaging import ImageOptions
 from syncd.intake.imagetype import sniff_file
 from syncd.intake.vault import Vault
-from syncd.markdown.links import find_image_refs
-from syncd.notes.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadItem, UploadQueue
 from syncd.remote.cache import ObjectCache, default_cache_dir
+from syncd.remote.index import linked_keys
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
 from syncd.system.threads import ServiceThread
-from syncd.upload.keys import KeyTemplate, key_from_url, known_key_in_url, sha256_in_key
+from syncd.upload.keys import KeyTemplate, sha256_in_key
 from syncd.upload.prepare import PREPARED_DIR, Preparer
 
 log = logging.getLogger(__name__)
@@ -123,28 +122,6 @@ class VerifyReport:
             "unchecked": len(self.unchecked),
             "complete": not self.interrupted,
         }
-
-
-def linked_keys(
-    vault: Vault, public_base_url: str | None, known: Collection[str] = ()
-) -> dict[str, tuple[str, list[Path]]]:
-    """key -> (a URL that shows it, the notes that show it), for every URL under the base,
-    and for every URL under another address whose path ends with a key in `known` (the
-    keys syncd uploaded: links rewritten before `public_base_url` changed)."""
-    found: dict[str, tuple[str, list[Path]]] = {}
-    for note in vault.notes():
-        try:
-            text = read_note(note).text
-        except NoteError:
-            continue
-        for ref in find_image_refs(text):
-            key = key_from_url(ref.target, public_base_url) or known_key_in_url(ref.target, known)
-            if key is None:
-                continue
-            notes = found.setdefault(key, (ref.target, []))[1]
-            if note not in notes:
-                notes.append(note)
-    return found
 
 
 def verify_links(
