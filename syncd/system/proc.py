@@ -2,10 +2,10 @@
 
 One daemon per queue: `state_lock` holds an exclusive `flock` on `daemon.lock` in the
 state folder for as long as the daemon runs (the kernel drops it when the process dies,
-however it dies, so a stale lock is impossible) and writes the pid into it for messages;
-a state folder it cannot create or write is a StateDirError naming the folder and
-`paths.state_dir`. `running_daemon_pid` asks without taking it. `owner_id` names who
-holds an upload's lease (host, pid, nonce) and `pid_alive` tells whether that process
+however it dies, so a stale lock is impossible) and writes the pid and the instance into
+it; a state folder it cannot create or write is a StateDirError naming the folder and
+`paths.state_dir`. `running_daemon` asks who holds it without taking it. `owner_id` names
+who holds an upload's lease (host, pid, nonce) and `pid_alive` tells whether that process
 still exists, so a claim of a process that died is taken back.
 """
 
@@ -42,10 +42,10 @@ def state_lock(state_dir: Path, holder: str = "") -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.pread(fd, 256, 0).decode(errors="replace").split()
+            pid, other = _holder(fd)
             raise DaemonRunning(
-                f"a syncd daemon (pid {text[0] if text else '?'}"
-                f"{', ' + text[1] if len(text) > 1 else ''}) already runs on {state_dir}; "
+                f"a syncd daemon (pid {pid if pid > 0 else '?'}{', ' + other if other else ''}) "
+                f"already runs on {state_dir}; "
                 "stop it first (`syncd stop` or `systemctl --user stop syncd`)"
             ) from None
         try:
@@ -68,12 +68,6 @@ def _unusable(state_dir: Path, what: str, first_fix: str = "") -> StateDirError:
     )
 
 
-def running_daemon_pid(state_dir: Path) -> int | None:
-    """The pid of the daemon holding `state_dir`'s lock, or None if none runs."""
-    found = running_daemon(state_dir)
-    return None if found is None else found[0]
-
-
 def running_daemon(state_dir: Path) -> tuple[int, str] | None:
     """(pid, holder) of the daemon holding `state_dir`'s lock, or None if none runs. The
     pid is -1 if unreadable; the holder is "" from a daemon that did not name itself."""
@@ -85,12 +79,18 @@ def running_daemon(state_dir: Path) -> tuple[int, str] | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        lines = os.pread(fd, 256, 0).decode(errors="replace").split("\n")
-        pid = lines[0].strip()
-        return (int(pid) if pid.isdigit() else -1), (lines[1].strip() if len(lines) > 1 else "")
+        return _holder(fd)
     finally:
         os.close(fd)  # closing drops our shared lock if we got it
     return None
+
+
+def _holder(fd: int) -> tuple[int, str]:
+    """What `state_lock` wrote into the open lock file `fd`: (pid, -1 if unreadable; the
+    holder it names, "" if none)."""
+    lines = os.pread(fd, 256, 0).decode(errors="replace").split("\n")
+    pid = lines[0].strip()
+    return (int(pid) if pid.isdigit() else -1), (lines[1].strip() if len(lines) > 1 else "")
 
 
 def owner_id() -> str:

@@ -51,30 +51,28 @@ def _running_pid(state_dir: Path, ctx: Invocation | None = None) -> int | None:
     holder of the daemon's own lock (a `syncd run`, under systemd or in a terminal).
     With `ctx`, a daemon of another config sharing the state folder is an error: that
     daemon is not this config's to report on, or to stop."""
-    from syncd.system.proc import pid_alive, running_daemon, running_daemon_pid
+    from syncd.system.proc import pid_alive, running_daemon
 
-    if ctx is not None:
-        found = running_daemon(state_dir)
-        if found is not None and found[1] and found[1] != ctx.instance.unit:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        str(ctx.config_path),
-                        "paths.state_dir",
-                        f"{state_dir} is in use by the daemon of another config "
-                        f"({found[1]}, pid {found[0]}): two configs cannot share a state folder",
-                        "point state_dir at a folder of this config's own (or leave it out)",
-                    )
-                ]
-            )
+    found = running_daemon(state_dir)  # (pid, the instance it names) of the lock's holder
+    if ctx is not None and found is not None and found[1] and found[1] != ctx.instance.unit:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(ctx.config_path),
+                    "paths.state_dir",
+                    f"{state_dir} is in use by the daemon of another config "
+                    f"({found[1]}, pid {found[0]}): two configs cannot share a state folder",
+                    "point state_dir at a folder of this config's own (or leave it out)",
+                )
+            ]
+        )
     try:
         pid = int((state_dir / "syncd.pid").read_text().strip())
     except (OSError, ValueError):
         pid = None
     if pid is not None and pid_alive(pid):
         return pid
-    holder = running_daemon_pid(state_dir)
-    return holder if holder is not None and holder > 0 else None
+    return found[0] if found is not None and found[0] > 0 else None
 
 
 def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
