@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.errors import NotRegularFileError, SyncdError
-from syncd.system.fs import create_new, fsync_dir
+from syncd.system.fs import create_new, fsync_dir, open_regular_fd
 
 log = logging.getLogger(__name__)
 
@@ -155,31 +155,24 @@ def read_note(path: Path) -> NoteSnapshot:
     return _snapshot(path, real, data, st)
 
 
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # as open_regular: a FIFO never blocks
-
-
 def _read_note_file(path: Path) -> tuple[Path, bytes, os.stat_result]:
     """(the file holding the note, its bytes, its stat), read as `open_regular` would.
 
     Only a note that is itself a link needs resolving (a write must go through to its
     target); links among its folders do not matter, and realpath lstats every one. The open
-    says which case it is: with O_NOFOLLOW it fails with ELOOP on a link, and the common
+    says which case it is: not following a link, it fails with ELOOP on one, and the common
     case costs no lstat beforehand. The bytes are read with os.read, without a buffered
     file object around the descriptor (a rescan reads every note: this is half its cost).
     """
     real = path
     try:
-        fd = os.open(path, _READ_FLAGS | os.O_NOFOLLOW)
+        fd, st = open_regular_fd(path, follow=False)
     except OSError as exc:
         if exc.errno != errno.ELOOP or not os.path.islink(path):
             raise
         real = Path(os.path.realpath(path))
-        fd = os.open(real, _READ_FLAGS)
+        fd, st = open_regular_fd(real)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFileError(errno.EINVAL, "not a regular file", os.fspath(real))
-        os.set_blocking(fd, True)  # as open_regular: a reader never sees EAGAIN
         data = os.read(fd, st.st_size + 1)
         if data:  # read to the end, as a note may have grown since the fstat
             parts = [data]

@@ -55,7 +55,20 @@ def open_regular(path: Path) -> io.BufferedReader:
 
     Raises NotRegularFileError for anything but a regular file, OSError as `open` does.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd, _ = open_regular_fd(path)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_regular_fd(path: Path, *, follow: bool = True) -> tuple[int, os.stat_result]:
+    """`open_regular` as a descriptor (the caller closes it) and its stat, for readers
+    that need no file object. With `follow=False` a symlink is not opened (OSError
+    ELOOP, as O_NOFOLLOW gives it)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -63,7 +76,7 @@ def open_regular(path: Path) -> io.BufferedReader:
         # O_NONBLOCK means nothing for a regular file; cleared all the same, so that a
         # reader never sees EAGAIN.
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return fd, st
     except BaseException:
         os.close(fd)
         raise
