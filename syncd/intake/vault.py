@@ -304,7 +304,7 @@ def real_path(path: Path | str) -> str:
 
 def _order_of_found(note: tuple[str, tuple[int, int, int]]) -> str:
     """`_order` of a note as `notes_found` has it: (path, stat)."""
-    return note[0].replace(os.sep, "\0")
+    return _order(note[0])
 
 
 def _order(path: str) -> str:

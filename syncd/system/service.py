@@ -179,7 +179,8 @@ def render_dropin(
 
 @dataclass(frozen=True)
 class _Folders:
-    """What the daemon writes, checked: vaults ('-': may be absent), state, cache."""
+    """The folders the daemon uses, checked: those it writes (vaults, '-': may be absent;
+    state; cache) and those it only reads (image folders), which matter for /tmp."""
 
     vaults: tuple[Path, ...]
     state: Path
