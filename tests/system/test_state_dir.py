@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,29 +83,33 @@ def test_a_state_dir_that_is_a_file_is_a_config_error_naming_the_key(
         assert "point state_dir at a folder" in proc.stderr
 
 
-def test_run_with_a_state_folder_it_cannot_write_says_so_in_one_line(tmp_path: Path) -> None:
-    state = unwritable_folder(tmp_path)
+@pytest.mark.parametrize(
+    ("make", "what", "fix"),
+    [
+        (
+            unwritable_folder,
+            "cannot be written",
+            "make it writable, or point paths.state_dir in the config at a folder syncd can "
+            "create and write",
+        ),
+        (
+            uncreatable_folder,
+            "cannot be created",
+            "point paths.state_dir in the config at a folder syncd can create and write",
+        ),
+    ],
+    ids=["unwritable", "uncreatable"],
+)
+def test_run_with_a_state_folder_it_cannot_use_says_so_in_one_line(
+    tmp_path: Path, make: Callable[[Path], Path], what: str, fix: str
+) -> None:
+    state = make(tmp_path)
     proc = syncd(write_config(tmp_path, state), "run")
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 1, proc.stderr
     [line] = proc.stderr.splitlines()
-    assert line.startswith(f"syncd: the state folder {state} cannot be written (")
-    assert line.endswith(
-        "make it writable, or point paths.state_dir in the config at a folder syncd can "
-        "create and write"
-    )
-
-
-def test_run_with_a_state_folder_it_cannot_create_says_so_in_one_line(tmp_path: Path) -> None:
-    state = uncreatable_folder(tmp_path)
-    proc = syncd(write_config(tmp_path, state), "run")
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.returncode == 1, proc.stderr
-    [line] = proc.stderr.splitlines()
-    assert line.startswith(f"syncd: the state folder {state} cannot be created (")
-    assert line.endswith(
-        "point paths.state_dir in the config at a folder syncd can create and write"
-    )
+    assert line.startswith(f"syncd: the state folder {state} {what} (")
+    assert line.endswith(fix)
 
 
 def test_two_configs_sharing_a_state_folder_never_stop_each_others_daemon(
