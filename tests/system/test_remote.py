@@ -49,21 +49,24 @@ def put_objects(config: Path, env: dict[str, str], count: int, *, seed: int = 0)
         (folder / f"p{len(list(folder.iterdir()))}.png").write_bytes(data)
         sha = hashlib.sha256(data).hexdigest()
         keys.append(f"{sha[:2]}/{sha}.png")
-    run = subprocess.run(
-        [SYNCD, "--config", str(config), "sync", "--once"], capture_output=True, text=True, env=env
-    )
+    run = run_syncd(config, env, "sync", "--once")
     assert run.returncode == 0, run.stdout + run.stderr
     return sorted(keys)
 
 
-def syncd(config: Path, env: dict[str, str], *args: str) -> tuple[int, Any]:
-    proc = subprocess.run(
-        [SYNCD, "--config", str(config), *args, "--json"],
+def run_syncd(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`syncd --config CONFIG ARGS`, its output captured as text."""
+    return subprocess.run(
+        [SYNCD, "--config", str(config), *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
     )
+
+
+def syncd(config: Path, env: dict[str, str], *args: str) -> tuple[int, Any]:
+    proc = run_syncd(config, env, *args, "--json")
     return proc.returncode, json.loads(proc.stdout) if proc.stdout else proc.stderr
 
 
@@ -136,12 +139,7 @@ def test_gc_refuses_to_delete_more_than_half_without_force(
     config, env = setup(tmp_path, s3_server, s3_bucket)
     keys = put_objects(config, env, 10)
     (tmp_path / "vault" / "n.md").write_text(f"![x]({BASE}/{keys[0]})\n")
-    proc = subprocess.run(
-        [SYNCD, "--config", str(config), "gc", "--grace-days", "0", "--delete"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    proc = run_syncd(config, env, "gc", "--grace-days", "0", "--delete")
     assert proc.returncode == 1 and "more than half" in proc.stderr
     assert len(s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]) == 10
     code, done = syncd(config, env, "gc", "--grace-days", "0", "--delete", "--force")
@@ -166,12 +164,7 @@ def test_gc_never_deletes_what_another_vault_sharing_the_bucket_uploaded(
     assert code == 0 and plan["orphans"] == [orphan] and plan["not_this_queue"] == 1
 
     # An image both vaults show could have been uploaded by either: told, nothing deleted.
-    proc = subprocess.run(
-        [SYNCD, "--config", str(x_config), "gc", "--grace-days", "0", "--delete"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    proc = run_syncd(x_config, env, "gc", "--grace-days", "0", "--delete")
     assert proc.returncode == 1 and "another syncd queue" in proc.stderr
     assert "storage.prefix" in proc.stderr and "Traceback" not in proc.stderr
     assert bucket_keys() == {shown, orphan, y_key}
@@ -189,9 +182,7 @@ def test_gc_never_deletes_what_another_vault_sharing_the_bucket_uploaded(
         p.read_bytes() for p in pasted if hashlib.sha256(p.read_bytes()).hexdigest() in orphan
     )
     (tmp_path / "y" / "vault" / "pasted" / "same.png").write_bytes(same)
-    again = subprocess.run(
-        [SYNCD, "--config", str(y_config), "sync", "--once"], capture_output=True, env=env
-    )
+    again = run_syncd(y_config, env, "sync", "--once")
     assert again.returncode == 0 and bucket_keys() == {shown, y_key, orphan}
     (tmp_path / "y" / "vault" / "y.md").write_text(f"![y]({BASE}/{y_key})\n![a]({BASE}/{orphan})\n")
     code, plan = syncd(x_config, env, "gc", "--grace-days", "0")
@@ -314,9 +305,7 @@ def test_human_output_of_remote_and_gc(
     (tmp_path / "vault" / "n.md").write_text(f"![x]({BASE}/{keys[0]})\n")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [SYNCD, "--config", str(config), *args], capture_output=True, text=True, env=env
-        )
+        return run_syncd(config, env, *args)
 
     index = run("remote", "index")
     assert index.returncode == 0 and "index complete: 3 objects" in index.stdout
