@@ -7,14 +7,13 @@ appears under the final name.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
 from syncd.errors import CorruptDownload
 from syncd.storage import Storage
+from syncd.system.fs import HashingWriter
 
 
 def fetch_verified(
@@ -32,7 +31,7 @@ def fetch_verified(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            hashing = _HashingWriter(out)
+            hashing = HashingWriter(out)
             storage.get(key, hashing)  # type: ignore[arg-type]
             out.flush()
             os.fsync(out.fileno())
@@ -53,13 +52,3 @@ def _default_mode() -> int:
     except (OSError, StopIteration, ValueError):
         umask = 0o022
     return 0o666 & ~umask
-
-
-class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self._out.write(data)

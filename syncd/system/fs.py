@@ -15,6 +15,7 @@ import io
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from syncd.errors import NotRegularFileError
 
@@ -95,3 +96,17 @@ def sha256_file(path: Path) -> str:
     """The SHA-256 of a file's bytes, as hex (read by hashlib, a chunk at a time)."""
     with open_regular(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class HashingWriter:
+    """A writable that hashes (SHA-256) the bytes it is given on their way to `out`, or,
+    without `out`, only hashes them: a download checked as it is saved, or an object
+    read through just for its hash."""
+
+    def __init__(self, out: BinaryIO | None = None) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data) if self._out is None else self._out.write(data)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import logging
 import os
 import time
@@ -48,7 +47,7 @@ from syncd.storage import (
 )
 from syncd.storage.base import BucketMissing
 from syncd.storage.multipart import UploadJournal
-from syncd.system.fs import open_regular
+from syncd.system.fs import HashingWriter, open_regular
 from syncd.system.threads import ServiceThread
 from syncd.upload.keys import KeyTemplate
 from syncd.upload.pacing import Pacer
@@ -58,17 +57,6 @@ from syncd.upload.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 STORE_MISSING_WAIT = 300.0  # seconds before uploads try a bucket that did not exist again
-
-
-class _HashingSink:
-    """A writable that only hashes what it is given."""
-
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return len(data)
 
 
 class Result(enum.Enum):
@@ -285,7 +273,7 @@ class Uploader:
 
     def _hash_of(self, key: str) -> str:
         """The SHA-256 of the object at `key`, read through without keeping it."""
-        sink = _HashingSink()
+        sink = HashingWriter()
         try:
             self.storage.get(key, sink)  # type: ignore[arg-type]
         except NotFoundError:
