@@ -396,11 +396,24 @@ def test_an_interrupted_pull_keeps_only_whole_objects(
     storage: S3Storage, cache: ObjectCache, delays: list[float]
 ) -> None:
     images = [png(seed=40 + i, noise=3000) for i in range(6)]
+    interrupted = threading.Event()
+    served: list[str] = []
+
+    def respond(request: Any) -> tuple[int, dict[str, str], bytes]:
+        # The worker runs ahead of the thread that reports progress: every download
+        # after the first waits until the user's Ctrl-C came, so that "in flight"
+        # means one download, however the threads are scheduled.
+        if served:
+            assert interrupted.wait(timeout=30)
+        served.append(request.url)
+        return 200, {}, next(d for d in images if request.url == object_url(d))
+
     for data in images:
-        responses.get(object_url(data), body=data)
+        responses.add_callback(responses.GET, object_url(data), callback=respond)
 
     def progress(event: PullEvent) -> None:
         if event.kind is PullEventKind.DOWNLOADED:
+            interrupted.set()
             raise KeyboardInterrupt
 
     options = PullOptions(workers=1, attempts=ATTEMPTS, sleep=delays.append)
