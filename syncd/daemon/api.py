@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from syncd.queue import State
 
 if TYPE_CHECKING:
     from syncd.daemon.daemon import Daemon
+    from syncd.queue import UploadQueue
+
+
+def retry_answer(
+    queue: UploadQueue, ids: list[int] | None, wake: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """`retry`'s answer, from the daemon or from the queue file: how many failed items
+    went back, and which of the ids asked for named no failed item (with its state, or
+    null for no such item)."""
+    refused = queue.not_failed_among(ids) if ids else {}
+    retried = queue.retry_failed(ids)
+    if wake is not None:
+        wake()
+    return {
+        "retried": retried,
+        "not_failed": [
+            {"id": i, "state": None if state is None else state.value}
+            for i, state in refused.items()
+        ],
+    }
 
 
 class DaemonControl:
@@ -39,9 +60,7 @@ class DaemonControl:
         return {"paused": False}
 
     def retry(self, ids: list[int] | None) -> dict[str, Any]:
-        retried = self.daemon.queue.retry_failed(ids)
-        self.daemon.wake_workers()
-        return {"retried": retried}
+        return retry_answer(self.daemon.queue, ids, wake=self.daemon.wake_workers)
 
     def check_storage(self) -> dict[str, Any]:
         from syncd.remote.probe import round_trip

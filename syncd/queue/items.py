@@ -281,6 +281,13 @@ class ItemsTable(FilesTable):
                 ).rowcount
             )
 
+    def not_failed_among(self, ids: Collection[int]) -> dict[int, State | None]:
+        """Of these ids, those that name no failed item: each one's state, or None where
+        the queue has no such item (what `retry ID` cannot put back, and why)."""
+        found = self.items_by_id(ids)
+        states = {i: found[i].state if i in found else None for i in dict.fromkeys(ids)}
+        return {i: state for i, state in states.items() if state is not State.FAILED}
+
     def reset_backoff(self) -> int:
         """Connectivity came back: every waiting pending item is due now."""
         now = self._clock()

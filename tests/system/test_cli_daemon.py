@@ -146,6 +146,8 @@ def test_failed_item_retried_through_the_daemon(
     proc = syncd(config, "retry")
     assert proc.returncode == 0 and "1 failed item back" in proc.stdout
     wait_until(lambda: uploaded(tmp_path) == 1, what="the retried upload")
+    again = syncd(config, "retry", "1")  # through the daemon: it is uploaded now
+    assert again.returncode == 1 and "item 1 not retried: it is uploaded" in again.stderr
 
 
 def test_watch_prints_progress_lines(running: tuple[Path, DaemonProcess], tmp_path: Path) -> None:

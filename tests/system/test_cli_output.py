@@ -125,7 +125,24 @@ def test_items_says_how_many_more_the_limit_left_out(local_vault: Path) -> None:
     as_json = json.loads(syncd(local_vault, "items", "--limit", "2", "--json").stdout)
     assert list(as_json) == ["items"] and len(as_json["items"]) == 2
     largest = syncd(local_vault, "retry", "9223372036854775807")  # 2**63 - 1: no such item
-    assert largest.returncode == 0 and "0 failed items back" in largest.stdout
+    assert largest.returncode == 1 and "0 failed items back" in largest.stdout
+    assert "item 9223372036854775807 not retried: no such item" in largest.stderr
+
+
+def test_retry_of_an_item_that_did_not_fail_says_so(local_vault: Path) -> None:
+    """`retry 1 99` where 1 is uploaded and 99 does not exist: nothing to put back, and
+    the person learns why instead of a quiet "0 failed items back"."""
+    proc = syncd(local_vault, "retry", "1", "99", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "0 failed items back" in proc.stdout
+    assert proc.stderr.count("item 1 not retried: it is uploaded, not failed") == 1
+    assert "item 99 not retried: no such item in the queue" in proc.stderr
+    assert "syncd items --state failed" in proc.stderr
+    answer = json.loads(syncd(local_vault, "retry", "1", "99", "--json").stdout)
+    assert answer == {
+        "retried": 0,
+        "not_failed": [{"id": 1, "state": "uploaded"}, {"id": 99, "state": None}],
+    }
 
 
 def test_read_only_commands_need_no_credentials(tmp_path: Path) -> None:

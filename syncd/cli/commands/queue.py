@@ -239,17 +239,25 @@ def cmd_retry(args: argparse.Namespace, ctx: Invocation) -> int:
     """Failed items back into the queue: through the daemon if one runs, else directly."""
     ids = args.ids or None
     try:
-        n = int(ctx.client().post("/v1/retry", {"ids": ids} if ids else None)["retried"])
+        answer = ctx.client().post("/v1/retry", {"ids": ids} if ids else None)
     except DaemonNotRunning:
+        from syncd.daemon.api import retry_answer
         from syncd.queue import UploadQueue
 
         with UploadQueue(ctx.config().queue_path) as queue:
-            n = queue.retry_failed(ids)
+            answer = retry_answer(queue, ids)
+    refused = answer.get("not_failed", [])
     if args.json:
-        print_json({"retried": n})
+        print_json(answer)
     else:
-        print(f"{plural(n, 'failed item')} back in the queue")
-    return EXIT_OK
+        print(f"{plural(int(answer['retried']), 'failed item')} back in the queue")
+        for entry in refused:
+            state = entry["state"]
+            why = "no such item in the queue" if state is None else f"it is {state}, not failed"
+            print(f"syncd: item {entry['id']} not retried: {why}", file=sys.stderr)
+        if refused:
+            print("  hint: syncd items --state failed lists the failed items", file=sys.stderr)
+    return EXIT_UNDONE if refused else EXIT_OK
 
 
 def cmd_sync_daemon(args: argparse.Namespace, ctx: Invocation) -> int:
