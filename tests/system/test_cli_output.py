@@ -217,3 +217,14 @@ def test_a_missing_notes_folder_is_a_warning_the_daemon_survives(tmp_path: Path)
         wait_until(lambda: "warning" not in syncd(config, "status").stdout, what="the folder")
     finally:
         assert d.stop() == 0
+
+
+def test_config_example_as_json_holds_the_same_settings_as_the_toml() -> None:
+    import tomllib
+
+    toml = subprocess.run([SYNCD, "config", "example"], capture_output=True, text=True, check=True)
+    as_json = subprocess.run(
+        [SYNCD, "config", "example", "--json"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(as_json.stdout) == tomllib.loads(toml.stdout)
+    assert json.loads(as_json.stdout)["storage"]["backend"] == "r2"

@@ -23,7 +23,12 @@ def example_config() -> str:
 
 def cmd_config(args: argparse.Namespace, ctx: Invocation) -> int:
     if args.config_command == "example":
-        sys.stdout.write(example_config())
+        if args.json:  # its settings as data (the comments are in the TOML form)
+            import tomllib
+
+            print_json(tomllib.loads(example_config()))
+        else:
+            sys.stdout.write(example_config())
         return EXIT_OK
     places = {
         "config": str(ctx.config_path),
