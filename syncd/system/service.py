@@ -84,6 +84,7 @@ def render_unit(
     credentials: Sequence[str] = (),
     cache_home: Path | None = None,
     read_paths: Sequence[Path] = (),
+    state_home: Path | None = None,
 ) -> str:
     """The shipped unit with this installation's paths filled in.
 
@@ -100,10 +101,13 @@ def render_unit(
     `LoadCredential=…` that hand the unit its secrets. `read_paths` are the folders
     syncd only reads (the image folders): with any folder it uses under /tmp or /var/tmp,
     the unit keeps the host's /tmp (PrivateTmp=no), or the daemon would see an empty one.
+    `state_home`, given when the state folder is the default one under a
+    `$XDG_STATE_HOME` of this shell's, is set for the daemon too: the user manager does not
+    pass it on, and the daemon would keep its queue where `syncd status` does not look.
     Paths are quoted and escaped for systemd (spaces, `%`, `$`).
     """
     syncd_path = _absolute(syncd_path, "the syncd executable")
-    folders = _Folders.of(vault_paths, state_dir, cache_home, read_paths)
+    folders = _Folders.of(vault_paths, state_dir, cache_home, read_paths, state_home)
 
     exec_start = [_exec_word(syncd_path, command=True), "run"]
     if config_path is not None:
@@ -117,7 +121,7 @@ def render_unit(
         replacements["PrivateTmp"] = "no"  # systemd reads no comment after a value
     text = _replaced(unit_template() if template is None else template, replacements)
     if folders.environment:
-        text = _before_install(text, "the object cache this shell uses", folders.environment)
+        text = _before_install(text, "the folders this shell uses", folders.environment)
     if credentials:
         text = _before_install(text, "the secrets, as systemd credentials", credentials)
     return text
@@ -140,12 +144,14 @@ def render_dropin(
     credentials: Sequence[str] = (),
     cache_home: Path | None = None,
     read_paths: Sequence[Path] = (),
+    state_home: Path | None = None,
 ) -> str:
     """One instance's drop-in: the folders it writes (as for `render_unit`), the
-    `$XDG_CACHE_HOME` of the cache it fills, its credentials, the host's /tmp when a
+    `$XDG_CACHE_HOME` of the cache it fills (and `$XDG_STATE_HOME`, as for `render_unit`),
+    its credentials, the host's /tmp when a
     folder it uses is there, and (for a config outside `$XDG_CONFIG_HOME/syncd/`) the
     ExecStart= that names it."""
-    folders = _Folders.of(vault_paths, state_dir, cache_home, read_paths)
+    folders = _Folders.of(vault_paths, state_dir, cache_home, read_paths, state_home)
     lines = [
         "# Written by `syncd install-service`; it is rewritten on every install.",
         "[Service]",
@@ -156,7 +162,7 @@ def render_dropin(
     ]
     if folders.environment:
         lines += [
-            "# The object cache this shell uses, which the daemon fills.",
+            "# The state folder and object cache this shell uses.",
             *folders.environment,
         ]
     if folders.in_tmp:
@@ -186,6 +192,7 @@ class _Folders:
     state: Path
     cache_home: Path | None
     read: tuple[Path, ...] = ()  # folders the daemon only reads (image folders)
+    state_home: Path | None = None  # $XDG_STATE_HOME for the daemon, when it must be set
 
     @classmethod
     def of(
@@ -194,12 +201,14 @@ class _Folders:
         state: Path,
         cache_home: Path | None,
         read: Sequence[Path] = (),
+        state_home: Path | None = None,
     ) -> _Folders:
         return cls(
             tuple(dict.fromkeys(_absolute(p, "a vault") for p in vaults)),
             _absolute(state, "the state folder"),
             None if cache_home is None else _absolute(cache_home, "the cache folder"),
             tuple(_absolute(p, "an image folder") for p in read),
+            None if state_home is None else _absolute(state_home, "the state home"),
         )
 
     @property
@@ -228,9 +237,21 @@ class _Folders:
 
     @property
     def environment(self) -> list[str]:
-        if self.cache_home is None:
-            return []
-        return [f"Environment={_path_word(f'XDG_CACHE_HOME={self.cache_home}')}"]
+        homes = {"XDG_STATE_HOME": self.state_home, "XDG_CACHE_HOME": self.cache_home}
+        return [
+            f"Environment={_path_word(f'{name}={home}')}"
+            for name, home in homes.items()
+            if home is not None
+        ]
+
+
+def _state_home_to_pass(state_dir: Path, instance: Instance, env: Mapping[str, str]) -> Path | None:
+    """This shell's `$XDG_STATE_HOME`, when the config keeps its queue in the default
+    state folder under it: the daemon must be given it, or it would use ~/.local/state."""
+    home = env.get("XDG_STATE_HOME")
+    if not home or instance.state_dir(env) != _absolute(state_dir, "the state folder"):
+        return None
+    return Path(home)
 
 
 def _replaced(text: str, replacements: Mapping[str, str]) -> str:
@@ -324,6 +345,7 @@ def install_service(
     wiring = wire_credentials(name, env, run)
     credentials = wiring.lines if wiring is not None else ()
     folder = unit_dir(env)
+    state_home = _state_home_to_pass(state_dir, instance or Instance(None), env)
     if name is None:
         text = render_unit(
             syncd_path,
@@ -333,6 +355,7 @@ def install_service(
             credentials=credentials,
             cache_home=cache_home,
             read_paths=read_paths,
+            state_home=state_home,
         )
         unit_path = folder / UNIT_NAME
         changed = _write_if_changed(unit_path, text)
@@ -349,6 +372,7 @@ def install_service(
             credentials=credentials,
             cache_home=cache_home,
             read_paths=read_paths,
+            state_home=state_home,
         )
         dropin_path = folder / f"syncd@{name}.service.d" / DROPIN_NAME
         changed = _write_if_changed(dropin_path, dropin) or changed

@@ -14,7 +14,9 @@ from tests.system.test_unit_file import VENV_SYNCD, assert_clean, needs_analyze,
 from tests.system.test_unit_file import verify as analyze
 
 
-def install(tmp_path: Path, config: str, *args: str) -> dict[str, list[str]]:
+def install(
+    tmp_path: Path, config: str, *args: str, state_home: Path | None = None
+) -> dict[str, list[str]]:
     """Write `config` where its instance is looked for, run `syncd install-service ARGS`,
     and return the [Service] lines of what it wrote (the drop-in, or the plain unit)."""
     fake = tmp_path / "bin" / "systemctl"
@@ -28,6 +30,8 @@ def install(tmp_path: Path, config: str, *args: str) -> dict[str, list[str]]:
         XDG_CACHE_HOME=str(tmp_path / "my cache"),
         PATH=f"{fake.parent}{os.pathsep}{env.get('PATH', '')}",
     )
+    if state_home is not None:
+        env["XDG_STATE_HOME"] = str(state_home)
     name = args[args.index("--instance") + 1] if "--instance" in args else "config"
     folder = tmp_path / "config" / "syncd"
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,12 +54,12 @@ def install(tmp_path: Path, config: str, *args: str) -> dict[str, list[str]]:
     return service_section(written.read_text())
 
 
-def config(tmp_path: Path, upload: str = "", cache: str = "") -> str:
+def config(tmp_path: Path, upload: str = "", cache: str = "", state: bool = True) -> str:
     return (
         f'[paths]\nnotes = ["{tmp_path}/notes"]\n'
         f'images = ["{tmp_path}/pics", "{tmp_path}/more pics"]\n'
-        f'state_dir = "{tmp_path}/state"\n'
-        f'[storage]\nbackend = "local"\npath = "{tmp_path}/store"\n'
+        + (f'state_dir = "{tmp_path}/state"\n' if state else "")
+        + f'[storage]\nbackend = "local"\npath = "{tmp_path}/store"\n'
         'public_base_url = "https://img.example.com"\n'
         f"[upload]\n{upload}\n[cache]\n{cache}\n"
     )
@@ -103,3 +107,18 @@ def test_the_default_unit_gets_them_too_and_verifies(tmp_path: Path) -> None:
     assert service["Environment"][-1] == f'"XDG_CACHE_HOME={tmp_path / "my cache"}"'
     unit = tmp_path / "config" / "systemd" / "user" / "syncd.service"
     assert_clean(analyze(unit, tmp_path / "run"))
+
+
+def test_a_state_home_of_the_shell_is_the_daemons_too(tmp_path: Path) -> None:
+    """With `$XDG_STATE_HOME` set in the shell and no `paths.state_dir`, `syncd status`
+    reads the queue under it; the user manager does not pass that variable on, so the
+    unit sets it, or the daemon would keep its queue in ~/.local/state (read-only to it)."""
+    state_home = tmp_path / "my state"
+    for args, folder in (((), "syncd"), (("--instance", "w"), "syncd/w")):
+        service = install(tmp_path, config(tmp_path, state=False), *args, state_home=state_home)
+        assert f'"XDG_STATE_HOME={state_home}"' in service["Environment"]
+        assert service["ReadWritePaths"][0].endswith(f' "{state_home / folder}"')
+        assert service["ExecStartPre"][-1].endswith(f'"{state_home / folder}"')
+    # An explicit state folder does not depend on it: nothing is set.
+    service = install(tmp_path, config(tmp_path), "--instance", "w", state_home=state_home)
+    assert "Environment" not in service
