@@ -142,11 +142,14 @@ class Localizing:
             problems.append(f"{ref.target}: no SHA-256 in its key: a download cannot be verified")
             return None
         item = self.queue.by_object_sha256(sha)
-        if item is not None and item.object_sha != item.sha256:
-            # A prepared object (location stripped, converted): the note gets back the
-            # local original it was made from, not a download of what was sent.
-            original = self.queue.local_original(sha)
-            if original is not None:
+        original = self.queue.local_original(sha) if item is not None else None
+        if original is not None:
+            # This machine uploaded it (the note was moved or copied since, so no record
+            # of its rewrite is found): the note links the image already in the vault,
+            # not a downloaded copy. A prepared object (location stripped, converted)
+            # gets back the original it was made from, not what was sent.
+            prepared = item is not None and item.object_sha != item.sha256
+            if prepared or sha256_file(original) == sha:
                 return original
         folder = self.download_dir or note.parent
         name = key.rsplit("/", 1)[-1]

@@ -241,6 +241,25 @@ def test_localize_restores_every_byte(tmp_path: Path) -> None:
     assert (v.vault / "Trip.md").read_bytes() != originals[v.vault / "Trip.md"]
 
 
+def test_localize_of_a_moved_note_links_the_image_already_in_the_vault(tmp_path: Path) -> None:
+    """Rewritten, then moved to another folder: its URLs were written for another path,
+    yet this machine uploaded them. Localize links the image the vault has (relative to
+    the note's new place), and downloads no second copy of it."""
+    v = make_vault(tmp_path)
+    (v.vault / "attachments" / "a.png").write_bytes(png(seed=1))
+    (v.vault / "n.md").write_text("![a](attachments/a.png)\n")
+    assert v.run("sync", "--once").returncode == 0
+    (v.vault / "trips").mkdir()
+    moved = v.vault / "trips" / "n.md"
+    (v.vault / "n.md").rename(moved)
+    assert moved.read_text() == f"![a]({v.url(png(seed=1))})\n"
+    before = sorted(p for p in v.vault.rglob("*") if p.is_file())
+    proc = v.run("localize", str(moved))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert moved.read_text() == "![a](../attachments/a.png)\n"
+    assert sorted(p for p in v.vault.rglob("*") if p.is_file()) == before
+
+
 def test_localize_needs_notes_or_all(tmp_path: Path) -> None:
     v = make_vault(tmp_path)
     proc = v.run("localize")
