@@ -152,7 +152,10 @@ class ProgressView:
         elif kind == "uploaded" and isinstance(item, int):
             self._inflight.pop(item, None)
             self.done_files += 1
-            size = self._sizes.pop(item, 0)
+            # The event's own size: an upload that began before `watch` connected
+            # had no upload_started here.
+            size = int(event.get("size", self._sizes.get(item, 0)))
+            self._sizes.pop(item, None)
             self.done_bytes += size
             self._line(f"uploaded {event.get('name')} ({format_size(size)})")
         elif kind in ("failed", "retry") and isinstance(item, int):

@@ -156,7 +156,9 @@ class DaemonUploads:
             if self.queue.make_due(waiting):
                 self.wake_workers()
             self.counters.uploaded += 1
-            self.events.publish("uploaded", id=item.id, name=item.name, url=outcome.url)
+            self.events.publish(
+                "uploaded", id=item.id, name=item.name, url=outcome.url, size=item.size
+            )
             for note in self.queue.notes_of_item(item.id):
                 # On the note's own thread: several uploads (and saves) for one note
                 # become one pass, and the upload workers go on uploading.

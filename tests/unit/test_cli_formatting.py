@@ -104,6 +104,15 @@ def test_watch_lines_fit_80_columns_without_urls() -> None:
     assert not any("https://" in line for line in lines)
 
 
+def test_watch_counts_an_upload_that_began_before_it_connected() -> None:
+    out = io.StringIO()
+    view = ProgressView(out, status(pending=2), tty=False)  # one of them already uploading
+    view.update({"kind": "upload_progress", "id": 7, "bytes_sent": 1500, "size": 2000})
+    view.update({"kind": "uploaded", "id": 7, "name": "a.png", "url": "u", "size": 2000})
+    assert out.getvalue().splitlines()[-1] == "uploaded a.png (2.0 KB)"
+    assert view.done_bytes == 2000 and view.done_files == 1
+
+
 def test_sync_once_bar_counts_from_outcomes_and_the_queue(tmp_path: Path) -> None:
     from syncd.cli.progress import OnceProgress
     from syncd.queue import FileStat, UploadQueue
