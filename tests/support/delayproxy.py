@@ -10,6 +10,8 @@ Bandwidth is not limited and order is kept.
 Bounded: it only ever connects to 127.0.0.1, holds at most `max_chunks` chunks of 64 KiB
 per direction and connection (a full queue blocks its reader: back-pressure, not
 memory), refuses connections beyond `max_connections`, and `stop()` ends every thread.
+`hold_answers()` keeps every answer from the server until `release_answers()`: requests
+stay in flight as long as a test needs them to (a store that has stopped answering).
 `measure_added_rtt()` measures what it really adds (sleep granularity, thread wake-ups)
 with one-byte pings through a proxy to a local echo server, against the same pings direct.
 """
@@ -60,11 +62,20 @@ class DelayProxy:
         self._open = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._answering = threading.Event()
+        self._answering.set()
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._listener = LoopbackListener(self._accepted, name="delayproxy-accept")
         self.port = self._listener.port
         self.url = self._listener.url
+
+    def hold_answers(self) -> None:
+        """From now on the server's bytes wait in the proxy (requests still get through)."""
+        self._answering.clear()
+
+    def release_answers(self) -> None:
+        self._answering.set()
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -127,7 +138,7 @@ class DelayProxy:
             # and its first bytes would arrive one way later: hold them until then.
             handshake_until = accepted + 3 * self.one_way
             up = _Direction(self, client, server, not_before=handshake_until)
-            down = _Direction(self, server, client, not_before=0.0)
+            down = _Direction(self, server, client, not_before=0.0, gate=self._answering)
             pumps = [*up.threads("up"), *down.threads("down")]
             for t in pumps:
                 t.start()
@@ -147,9 +158,16 @@ class _Direction:
     a writer that sends each when it is due. FIFO, so order is kept."""
 
     def __init__(
-        self, proxy: DelayProxy, src: socket.socket, dst: socket.socket, *, not_before: float
+        self,
+        proxy: DelayProxy,
+        src: socket.socket,
+        dst: socket.socket,
+        *,
+        not_before: float,
+        gate: threading.Event | None = None,
     ) -> None:
         self.proxy = proxy
+        self.gate = gate  # while clear, nothing is passed on
         self.src = src
         self.dst = dst
         self.not_before = not_before
@@ -194,6 +212,9 @@ class _Direction:
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+            while self.gate is not None and not self.gate.wait(_POLL):
+                if self.proxy._stopping.is_set():
+                    return
             try:
                 if data is None:
                     self.dst.shutdown(socket.SHUT_WR)  # pass the end of stream on

@@ -228,9 +228,10 @@ def test_ctrl_c_mid_run_gives_the_uploads_under_way_back_at_once(
 ) -> None:
     """After Ctrl-C, `status` shows no upload "uploading" for a run that has ended."""
     port = int(s3_server.url.rsplit(":", 1)[1])
-    with DelayProxy(port, rtt=0.4) as proxy:  # each request ~0.4 s: uploads stay in flight
+    with DelayProxy(port, rtt=0.4) as proxy:
         setup = make_setup(tmp_path, s3_server, s3_bucket, endpoint=proxy.url)
         made = add_images(setup.images, 30, size=20_000)
+        proxy.hold_answers()  # the store stops answering: the uploads stay in flight
         proc = subprocess.Popen(
             [SYNCD, "--config", str(setup.config), "sync", "--once"],
             env=setup.env,
@@ -244,8 +245,9 @@ def test_ctrl_c_mid_run_gives_the_uploads_under_way_back_at_once(
             assert proc.poll() is None and time.monotonic() < deadline, "no upload started"
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)  # not waiting for the answers held
         assert proc.returncode == 130 and "Traceback" not in err, err
+        proxy.release_answers()
 
         code, status = setup.run_json("status")
         counts = status["queue"]["counts"]
