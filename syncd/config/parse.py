@@ -454,6 +454,26 @@ def _public_url_problem(url: str) -> tuple[str, str] | None:
     return None
 
 
+def _endpoint_url_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with `url` as `storage.endpoint_url` (message, fix), or None.
+
+    The store is reached at this URL and it is named in messages, so it must be a plain
+    http(s) URL with a host, without a user name or password (the message never repeats
+    the URL, which may hold one)."""
+    example = 'e.g. endpoint_url = "https://s3.eu-west-1.amazonaws.com"'
+    if not url.startswith(("http://", "https://")):
+        return "must be an http(s) URL", example
+    if "@" in re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]:
+        return (
+            "contains a user name or password, which would be shown in messages",
+            "remove the user name and password (up to the '@') from the URL; give the keys "
+            "as access_key_id_file / secret_access_key_file, as "
+            f"{SECRET_ENV['access_key_id']} / {SECRET_ENV['secret_access_key']}, or as "
+            "access_key_id / secret_access_key in a config file only you can read",
+        )
+    return None
+
+
 def _parse_storage(
     checker: _Checker,
     table: dict[str, Any],
@@ -534,12 +554,10 @@ def _parse_storage(
         )
     account_id = checker.string(table, "account_id", "storage.account_id")
     endpoint = checker.string(table, "endpoint_url", "storage.endpoint_url")
-    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        checker.problem(
-            "storage.endpoint_url",
-            "must be an http(s) URL",
-            'e.g. "https://s3.eu-west-1.amazonaws.com"',
-        )
+    if endpoint is not None:
+        wrong = _endpoint_url_problem(endpoint)
+        if wrong is not None:
+            checker.problem("storage.endpoint_url", *wrong)
     derives_endpoint = backend == "r2" and endpoint is None
     if account_id is not None and derives_endpoint and not _ACCOUNT_ID.fullmatch(account_id):
         checker.problem(
