@@ -19,7 +19,7 @@ from syncd.cli.context import Invocation
 from syncd.cli.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNDONE
 from syncd.cli.output import print_json, shown
 from syncd.config import state_dir_of
-from syncd.errors import ConfigError, ConfigProblem, UsageError
+from syncd.errors import ConfigError, ConfigProblem, StateDirError, UsageError
 from syncd.system.logs import setup_logging
 
 _STOP_WAIT = 120.0  # in-flight uploads may finish first
@@ -81,6 +81,7 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
     import daemon.pidfile
 
     from syncd.daemon.daemon import Daemon
+    from syncd.system.proc import state_lock
 
     config = ctx.config(store=True)  # problems are reported here, before detaching (exit 78)
     state = config.paths.state_dir
@@ -88,11 +89,21 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
     if pid is not None:
         _said(args, f"syncd is already running (pid {pid})", running=True, started=False, pid=pid)
         return EXIT_OK
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The daemon's own check of its state folder (created, writable, held by no other
+    # daemon), made here while its message still reaches the terminal: detached, it
+    # would only reach the log, and the log lives in that folder.
+    with state_lock(state, ctx.instance.unit):
+        pass
     pidfile = daemon.pidfile.TimeoutPIDLockFile(str(state / "syncd.pid"), acquire_timeout=1)
     if pidfile.is_locked():
         pidfile.break_lock()  # left by a daemon that died: its pid is not alive
     log_path = state / "syncd.log"
+    # This user's alone, as the queue: the log names notes and images.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        log_file = open(os.open(log_path, flags, 0o600), "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise StateDirError(f"cannot open the log {log_path}: {exc.strerror}") from None
     _said(
         args,
         f"syncd: starting in the background ({ctx.instance.label}); log: {log_path}",
@@ -101,9 +112,6 @@ def cmd_start(args: argparse.Namespace, ctx: Invocation) -> int:
         log=str(log_path),
     )
     sys.stdout.flush()
-    # This user's alone, as the queue: the log names notes and images.
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-    log_file = open(os.open(log_path, flags, 0o600), "a", encoding="utf-8")  # noqa: SIM115
     with daemon.DaemonContext(
         pidfile=pidfile,
         stdout=log_file,
