@@ -54,9 +54,12 @@ class Vault:
         self._skipped: dict[str, int | None] = {}  # note -> size warned about (None: not a file)
 
     def notes(self, only: Iterable[Path] = ()) -> Iterator[Path]:
-        """Every note under the note roots (or the given notes/folders), sorted, once each."""
+        """Every note under the note roots (or the given notes/folders), sorted, once each.
+        A given path outside the note roots gives none: syncd changes no note elsewhere."""
         seen: set[str] = set()
-        for start in list(only) or list(self.note_roots):
+        asked = list(only)
+        starts = [p for p in asked if self.root_of(p) is not None] if asked else self.note_roots
+        for start in starts:
             if start.exists() and not start.is_dir():  # a file (or a FIFO: may_read says)
                 found: Iterable[str] = [str(start)] if is_note_name(start.name) else []
             else:

@@ -260,6 +260,43 @@ def test_localize_of_a_moved_note_links_the_image_already_in_the_vault(tmp_path:
     assert sorted(p for p in v.vault.rglob("*") if p.is_file()) == before
 
 
+def test_notes_outside_the_configs_folders_are_never_changed(tmp_path: Path) -> None:
+    """Another vault's notes, or a folder holding this vault and others, named on the
+    command line: a usage error, and not a byte of any note outside changes."""
+    v = make_vault(tmp_path / "mine")
+    (v.vault / "attachments" / "a.png").write_bytes(png(seed=1))
+    (v.vault / "n.md").write_text("![a](attachments/a.png)\n")
+    assert v.run("sync", "--once").returncode == 0
+    other = tmp_path / "other"
+    (other / "att").mkdir(parents=True)
+    (other / "att" / "a.png").write_bytes(png(seed=1))
+    shown_url = f"![a]({v.url(png(seed=1))})\n"
+    notes = {other / "local.md": "![a](att/a.png)\n", other / "remote.md": shown_url}
+    for note, text in notes.items():
+        note.write_text(text)
+    for args in (
+        ("localize", str(other)),
+        ("localize", str(other / "remote.md")),
+        ("localize", str(tmp_path)),  # holds this vault and the other one
+        ("rewrite", str(other / "local.md")),
+        ("rewrite", "--dry-run", str(other)),
+        ("adopt", str(other)),
+        ("sync", "--once", "--only", str(other)),
+    ):
+        proc = v.run(*args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "not inside this config's" in proc.stderr or "not inside the notes" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        for note, text in notes.items():
+            assert note.read_text() == text, args
+    assert sorted(p.name for p in other.rglob("*")) == ["a.png", "att", "local.md", "remote.md"]
+    # Inside the vault, by a path through a symlink to it: that is this vault's note.
+    (tmp_path / "link").symlink_to(v.vault)
+    proc = v.run("localize", str(tmp_path / "link" / "n.md"))
+    assert proc.returncode == 0, proc.stderr
+    assert (v.vault / "n.md").read_text() == "![a](attachments/a.png)\n"
+
+
 def test_localize_needs_notes_or_all(tmp_path: Path) -> None:
     v = make_vault(tmp_path)
     proc = v.run("localize")

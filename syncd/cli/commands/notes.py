@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.cli.context import Invocation
 from syncd.cli.errors import EXIT_OK, EXIT_UNDONE
@@ -18,6 +18,9 @@ from syncd.cli.output import plural, print_json, printable_lines, shown
 from syncd.config import Config
 from syncd.errors import UsageError
 from syncd.queue import UploadQueue
+
+if TYPE_CHECKING:
+    from syncd.intake.vault import Vault
 
 
 def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False) -> Any:
@@ -34,12 +37,27 @@ def _rewriter(config: Config, queue: UploadQueue, *, with_storage: bool = False)
     )
 
 
-def _note_args(notes: list[str]) -> list[Path]:
-    paths = [Path(n).absolute() for n in notes]
+def _note_args(notes: list[str], vault: Vault) -> list[Path]:
+    """The notes and folders named on the command line: each must exist, inside the
+    config's note folders (by its real path): syncd changes no note elsewhere. Named as
+    the vault names them (through the real path of its folder, the name kept: a note
+    named through a symlink to the vault is the vault's note)."""
+    paths = [_as_in_vault(Path(n).absolute()) for n in notes]
     for p in paths:
         if not p.exists():
             raise UsageError(f"no such note or folder: {p}")
+        if vault.root_of(p) is None:
+            roots = ", ".join(str(r) for r in vault.note_roots)
+            error = UsageError(f"{p} is not inside the notes folders of this config ({roots})")
+            error.hint = "name notes or folders inside paths.notes, or use the config of that vault"
+            raise error
     return paths
+
+
+def _as_in_vault(path: Path) -> Path:
+    if path.is_dir():
+        return Path(os.path.realpath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
@@ -48,7 +66,7 @@ def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:
     changes = []
     with UploadQueue(config.queue_path) as queue:
         rewriter = _rewriter(config, queue)
-        only = _note_args(args.notes)
+        only = _note_args(args.notes, rewriter.vault)
         asked: list[Path] = []
         for note in rewriter.vault.notes(only):
             asked.append(note)
@@ -111,7 +129,7 @@ def cmd_localize(args: argparse.Namespace, ctx: Invocation) -> int:
     changes = []
     with UploadQueue(config.queue_path) as queue:
         rewriter = _rewriter(config, queue, with_storage=not args.dry_run)
-        for note in rewriter.vault.notes(_note_args(args.notes)):
+        for note in rewriter.vault.notes(_note_args(args.notes, rewriter.vault)):
             change = rewriter.localize_note(note, dry_run=args.dry_run)
             if change is not None:
                 changes.append(change)
@@ -152,7 +170,9 @@ def cmd_adopt(args: argparse.Namespace, ctx: Invocation) -> int:
     from syncd.daemon.oneshot import sync_once
 
     config = ctx.config(store=not args.dry_run)
-    report = adopt(config, _note_args(args.notes), dry_run=args.dry_run)
+    from syncd import app
+
+    report = adopt(config, _note_args(args.notes, app.vault(config)), dry_run=args.dry_run)
     images, adopted, problems = report.found, report.adopted, report.problems
     rewritten = 0
     if adopted:

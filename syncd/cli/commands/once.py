@@ -34,9 +34,11 @@ def cmd_sync_once(args: argparse.Namespace, ctx: Invocation) -> int:
     only = Path(args.only).absolute() if args.only else None
     if only is not None and not only.exists():
         raise UsageError(f"--only {args.only}: no such file or folder")
+    config = ctx.config(store=not args.dry_run)
+    if only is not None:
+        _inside_the_vault(only, config)
     if args.dry_run:
-        return _sync_dry_run(args, ctx.config(), only)
-    config = ctx.config(store=True)
+        return _sync_dry_run(args, config, only)
     bar = None
     if sys.stdout.isatty() and not args.json and not args.verbose and not args.quiet:
         bar = OnceProgress(sys.stdout, config.queue_path)
@@ -108,6 +110,18 @@ def cmd_sync_once(args: argparse.Namespace, ctx: Invocation) -> int:
     )
     print(counts_line(summary_counts(summary)))
     return EXIT_OK if report.complete else EXIT_UNDONE
+
+
+def _inside_the_vault(only: Path, config: Config) -> None:
+    """`--only` names a part of this config's notes or image folders: nothing outside
+    them is queued or rewritten."""
+    from syncd import app
+
+    if not app.vault(config).inside(only):
+        folders = ", ".join(str(p) for p in (*config.paths.notes, *config.paths.images))
+        error = UsageError(f"--only {only}: not inside this config's folders ({folders})")
+        error.hint = "name a note, image or folder inside paths.notes or paths.images"
+        raise error
 
 
 def _sync_dry_run(args: argparse.Namespace, config: Config, only: Path | None) -> int:
