@@ -612,70 +612,130 @@ def _resolve_secret(
     source: Path | None,
 ) -> Secret | None:
     key = f"storage.{name}"
-    if env.get(SECRET_ENV[name], "").strip():
-        return Secret(env[SECRET_ENV[name]].strip())
+    variable = SECRET_ENV[name]
+    if env.get(variable, "").strip():
+        return _secret(
+            checker,
+            env[variable],
+            key,
+            f"{variable} in the environment",
+            f"set {variable} to the key exactly as the store gave it",
+        )
     file_raw = checker.string(table, f"{name}_file", f"{key}_file")
     if file_raw is not None:
         secret_path = checker.path(file_raw, f"{key}_file")
         if secret_path is None:
             return None
-        try:
-            mode = secret_path.stat().st_mode
-            value = _read_regular(secret_path).decode("utf-8").strip()
-        except NotRegularFileError:
-            checker.problem(
-                f"{key}_file",
-                f"{secret_path} is {_kind_of(secret_path)}, not a file",
-                "point it at the file that holds the secret",
-            )
+        value = _read_secret_file(checker, secret_path, f"{key}_file", private=True)
+        if value is None:
             return None
-        except UnicodeDecodeError:
-            checker.problem(
-                f"{key}_file", f"{secret_path} is not UTF-8 text", "write the secret as text"
-            )
-            return None
-        except OSError as exc:
-            checker.problem(
-                f"{key}_file", f"cannot read {secret_path}: {exc.strerror}", "check the path"
-            )
-            return None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            checker.problem(
-                f"{key}_file",
-                f"{secret_path} is readable by other users",
-                f"run: chmod 600 {secret_path}",
-            )
-            return None
-        if not value:
+        if not value.strip():
             checker.problem(f"{key}_file", f"{secret_path} is empty", "write the secret into it")
             return None
-        return Secret(value)
+        return _secret(
+            checker,
+            value,
+            f"{key}_file",
+            str(secret_path),
+            "write the key into it exactly as the store gave it (a line break at the end is fine)",
+        )
     inline = table.get(name)
     if inline is not None:
         if not isinstance(inline, str) or not inline.strip():
-            checker.problem(key, "must be a non-empty string", f"set {SECRET_ENV[name]} instead")
+            checker.problem(key, "must be a non-empty string", f"set {variable} instead")
             return None
-        secret = Secret(inline.strip())
         if source is not None and source.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             checker.problem(
                 key,
                 f"a secret is written in {source}, which other users can read",
-                f"run: chmod 600 {source}, or move the secret to {name}_file or {SECRET_ENV[name]}",
+                f"run: chmod 600 {source}, or move the secret to {name}_file or {variable}",
             )
             return None
-        return secret
+        return _secret(
+            checker,
+            inline,
+            key,
+            "the value",
+            f'write it as {name} = "…" exactly as the store gave the key',
+        )
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
         cred = Path(cred_dir) / name
         if cred.is_file():
-            value = cred.read_text(encoding="utf-8").strip()
-            if value:
-                return Secret(value)
+            value = _read_secret_file(checker, cred, key, private=False)
+            if value is None:
+                return None
+            if value.strip():
+                return _secret(
+                    checker,
+                    value,
+                    key,
+                    f"the systemd credential {cred}",
+                    f"run `syncd install-service` again with {variable} set to the key "
+                    "exactly as the store gave it",
+                )
     checker.problem(
         key,
         "is missing",
-        f'set {SECRET_ENV[name]} in the environment, or {name}_file = "PATH" in [storage], '
+        f'set {variable} in the environment, or {name}_file = "PATH" in [storage], '
         f"or a systemd credential named {name}",
+    )
+    return None
+
+
+def _read_secret_file(checker: _Checker, path: Path, key: str, *, private: bool) -> str | None:
+    """The text of the secret file at `path`, or None (and a problem for `key`) when it
+    cannot be read, is not text, or (`private`) other users can read it."""
+    try:
+        mode = path.stat().st_mode
+        value = _read_regular(path).decode("utf-8")
+    except NotRegularFileError:
+        checker.problem(
+            key,
+            f"{path} is {_kind_of(path)}, not a file",
+            "point it at the file that holds the secret",
+        )
+        return None
+    except UnicodeDecodeError:
+        checker.problem(
+            key,
+            f"{path} is not UTF-8 text",
+            "write the key into it as text, exactly as the store gave it",
+        )
+        return None
+    except OSError as exc:
+        checker.problem(
+            key, f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
+        )
+        return None
+    if private and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        checker.problem(key, f"{path} is readable by other users", f"run: chmod 600 {path}")
+        return None
+    return value
+
+
+def _secret(checker: _Checker, raw: str, key: str, where: str, fix: str) -> Secret | None:
+    """`raw` without the white space around it (the line break that ends a file) as a
+    Secret; None, and a problem for `key` that names `where` it came from but never the
+    value, when it holds a character no key has: a store's keys are printable ASCII
+    without spaces, and anything else could not even be sent in a request header."""
+    value = raw.strip()
+    wrong = next((c for c in value if not "!" <= c <= "~"), None)
+    if wrong is None:
+        return Secret(value)
+    if wrong in "\r\n":
+        kind = "a line break"
+    elif wrong.isspace():
+        kind = "a space"
+    elif wrong < " " or wrong == "\x7f":
+        kind = "a control character"
+    else:
+        kind = "a non-ASCII character"
+    checker.problem(
+        key,
+        f"{where} holds {kind}, which no key has (keys are printable ASCII, without "
+        "spaces); it is not shown here",
+        f"{fix}: printable ASCII characters, no spaces",
     )
     return None
 

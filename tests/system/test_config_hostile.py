@@ -4,10 +4,13 @@ the store; never a traceback, never a secret in the output."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from tests.support.images import png
+from tests.support.s3server import MotoServer
 from tests.system.test_bad_config import syncd
 
 PASSWORD = "URLSECRETLEAK"
@@ -21,7 +24,6 @@ S3 = (
 KEYS = {"SYNCD_ACCESS_KEY_ID": "AKIDEXAMPLE", "SYNCD_SECRET_ACCESS_KEY": "secretsecret"}
 STORE_COMMANDS = [
     ("sync", "--once"),
-    ("doctor",),
     ("verify",),
     ("gc",),
     ("remote", "index"),
@@ -63,7 +65,103 @@ def test_an_endpoint_url_with_a_user_and_password_is_refused_without_showing_the
     tmp_path: Path, url: str
 ) -> None:
     config = s3_config(tmp_path, S3.replace("http://127.0.0.1:9", url))
-    for command in (*STORE_COMMANDS, ("status",)):
+    for command in (*STORE_COMMANDS, ("doctor",), ("status",)):
         shown = refused(command, config, "storage.endpoint_url", "secret_access_key_file")
         assert "SYNCD_SECRET_ACCESS_KEY" in shown
         assert PASSWORD not in shown, (command, shown)
+
+
+BAD_KEYS = ["AKIDLEAK\r\nX", "AKIDLEAK\u2603", "AKID\tLEAK", "AKID LEAK", "AKID\x1bLEAK"]
+
+
+@pytest.mark.parametrize("value", BAD_KEYS)
+@pytest.mark.parametrize("name", ["access_key_id", "secret_access_key"])
+def test_a_key_from_the_environment_that_no_store_takes_is_refused_without_showing_it(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    config = s3_config(tmp_path)
+    variable = f"SYNCD_{name.upper()}"
+    for command in STORE_COMMANDS:
+        shown = refused(
+            command, config, f"storage.{name}", variable, "printable ASCII", **{variable: value}
+        )
+        assert "LEAK" not in shown, (command, shown)
+
+
+@pytest.mark.parametrize("value", BAD_KEYS)
+@pytest.mark.parametrize("name", ["access_key_id", "secret_access_key"])
+def test_a_key_from_a_file_that_no_store_takes_is_refused_naming_the_file(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(value.encode() + b"\n")
+    secret.chmod(0o600)
+    config = s3_config(tmp_path, S3 + f'{name}_file = "secret"\n')
+    other = {k: v for k, v in KEYS.items() if k != f"SYNCD_{name.upper()}"}
+    proc = syncd(
+        "--config", str(config), "sync", "--once", env={**other, f"SYNCD_{name.upper()}": ""}
+    )
+    shown = proc.stdout + proc.stderr
+    assert "Traceback" not in shown and proc.returncode == 78, shown
+    assert f"storage.{name}_file" in shown and str(secret) in shown and "printable ASCII" in shown
+    assert "LEAK" not in shown, shown
+
+
+@pytest.mark.parametrize("value", BAD_KEYS)
+def test_a_key_written_in_the_config_that_no_store_takes_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    config = s3_config(tmp_path, S3 + f"access_key_id = {json.dumps(value)}\n")
+    for command in STORE_COMMANDS:
+        shown = refused(
+            command, config, "storage.access_key_id", "printable ASCII", SYNCD_ACCESS_KEY_ID=""
+        )
+        assert "LEAK" not in shown, (command, shown)
+
+
+def test_a_key_from_a_systemd_credential_that_no_store_takes_is_refused(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "access_key_id").write_bytes(b"AKIDLEAK\r\nX\n")
+    (creds / "secret_access_key").write_bytes(b"\xff\xfeLEAK")  # not even UTF-8
+    config = s3_config(tmp_path)
+    shown = refused(
+        ("sync", "--once"),
+        config,
+        "storage.access_key_id",
+        str(creds / "access_key_id"),
+        "printable ASCII",
+        "storage.secret_access_key",
+        "not UTF-8",
+        SYNCD_ACCESS_KEY_ID="",
+        SYNCD_SECRET_ACCESS_KEY="",
+        CREDENTIALS_DIRECTORY=str(creds),
+    )
+    assert "LEAK" not in shown, shown
+
+
+def test_keys_in_files_that_end_in_a_line_break_still_work(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """A file written on Windows (CRLF) or by `echo` (LF): the line break is not the key's."""
+    assert s3_server.credentials is not None
+    (tmp_path / "key-id").write_bytes(s3_server.credentials.access_key_id.encode() + b"\r\n")
+    (tmp_path / "secret").write_bytes(s3_server.credentials.secret_access_key.encode() + b"\n")
+    for file in ("key-id", "secret"):
+        (tmp_path / file).chmod(0o600)
+    config = s3_config(
+        tmp_path,
+        S3.replace("http://127.0.0.1:9", s3_server.url).replace('"notes"', f'"{s3_bucket}"')
+        + 'access_key_id_file = "key-id"\nsecret_access_key_file = "secret"\n',
+    )
+    (tmp_path / "vault" / "a.png").write_bytes(png(seed=7))
+    (tmp_path / "vault" / "n.md").write_text("![a](a.png)\n")
+    proc = syncd(
+        "--config",
+        str(config),
+        "sync",
+        "--once",
+        env={"SYNCD_ACCESS_KEY_ID": "", "SYNCD_SECRET_ACCESS_KEY": ""},
+    )
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "https://img.example.com/" in (tmp_path / "vault" / "n.md").read_text()
