@@ -9,6 +9,12 @@ hidden sidecar next to the object, `.syncd-meta-<name>.json`, written after the 
 and removed before it. It is how `head` tells an object syncd wrote from a file another
 tool put in the folder; a sidecar whose size disagrees with the file is ignored. Hidden
 `.syncd-` files are never listed as objects.
+
+syncd never writes a symbolic link, so one in the folder is another tool's entry: listed
+as an object that is not syncd's (no metadata, however its sidecar reads), never
+followed to write or delete (at a key, or as a folder on the way to one: the upload
+fails saying so, a delete refuses), never replaced. A listing skips what vanishes while
+it looks.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +60,23 @@ class LocalStorage(Storage):
             raise PermanentStorageError(str(exc)) from None
         return self.root / key
 
+    def _refuse_symlink(self, path: Path, key: str) -> None:
+        """PermanentStorageError if `path`, or a folder between the root and it, is a
+        symbolic link: another tool's, never followed to write or delete."""
+        for at in (path, *path.parents):
+            if at == self.root or self.root not in at.parents:
+                return
+            if at.is_symlink():
+                try:
+                    to = f" to {os.readlink(at)}"
+                except OSError:
+                    to = ""
+                what = "replace or delete it" if at == path else f"write or delete {key} through it"
+                raise PermanentStorageError(
+                    f"{at} is a symbolic link{to}, which syncd did not write: syncd will not "
+                    f"{what} (remove it yourself if it is not needed)"
+                )
+
     def put(
         self,
         key: str,
@@ -65,6 +89,7 @@ class LocalStorage(Storage):
         if_absent: bool = True,
     ) -> None:
         target = self._path(key)
+        self._refuse_symlink(target, key)
         if if_absent and target.exists():
             raise PreconditionFailed(f"{key} already exists")
         try:
@@ -109,10 +134,11 @@ class LocalStorage(Storage):
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
         try:
-            st = path.stat()
-        except FileNotFoundError:
+            st = path.lstat()
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"no object {key}") from None
-        meta = _read_sidecar(path, st.st_size)
+        # A symbolic link is never syncd's, whatever a sidecar beside it says.
+        meta = {} if stat.S_ISLNK(st.st_mode) else _read_sidecar(path, st.st_size)
         info = _info(key, st)
         return ObjectInfo(
             key=info.key,
@@ -138,6 +164,7 @@ class LocalStorage(Storage):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
+        self._refuse_symlink(path, key)
         # The sidecar first: a crash in between leaves an object that looks foreign (kept
         # by gc), never a sidecar that would vouch for a file someone else puts there.
         with contextlib.suppress(FileNotFoundError):
@@ -157,10 +184,20 @@ class LocalStorage(Storage):
         keys = sorted(
             k for k in _walk(self.root) if k.startswith(prefix) and (token is None or k > token)
         )
-        page = keys[:page_size]
-        objects = [_info(k, (self.root / k).stat()) for k in page]
-        more = len(keys) > page_size
-        return ObjectPage(objects=objects, next_token=page[-1] if more and page else None)
+        objects: list[ObjectInfo] = []
+        rest = iter(keys)
+        for key in rest:
+            try:
+                st = (self.root / key).lstat()  # a symbolic link is listed, not followed
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone since the walk
+            if stat.S_ISDIR(st.st_mode):
+                continue  # a folder now
+            objects.append(_info(key, st))
+            if len(objects) == page_size:
+                break
+        more = next(rest, None) is not None
+        return ObjectPage(objects=objects, next_token=objects[-1].key if more and objects else None)
 
     def reachable(self) -> bool:
         return self.root.is_dir() or self.root.parent.is_dir()
@@ -172,12 +209,30 @@ class LocalStorage(Storage):
 
 
 def _walk(root: Path) -> list[str]:
+    """The key of every entry under `root` that is not a folder (files, and symbolic links
+    of any kind, which are never followed). A folder that vanishes meanwhile is skipped;
+    one that cannot be read fails the listing, which must not look like an empty folder."""
     found: list[str] = []
-    for dirpath, _dirs, files in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        for name in files:
-            if not name.startswith(_HIDDEN_PREFIX):
-                found.append(name if rel == "." else f"{rel}/{name}")
+    folders = [("", os.fspath(root))]
+    while folders:
+        rel, folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(_HIDDEN_PREFIX):
+                        continue
+                    try:
+                        is_folder = entry.is_dir(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if is_folder:
+                        folders.append((f"{rel}{entry.name}/", entry.path))
+                    else:
+                        found.append(f"{rel}{entry.name}")
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone (or replaced) since its parent was read; the root: no objects yet
+        except OSError as exc:
+            raise PermanentStorageError(f"cannot list {folder}: {exc.strerror}") from None
     return found
 
 

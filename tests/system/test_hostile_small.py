@@ -4,6 +4,7 @@ folder, Ctrl-C of `syncd run`."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemonproc import SYNCD
+from tests.support.images import png
 from tests.system.test_state_dir import uncreatable_folder, unwritable_folder, write_config
 
 
@@ -54,3 +56,47 @@ def test_start_with_a_state_folder_it_cannot_use_says_what_run_says(
     [line] = start.stderr.splitlines()
     assert line.startswith(f"syncd: the state folder {state} {what} (")
     assert start.stderr == run.stderr
+
+
+# -- 2. the local store's folder holds another tool's entries ------------------------
+
+
+def test_gc_and_remote_index_count_a_dangling_symlink_in_the_store_as_not_syncds(
+    tmp_path: Path,
+) -> None:
+    """They ended in a FileNotFoundError traceback (the listing followed the link)."""
+    config = write_config(tmp_path, "state")
+    (tmp_path / "remote" / "zz").mkdir(parents=True)
+    link = tmp_path / "remote" / "zz" / "dangling.png"
+    link.symlink_to("/nonexistent")
+    index = syncd(config, "remote", "index")
+    assert index.returncode == 0 and "Traceback" not in index.stderr, index.stderr
+    assert "1 object listed" in index.stdout, index.stdout
+    for args in (("gc",), ("gc", "--grace-days", "0", "--delete", "--force", "--shared")):
+        gc = syncd(config, *args)
+        assert gc.returncode == 0 and "Traceback" not in gc.stderr, gc.stderr
+        assert "1 not written by syncd" in gc.stdout, gc.stdout
+    assert os.readlink(link) == "/nonexistent"
+
+
+def test_an_image_whose_key_is_a_dangling_symlink_fails_saying_so_and_the_link_stays(
+    tmp_path: Path,
+) -> None:
+    """The upload failed with "no object c7/…png"; now the item's error says what is
+    there, and the link is neither replaced nor deleted."""
+    config = write_config(tmp_path, "state")
+    data = png(seed=11)
+    sha = hashlib.sha256(data).hexdigest()
+    (tmp_path / "vault" / "a.png").write_bytes(data)
+    (tmp_path / "vault" / "n.md").write_text("![a](a.png)\n")
+    at_key = tmp_path / "remote" / sha[:2] / f"{sha}.png"
+    at_key.parent.mkdir(parents=True)
+    at_key.symlink_to(tmp_path / "elsewhere.png")
+    run = syncd(config, "sync", "--once")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stdout + run.stderr
+    items = syncd(config, "items", "--state", "failed")
+    assert f"{at_key} is a symbolic link to {tmp_path / 'elsewhere.png'}" in items.stdout
+    assert "syncd will not replace or delete it" in items.stdout, items.stdout
+    assert os.readlink(at_key) == str(tmp_path / "elsewhere.png")
+    assert not (tmp_path / "elsewhere.png").exists()
+    assert (tmp_path / "vault" / "n.md").read_text() == "![a](a.png)\n"
