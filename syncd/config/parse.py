@@ -37,6 +37,21 @@ from syncd.markdown.refs import Dialect
 from syncd.system.fs import open_regular
 from syncd.upload.keys import KeyTemplate, KeyTemplateError
 
+# The lowest and highest value of each number of the config, and what it counts. Every
+# bound is finite: a timeout or a wait of inf (or 1e300) seconds overflows the clocks and
+# timers it is given to, and nan passes no comparison.
+NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
+    "storage.connect_timeout": (0.1, 3600, "seconds"),
+    "storage.read_timeout": (0.1, 3600, "seconds"),
+    "upload.lease_seconds": (5, 86400, "seconds"),
+    "upload.retry_base_seconds": (0.01, 86400, "seconds"),
+    "upload.retry_max_seconds": (1, 7 * 86400, "seconds"),
+    "upload.settle_seconds": (0, 3600, "seconds"),
+    "daemon.verify_interval_hours": (0, 24 * 366, "hours"),
+}
+MAX_NOTE_BYTES_LIMIT = 1 << 30
+MAX_DIMENSION_LIMIT = 65535
+
 _ACCOUNT_ID = re.compile(r"[0-9a-fA-F]{32}")
 _ENV_VAR = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
 
@@ -218,11 +233,7 @@ def parse_config(
         checker.problem("daemon.notify", "must be true or false", "write notify = true")
         notify = False
     verify_interval = checker.number(
-        _table(data, "daemon"),
-        "verify_interval_hours",
-        "daemon.verify_interval_hours",
-        DaemonConfig.verify_interval_hours,
-        0,
+        _table(data, "daemon"), "daemon.verify_interval_hours", DaemonConfig.verify_interval_hours
     )
     dialect = _parse_dialect(checker, _table(data, "notes"))
     if checker.problems:
@@ -288,12 +299,23 @@ class _Checker:
             return None
         return value
 
-    def number(
-        self, table: dict[str, Any], name: str, key: str, default: float, low: float
-    ) -> float:
+    def number(self, table: dict[str, Any], key: str, default: float) -> float:
+        """The number at `key` ("table.name"), within its `NUMBER_RANGES`: nan and the
+        infinities are outside every range (they compare false), and so are numbers no
+        timer or clock takes."""
+        name = key.split(".", 1)[1]
+        low, high, unit = NUMBER_RANGES[key]
         value = table.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-            self.problem(key, f"must be a number >= {low}", f"write it as {name} = {default}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            self.problem(
+                key,
+                f"must be a number >= {low:g} and <= {high:g} ({unit})",
+                f"write it as {name} = {default:g}",
+            )
             return default
         return float(value)
 
@@ -387,11 +409,11 @@ def _parse_paths(
     if (
         isinstance(max_note_bytes, bool)
         or not isinstance(max_note_bytes, int)
-        or max_note_bytes < 1
+        or not 1 <= max_note_bytes <= MAX_NOTE_BYTES_LIMIT
     ):
         checker.problem(
             "paths.max_note_bytes",
-            "must be a whole number of bytes >= 1",
+            f"must be a whole number of bytes from 1 to {MAX_NOTE_BYTES_LIMIT} (1 GiB)",
             f"e.g. max_note_bytes = {DEFAULT_MAX_NOTE_BYTES} (16 MiB)",
         )
         max_note_bytes = DEFAULT_MAX_NOTE_BYTES
@@ -471,6 +493,26 @@ def _endpoint_url_problem(url: str) -> tuple[str, str] | None:
             f"{SECRET_ENV['access_key_id']} / {SECRET_ENV['secret_access_key']}, or as "
             "access_key_id / secret_access_key in a config file only you can read",
         )
+    if any(c <= " " or c == "\x7f" for c in url):
+        return "contains a space or a control character", example
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port that is not a number from 0 to 65535 raises ValueError
+    except ValueError:
+        return (
+            "is not a valid URL: its host or port cannot be read (an IPv6 address is "
+            "written in brackets, a port is a number up to 65535)",
+            f'{example}, or "http://[::1]:9000"',
+        )
+    if not parts.hostname:
+        return "has no host name", example
+    if port == 0:
+        return "has port 0, which no store listens on", "write the store's port, or none"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return (
+            "contains a query ('?') or fragment ('#'); bucket and key are appended to this URL",
+            "remove everything from the '?' or '#' on",
+        )
     return None
 
 
@@ -517,8 +559,8 @@ def _parse_storage(
             "storage.key_template", str(exc), f'e.g. key_template = "{DEFAULT_KEY_TEMPLATE}"'
         )
         template = KeyTemplate(DEFAULT_KEY_TEMPLATE, prefix="")
-    connect_timeout = checker.number(table, "connect_timeout", "storage.connect_timeout", 10.0, 0.1)
-    read_timeout = checker.number(table, "read_timeout", "storage.read_timeout", 60.0, 0.1)
+    connect_timeout = checker.number(table, "storage.connect_timeout", 10.0)
+    read_timeout = checker.number(table, "storage.read_timeout", 60.0)
 
     if backend == "local":
         raw = checker.string(table, "path", "storage.path")
@@ -748,20 +790,14 @@ def _parse_upload(checker: _Checker, table: dict[str, Any]) -> UploadConfig:
         )
         workers = UploadConfig.workers
     d = UploadConfig()
+    retry_base = checker.number(table, "upload.retry_base_seconds", d.retry_base_seconds)
+    retry_max = checker.number(table, "upload.retry_max_seconds", d.retry_max_seconds)
     return UploadConfig(
         workers=workers,
-        lease_seconds=checker.number(
-            table, "lease_seconds", "upload.lease_seconds", d.lease_seconds, 5
-        ),
-        retry_base_seconds=checker.number(
-            table, "retry_base_seconds", "upload.retry_base_seconds", d.retry_base_seconds, 0.01
-        ),
-        retry_max_seconds=checker.number(
-            table, "retry_max_seconds", "upload.retry_max_seconds", d.retry_max_seconds, 1
-        ),
-        settle_seconds=checker.number(
-            table, "settle_seconds", "upload.settle_seconds", d.settle_seconds, 0
-        ),
+        lease_seconds=checker.number(table, "upload.lease_seconds", d.lease_seconds),
+        retry_base_seconds=retry_base,
+        retry_max_seconds=retry_max,
+        settle_seconds=checker.number(table, "upload.settle_seconds", d.settle_seconds),
         images=_parse_images(checker, table),
         adopt_remote=checker.flag(table, "adopt_remote", "upload.adopt_remote", False),
     )
@@ -798,10 +834,14 @@ def _parse_images(checker: _Checker, table: dict[str, Any]) -> ImageOptions:
         )
         quality = None
     max_dimension = table.get("max_dimension", 0)
-    if isinstance(max_dimension, bool) or not isinstance(max_dimension, int) or max_dimension < 0:
+    if (
+        isinstance(max_dimension, bool)
+        or not isinstance(max_dimension, int)
+        or not 0 <= max_dimension <= MAX_DIMENSION_LIMIT
+    ):
         checker.problem(
             "upload.max_dimension",
-            "must be a whole number of pixels, 0 or more",
+            f"must be a whole number of pixels from 0 to {MAX_DIMENSION_LIMIT}",
             "write max_dimension = 2560 (the longest side), or 0 to keep the size",
         )
         max_dimension = 0

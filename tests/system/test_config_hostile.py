@@ -165,3 +165,37 @@ def test_keys_in_files_that_end_in_a_line_break_still_work(
     )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert "https://img.example.com/" in (tmp_path / "vault" / "n.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("storage.connect_timeout", "connect_timeout = nan"),
+        ("storage.connect_timeout", "connect_timeout = inf"),
+        ("storage.read_timeout", "read_timeout = inf"),
+        ("storage.read_timeout", "read_timeout = 1e300"),
+        ("upload.settle_seconds", "[upload]\nsettle_seconds = nan"),
+        ("upload.lease_seconds", "[upload]\nlease_seconds = inf"),
+        ("upload.retry_max_seconds", "[upload]\nretry_max_seconds = inf"),
+        ("daemon.verify_interval_hours", "[daemon]\nverify_interval_hours = nan"),
+    ],
+)
+def test_a_number_no_timer_takes_is_refused_before_an_upload_starts(
+    tmp_path: Path, key: str, line: str
+) -> None:
+    config = s3_config(tmp_path, S3 + line + "\n")
+    (tmp_path / "vault" / "a.png").write_bytes(png(seed=3))
+    (tmp_path / "vault" / "n.md").write_text("![a](a.png)\n")
+    for command in (("sync", "--once"), ("doctor",)):
+        refused(command, config, key, ">= ")
+    assert not (tmp_path / "state").exists()  # nothing was queued, nothing left "uploading"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:notaport", "http://[::1", "http://127.0.0.1:70000", "http://"]
+)
+def test_an_endpoint_url_that_cannot_be_read_is_refused(tmp_path: Path, url: str) -> None:
+    config = s3_config(tmp_path, S3.replace("http://127.0.0.1:9", url))
+    (tmp_path / "vault" / "a.png").write_bytes(png(seed=4))
+    for command in (*STORE_COMMANDS, ("doctor",), ("status",)):
+        refused(command, config, "storage.endpoint_url", "endpoint_url = ")
