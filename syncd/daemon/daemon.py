@@ -13,7 +13,10 @@ READY=1. From then on:
 
 Signals only set flags and wake the main loop: SIGTERM/SIGINT stop gracefully (no new
 claims; in-flight uploads get `STOP_GRACE` seconds to finish, then are cut off and their
-claims released; a stop asked for during a reload is never forgotten), SIGHUP reloads
+claims released; a stop asked for during a reload is never forgotten). A stop by SIGTERM
+(systemd's, `syncd stop`'s) is a clean end; one by SIGINT (Ctrl-C in a terminal) is an
+interruption, which `interrupted` tells the command (exit 130, as for any other command
+interrupted), whichever came first of the two. SIGHUP reloads
 the configuration (RELOADING=1, then READY=1; a bad new config is logged and the old one
 kept).
 
@@ -121,6 +124,7 @@ class Daemon(DaemonIntake, DaemonUploads):
         self._main_cond = threading.Condition(lock)
         self._stopping = False  # threads are being stopped (a stop, or a reload)
         self._stop_requested = False  # the daemon is to stop: never cleared once set
+        self._stop_signal: int | None = None  # the signal that asked for the stop, if one did
         self._abort_uploads = threading.Event()
         self._reload_requested = False
         self.schedule = RetrySchedule()
@@ -184,6 +188,11 @@ class Daemon(DaemonIntake, DaemonUploads):
         log.info("syncd stopped")
         return 0
 
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by SIGINT (Ctrl-C), not by SIGTERM or `request_stop`."""
+        return self._stop_signal == signal.SIGINT
+
     def request_stop(self) -> None:
         with self._cond:
             self._stop_requested = True
@@ -217,6 +226,8 @@ class Daemon(DaemonIntake, DaemonUploads):
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s: stopping", signal.Signals(signum).name)
+            if self._stop_signal is None:
+                self._stop_signal = signum
             self.request_stop()
 
         def reload(_signum: int, _frame: FrameType | None) -> None:

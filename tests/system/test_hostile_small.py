@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemonproc import SYNCD
+from tests.support.daemonproc import SYNCD, DaemonProcess
 from tests.support.images import png
 from tests.system.test_state_dir import uncreatable_folder, unwritable_folder, write_config
 
@@ -100,3 +101,31 @@ def test_an_image_whose_key_is_a_dangling_symlink_fails_saying_so_and_the_link_s
     assert os.readlink(at_key) == str(tmp_path / "elsewhere.png")
     assert not (tmp_path / "elsewhere.png").exists()
     assert (tmp_path / "vault" / "n.md").read_text() == "![a](a.png)\n"
+
+
+# -- 3. Ctrl-C of `syncd run` -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)], ids=["ctrl-c", "sigterm"]
+)
+def test_run_stopped_by_ctrl_c_exits_130_and_by_sigterm_0(
+    tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
+    """Ctrl-C is an interruption (exit 130, as the README says of every command; it
+    exited 0); SIGTERM, systemd's and `syncd stop`'s, is the clean end the unit's
+    Restart=on-failure must not restart. Both stop gracefully: "syncd stopped"."""
+    config = write_config(tmp_path, "state")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    daemon = DaemonProcess(config, DaemonProcess.base_env(XDG_RUNTIME_DIR=str(runtime)), tmp_path)
+    daemon.start()
+    try:
+        assert daemon.proc is not None
+        daemon.proc.send_signal(sent)
+        assert daemon.reap() == code, daemon.log_text()
+    finally:
+        daemon.ensure_stopped()
+    log = daemon.log_text()
+    assert f"received {sent.name}: stopping" in log and "syncd stopped" in log, log
+    assert "Traceback" not in log

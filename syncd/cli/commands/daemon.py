@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.cli.context import Invocation
-from syncd.cli.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNDONE
+from syncd.cli.errors import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNDONE
 from syncd.cli.output import print_json, shown
 from syncd.config import state_dir_of
 from syncd.errors import ConfigError, ConfigProblem, StateDirError, UsageError
@@ -36,7 +36,10 @@ def cmd_run(args: argparse.Namespace, ctx: Invocation) -> int:
     daemon = Daemon(ctx.config(store=True))
     # A SIGHUP since `syncd run` began was held (syncd.cli): one reload once running.
     hangup.forward(daemon.request_reload)
-    return daemon.run()
+    code = daemon.run()
+    # SIGTERM (systemd, `syncd stop`) is the clean end, exit 0; Ctrl-C is an interruption,
+    # exit 130 like every other command's. The unit's KillSignal is SIGTERM.
+    return EXIT_INTERRUPTED if code == EXIT_OK and daemon.interrupted else code
 
 
 def _state_dir(ctx: Invocation) -> Path:
