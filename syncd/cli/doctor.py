@@ -24,7 +24,15 @@ from urllib.parse import unquote
 
 import requests
 
-from syncd.config import SECRET_ENV, Config, Instance, find_config_path, instance_for, load_config
+from syncd.config import (
+    SECRET_ENV,
+    SECRET_KEYS,
+    Config,
+    Instance,
+    find_config_path,
+    instance_for,
+    load_config,
+)
 from syncd.errors import ConfigError, StorageError
 from syncd.remote.probe import probe_key, write_probe
 from syncd.storage import Storage, clock_problem, open_storage
@@ -51,21 +59,26 @@ def run_doctor(
     path = find_config_path(cli_config, env)
     instance = instance_for(path, env)
     try:
-        config = load_config(path, env, secrets=False)
+        # The check of the commands that use the store, credentials and all, but for
+        # credentials this shell does not have: the service may have them.
+        config = load_config(path, env, missing_secrets_ok=True)
     except ConfigError as exc:
         return [Check("config", FAIL, f"[{p.key}] {p.message}", p.fix) for p in exc.problems]
     checks = [Check("config", OK, f"{path} is valid ({instance.label})")]
     checks += [Check("folders", WARN, warning) for warning in config.warnings]
     checks += list(_state_folder(config))
-    try:
-        config = load_config(path, env)
-    except ConfigError as exc:
-        missing = "; ".join(f"{p.key} {p.message}" for p in exc.problems)
+    missing = [
+        f"storage.{name}"
+        for name in SECRET_KEYS
+        if config.storage.backend != "local" and getattr(config.storage, name) is None
+    ]
+    if missing:
         checks.append(
             Check(
                 "credentials",
                 WARN,
-                f"not in this shell ({missing}): the store is checked through the daemon only",
+                f"not in this shell ({' and '.join(missing)} missing): the store is checked "
+                "through the daemon only",
                 f"fine if the service has them; else run `syncd install-service` with "
                 f"{SECRET_ENV['access_key_id']} and {SECRET_ENV['secret_access_key']} set",
             )

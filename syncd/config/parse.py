@@ -94,13 +94,20 @@ _KNOWN: dict[str, tuple[str, ...]] = {
 
 
 def load_config(
-    path: Path, env: Mapping[str, str] | None = None, *, secrets: bool = True
+    path: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
+    missing_secrets_ok: bool = False,
 ) -> Config:
     """Read and check the config at `path`; raise ConfigError listing every problem.
 
     With `secrets=False` the credentials are neither looked for nor required (they stay
     None): what commands that never talk to the store use, so that `status` works in a
-    shell that has no credentials (the service has them).
+    shell that has no credentials (the service has them). With `missing_secrets_ok` they
+    are looked for and checked as for a command that talks to the store, but one found
+    nowhere stays None instead of being a problem: what `doctor` checks, in a shell that
+    need not have them.
     """
     env = os.environ if env is None else env
     path = path.absolute()  # relative folders resolve against it; cwd may change later
@@ -143,7 +150,9 @@ def load_config(
         raise ConfigError(
             [ConfigProblem(str(path), "-", f"not valid TOML: {exc}", "fix the syntax at that spot")]
         ) from None
-    return parse_config(data, source=path, env=env, secrets=secrets)
+    return parse_config(
+        data, source=path, env=env, secrets=secrets, missing_secrets_ok=missing_secrets_ok
+    )
 
 
 def state_dir_of(path: Path, env: Mapping[str, str]) -> Path:
@@ -193,8 +202,10 @@ def parse_config(
     source: Path | None,
     env: Mapping[str, str],
     secrets: bool = True,
+    missing_secrets_ok: bool = False,
 ) -> Config:
-    """Check a parsed TOML document; relative paths resolve against the config's folder."""
+    """Check a parsed TOML document; relative paths resolve against the config's folder.
+    `secrets` and `missing_secrets_ok` as for `load_config`."""
     checker = _Checker(
         str(source) if source else "<config>", source.parent if source else None, env
     )
@@ -222,7 +233,9 @@ def parse_config(
 
     instance = instance_for(source, env) if source is not None else Instance(None)
     paths = _parse_paths(checker, _table(data, "paths"), env, instance)
-    storage = _parse_storage(checker, _table(data, "storage"), env, source, secrets)
+    storage = _parse_storage(
+        checker, _table(data, "storage"), env, source, secrets, required=not missing_secrets_ok
+    )
     upload = _parse_upload(checker, _table(data, "upload"))
     prefetch = _table(data, "cache").get("prefetch", False)
     if not isinstance(prefetch, bool):
@@ -522,6 +535,8 @@ def _parse_storage(
     env: Mapping[str, str],
     source: Path | None,
     with_secrets: bool,
+    *,
+    required: bool,
 ) -> StorageConfig | None:
     backend = checker.string(table, "backend", "storage.backend")
     if backend is None:
@@ -625,7 +640,9 @@ def _parse_storage(
         "auto" if backend == "r2" else "us-east-1"
     )
     secrets = {
-        name: _resolve_secret(checker, table, name, env, source) if with_secrets else None
+        name: _resolve_secret(checker, table, name, env, source, required=required)
+        if with_secrets
+        else None
         for name in SECRET_KEYS
     }
     if bucket is None or public is None or endpoint is None:
@@ -652,7 +669,12 @@ def _resolve_secret(
     name: str,
     env: Mapping[str, str],
     source: Path | None,
+    *,
+    required: bool,
 ) -> Secret | None:
+    """The secret `name` from the first place that has it (see the package's docstring);
+    None, with a problem, when that place's value cannot be used, and when no place has
+    it and it is `required`."""
     key = f"storage.{name}"
     variable = SECRET_ENV[name]
     if env.get(variable, "").strip():
@@ -716,6 +738,8 @@ def _resolve_secret(
                     f"run `syncd install-service` again with {variable} set to the key "
                     "exactly as the store gave it",
                 )
+    if not required:
+        return None
     checker.problem(
         key,
         "is missing",

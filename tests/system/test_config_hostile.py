@@ -24,6 +24,7 @@ S3 = (
 KEYS = {"SYNCD_ACCESS_KEY_ID": "AKIDEXAMPLE", "SYNCD_SECRET_ACCESS_KEY": "secretsecret"}
 STORE_COMMANDS = [
     ("sync", "--once"),
+    ("doctor",),
     ("verify",),
     ("gc",),
     ("remote", "index"),
@@ -65,7 +66,7 @@ def test_an_endpoint_url_with_a_user_and_password_is_refused_without_showing_the
     tmp_path: Path, url: str
 ) -> None:
     config = s3_config(tmp_path, S3.replace("http://127.0.0.1:9", url))
-    for command in (*STORE_COMMANDS, ("doctor",), ("status",)):
+    for command in (*STORE_COMMANDS, ("status",)):
         shown = refused(command, config, "storage.endpoint_url", "secret_access_key_file")
         assert "SYNCD_SECRET_ACCESS_KEY" in shown
         assert PASSWORD not in shown, (command, shown)
@@ -197,5 +198,36 @@ def test_a_number_no_timer_takes_is_refused_before_an_upload_starts(
 def test_an_endpoint_url_that_cannot_be_read_is_refused(tmp_path: Path, url: str) -> None:
     config = s3_config(tmp_path, S3.replace("http://127.0.0.1:9", url))
     (tmp_path / "vault" / "a.png").write_bytes(png(seed=4))
-    for command in (*STORE_COMMANDS, ("doctor",), ("status",)):
+    for command in (*STORE_COMMANDS, ("status",)):
         refused(command, config, "storage.endpoint_url", "endpoint_url = ")
+
+
+@pytest.mark.parametrize(
+    ("mode", "line", "key"),
+    [
+        (0o600, 'secret_access_key = ["x"]', "storage.secret_access_key"),
+        (0o600, "secret_access_key = 12", "storage.secret_access_key"),
+        (0o644, 'secret_access_key = "secretsecret"', "storage.secret_access_key"),
+        (0o644, 'access_key_id = "AKIDEXAMPLE"', "storage.access_key_id"),
+        (0o600, 'secret_access_key_file = "no-such-file"', "storage.secret_access_key_file"),
+    ],
+)
+def test_doctor_fails_the_config_where_the_commands_that_use_the_store_do(
+    tmp_path: Path, mode: int, line: str, key: str
+) -> None:
+    config = s3_config(tmp_path, S3 + line + "\n")
+    config.chmod(mode)
+    name = key.removeprefix("storage.").removesuffix("_file")
+    for command in STORE_COMMANDS:
+        refused(command, config, key, **{f"SYNCD_{name.upper()}": ""})
+
+
+def test_doctor_only_warns_about_credentials_this_shell_does_not_have(tmp_path: Path) -> None:
+    """The service may have them (`install-service` handed them over): doctor asks it."""
+    config = s3_config(tmp_path)
+    none = {"SYNCD_ACCESS_KEY_ID": "", "SYNCD_SECRET_ACCESS_KEY": ""}
+    proc = syncd("--config", str(config), "doctor", env=none)
+    assert proc.returncode != 78, proc.stdout + proc.stderr
+    assert "ok    config:" in proc.stdout
+    assert "credentials: not in this shell" in proc.stdout
+    assert "storage.access_key_id and storage.secret_access_key missing" in proc.stdout
