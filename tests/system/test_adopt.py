@@ -1,4 +1,9 @@
-"""Adopting web images: a real HTTP server on 127.0.0.1 plays the other sites."""
+"""Adopting web images: a real HTTP server on 127.0.0.1 plays the other sites.
+
+syncd fetches web images from public addresses only, so these tests opt in to loopback:
+`loopback_too` in this process, and for a `syncd` process `loopback_env`, a
+sitecustomize on its PYTHONPATH that sets the same policy (code, not a setting a user
+could make by accident)."""
 
 from __future__ import annotations
 
@@ -9,15 +14,44 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from syncd.intake.adopt import MAX_REDIRECTS, AdoptError, adoptable, fetch
+from syncd.intake.adopt import MAX_REDIRECTS, AdoptError, IPAddress, adoptable, public_only
+from syncd.intake.adopt import fetch as strict_fetch
 from tests.support.daemonproc import DaemonProcess, wait_until
 from tests.support.images import png
 from tests.support.localvault import write_local_config
 
 SYNCD = str(Path(sys.executable).parent / "syncd")
+
+
+def loopback_too(ip: IPAddress) -> str | None:
+    return None if ip.is_loopback else public_only(ip)
+
+
+def fetch(url: str, folder: Path, **kwargs: Any) -> Any:
+    return strict_fetch(url, folder, policy=loopback_too, **kwargs)
+
+
+_SITECUSTOMIZE = """
+import syncd.intake.adopt as adopt
+
+def _loopback_too(ip):
+    return None if ip.is_loopback else adopt.public_only(ip)
+
+adopt.ADDRESS_POLICY = _loopback_too
+"""
+
+
+def loopback_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `syncd` process that may fetch from 127.0.0.1 (tests only)."""
+    folder = tmp_path / "loopback-too"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    return DaemonProcess.base_env(PYTHONPATH=str(folder), **extra)
+
 
 PHOTO = png(width=16, height=16, seed=11)
 OTHER = png(width=8, height=8, seed=12)
@@ -125,7 +159,7 @@ def test_the_daemon_adopts_a_pasted_web_image_and_localize_gives_the_url_back(
     config = _config(tmp_path, adopt=True)
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
-    daemon = DaemonProcess(config, DaemonProcess.base_env(XDG_RUNTIME_DIR=str(runtime)), tmp_path)
+    daemon = DaemonProcess(config, loopback_env(tmp_path, XDG_RUNTIME_DIR=str(runtime)), tmp_path)
     daemon.start()
     note = tmp_path / "vault" / "Links.md"
     link = f"[not an image]({site}/img/photo.png)"
@@ -165,7 +199,7 @@ def test_syncd_adopt_lists_then_adopts_and_localize_gives_the_urls_back(
     note = tmp_path / "vault" / "Reading.md"
     text = f"# Reading\n\n![a]({site}/img/photo.png)\n![b]({site}/page.png)\n"
     note.write_text(text)
-    env = DaemonProcess.base_env(XDG_RUNTIME_DIR=str(tmp_path))
+    env = loopback_env(tmp_path, XDG_RUNTIME_DIR=str(tmp_path))
 
     def syncd(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -5,16 +5,22 @@ folder, Ctrl-C of `syncd run`."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+import syncd.intake.adopt as adopt
 from tests.support.daemonproc import SYNCD, DaemonProcess
 from tests.support.images import png
+from tests.support.localvault import write_local_config
+from tests.system.test_adopt import loopback_env
 from tests.system.test_state_dir import uncreatable_folder, unwritable_folder, write_config
 
 
@@ -129,3 +135,121 @@ def test_run_stopped_by_ctrl_c_exits_130_and_by_sigterm_0(
     log = daemon.log_text()
     assert f"received {sent.name}: stopping" in log and "syncd stopped" in log, log
     assert "Traceback" not in log
+
+
+# -- 5. adopt: only public addresses, only http(s), on every hop ---------------------
+
+
+PLACES = {
+    "file": "file:///etc/passwd",
+    "metadata": "http://169.254.169.254/latest/meta-data/",
+    "private": "http://10.0.0.1/x.png",
+}
+
+
+class _Redirects(BaseHTTPRequestHandler):
+    """/to/<where>: a redirect to somewhere a web page must not send syncd."""
+
+    def do_GET(self) -> None:
+        if self.path == "/img.png":
+            body = png(seed=5)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(302)
+        self.send_header("Location", PLACES[self.path.rsplit("/", 1)[1]])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def redirects() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _adopt(tmp_path: Path, text: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    config = write_local_config(tmp_path, "https://img.example.com/n")
+    (tmp_path / "vault" / "n.md").write_text(text)
+    return syncd(config, "adopt", env=env)
+
+
+def test_adopt_refuses_a_loopback_image_and_says_why_per_image(
+    redirects: str, tmp_path: Path
+) -> None:
+    """Without the tests' opt-in (the user's syncd), 127.0.0.1 and localhost are refused
+    before anything is fetched; it downloaded them."""
+    text = (
+        f"![a]({redirects}/img.png)\n![b](http://localhost:{redirects.rsplit(':', 1)[1]}/img.png)\n"
+    )
+    done = _adopt(tmp_path, text, DaemonProcess.base_env(XDG_RUNTIME_DIR=str(tmp_path)))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "127.0.0.1 is a loopback address" in done.stdout, done.stdout
+    assert "localhost (127.0.0.1) is a loopback address" in done.stdout
+    assert (tmp_path / "vault" / "n.md").read_text() == text
+    assert list((tmp_path / "vault" / "attachments").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("file", "redirected to a URL that is not http or https"),
+        ("metadata", "169.254.169.254 is a link-local address"),
+        ("private", "10.0.0.1 is a private address"),
+    ],
+)
+def test_adopt_refuses_a_redirect_away_from_http_or_to_a_non_public_address(
+    redirects: str, tmp_path: Path, where: str, said: str
+) -> None:
+    """Loopback allowed (the tests' opt-in, to reach this server), the redirect's hop is
+    still checked: it printed "InvalidSchema" for file://, and followed the redirect to
+    the cloud's metadata address."""
+    text = f"![a]({redirects}/to/{where})\n"
+    done = _adopt(tmp_path, text, loopback_env(tmp_path, XDG_RUNTIME_DIR=str(tmp_path)))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert f"{redirects}/to/{where}: " in done.stdout and said in done.stdout, done.stdout
+    assert "InvalidSchema" not in done.stdout
+    assert (tmp_path / "vault" / "n.md").read_text() == text
+
+
+def test_the_address_connected_to_is_checked_too_not_only_the_name(
+    redirects: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name that resolved to a public address for the check and to another one for
+    the connection (DNS rebinding) is refused once connected, before any request."""
+    monkeypatch.setattr(adopt, "_check_name", lambda host, port, policy: None)
+    with pytest.raises(adopt.AdoptError, match=r"127\.0\.0\.1 is a loopback address"):
+        adopt.fetch(f"{redirects}/img.png", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("10.1.2.3", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "non-public"),
+        ("93.184.215.14", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_only_public_addresses_are_fetched_from(address: str, kind: str | None) -> None:
+    assert adopt.public_only(ipaddress.ip_address(address)) == kind
