@@ -3,8 +3,10 @@ fix), secrets resolved. `load_config` and `parse_config` are the entry points.""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shlex
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -137,22 +139,125 @@ def load_config(
             ]
         ) from None
     except OSError as exc:
+        raise ConfigError([_unreadable(path, exc)]) from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw_bytes[: exc.start].count(b"\n") + 1
+        q = shlex.quote(str(path))
         raise ConfigError(
             [
                 ConfigProblem(
-                    str(path), "-", f"cannot read it: {exc.strerror}", "fix its permissions"
+                    str(path),
+                    "-",
+                    f"is not UTF-8 text (byte 0x{raw_bytes[exc.start]:02x} on line {line} is "
+                    "not UTF-8)",
+                    "save the file as UTF-8 in your editor, or convert it: "
+                    f"iconv -f latin1 -t utf-8 {q} > {q}.new && mv {q}.new {q}",
                 )
             ]
         ) from None
     try:
-        data = tomllib.loads(raw_bytes.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            [ConfigProblem(str(path), "-", f"not valid TOML: {exc}", "fix the syntax at that spot")]
-        ) from None
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_not_toml(path, text, exc)]) from None
     return parse_config(
         data, source=path, env=env, secrets=secrets, missing_secrets_ok=missing_secrets_ok
     )
+
+
+def _unreadable(path: Path, exc: OSError) -> ConfigProblem:
+    """The problem with a config file that exists but cannot be opened, by its cause."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ConfigProblem(
+            str(path),
+            "-",
+            f"cannot read it: {exc.strerror}",
+            f"fix its permissions: chmod u+r {path} (it must belong to you), or fix those "
+            "of the folders above it",
+        )
+    if exc.errno == errno.ELOOP:
+        return ConfigProblem(
+            str(path),
+            "-",
+            "is a symbolic link that never reaches a file (the links form a loop)",
+            f"correct the link (ls -l {path} shows where it points), or pass the real "
+            "file with --config PATH or SYNCD_CONFIG",
+        )
+    if exc.errno == errno.ENOTDIR:
+        return ConfigProblem(
+            str(path),
+            "-",
+            "cannot be there: a part of its path is a file, not a folder",
+            "correct the path given with --config or SYNCD_CONFIG",
+        )
+    return ConfigProblem(
+        str(path),
+        "-",
+        f"cannot read it: {exc.strerror or exc}",
+        "check the file and the disk it is on, or pass another with --config PATH",
+    )
+
+
+_TOML_AT = re.compile(r"\(at line (\d+), column \d+\)")
+_TOML_TABLE_TWICE = re.compile(r"Cannot declare \(([^)]*)\) twice")
+_TOML_IMMUTABLE = re.compile(r"Cannot mutate immutable namespace \(([^)]*)\)")
+
+
+def _not_toml(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> ConfigProblem:
+    """The problem with text that is not TOML; a key or table given twice is named
+    (tomllib says only where: "Cannot overwrite a value (at line 9, column 13)")."""
+    message = str(exc)
+    at = _TOML_AT.search(message)
+    line = int(at[1]) if at else 0
+    where = f" (line {line})" if line else ""
+    twice = _TOML_TABLE_TWICE.search(message) or _TOML_IMMUTABLE.search(message)
+    if twice is not None:
+        table = ".".join(part.strip().strip("'\"") for part in twice[1].split(",") if part.strip())
+        return ConfigProblem(
+            str(path),
+            table,
+            f"is declared a second time{where}; TOML allows each table once",
+            f"keep one [{table}] and move the keys of the other into it",
+        )
+    if message.startswith("Cannot overwrite a value") and line:
+        key = _key_on_line(text, line)
+        if key is not None:
+            return ConfigProblem(
+                str(path),
+                key,
+                f"is given a second time{where}; TOML allows each key once",
+                "keep the one you mean and delete the other",
+            )
+    return ConfigProblem(
+        str(path), "-", f"not valid TOML: {message}", "fix the syntax at that spot"
+    )
+
+
+def _key_on_line(text: str, line: int) -> str | None:
+    """The full name (`table.key`) of the key set on `line` (1-based) of a TOML text, as
+    far as it can be read without a TOML parser: the last `[table]` header above it and
+    the bare or quoted key before its `=`."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    header = re.compile(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    found = header.match(lines[line - 1])
+    if found:  # `[storage.bucket]` after `bucket = ...` in [storage]
+        return _unquoted(found[1])
+    name, equals, _ = lines[line - 1].partition("=")
+    if not equals or not name.strip():
+        return None
+    table = next(
+        (_unquoted(m[1]) for m in map(header.match, reversed(lines[: line - 1])) if m), None
+    )
+    key = _unquoted(name)
+    return f"{table}.{key}" if table else key
+
+
+def _unquoted(dotted: str) -> str:
+    """`"a" . b` as `a.b` (a TOML dotted key, its parts written bare or quoted)."""
+    return ".".join(part.strip().strip("'\"") for part in dotted.split("."))
 
 
 def state_dir_of(path: Path, env: Mapping[str, str]) -> Path:

@@ -231,3 +231,40 @@ def test_doctor_only_warns_about_credentials_this_shell_does_not_have(tmp_path: 
     assert "ok    config:" in proc.stdout
     assert "credentials: not in this shell" in proc.stdout
     assert "storage.access_key_id and storage.secret_access_key missing" in proc.stdout
+
+
+def test_a_config_that_is_a_loop_of_symbolic_links_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    other = tmp_path / "other.toml"
+    config.symlink_to(other)
+    other.symlink_to(config)
+    for command in (("sync", "--once"), ("status",), ("doctor",)):
+        shown = refused(command, config, "symbolic link", "loop", "correct the link")
+        assert "permissions" not in shown, shown
+
+
+def test_a_config_that_is_not_utf8_says_so_and_how_to_save_it(tmp_path: Path) -> None:
+    config = s3_config(tmp_path)
+    config.write_bytes(S3.encode() + b"# caf\xe9 au lait\n")
+    for command in (("sync", "--once"), ("status",), ("doctor",)):
+        shown = refused(command, config, "not UTF-8 text", "line 9", "save the file as UTF-8")
+        assert "codec" not in shown and "fix the syntax" not in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "said"),
+    [
+        ('bucket = "other"', "storage.bucket", "given a second time (line 9)"),
+        ('  "region" = "a"\nregion = "b"', "storage.region", "given a second time (line 10)"),
+        ('[paths]\nimages = ["vault"]', "paths", "declared a second time (line 9)"),
+        ("[storage.bucket]\nx = 1", "storage.bucket", "given a second time (line 9)"),
+        ('secret_access_key = "s1"\nsecret_access_key = "LEAK"', "storage.secret_access_key", ""),
+    ],
+)
+def test_a_key_or_table_given_twice_is_named(
+    tmp_path: Path, extra: str, key: str, said: str
+) -> None:
+    config = s3_config(tmp_path, S3 + extra + "\n")
+    for command in (("sync", "--once"), ("status",), ("doctor",)):
+        shown = refused(command, config, f"[{key}]", said)
+        assert "[-]" not in shown and "LEAK" not in shown, shown
