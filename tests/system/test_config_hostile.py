@@ -5,6 +5,7 @@ the store; never a traceback, never a secret in the output."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,35 @@ def test_a_key_or_table_given_twice_is_named(
     for command in (("sync", "--once"), ("status",), ("doctor",)):
         shown = refused(command, config, f"[{key}]", said)
         assert "[-]" not in shown and "LEAK" not in shown, shown
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs syncd/cli/commands/daemon.py cmd_install_service to test "
+    "`args.instance is not None` (an empty name is falsy and installs the default "
+    "config's unit); remove this marker with that change",
+)
+def test_install_service_refuses_an_empty_instance_name(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "systemctl"  # the user's own systemd is never asked
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    configs = tmp_path / "config" / "syncd"
+    configs.mkdir(parents=True)
+    (tmp_path / "vault").mkdir()
+    (configs / "config.toml").write_text(
+        f'[paths]\nnotes = ["{tmp_path}/vault"]\n'
+        f'[storage]\nbackend = "local"\npath = "{tmp_path}/remote"\n'
+    )
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+        "SYNCD_CONFIG": "",
+    }
+    proc = syncd("install-service", "--instance", "", env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "not an instance name" in proc.stderr
+    assert not (tmp_path / "config" / "systemd").exists()
