@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes the tests start, as it does in a terminal. A suite
+    started in the background by a shell (`make test &`, some CI runners) inherits SIGINT
+    ignored, and every process it starts would too: a test of what Ctrl-C does to
+    `syncd` would then test nothing. A handler of our own is reset to the default when
+    a child starts; an ignored signal is not."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
