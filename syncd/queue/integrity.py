@@ -16,11 +16,15 @@ def open_checked_queue(path: Path) -> UploadQueue:
     """Open the queue; a corrupt file is moved aside (kept, for a post-mortem) and rebuilt.
 
     Content-addressed keys make the rebuild safe: re-queued images that are already in
-    the store meet `If-None-Match: *` and count as uploaded, nothing is sent twice.
+    the store meet `If-None-Match: *` and count as uploaded, nothing is sent twice. The
+    queue's writer id is carried over when it can still be read, so that those objects
+    are still this queue's own (gc deletes no other queue's).
     """
+    writer: str | None = None
     if path.exists():
         problem = _integrity_problem(path)
         if problem is not None:
+            writer = _writer_id_of(path)
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(path) + suffix)
@@ -33,7 +37,23 @@ def open_checked_queue(path: Path) -> UploadQueue:
                 problem,
                 aside,
             )
-    return UploadQueue(path)
+    queue = UploadQueue(path)
+    if writer is not None:
+        queue.keep_writer_id(writer)
+    return queue
+
+
+def _writer_id_of(path: Path) -> str | None:
+    """The writer id recorded in a damaged queue, if that part of it still reads."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'writer_id'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return None
+    return str(row[0]) if row and row[0] else None
 
 
 def _integrity_problem(path: Path) -> str | None:

@@ -116,14 +116,16 @@ class ItemsTable(FilesTable):
             item_id, owner, "lease_until = ?, updated_at = ?", (now + lease_seconds, now)
         )
 
-    def mark_uploaded(self, item_id: int, remote_key: str, url: str) -> None:
-        """The store confirmed the bytes: the item is done, whoever held the lease."""
+    def mark_uploaded(self, item_id: int, remote_key: str, url: str, *, sent: bool) -> None:
+        """The store confirmed the bytes: the item is done, whoever held the lease.
+        `sent`: this queue wrote the object (else it found the same bytes there, written
+        by another queue or tool: never this queue's to delete)."""
         now = self._clock()
         self._write_one(
-            "UPDATE items SET state = 'uploaded', remote_key = ?, url = ?, "
+            "UPDATE items SET state = 'uploaded', remote_key = ?, url = ?, sent = ?, "
             "lease_owner = NULL, lease_until = NULL, last_error = NULL, uploaded_at = ?, "
             "updated_at = ? WHERE id = ? AND state != 'uploaded'",
-            (remote_key, url, now, now, item_id),
+            (remote_key, url, int(sent), now, now, item_id),
         )
 
     def record_prepared(self, item_id: int, owner: str, prepared: PreparedObject) -> bool:

@@ -4,6 +4,7 @@ and verify ask before an object leaves the bucket: whose is it, is it needed."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -113,12 +114,32 @@ class RemoteTable(RefsTable):
         """Every key of an item this queue uploaded (and gc has not deleted since), with
         the hash of the bytes it sent there; in one query (gc asks it for a whole bucket).
         For a key of several items, the first item's. A removed item's key is not this
-        queue's any more: what is there now, another queue put there."""
+        queue's any more: what is there now, another queue put there. Nor is the key of
+        an item that found its object already there (`sent` false), written by someone
+        else; one uploaded before that was recorded (`sent` null) counts as written."""
         rows = self._sql(
             "SELECT remote_key, COALESCE(object_sha256, sha256) FROM items "
-            "WHERE remote_key IS NOT NULL AND state = 'uploaded' ORDER BY id DESC"
+            "WHERE remote_key IS NOT NULL AND state = 'uploaded' AND sent IS NOT 0 "
+            "ORDER BY id DESC"
         )
         return dict(rows)
+
+    def keep_writer_id(self, value: str) -> None:
+        """Take over the writer id of the queue this one replaces (a damaged one)."""
+        with self._write():
+            self._set_meta("writer_id", value)
+
+    def writer_id(self) -> str:
+        """This queue's id, recorded with every object it writes (`writer` in the storage
+        contract): made once, when first asked, and kept in the queue."""
+        with self._write():
+            self._sql(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('writer_id', ?)",
+                (uuid.uuid4().hex,),
+            )
+        value = self._meta("writer_id")
+        assert value is not None
+        return value
 
     def items_by_remote_key(self) -> dict[str, UploadItem]:
         """Every item that has a key, by key, in one query."""

@@ -70,6 +70,9 @@ class Models:
             converted_from = peewee.TextField(null=True)
             prepare_note = peewee.TextField(null=True)
             prepared_with = peewee.TextField(null=True)
+            # Whether this queue wrote the object (False: it found another queue's or
+            # tool's bytes already at the key; None: uploaded before this was recorded).
+            sent = peewee.BooleanField(null=True)
 
             class Meta:
                 table_name = "items"
@@ -312,6 +315,14 @@ def _migration_8(db: peewee.Database, models: Models) -> None:
     db.execute_sql("CREATE INDEX ref_state_note ON refs (state, note)")
 
 
+def _migration_9(db: peewee.Database, models: Models) -> None:
+    """Whether this queue wrote an uploaded item's object or found it already there:
+    gc deletes only what it wrote."""
+    from playhouse.migrate import SqliteMigrator, migrate  # see _migration_5
+
+    migrate(SqliteMigrator(db).add_column("items", "sent", peewee.BooleanField(null=True)))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _migration_2),
     (3, _migration_3),
@@ -320,6 +331,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (6, _migration_6),
     (7, _migration_7),
     (8, _migration_8),
+    (9, _migration_9),
 ]
 
 

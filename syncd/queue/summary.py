@@ -22,7 +22,7 @@ from syncd.errors import QueueError
 from syncd.queue.states import State
 
 # The schema this syncd reads and writes (`schema` migrates older files to it).
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _COUNTS = "SELECT state, n, bytes FROM item_counts"
 _LAST_ERROR = (

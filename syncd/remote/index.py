@@ -129,7 +129,8 @@ READING_MARGIN_SECONDS = 5.0  # see `_reading_started`
 
 
 class Ownership(enum.Enum):
-    OURS = "ours"  # syncd wrote it
+    OURS = "ours"  # syncd wrote it (this queue, or a syncd that did not say which)
+    OTHER_QUEUE = "other_queue"  # syncd wrote it, from another queue (its writer says so)
     FOREIGN = "foreign"  # another tool's object, or one syncd cannot vouch for
     GONE = "gone"  # left the bucket since it was listed
 
@@ -141,12 +142,14 @@ def ownership(
     own_key_sha: str | None,
     *,
     own_key: bool,
+    writer: str | None = None,
 ) -> tuple[Ownership, str | None]:
     """Whether syncd wrote the object at `key`, and the content hash it should hold.
 
     `own_key`: some queue item was uploaded to `key` (its hash is `own_key_sha`). Otherwise
     the key must parse against the template, which costs nothing; only then is the store
-    asked (one HEAD) whether the object's recorded SHA-256 is the one in its key.
+    asked (one HEAD) whether the object's recorded SHA-256 is the one in its key. With
+    `writer` (this queue's id), an object another queue wrote says so: OTHER_QUEUE.
     """
     sha = template.sha256_of(key) or own_key_sha
     if not own_key and sha is None:
@@ -156,6 +159,8 @@ def ownership(
     except NotFoundError:
         return Ownership.GONE, sha
     if info.sha256 is not None and info.sha256 == sha:
+        if writer is not None and info.writer not in (None, writer):
+            return Ownership.OTHER_QUEUE, sha
         return Ownership.OURS, sha
     # syncd records the hash with every object it writes. None recorded: another tool's
     # object (maybe with the very bytes syncd linked to, found at its key); a hash that
@@ -173,8 +178,10 @@ class GcPlan:
     # Written by syncd, but not uploaded from this queue (another vault's): left alone.
     not_this_queue: int = 0
     orphan_sha: dict[str, str | None] = field(default_factory=dict)
-    # For the check with the store before each delete: the template keys were planned with.
+    # For the check with the store before each delete: the template keys were planned with,
+    # and this queue's writer id.
     template: KeyTemplate = field(default_factory=lambda: KeyTemplate(DEFAULT_KEY_TEMPLATE))
+    writer: str | None = None
 
     @property
     def ours(self) -> int:
@@ -209,8 +216,9 @@ def plan_gc(
     objects = queue.remote_objects(prefix)
     in_use = _in_use(queue, vault, storage, _reading_started(), {o.key for o in objects})
     own_shas = queue.own_key_shas()
+    writer = queue.writer_id()
     cutoff = (time.time() if now is None else now) - grace_days * 86400
-    plan = GcPlan(len(objects), [], 0, 0, template=template)
+    plan = GcPlan(len(objects), [], 0, 0, template=template, writer=writer)
     for obj in objects:
         if obj.key in in_use:
             plan.referenced += 1
@@ -223,7 +231,7 @@ def plan_gc(
             owner = Ownership.FOREIGN
             if template.sha256_of(obj.key) is not None:
                 owner, _ = ownership(obj.key, storage, template, None, own_key=False)
-            if owner is Ownership.OURS:
+            if owner in (Ownership.OURS, Ownership.OTHER_QUEUE):
                 plan.not_this_queue += 1
             elif owner is Ownership.FOREIGN:
                 plan.foreign += 1
@@ -240,10 +248,12 @@ def plan_gc(
             # deleting.
             owner, sha = Ownership.OURS, own_sha
         else:
-            owner, sha = ownership(obj.key, storage, template, own_sha, own_key=True)
+            owner, sha = ownership(obj.key, storage, template, own_sha, own_key=True, writer=writer)
         if owner is Ownership.OURS:
             plan.orphans.append(obj)
             plan.orphan_sha[obj.key] = sha
+        elif owner is Ownership.OTHER_QUEUE:
+            plan.not_this_queue += 1
         elif owner is Ownership.FOREIGN:
             plan.foreign += 1
         else:
@@ -294,7 +304,9 @@ def collect_garbage(
             if obj.key in in_use:
                 result.kept_after_recheck.append(obj.key)
                 continue
-            owner, _ = ownership(obj.key, storage, plan.template, sha, own_key=True)
+            owner, _ = ownership(
+                obj.key, storage, plan.template, sha, own_key=True, writer=plan.writer
+            )
             if owner is not Ownership.OURS:
                 gone = owner is Ownership.GONE
                 (result.gone if gone else result.foreign_after_recheck).append(obj.key)

@@ -275,7 +275,7 @@ def _repair(
 ) -> None:
     """Upload the right bytes under `check.key` again, if syncd may write there."""
     overwrite = check.problem is not Problem.MISSING
-    if overwrite and not _written_by_syncd(storage, check.key, sha):
+    if overwrite and not _written_by_syncd(storage, check.key, sha, queue.writer_id()):
         check.detail += (
             "; not written by syncd, so not overwritten (if it is damaged, delete it from "
             "the store, then `syncd verify --repair` uploads it again from a local copy)"
@@ -313,17 +313,20 @@ def _put_first(
     for path in sources:
         if path is None:
             continue
+        sent = True
         try:
-            _put_file(storage, check.key, path, sha, item, overwrite=overwrite)
+            _put_file(
+                storage, check.key, path, sha, item, overwrite=overwrite, writer=queue.writer_id()
+            )
         except ContentMismatch:
             continue  # this copy is not (or no longer) those bytes: try the next one
         except PreconditionFailed:
-            pass  # it came back meanwhile (another device uploaded it)
+            sent = False  # it came back meanwhile (another device uploaded it)
         except (OSError, StorageError) as exc:
             check.detail += f"; could not upload it again: {exc}"
             return
         if item is not None:
-            queue.mark_uploaded(item.id, check.key, storage.url_for(check.key))
+            queue.mark_uploaded(item.id, check.key, storage.url_for(check.key), sent=sent)
         check.repaired = True
         check.detail += f"; uploaded again from {path}"
         return
@@ -335,18 +338,28 @@ def queue_paths(queue: UploadQueue, sha: str) -> list[Path]:
     return [p for p in queue.paths_for(item.id) if p.is_file()] if item else []
 
 
-def _written_by_syncd(storage: Storage, key: str, sha: str) -> bool:
+def _written_by_syncd(storage: Storage, key: str, sha: str, writer: str) -> bool:
+    """Whether this queue may overwrite the object at `key`: syncd wrote it, and not
+    from another queue."""
     try:
         info: ObjectInfo = storage.head(key)
     except NotFoundError:
         return True  # gone meanwhile: nothing to overwrite
     # syncd records the hash its key names with every object it writes: none recorded
-    # is another tool's object (whatever the queue linked to), never overwritten.
-    return info.sha256 is not None and info.sha256 == sha
+    # is another tool's object (whatever the queue linked to), never overwritten; one
+    # another queue wrote is that queue's.
+    return info.sha256 is not None and info.sha256 == sha and info.writer in (None, writer)
 
 
 def _put_file(
-    storage: Storage, key: str, path: Path, sha: str, item: UploadItem | None, *, overwrite: bool
+    storage: Storage,
+    key: str,
+    path: Path,
+    sha: str,
+    item: UploadItem | None,
+    *,
+    overwrite: bool,
+    writer: str,
 ) -> None:
     kind = sniff_file(path)
     mime = item.upload_mime if item else (kind.mime if kind else "application/octet-stream")
@@ -360,6 +373,7 @@ def _put_file(
             content_type=mime,
             cache_control=CONTENT_ADDRESSED_CACHE,
             if_absent=not overwrite,
+            writer=writer,
         )
 
 

@@ -6,10 +6,14 @@ Glossary:
     sha256    hex SHA-256 of the object's bytes; syncd computes it before uploading and
               the store keeps it as metadata (`x-amz-meta-sha256` on S3).
     url       where anyone can read the object: `public_base_url` + the key, percent-encoded.
+    writer    the id of the syncd queue that wrote the object, kept as metadata
+              (`x-amz-meta-syncd-writer` on S3): how gc tells its own objects from those of
+              another vault's queue that uploaded the same bytes under the same key.
 
 Methods, their preconditions and what they raise (all errors derive from StorageError):
 
-    put(key, body, *, size, sha256, content_type, cache_control=None, if_absent=True)
+    put(key, body, *, size, sha256, content_type, cache_control=None, if_absent=True,
+        writer=None)
         Stores `size` bytes read from the binary file `body` (read sequentially, never
         whole into memory). Returns only once the store has the bytes and has checked
         them against `sha256` (S3: the signed payload hash; local: hashed while copied).
@@ -17,9 +21,11 @@ Methods, their preconditions and what they raise (all errors derive from Storage
         way (S3): its bytes cannot change.
         With `if_absent`, an existing object is left alone and PreconditionFailed is
         raised. ContentMismatch: the bytes read did not hash to `sha256` (the local file
-        changed while it was read); nothing is left under `key`.
+        changed while it was read); nothing is left under `key`. `writer`, if given, is
+        kept with the object and returned by `head`.
     head(key) -> ObjectInfo
-        NotFoundError if there is no such object.
+        NotFoundError if there is no such object. Its `sha256` and `writer` are None for
+        an object stored without them (another tool's, or an older syncd's).
     get(key, out) -> int
         Writes the object's bytes to the binary file `out`, returns the count.
         NotFoundError if there is no such object.
@@ -135,6 +141,7 @@ class ObjectInfo:
     last_modified: float | None = None  # epoch seconds
     sha256: str | None = None
     content_type: str | None = None
+    writer: str | None = None  # the syncd queue that wrote it, when it said so
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,7 @@ class Storage(abc.ABC):
         content_type: str,
         cache_control: str | None = None,
         if_absent: bool = True,
+        writer: str | None = None,
     ) -> None: ...
 
     @abc.abstractmethod
@@ -199,6 +207,7 @@ class Storage(abc.ABC):
         content_type: str,
         cache_control: str | None = None,
         if_absent: bool = True,
+        writer: str | None = None,
         journal: UploadJournal,
     ) -> None:
         """`put`, resuming from `journal` where the backend sends big bodies in parts."""
@@ -210,6 +219,7 @@ class Storage(abc.ABC):
             content_type=content_type,
             cache_control=cache_control,
             if_absent=if_absent,
+            writer=writer,
         )
 
     def discard_resumable(self, journal: UploadJournal) -> None:

@@ -4,11 +4,11 @@ For the demo, for tests, and for people whose "remote" is a synced folder (a NAS
 a Syncthing share served by a web server). Writes are atomic: a hidden temp file in the
 target folder, fsync, rename, fsync of the folder, so a reader never sees half an object.
 
-What S3 keeps as object metadata (`x-amz-meta-sha256`, the content type) is kept in a
-hidden sidecar next to the object, `.syncd-meta-<name>.json`, written after the object
-and removed before it. It is how `head` tells an object syncd wrote from a file another
-tool put in the folder; a sidecar whose size disagrees with the file is ignored. Hidden
-`.syncd-` files are never listed as objects.
+What S3 keeps as object metadata (`x-amz-meta-sha256`, the queue that wrote it, the
+content type) is kept in a hidden sidecar next to the object, `.syncd-meta-<name>.json`,
+written after the object and removed before it. It is how `head` tells an object syncd
+wrote from a file another tool put in the folder; a sidecar whose size disagrees with the
+file is ignored. Hidden `.syncd-` files are never listed as objects.
 
 syncd never writes a symbolic link, so one in the folder is another tool's entry: listed
 as an object that is not syncd's (no metadata, however its sidecar reads), never
@@ -87,6 +87,7 @@ class LocalStorage(Storage):
         content_type: str,
         cache_control: str | None = None,
         if_absent: bool = True,
+        writer: str | None = None,
     ) -> None:
         target = self._path(key)
         self._refuse_symlink(target, key)
@@ -123,7 +124,10 @@ class LocalStorage(Storage):
                 tmp.unlink()
             else:
                 os.replace(tmp, target)
-            _write_sidecar(target, {"sha256": sha256, "size": size, "content_type": content_type})
+            meta: dict[str, object] = {"sha256": sha256, "size": size, "content_type": content_type}
+            if writer is not None:
+                meta["writer"] = writer
+            _write_sidecar(target, meta)
             fsync_dir(target.parent)
         except OSError as exc:
             raise _write_error(f"cannot write {target}", exc) from None
@@ -147,6 +151,7 @@ class LocalStorage(Storage):
             last_modified=info.last_modified,
             sha256=meta.get("sha256"),
             content_type=meta.get("content_type"),
+            writer=meta.get("writer"),
         )
 
     def get(self, key: str, out: BinaryIO) -> int:
@@ -283,7 +288,8 @@ def _read_sidecar(path: Path, size: int) -> dict[str, str]:
         return {}
     if not isinstance(meta, dict) or meta.get("size") != size:
         return {}
-    return {k: v for k, v in meta.items() if k in ("sha256", "content_type") and isinstance(v, str)}
+    kept = ("sha256", "content_type", "writer")
+    return {k: v for k, v in meta.items() if k in kept and isinstance(v, str)}
 
 
 def _write_error(what: str, exc: OSError) -> StorageError:

@@ -181,7 +181,13 @@ class MultipartTransport(Protocol):
     """The store-side steps of a multipart upload (the S3 backend provides them)."""
 
     def create_multipart(
-        self, key: str, *, sha256: str, content_type: str, cache_control: str | None
+        self,
+        key: str,
+        *,
+        sha256: str,
+        content_type: str,
+        cache_control: str | None,
+        writer: str | None = None,
     ) -> str: ...
 
     def upload_part(
@@ -225,10 +231,20 @@ def upload_multipart(
     if_absent: bool,
     part_size: int,
     journal: UploadJournal,
+    writer: str | None = None,
 ) -> None:
     """Send `size` bytes of `body` to `key` in parts of `part_size` (see the module)."""
     upload = _Upload(
-        transport, key, body, size, sha256, content_type, cache_control, if_absent, part_size
+        transport,
+        key,
+        body,
+        size,
+        sha256,
+        content_type,
+        cache_control,
+        if_absent,
+        part_size,
+        writer,
     )
     upload.run(journal)
 
@@ -244,6 +260,7 @@ class _Upload:
     cache_control: str | None
     if_absent: bool
     part_size: int
+    writer: str | None = None
 
     def run(self, journal: UploadJournal) -> None:
         state = journal.load()
@@ -283,6 +300,7 @@ class _Upload:
                 sha256=self.sha256,
                 content_type=self.content_type,
                 cache_control=self.cache_control,
+                writer=self.writer,
             )
             state = UploadState(self.key, self.sha256, self.size, self.part_size, upload_id)
             journal.save(state)

@@ -108,6 +108,8 @@ log = logging.getLogger(__name__)
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_META_SHA256 = "x-amz-meta-sha256"
+_META_WRITER = "x-amz-meta-syncd-writer"
 _CHUNK = 1 << 20
 # A bare 400/403 from a store whose clock is this far from ours is taken for a clock
 # refusal: HEAD answers have no body to name the error, and S3 allows 15 minutes.
@@ -421,6 +423,7 @@ class S3Storage(Storage):
         content_type: str,
         cache_control: str | None = None,
         if_absent: bool = True,
+        writer: str | None = None,
     ) -> None:
         self.put_resumable(
             key,
@@ -430,6 +433,7 @@ class S3Storage(Storage):
             content_type=content_type,
             cache_control=cache_control,
             if_absent=if_absent,
+            writer=writer,
             journal=UploadJournal(None),
         )
 
@@ -443,6 +447,7 @@ class S3Storage(Storage):
         content_type: str,
         cache_control: str | None = None,
         if_absent: bool = True,
+        writer: str | None = None,
         journal: UploadJournal,
     ) -> None:
         if size > self.multipart_threshold:
@@ -457,9 +462,11 @@ class S3Storage(Storage):
                 if_absent=if_absent,
                 part_size=part_size_for(size, self.part_size),
                 journal=journal,
+                writer=writer,
             )
             return
-        self._put_single(key, body, size, sha256, content_type, cache_control, if_absent)
+        meta = _metadata(sha256, writer)
+        self._put_single(key, body, size, sha256, content_type, cache_control, if_absent, meta)
 
     def _put_single(
         self,
@@ -470,12 +477,13 @@ class S3Storage(Storage):
         content_type: str,
         cache_control: str | None,
         if_absent: bool,
+        metadata: dict[str, str],
     ) -> None:
         what = f"upload {key}"
         headers = {
             "Content-Type": content_type,
             "Content-Length": str(size),
-            "x-amz-meta-sha256": sha256,
+            **metadata,
             "x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(sha256)).decode(),
         }
         if cache_control:
@@ -529,8 +537,9 @@ class S3Storage(Storage):
                 size=int(h.get("Content-Length", "0")),
                 etag=(h.get("ETag") or "").strip('"') or None,
                 last_modified=http_date(h.get("Last-Modified")),
-                sha256=h.get("x-amz-meta-sha256"),
+                sha256=h.get(_META_SHA256),
                 content_type=h.get("Content-Type"),
+                writer=h.get(_META_WRITER),
             )
 
     def get(self, key: str, out: BinaryIO) -> int:
@@ -587,10 +596,16 @@ class S3Storage(Storage):
     # -- multipart steps (see syncd.storage.multipart) ------------------------
 
     def create_multipart(
-        self, key: str, *, sha256: str, content_type: str, cache_control: str | None
+        self,
+        key: str,
+        *,
+        sha256: str,
+        content_type: str,
+        cache_control: str | None,
+        writer: str | None = None,
     ) -> str:
         what = f"upload {key}"
-        headers = {"Content-Type": content_type, "x-amz-meta-sha256": sha256}
+        headers = {"Content-Type": content_type, **_metadata(sha256, writer)}
         if cache_control:
             headers["Cache-Control"] = cache_control
         response, _ = self._call(
@@ -738,3 +753,11 @@ def _reason(exc: Exception) -> str:
         if marker in text:
             return marker.lower()
     return type(exc).__name__
+
+
+def _metadata(sha256: str, writer: str | None) -> dict[str, str]:
+    """The object's metadata headers: its SHA-256, and the queue that writes it."""
+    headers = {_META_SHA256: sha256}
+    if writer is not None:
+        headers[_META_WRITER] = writer
+    return headers

@@ -112,6 +112,14 @@ class Uploader:
         self.on_progress: Callable[[UploadItem, int], None] | None = None
         self.store_missing_until = 0.0  # monotonic; see `store_blocked`
         self._store_missing_said = False
+        self._writer: str | None = None
+
+    @property
+    def writer(self) -> str:
+        """This queue's id, recorded with every object it writes (asked once)."""
+        if self._writer is None:
+            self._writer = self.queue.writer_id()
+        return self._writer
 
     def key_for(self, item: UploadItem) -> str:
         """The item's object key: named by the hash of the bytes uploaded (which differ
@@ -221,6 +229,7 @@ class Uploader:
             content_type=item.upload_mime,
             cache_control=CONTENT_ADDRESSED_CACHE,
             if_absent=True,
+            writer=self.writer,
             journal=self.journal_for(item),
         )
 
@@ -258,7 +267,9 @@ class Uploader:
         """The store refused to overwrite `key`: link to what is there only if it holds
         exactly these bytes. syncd records the SHA-256 with every object it writes; an
         object without one was put there by another tool, so its bytes are read and
-        hashed (a size that matches proves nothing)."""
+        hashed (a size that matches proves nothing). Written by this queue (an earlier
+        try whose answer was lost, or a crash after the upload), it is its own; else
+        another queue's or tool's, which this queue links to but never deletes."""
         info = self.storage.head(key)
         if info.size == item.upload_size and info.sha256 is None:
             same = self._hash_of(key) == item.object_sha
@@ -269,7 +280,7 @@ class Uploader:
                 f"a different object already exists at {key} ({info.size} bytes); "
                 "syncd never overwrites it: check storage.key_template and storage.prefix"
             )
-        return self._done(item, key, Result.ALREADY_THERE)
+        return self._done(item, key, Result.ALREADY_THERE, sent=info.writer == self.writer)
 
     def _hash_of(self, key: str) -> str:
         """The SHA-256 of the object at `key`, read through without keeping it."""
@@ -280,9 +291,9 @@ class Uploader:
             raise TransientStorageError(f"{key} went away while it was read; again") from None
         return sink.digest.hexdigest()
 
-    def _done(self, item: UploadItem, key: str, result: Result) -> Outcome:
+    def _done(self, item: UploadItem, key: str, result: Result, *, sent: bool = True) -> Outcome:
         url = self.storage.url_for(key)
-        self.queue.mark_uploaded(item.id, key, url)
+        self.queue.mark_uploaded(item.id, key, url, sent=sent)
         self.preparer.discard(item)
         log.info("%s %s -> %s", result.value.replace("_", " "), item.name, url)
         return Outcome(item, result, url=url)

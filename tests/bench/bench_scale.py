@@ -249,7 +249,9 @@ def claim_rate(db: Path, claims: int, *, as_oneshot: bool, synchronous: str = "N
                 item = queue.claim_next(owner, 600)
             if item is None:
                 break
-            queue.mark_uploaded(item.id, f"{item.sha256}.png", f"{BASE_URL}/{item.sha256}.png")
+            queue.mark_uploaded(
+                item.id, f"{item.sha256}.png", f"{BASE_URL}/{item.sha256}.png", sent=True
+            )
             done += 1
         elapsed = time.perf_counter() - started
     if done < claims:

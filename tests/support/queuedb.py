@@ -22,6 +22,7 @@ PROVENANCE_COLUMNS = (
 
 def as_schema_1(path: Path) -> None:
     """Turn a queue back into what syncd 0.1 (schema 1) wrote."""
+    as_schema_8(path)
     con = sqlite3.connect(path)
     con.execute("DROP TABLE refs")
     con.execute("DROP TABLE remote_objects")
@@ -43,6 +44,7 @@ def as_schema_1(path: Path) -> None:
 def as_schema_7(path: Path) -> None:
     """Turn a queue back into what schema 7 wrote: the remote index a rowid table, no
     index of the references by state."""
+    as_schema_8(path)
     con = sqlite3.connect(path)
     con.execute("DROP INDEX ref_state_note")
     con.execute("ALTER TABLE remote_objects RENAME TO remote_objects_new")
@@ -53,5 +55,15 @@ def as_schema_7(path: Path) -> None:
     con.execute("INSERT INTO remote_objects SELECT * FROM remote_objects_new")
     con.execute("DROP TABLE remote_objects_new")
     con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+
+
+def as_schema_8(path: Path) -> None:
+    """Turn a queue back into what schema 8 wrote: no record of whether this queue sent
+    an uploaded item's object."""
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE items DROP COLUMN sent")
+    con.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
     con.commit()
     con.close()

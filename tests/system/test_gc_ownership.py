@@ -309,7 +309,7 @@ def test_gc_asks_the_queue_again_right_before_deleting(bucket: Bucket) -> None:
         item, _ = queue.record_image(
             image, FileStat.of(image.stat()), hashlib.sha256(data).hexdigest(), "image/png", ".png"
         )
-        queue.mark_uploaded(item.id, key, storage.url_for(key))
+        queue.mark_uploaded(item.id, key, storage.url_for(key), sent=True)
         index_remote(queue, storage, "")
         plan = plan_gc(
             queue, vault, storage, "", template=config.storage.key_template, grace_days=0
@@ -335,7 +335,7 @@ def own_upload(bucket: Bucket, queue: UploadQueue, seed: int) -> str:
     sha = hashlib.sha256(data).hexdigest()
     item, _ = queue.record_image(image, FileStat.of(image.stat()), sha, "image/png", ".png")
     key = own_put(bucket, data)
-    queue.mark_uploaded(item.id, key, f"{BASE}/{key}")
+    queue.mark_uploaded(item.id, key, f"{BASE}/{key}", sent=True)
     return key
 
 

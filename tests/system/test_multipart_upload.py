@@ -97,6 +97,9 @@ class Tap:
         self._f.close()
 
 
+WRITER = "5ca1ab1e" * 4  # the queue that writes the object
+
+
 def put(storage: S3Storage, body: Any, sha: str, journal: UploadJournal | None = None) -> None:
     storage.put_resumable(
         "big/x.bin",
@@ -105,6 +108,7 @@ def put(storage: S3Storage, body: Any, sha: str, journal: UploadJournal | None =
         sha256=sha,
         content_type="application/octet-stream",
         cache_control="public, max-age=31536000, immutable",
+        writer=WRITER,
         journal=journal or UploadJournal(None),
     )
 
@@ -124,6 +128,8 @@ def test_a_big_file_goes_up_in_equal_parts(
     assert head["ContentLength"] == SIZE
     assert head["ETag"].strip('"').endswith("-3")  # 5 + 5 + 2 MiB
     assert head["Metadata"]["sha256"] == sha
+    assert head["Metadata"]["syncd-writer"] == WRITER
+    assert storage.head("big/x.bin").writer == WRITER
     assert head["ContentType"] == "application/octet-stream"
     assert head["CacheControl"] == "public, max-age=31536000, immutable"
     got = s3_server.client().get_object(Bucket=s3_bucket, Key="big/x.bin")["Body"].read()

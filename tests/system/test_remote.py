@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from syncd.queue import UploadQueue
 from syncd.remote.index import collect_garbage, index_remote, plan_gc
 from syncd.storage import open_storage
 from tests.support.daemonproc import SYNCD
+from tests.support.faultproxy import FaultProxy
 from tests.support.images import png
 from tests.support.s3server import MotoServer
 
@@ -190,6 +193,76 @@ def test_gc_never_deletes_what_another_vault_sharing_the_bucket_uploaded(
     code, done = syncd(x_config, env, "gc", "--grace-days", "0", "--delete", "--shared")
     assert code == 0 and done["deleted"] == [] and bucket_keys() == {shown, y_key, orphan}
     assert syncd(y_config, env, "verify")[0] == 0
+
+
+def test_gc_never_deletes_an_object_this_vault_found_already_uploaded(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """Vault X uploads an image; vault Y, sharing the bucket, finds the same bytes
+    already there and links them. When Y's note drops the link, the object is still
+    X's: Y's gc counts it as another queue's and never deletes it, with or without
+    --shared. The same for an object another tool put at syncd's key with the hash
+    metadata syncd writes (it says nothing of which queue wrote it)."""
+    x_config, env = setup(tmp_path / "x", s3_server, s3_bucket)
+    y_config, _ = setup(tmp_path / "y", s3_server, s3_bucket)
+    (shared,) = put_objects(x_config, env, 1)
+    x_image = next((tmp_path / "x" / "vault" / "pasted").iterdir()).read_bytes()
+    (tmp_path / "x" / "vault" / "x.md").write_text(f"![x]({BASE}/{shared})\n")
+    # Another tool's object at the key syncd would choose, with syncd's hash metadata.
+    mimic = png(seed=4242)
+    sha = hashlib.sha256(mimic).hexdigest()
+    mimic_key = f"{sha[:2]}/{sha}.png"
+    s3_server.client().put_object(
+        Bucket=s3_bucket, Key=mimic_key, Body=mimic, Metadata={"sha256": sha}
+    )
+
+    y_vault = tmp_path / "y" / "vault"
+    (y_vault / "pasted" / "same.png").write_bytes(x_image)
+    (y_vault / "pasted" / "mimic.png").write_bytes(mimic)
+    (y_vault / "y.md").write_text("![a](pasted/same.png)\n![b](pasted/mimic.png)\n")
+    code, run = syncd(y_config, env, "sync", "--once")
+    assert code == 0 and run["results"]["already_there"] == 2, run
+    assert (y_vault / "y.md").read_text() == f"![a]({BASE}/{shared})\n![b]({BASE}/{mimic_key})\n"
+
+    (y_vault / "y.md").write_text("no images any more\n")
+    queue_db = tmp_path / "y" / "state" / "queue.db"
+    with contextlib.closing(sqlite3.connect(queue_db)) as db, db:  # as if rewritten long ago
+        db.execute("UPDATE refs SET updated_at = updated_at - 3600")
+    code, plan = syncd(y_config, env, "gc", "--grace-days", "0")
+    assert code == 0 and plan["orphans"] == [], plan
+    for flags in ((), ("--shared",), ("--shared", "--force")):
+        proc = run_syncd(y_config, env, "gc", "--grace-days", "0", "--delete", *flags)
+        assert "Traceback" not in proc.stderr
+    listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert {o["Key"] for o in listing} == {shared, mimic_key}
+    assert syncd(x_config, env, "verify")[0] == 0  # X's note still shows its object
+
+
+def test_gc_deletes_its_own_upload_whose_answer_was_lost(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """The store took the upload but the answer never came back (a flaky link): the
+    next try finds the object there. It is this queue's own (the object says which
+    queue wrote it): an orphan gc deletes once no note shows it."""
+    port = int(s3_server.url.rsplit(":", 1)[1])
+    with FaultProxy(port, script=["drop"], only_methods=("PUT",)) as proxy:
+        config, env = setup(tmp_path, s3_server, s3_bucket)
+        text = config.read_text().replace(s3_server.url, proxy.url)
+        config.write_text(text)
+        data = png(seed=77)
+        (tmp_path / "vault" / "pasted" / "p.png").write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        key = f"{sha[:2]}/{sha}.png"
+        code, first = syncd(config, env, "sync", "--once")
+        assert code == 1 and first["results"]["retry"] == 1, first  # the answer was lost
+        assert proxy.faulted["drop"] == 1
+        code, second = syncd(config, env, "sync", "--once")
+        assert code == 0 and second["results"]["already_there"] == 1, second
+    config.write_text(config.read_text().replace(proxy.url, s3_server.url))
+    code, plan = syncd(config, env, "gc", "--grace-days", "0")
+    assert code == 0 and plan["orphans"] == [key] and plan["not_this_queue"] == 0, plan
+    code, done = syncd(config, env, "gc", "--grace-days", "0", "--delete", "--force")
+    assert code == 0 and done["deleted"] == [key]
 
 
 def test_gc_keeps_objects_notes_show_under_an_earlier_public_base_url(

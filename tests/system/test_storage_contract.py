@@ -89,6 +89,13 @@ class StorageContract:
         storage.delete("s/h.png")
         assert storage.list(prefix="s/").objects == []
 
+    def test_head_tells_which_queue_wrote_the_object(self, storage: Storage) -> None:
+        # gc deletes only what its own queue wrote, not another vault's same bytes.
+        put_bytes(storage, "w/one.png", png(seed=7), writer="0123abcd" * 4)
+        assert storage.head("w/one.png").writer == "0123abcd" * 4
+        put_bytes(storage, "w/two.png", png(seed=8))
+        assert storage.head("w/two.png").writer is None
+
     def test_if_absent_refuses_to_overwrite(self, storage: Storage) -> None:
         put_bytes(storage, "k.png", png(seed=1))
         with pytest.raises(PreconditionFailed):

@@ -306,7 +306,7 @@ def test_uploaded_is_final(queue: UploadQueue, clock: FakeClock) -> None:
     add(queue, "a.png", "1" * 64)
     item = queue.claim_next("w1", 60)
     assert item is not None
-    queue.mark_uploaded(item.id, "ab/key.png", "https://img/ab/key.png")
+    queue.mark_uploaded(item.id, "ab/key.png", "https://img/ab/key.png", sent=True)
     assert not queue.reschedule(item.id, "w1", "late error", 1)
     assert not queue.mark_failed(item.id, "w1", "late error")
     clock.now += 10_000
@@ -462,7 +462,7 @@ def test_a_pending_link_seen_again_brings_back_content_that_left_the_bucket(
     item = add(queue, "a.png", "a" * 64)
     claimed = queue.claim_next("w", 60)
     assert claimed is not None and claimed.id == item
-    queue.mark_uploaded(item, "k/a.png", "https://x/k/a.png")
+    queue.mark_uploaded(item, "k/a.png", "https://x/k/a.png", sent=True)
     note = Path("/v/n.md")
     ref = NewRef("![](a.png)", "inline", Path("/v/a.png"), item)
     queue.record_note_refs(note, [ref], FileStat(1, 1, 1), 0)

@@ -77,7 +77,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert current is not None
         if current.state is State.FAILED:
             return  # a worker whose lease was lost does not ack over a later verdict
-        self.queue.mark_uploaded(item_id, f"k/{sha}", f"https://x/{sha}")
+        self.queue.mark_uploaded(item_id, f"k/{sha}", f"https://x/{sha}", sent=True)
         self.acked.add(sha)
         self.permanent.discard(sha)
 
