@@ -271,12 +271,6 @@ def test_a_key_or_table_given_twice_is_named(
         assert "[-]" not in shown and "LEAK" not in shown, shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs syncd/cli/commands/daemon.py cmd_install_service to test "
-    "`args.instance is not None` (an empty name is falsy and installs the default "
-    "config's unit); remove this marker with that change",
-)
 def test_install_service_refuses_an_empty_instance_name(tmp_path: Path) -> None:
     fake = tmp_path / "bin" / "systemctl"  # the user's own systemd is never asked
     fake.parent.mkdir()

@@ -167,7 +167,7 @@ def cmd_install_service(args: argparse.Namespace, ctx: Invocation) -> int:
     from syncd.config import instance_config_path, instance_for
     from syncd.system.service import install_service, installed_syncd_path
 
-    if args.instance:
+    if args.instance is not None:  # an empty name is a usage error, not the default
         try:
             path = instance_config_path(args.instance, ctx.env)
         except ValueError as exc:
