@@ -29,9 +29,13 @@ A symlinked note is written through to its target, so the link stays a link. Byt
 decoded as UTF-8 exactly (a BOM stays as U+FEFF, CRLF stays CRLF) and encoded back the
 same way; a note that is not valid UTF-8 is refused, never mangled.
 
-Temp files are named `.syncd-<random>.tmp` (short, so a long note name still fits in
-NAME_MAX; hidden, so sync tools skip them); `remove_stale_temp_files` clears the ones a
-killed process left behind.
+Temp files are named `.syncd-<old>-<new>-<random>.tmp`, where <old> and <new> begin the
+SHA-256 of the note as read and of the text written (short, so a long note name still
+fits in NAME_MAX; hidden, so sync tools skip them). A process killed mid-rewrite leaves
+one behind, and its name says what it should hold: our text, or the note we replaced.
+`remove_stale_temp_files` deletes those; one that holds anything else is a save the
+person made in the instant of the rewrite, and it is put back as the note (or, when the
+note changed since, kept beside it under a visible name), never deleted.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ STALE_TEMP_SECONDS = 10.0
 
 _TEMP_PREFIX = ".syncd-"
 _TEMP_SUFFIX = ".tmp"
-_TEMP_NAME = re.compile(r"\.syncd-[0-9a-f]{16}\.tmp")
+_TEMP_NAME = re.compile(r"\.syncd-(?:([0-9a-f]{16})-([0-9a-f]{16})-)?[0-9a-f]{16}\.tmp")
+_HASH_PREFIX = 16  # hex digits of each SHA-256 in a temp file's name
 # What earlier versions named them: `.<note name>.<8 random>.syncd-tmp` (mkstemp).
 _OLD_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.syncd-tmp", re.DOTALL)
 
@@ -232,13 +237,14 @@ def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
         # Written and fsynced before the lease: it is held for the checks and the swap only,
         # so an editor waits microseconds, and a save renamed over the note lands before
         # our last look far more often than between it and the swap.
-        tmp, written = _write_temp(target.parent, data, os.stat(target))
+        data_sha = _sha256(data)
+        tmp, written = _write_temp(target.parent, data, os.stat(target), snapshot.sha256, data_sha)
     except FileNotFoundError:
         raise NoteChanged(f"{snapshot.path} was moved while it was being rewritten") from None
     except OSError as exc:
         raise NoteError(f"cannot write {snapshot.path}: {exc.strerror}") from None
     try:
-        return _swap_in(snapshot, tmp, written, _sha256(data))
+        return _swap_in(snapshot, tmp, written, data_sha)
     except BaseException:
         _unlink_if(tmp, _identity_of(written))  # only our own file, never the note
         raise
@@ -321,9 +327,13 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _write_temp(folder: Path, data: bytes, like: os.stat_result) -> tuple[Path, os.stat_result]:
-    """A new hidden file in `folder` holding `data`, with the note's mode and owner."""
-    fd, tmp = create_new(folder, _TEMP_PREFIX, _TEMP_SUFFIX)
+def _write_temp(
+    folder: Path, data: bytes, like: os.stat_result, old_sha: str, new_sha: str
+) -> tuple[Path, os.stat_result]:
+    """A new hidden file in `folder` holding `data`, with the note's mode and owner, named
+    after the hashes of the note as read and of `data` (see the module docstring)."""
+    hashes = f"{old_sha[:_HASH_PREFIX]}-{new_sha[:_HASH_PREFIX]}-"
+    fd, tmp = create_new(folder, _TEMP_PREFIX + hashes, _TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -543,9 +553,12 @@ def next_leftover_due() -> float | None:
 def remove_stale_temp_files(
     roots: Iterable[Path], *, older_than: float | None = None, now: float | None = None
 ) -> list[Path]:
-    """Delete the temp files a killed syncd left in the note folders; return them.
+    """Clear the temp files a killed syncd left in the note folders; return them.
 
-    Only regular files named as ours, not changed for `older_than` seconds, are removed.
+    Only regular files named as ours, not changed for `older_than` seconds, are looked
+    at. One that holds what its name says (our text, or the note as we read it) is
+    deleted; one that holds anything else is a person's save, and is recovered
+    (`_recover`), never deleted.
     """
     now = time.time() if now is None else now
     older_than = STALE_TEMP_SECONDS if older_than is None else older_than
@@ -574,13 +587,53 @@ def remove_stale_temp_files(
                 # ctime: a swapped-out note keeps its old mtime, but the rename touched ctime
                 if now - max(st.st_mtime, st.st_ctime) < older_than:
                     continue
-                os.unlink(entry.path)
+                if _holds_what_its_name_says(Path(entry.path)):
+                    os.unlink(entry.path)
+                else:
+                    _recover(Path(entry.path))
                 removed.append(Path(entry.path))
             except OSError:
                 continue
     if removed:
-        log.info("removed %d temp files left by an interrupted note rewrite", len(removed))
+        log.info("cleared %d temp files left by an interrupted note rewrite", len(removed))
     return removed
+
+
+def _holds_what_its_name_says(tmp: Path) -> bool:
+    """Whether a leftover temp file holds our text or the note as we read it (so it
+    can go). A name without the hashes (an older syncd's) says nothing: it goes, as it
+    always did."""
+    match = _TEMP_NAME.fullmatch(tmp.name)
+    if match is None or match.group(1) is None:
+        return True
+    held = _sha256(tmp.read_bytes())[:_HASH_PREFIX]
+    return held in (match.group(1), match.group(2))
+
+
+def _recover(tmp: Path) -> None:
+    """A person's save caught in a killed rewrite: it goes back as the note that still
+    holds our rewrite (the swap back that the kill prevented), or, when no note in the
+    folder does (it was edited since), it stays beside them under a visible name."""
+    match = _TEMP_NAME.fullmatch(tmp.name)
+    assert match is not None
+    ours = match.group(2)
+    for note in sorted(tmp.parent.iterdir()):
+        if not is_note_name(note.name) or note.is_symlink() or not note.is_file():
+            continue
+        with contextlib.suppress(OSError):
+            if _sha256(note.read_bytes())[:_HASH_PREFIX] == ours:
+                os.replace(tmp, note)
+                fsync_dir(note.parent)
+                log.warning("%s: a save made as syncd was killed mid-rewrite was put back", note)
+                return
+    kept = tmp.with_name(f"recovered by syncd {time.strftime('%Y-%m-%d %H%M%S')} {ours[:8]}.md")
+    os.rename(tmp, kept)
+    fsync_dir(kept.parent)
+    log.warning(
+        "%s: a save made as syncd was killed mid-rewrite, whose note changed since: "
+        "kept under this name, compare it with the note",
+        kept,
+    )
 
 
 # -- RENAME_EXCHANGE ----------------------------------------------------------------

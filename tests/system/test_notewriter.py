@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -230,6 +231,57 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
     removed = remove_stale_temp_files([tmp_path], now=time.time() + 120)
     assert sorted(removed) == sorted(ours)
     assert all(p.exists() for p in theirs)
+
+
+def _left_by_a_kill(folder: Path, read: str, ours: str, held: str) -> Path:
+    """The temp file a rewrite killed midway leaves: named after the note as it was read
+    and the text written, holding `held` (our text, the note we read, or a save)."""
+    digest = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in (read, ours)]
+    tmp = folder / f".syncd-{digest[0]}-{digest[1]}-{os.urandom(8).hex()}.tmp"
+    tmp.write_text(held)
+    return tmp
+
+
+READ, OURS = "# n\n![a](a.png)\n", "# n\n![a](https://img/a.png)\n"
+SAVED = "# n\n![a](a.png)\nA LINE TYPED AS THE DAEMON WAS KILLED\n"
+
+
+@pytest.mark.parametrize(
+    ("note_text", "held"),
+    [
+        (READ, OURS),  # killed before the swap: our text never went in
+        (OURS, READ),  # killed after the swap: the note we replaced
+    ],
+)
+def test_a_leftover_that_holds_what_its_name_says_is_deleted(
+    tmp_path: Path, note_text: str, held: str
+) -> None:
+    note = _note(tmp_path, note_text)
+    tmp = _left_by_a_kill(tmp_path, READ, OURS, held)
+    assert remove_stale_temp_files([tmp_path], older_than=0) == [tmp]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.md"]
+    assert note.read_text() == note_text
+
+
+def test_a_save_caught_in_a_killed_rewrite_goes_back_as_the_note(tmp_path: Path) -> None:
+    """The person saved (by rename) in the instant between syncd's last look and its
+    swap; syncd saw it and was killed before it could swap back: the note holds syncd's
+    rewrite of the older text, the save sits under the temp name. It is put back."""
+    note = _note(tmp_path, OURS)
+    _left_by_a_kill(tmp_path, READ, OURS, SAVED)
+    remove_stale_temp_files([tmp_path], older_than=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.md"]
+    assert note.read_text() == SAVED
+
+
+def test_a_caught_save_whose_note_changed_since_is_kept_beside_it(tmp_path: Path) -> None:
+    note = _note(tmp_path, "# n\nedited again after the crash\n")
+    _left_by_a_kill(tmp_path, READ, OURS, SAVED)
+    remove_stale_temp_files([tmp_path], older_than=0)
+    assert note.read_text() == "# n\nedited again after the crash\n"
+    (kept,) = [p for p in tmp_path.iterdir() if p != note]
+    assert kept.name.startswith("recovered by syncd ") and kept.suffix == ".md"
+    assert kept.read_text() == SAVED
 
 
 def test_sigkill_during_rewrites_leaves_only_temp_files_the_cleanup_removes(
