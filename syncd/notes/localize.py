@@ -185,7 +185,8 @@ class _OriginalsInOrder:
 
     def __init__(self, records: list[RefRecord]) -> None:
         occurrences = sorted(
-            (pos, rec) for rec in records if rec.rewritten is not None for pos in rec.positions
+            ((pos, rec) for rec in records if rec.rewritten is not None for pos in rec.positions),
+            key=lambda occurrence: occurrence[0],  # two records at one place: either order
         )
         self._queues: dict[str, deque[RefRecord]] = {}
         self._last: dict[str, RefRecord] = {}

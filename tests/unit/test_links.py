@@ -685,3 +685,27 @@ def test_adversarial_notes_scan_in_linear_time(text: str) -> None:
     started = time.perf_counter()
     find_image_refs(text)
     assert time.perf_counter() - started < 10
+
+
+def test_localize_takes_originals_in_order_when_two_records_share_a_position() -> None:
+    """Two references recorded at the same place (a note rewritten, edited, rewritten
+    again) once made localize fail for good on that note."""
+    from syncd.notes.localize import _OriginalsInOrder
+    from syncd.queue import RefRecord, RefState
+
+    def record(n: int, original: str) -> RefRecord:
+        return RefRecord(
+            n,
+            "/v/n.md",
+            original,
+            "![a](https://x/a.png)",
+            (7,),
+            "inline",
+            "/v/a.png",
+            n,
+            RefState.REWRITTEN,
+        )
+
+    originals = _OriginalsInOrder([record(1, "![a](a.png)"), record(2, "![a](<a.png>)")])
+    taken = {originals.take("![a](https://x/a.png)").original for _ in range(2)}  # type: ignore[union-attr]
+    assert taken == {"![a](a.png)", "![a](<a.png>)"}
