@@ -25,17 +25,23 @@ Where leases cannot be had (a note owned by another user, NFS, FUSE) the swap an
 checks still run, without the lease; where the file system cannot swap either, the note
 is checked and renamed over as before. Each is logged once.
 
+A note the swap would change in more than its text is not rewritten (NoteError, tried
+again later): a read-only one, one with other hard links (they would be split), and one
+whose owner the new version cannot keep (syncd running as another user).
+
 A symlinked note is written through to its target, so the link stays a link. Bytes are
 decoded as UTF-8 exactly (a BOM stays as U+FEFF, CRLF stays CRLF) and encoded back the
 same way; a note that is not valid UTF-8 is refused, never mangled.
 
-Temp files are named `.syncd-<old>-<new>-<random>.tmp`, where <old> and <new> begin the
-SHA-256 of the note as read and of the text written (short, so a long note name still
-fits in NAME_MAX; hidden, so sync tools skip them). A process killed mid-rewrite leaves
-one behind, and its name says what it should hold: our text, or the note we replaced.
-`remove_stale_temp_files` deletes those; one that holds anything else is a save the
-person made in the instant of the rewrite, and it is put back as the note (or, when the
-note changed since, kept beside it under a visible name), never deleted.
+Temp files are named `.syncd-<random>.tmp` while written, then
+`.syncd-<old>-<new>-<random>.tmp`, where <old> and <new> begin the SHA-256 of the note as
+read and of the text written (short, so a long note name still fits in NAME_MAX; hidden,
+so sync tools skip them). A process killed mid-rewrite leaves one behind, and its name
+says what it should hold: our text, or the note we replaced. `remove_stale_temp_files`
+deletes those (and the unnamed ones, which can only hold part of our text); one that
+holds anything else is a save the person made in the instant of the rewrite, and it is
+put back as the note (or, when the note changed since, kept beside it under a visible
+name), never deleted.
 """
 
 from __future__ import annotations
@@ -238,7 +244,9 @@ def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
         # so an editor waits microseconds, and a save renamed over the note lands before
         # our last look far more often than between it and the swap.
         data_sha = _sha256(data)
-        tmp, written = _write_temp(target.parent, data, os.stat(target), snapshot.sha256, data_sha)
+        like = os.stat(target)
+        _check_replaceable(snapshot.path, target, like)
+        tmp, written = _write_temp(target.parent, data, like, snapshot.sha256, data_sha)
     except FileNotFoundError:
         raise NoteChanged(f"{snapshot.path} was moved while it was being rewritten") from None
     except OSError as exc:
@@ -327,27 +335,62 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _check_replaceable(path: Path, target: Path, st: os.stat_result) -> None:
+    """Refuse (NoteError, retried later) a note that a swap would change in more than its
+    text: a read-only one (a rename needs only the folder's write permission, and would
+    replace it anyway), and one with other hard links (the swap would split them)."""
+    if os.statvfs(target.parent).f_flag & os.ST_RDONLY:
+        return  # a read-only file system: the write fails with the system's own reason
+    if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise NoteError(f"{path} is read-only: its links are rewritten once it can be written")
+    if st.st_nlink > 1:
+        raise NoteError(
+            f"{path} has {st.st_nlink} hard links: rewriting it would split them into "
+            "separate files, so its links stay local (make it a single file, or a symlink)"
+        )
+
+
 def _write_temp(
     folder: Path, data: bytes, like: os.stat_result, old_sha: str, new_sha: str
 ) -> tuple[Path, os.stat_result]:
     """A new hidden file in `folder` holding `data`, with the note's mode and owner, named
-    after the hashes of the note as read and of `data` (see the module docstring)."""
-    hashes = f"{old_sha[:_HASH_PREFIX]}-{new_sha[:_HASH_PREFIX]}-"
-    fd, tmp = create_new(folder, _TEMP_PREFIX + hashes, _TEMP_SUFFIX)
+    after the hashes of the note as read and of `data` (see the module docstring) once
+    it holds all of `data`: a kill while it is written leaves a name without hashes,
+    which the cleanup deletes (it can only hold part of our text)."""
+    fd, tmp = create_new(folder, _TEMP_PREFIX, _TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
             os.fchmod(out.fileno(), like.st_mode & 0o7777)
-            with contextlib.suppress(PermissionError):
-                os.fchown(out.fileno(), like.st_uid, like.st_gid)
+            _keep_owner(out.fileno(), like, folder)
             os.fsync(out.fileno())
             written = os.fstat(out.fileno())
+        hashes = f"{old_sha[:_HASH_PREFIX]}-{new_sha[:_HASH_PREFIX]}-"
+        named = tmp.with_name(_TEMP_PREFIX + hashes + tmp.name[len(_TEMP_PREFIX) :])
+        os.rename(tmp, named)
+        tmp = named
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
     return tmp, written
+
+
+def _keep_owner(fd: int, like: os.stat_result, folder: Path) -> None:
+    """The new version gets the note's owner and group, or the note is not rewritten:
+    another user's note given to syncd's user could not be saved in place by its owner."""
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) == (like.st_uid, like.st_gid):
+        return
+    try:
+        os.fchown(fd, like.st_uid, like.st_gid)
+    except PermissionError:
+        raise NoteError(
+            f"a note in {folder} belongs to user {like.st_uid} (group {like.st_gid}), and "
+            "syncd, running as another user, cannot write a copy that keeps them: its links "
+            "stay local (run syncd as the notes' owner)"
+        ) from None
 
 
 class _Swap(enum.Enum):

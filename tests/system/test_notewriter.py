@@ -284,6 +284,60 @@ def test_a_caught_save_whose_note_changed_since_is_kept_beside_it(tmp_path: Path
     assert kept.read_text() == SAVED
 
 
+def test_a_read_only_note_is_not_replaced(tmp_path: Path) -> None:
+    """A rename needs only the folder's permission: the note's own must be asked."""
+    note = _note(tmp_path)
+    note.chmod(0o444)
+    with pytest.raises(NoteError, match="read-only"):
+        write_note(read_note(note), "changed\n")
+    assert note.read_text() == "# n\n![a](attachments/a.png)\n"
+    assert note.stat().st_mode & 0o777 == 0o444
+    assert [p.name for p in tmp_path.iterdir()] == ["n.md"]  # no temp file left
+    note.chmod(0o644)
+    write_note(read_note(note), "changed\n")
+    assert note.read_text() == "changed\n"
+
+
+def test_a_hard_linked_note_is_not_split(tmp_path: Path) -> None:
+    note = _note(tmp_path)
+    other = tmp_path / "same note.md"
+    os.link(note, other)
+    with pytest.raises(NoteError, match="2 hard links"):
+        write_note(read_note(note), "changed\n")
+    assert note.read_text() == other.read_text() == "# n\n![a](attachments/a.png)\n"
+    assert note.stat().st_ino == other.stat().st_ino
+
+
+def test_a_note_whose_owner_cannot_be_kept_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """syncd running as another user than the note's: the new version would be syncd's
+    user's, and the owner could no longer save the note in place."""
+    note = _note(tmp_path)
+    before = note.stat()
+    real_stat = os.stat
+
+    def as_another_users(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        st = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        if Path(str(path)) != note:
+            return st
+        fields = list(st[:10])
+        fields[4] = fields[5] = 4321  # uid, gid: another user's note, to a non-root syncd
+        return os.stat_result(fields)
+
+    def refused(fd: int, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as the kernel answers a user
+
+    monkeypatch.setattr(os, "stat", as_another_users)
+    monkeypatch.setattr(os, "fchown", refused)
+    with pytest.raises(NoteError, match="belongs to user 4321"):
+        write_note(read_note(note), "changed\n")
+    monkeypatch.undo()
+    assert note.read_text() == "# n\n![a](attachments/a.png)\n"
+    assert note.stat().st_ino == before.st_ino
+    assert [p.name for p in tmp_path.iterdir()] == ["n.md"]
+
+
 def test_sigkill_during_rewrites_leaves_only_temp_files_the_cleanup_removes(
     tmp_path: Path,
 ) -> None:
