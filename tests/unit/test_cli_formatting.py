@@ -143,3 +143,18 @@ def test_sync_once_bar_counts_from_outcomes_and_the_queue(tmp_path: Path) -> Non
         assert out.getvalue().endswith("\r\x1b[K")  # the summary starts on a clean line
     finally:
         queue.close()
+
+
+def test_status_does_not_count_an_object_it_could_not_check_as_checked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from syncd.cli.commands.queue import _print_verify
+
+    last = {"at": 0, "checked": 3, "broken": 0, "unchecked": 1, "complete": True}
+    _print_verify(last)
+    line = capsys.readouterr().out
+    assert "2 linked objects checked, 0 broken, 1 could not be checked" in line
+    _print_verify({**last, "unchecked": 0, "complete": False})
+    assert (
+        capsys.readouterr().out.rstrip().endswith("3 linked objects checked, 0 broken, interrupted")
+    )

@@ -149,10 +149,13 @@ def _print_verify(last: dict[str, Any] | None) -> None:
     """The last `syncd verify` (or the daemon's background check), if any ran."""
     if not last:
         return
+    unchecked = int(last.get("unchecked", 0))
     print(
         f"verify: {local_time(last.get('at') or 0)}, "
-        f"{plural(int(last.get('checked', 0)), 'linked object')} checked, "
+        f"{plural(int(last.get('checked', 0)) - unchecked, 'linked object')} checked, "
         f"{last.get('broken', 0)} broken"
+        + (f", {unchecked} could not be checked (`syncd verify` says why)" if unchecked else "")
+        + ("" if last.get("complete", True) else ", interrupted")
     )
 
 
