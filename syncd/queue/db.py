@@ -101,7 +101,13 @@ class QueueDB:
                 self._migrate()
             self._check_version()
         except peewee.DatabaseError as exc:
-            raise QueueError(f"cannot open the queue {path}: {exc}") from None
+            error = QueueError(f"cannot open the queue {path}: {exc}")
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                error.hint = (
+                    "the daemon (`syncd run`, `syncd start` or the service) moves a damaged "
+                    "queue aside and rebuilds it from a rescan, uploading nothing twice"
+                )
+            raise error from None
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -470,3 +470,12 @@ def test_a_pending_link_seen_again_brings_back_content_that_left_the_bucket(
     assert queue.get(item).state is State.REMOVED  # type: ignore[union-attr]
     queue.record_note_refs(note, [ref], FileStat(2, 2, 1), 0)
     assert queue.get(item).state is State.PENDING  # type: ignore[union-attr]
+
+
+def test_a_damaged_queue_says_what_rebuilds_it(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    path.write_bytes(b"not SQLite at all " * 300)
+    with pytest.raises(QueueError, match="not a database") as raised:
+        UploadQueue(path)
+    assert raised.value.hint is not None and "rebuilds it" in raised.value.hint
+    assert path.read_bytes() == b"not SQLite at all " * 300  # left for the daemon to move
