@@ -99,10 +99,17 @@ def owner_id() -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs. A zombie (killed, not yet reaped by its parent) does
+    not: it holds no lock and will never answer."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # someone else's process: alive
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
