@@ -34,14 +34,15 @@ decoded as UTF-8 exactly (a BOM stays as U+FEFF, CRLF stays CRLF) and encoded ba
 same way; a note that is not valid UTF-8 is refused, never mangled.
 
 Temp files are named `.syncd-<random>.tmp` while written, then
-`.syncd-<old>-<new>-<random>.tmp`, where <old> and <new> begin the SHA-256 of the note as
-read and of the text written (short, so a long note name still fits in NAME_MAX; hidden,
-so sync tools skip them). A process killed mid-rewrite leaves one behind, and its name
-says what it should hold: our text, or the note we replaced. `remove_stale_temp_files`
-deletes those (and the unnamed ones, which can only hold part of our text); one that
-holds anything else is a save the person made in the instant of the rewrite, and it is
-put back as the note (or, when the note changed since, kept beside it under a visible
-name), never deleted.
+`.syncd-<old>-<new>-<name>-<random>.tmp`, where <old> and <new> begin the SHA-256 of the
+note as read and of the text written, and <name> that of the note's name (short, so a
+long note name still fits in NAME_MAX; hidden, so sync tools skip them). A process
+killed mid-rewrite leaves one behind, and its name says what it should hold: our text,
+or the note we replaced. `remove_stale_temp_files` deletes those (and the unnamed ones,
+which can only hold part of our text); one that holds anything else is a save the
+person made in the instant of the rewrite: it goes back into its note, rewritten as any
+note is, if the note still holds our rewrite; else it is kept beside the note under a
+visible name. It is never deleted.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import enum
 import errno
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import platform
@@ -85,8 +87,12 @@ STALE_TEMP_SECONDS = 10.0
 
 _TEMP_PREFIX = ".syncd-"
 _TEMP_SUFFIX = ".tmp"
-_TEMP_NAME = re.compile(r"\.syncd-(?:([0-9a-f]{16})-([0-9a-f]{16})-)?[0-9a-f]{16}\.tmp")
-_HASH_PREFIX = 16  # hex digits of each SHA-256 in a temp file's name
+# `.syncd-<random>.tmp` while written, then `.syncd-<old>-<new>-<name>-<random>.tmp`.
+_TEMP_NAME = re.compile(
+    r"\.syncd-(?:([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-f]{8})-)?[0-9a-f]{16}\.tmp"
+)
+_HASH_PREFIX = 16  # hex digits of each content SHA-256 in a temp file's name
+_NAME_PREFIX = 8  # hex digits of the SHA-256 of the note's name
 # What earlier versions named them: `.<note name>.<8 random>.syncd-tmp` (mkstemp).
 _OLD_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.syncd-tmp", re.DOTALL)
 
@@ -246,7 +252,7 @@ def _replace(snapshot: NoteSnapshot, data: bytes) -> Written:
         data_sha = _sha256(data)
         like = os.stat(target)
         _check_replaceable(snapshot.path, target, like)
-        tmp, written = _write_temp(target.parent, data, like, snapshot.sha256, data_sha)
+        tmp, written = _write_temp(target, data, like, snapshot.sha256, data_sha)
     except FileNotFoundError:
         raise NoteChanged(f"{snapshot.path} was moved while it was being rewritten") from None
     except OSError as exc:
@@ -351,12 +357,13 @@ def _check_replaceable(path: Path, target: Path, st: os.stat_result) -> None:
 
 
 def _write_temp(
-    folder: Path, data: bytes, like: os.stat_result, old_sha: str, new_sha: str
+    target: Path, data: bytes, like: os.stat_result, old_sha: str, new_sha: str
 ) -> tuple[Path, os.stat_result]:
     """A new hidden file in `folder` holding `data`, with the note's mode and owner, named
     after the hashes of the note as read and of `data` (see the module docstring) once
     it holds all of `data`: a kill while it is written leaves a name without hashes,
     which the cleanup deletes (it can only hold part of our text)."""
+    folder = target.parent
     fd, tmp = create_new(folder, _TEMP_PREFIX, _TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -366,7 +373,7 @@ def _write_temp(
             _keep_owner(out.fileno(), like, folder)
             os.fsync(out.fileno())
             written = os.fstat(out.fileno())
-        hashes = f"{old_sha[:_HASH_PREFIX]}-{new_sha[:_HASH_PREFIX]}-"
+        hashes = f"{old_sha[:_HASH_PREFIX]}-{new_sha[:_HASH_PREFIX]}-{_name_hash(target.name)}-"
         named = tmp.with_name(_TEMP_PREFIX + hashes + tmp.name[len(_TEMP_PREFIX) :])
         os.rename(tmp, named)
         tmp = named
@@ -654,29 +661,63 @@ def _holds_what_its_name_says(tmp: Path) -> bool:
 
 
 def _recover(tmp: Path) -> None:
-    """A person's save caught in a killed rewrite: it goes back as the note that still
-    holds our rewrite (the swap back that the kill prevented), or, when no note in the
-    folder does (it was edited since), it stays beside them under a visible name."""
+    """A person's save caught in a killed rewrite. The note its name names goes back to
+    it if the note still holds our rewrite (the swap back the kill prevented), written
+    as any rewrite is (lease, exchange, checks); one that holds the save already needs
+    nothing. Otherwise (edited since, busy, not writable) the save stays beside the
+    note under a visible name."""
     match = _TEMP_NAME.fullmatch(tmp.name)
     assert match is not None
-    ours = match.group(2)
-    for note in sorted(tmp.parent.iterdir()):
-        if not is_note_name(note.name) or note.is_symlink() or not note.is_file():
-            continue
-        with contextlib.suppress(OSError):
-            if _sha256(note.read_bytes())[:_HASH_PREFIX] == ours:
-                os.replace(tmp, note)
-                fsync_dir(note.parent)
+    ours, named = match.group(2), match.group(3)
+    data = tmp.read_bytes()
+    note = next(
+        (
+            tmp.parent / name
+            for name in sorted(os.listdir(tmp.parent))
+            if is_note_name(name) and _name_hash(name) == named
+        ),
+        None,
+    )
+    if note is not None:
+        try:
+            now = read_note(note)
+            if now.sha256 == _sha256(data):
+                tmp.unlink()  # the note holds this very text already
+                return
+            if now.sha256[:_HASH_PREFIX] == ours:
+                _replace(now, data)
+                tmp.unlink()
                 log.warning("%s: a save made as syncd was killed mid-rewrite was put back", note)
                 return
-    kept = tmp.with_name(f"recovered by syncd {time.strftime('%Y-%m-%d %H%M%S')} {ours[:8]}.md")
-    os.rename(tmp, kept)
-    fsync_dir(kept.parent)
+        except NoteError:
+            pass  # changed meanwhile, being saved, or not writable: kept beside it
+    kept = _keep_beside(tmp, note)
     log.warning(
-        "%s: a save made as syncd was killed mid-rewrite, whose note changed since: "
-        "kept under this name, compare it with the note",
+        "%s: a save made as syncd was killed mid-rewrite%s: kept under this name, compare "
+        "it with the note",
         kept,
+        "" if note is None else f", whose note {note.name} changed since",
     )
+
+
+def _keep_beside(tmp: Path, note: Path | None) -> Path:
+    """`tmp` under a visible name of its own in its folder (never over another file)."""
+    stem = "note" if note is None else note.name.rsplit(".", 1)[0]
+    when = time.strftime("%Y-%m-%d %H%M%S")
+    for n in itertools.count(1):
+        kept = tmp.with_name(f"{stem} (recovered by syncd {when}{'' if n == 1 else f' {n}'}).md")
+        try:
+            os.link(tmp, kept)
+        except FileExistsError:
+            continue
+        tmp.unlink()
+        fsync_dir(kept.parent)
+        return kept
+    raise AssertionError("unreachable")
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:_NAME_PREFIX]
 
 
 # -- RENAME_EXCHANGE ----------------------------------------------------------------

@@ -233,11 +233,13 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
     assert all(p.exists() for p in theirs)
 
 
-def _left_by_a_kill(folder: Path, read: str, ours: str, held: str) -> Path:
-    """The temp file a rewrite killed midway leaves: named after the note as it was read
-    and the text written, holding `held` (our text, the note we read, or a save)."""
+def _left_by_a_kill(folder: Path, read: str, ours: str, held: str, note: str = "n.md") -> Path:
+    """The temp file a rewrite of `note` killed midway leaves: named after the note as
+    it was read, the text written and the note's name, holding `held` (our text, the
+    note we read, or a save)."""
     digest = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in (read, ours)]
-    tmp = folder / f".syncd-{digest[0]}-{digest[1]}-{os.urandom(8).hex()}.tmp"
+    name = hashlib.sha256(note.encode()).hexdigest()[:8]
+    tmp = folder / f".syncd-{digest[0]}-{digest[1]}-{name}-{os.urandom(8).hex()}.tmp"
     tmp.write_text(held)
     return tmp
 
@@ -270,18 +272,40 @@ def test_a_save_caught_in_a_killed_rewrite_goes_back_as_the_note(tmp_path: Path)
     note = _note(tmp_path, OURS)
     _left_by_a_kill(tmp_path, READ, OURS, SAVED)
     remove_stale_temp_files([tmp_path], older_than=0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.md"]
     assert note.read_text() == SAVED
+    settle_leftovers(time.monotonic() + 60)  # the rewrite's own replaced version goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.md"]
 
 
 def test_a_caught_save_whose_note_changed_since_is_kept_beside_it(tmp_path: Path) -> None:
     note = _note(tmp_path, "# n\nedited again after the crash\n")
     _left_by_a_kill(tmp_path, READ, OURS, SAVED)
+    _left_by_a_kill(tmp_path, READ, OURS, SAVED + "and a second one\n")  # same second
     remove_stale_temp_files([tmp_path], older_than=0)
     assert note.read_text() == "# n\nedited again after the crash\n"
-    (kept,) = [p for p in tmp_path.iterdir() if p != note]
-    assert kept.name.startswith("recovered by syncd ") and kept.suffix == ".md"
-    assert kept.read_text() == SAVED
+    kept = sorted(p for p in tmp_path.iterdir() if p != note)
+    assert [p.name.startswith("n (recovered by syncd ") for p in kept] == [True, True]
+    assert sorted(p.read_text() for p in kept) == [SAVED, SAVED + "and a second one\n"]
+
+
+def test_a_caught_save_goes_back_to_its_own_note_not_a_copy_of_it(tmp_path: Path) -> None:
+    """Two notes holding the same text (a copy, a template): the save goes to the note
+    whose rewrite was killed, by its name."""
+    copy = tmp_path / "a.md"
+    copy.write_text(OURS)
+    note = _note(tmp_path, OURS)
+    _left_by_a_kill(tmp_path, READ, OURS, SAVED, note="n.md")
+    remove_stale_temp_files([tmp_path], older_than=0)
+    assert note.read_text() == SAVED and copy.read_text() == OURS
+    settle_leftovers(time.monotonic() + 60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "n.md"]
+
+
+def test_a_caught_save_the_note_holds_already_is_just_removed(tmp_path: Path) -> None:
+    note = _note(tmp_path, SAVED)  # a late edit put back before the kill: nothing to do
+    _left_by_a_kill(tmp_path, READ, OURS, SAVED)
+    remove_stale_temp_files([tmp_path], older_than=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["n.md"] and note.read_text() == SAVED
 
 
 def test_a_read_only_note_is_not_replaced(tmp_path: Path) -> None:
