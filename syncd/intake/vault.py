@@ -58,7 +58,7 @@ class Vault:
         A given path outside the note roots gives none: syncd changes no note elsewhere."""
         seen: set[str] = set()
         asked = list(only)
-        starts = [p for p in asked if self.root_of(p) is not None] if asked else self.note_roots
+        starts = [p for p in asked if self.in_note_folders(p)] if asked else self.note_roots
         for start in starts:
             if start.exists() and not start.is_dir():  # a file (or a FIFO: may_read says)
                 found: Iterable[str] = [str(start)] if is_note_name(start.name) else []
@@ -188,6 +188,14 @@ class Vault:
                 return root
         return None
 
+    def in_note_folders(self, path: Path) -> bool:
+        """Whether `path` (a note or a folder, named as the person names it) is in a note
+        root: the real path of a folder, or of a note's folder (a note that is a symlink
+        is the vault's note wherever it points, as a walk of the vault finds it)."""
+        folder = path if path.is_dir() else path.parent
+        real = real_path(folder)
+        return any(_under(real, prefix) for _, prefix in self._note_prefixes)
+
     def inside(self, path: Path) -> bool:
         real = real_path(path)
         return any(_under(real, prefix) for prefix in self._prefixes)
@@ -282,6 +290,16 @@ class Vault:
 
 def _walk(root: Path) -> Iterator[Path]:
     return (Path(entry.path) for entry in iter_files(root))
+
+
+def as_in_vault(path: Path) -> Path:
+    """`path` as a walk of the vault names it: a folder by its real path, a file by its
+    folder's real path and its own name (a note reached through a symlink to the vault,
+    or a relative path, is the vault's note; a note that is a symlink stays itself)."""
+    path = path.absolute()
+    if path.is_dir():
+        return Path(os.path.realpath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 def real_path(path: Path | str) -> str:

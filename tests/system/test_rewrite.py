@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -295,6 +296,22 @@ def test_notes_outside_the_configs_folders_are_never_changed(tmp_path: Path) -> 
     proc = v.run("localize", str(tmp_path / "link" / "n.md"))
     assert proc.returncode == 0, proc.stderr
     assert (v.vault / "n.md").read_text() == "![a](attachments/a.png)\n"
+    # A note of the vault that is a symlink to a file elsewhere is the vault's note, as
+    # the walk of the vault finds it: named, it is rewritten like the rest.
+    elsewhere = tmp_path / "elsewhere.md"
+    elsewhere.write_text("![a](mine/vault/attachments/a.png)\n")
+    (v.vault / "linked.md").symlink_to(elsewhere)
+    (v.vault / "linked.md").write_text("![a](attachments/a.png)\n")
+    proc = v.run("rewrite", str(v.vault / "linked.md"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert elsewhere.read_text() == f"![a]({v.url(png(seed=1))})\n"
+    assert (v.vault / "linked.md").is_symlink()
+    # --only through the symlink to the vault records the notes under the vault's path.
+    assert v.run("sync", "--once", "--only", str(tmp_path / "link")).returncode == 0
+    db = sqlite3.connect(tmp_path / "mine" / "state" / "queue.db")
+    notes = {note for (note,) in db.execute("SELECT note FROM refs")}
+    db.close()
+    assert str(v.vault / "n.md") in notes and not any("/link/" in n for n in notes), notes
 
 
 def test_localize_needs_notes_or_all(tmp_path: Path) -> None:

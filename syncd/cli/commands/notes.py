@@ -17,6 +17,7 @@ from syncd.cli.errors import EXIT_OK, EXIT_UNDONE
 from syncd.cli.output import plural, print_json, printable_lines, shown
 from syncd.config import Config
 from syncd.errors import UsageError
+from syncd.intake.vault import as_in_vault
 from syncd.queue import UploadQueue
 
 if TYPE_CHECKING:
@@ -42,22 +43,16 @@ def _note_args(notes: list[str], vault: Vault) -> list[Path]:
     config's note folders (by its real path): syncd changes no note elsewhere. Named as
     the vault names them (through the real path of its folder, the name kept: a note
     named through a symlink to the vault is the vault's note)."""
-    paths = [_as_in_vault(Path(n).absolute()) for n in notes]
+    paths = [as_in_vault(Path(n)) for n in notes]
     for p in paths:
         if not p.exists():
             raise UsageError(f"no such note or folder: {p}")
-        if vault.root_of(p) is None:
+        if not vault.in_note_folders(p):
             roots = ", ".join(str(r) for r in vault.note_roots)
             error = UsageError(f"{p} is not inside the notes folders of this config ({roots})")
             error.hint = "name notes or folders inside paths.notes, or use the config of that vault"
             raise error
     return paths
-
-
-def _as_in_vault(path: Path) -> Path:
-    if path.is_dir():
-        return Path(os.path.realpath(path))
-    return Path(os.path.realpath(path.parent)) / path.name
 
 
 def cmd_rewrite(args: argparse.Namespace, ctx: Invocation) -> int:

@@ -29,9 +29,10 @@ def cmd_sync_once(args: argparse.Namespace, ctx: Invocation) -> int:
     from syncd.cli.progress import OnceProgress
     from syncd.daemon.oneshot import sync_once
     from syncd.intake.scanner import ScanOutcome
+    from syncd.intake.vault import as_in_vault
     from syncd.upload.uploader import Outcome, Result
 
-    only = Path(args.only).absolute() if args.only else None
+    only = as_in_vault(Path(args.only)) if args.only else None
     if only is not None and not only.exists():
         raise UsageError(f"--only {args.only}: no such file or folder")
     config = ctx.config(store=not args.dry_run)
