@@ -129,6 +129,14 @@ class RemoteTable(RefsTable):
         with self._write():
             self._set_meta("writer_id", value)
 
+    def uploaded_keys(self) -> set[str]:
+        """The key of every uploaded item, this queue's writes or objects it found there
+        (what a link to the bucket may point at, under any address)."""
+        rows = self._sql(
+            "SELECT remote_key FROM items WHERE remote_key IS NOT NULL AND state = 'uploaded'"
+        )
+        return {key for (key,) in rows}
+
     def writer_id(self) -> str:
         """This queue's id, recorded with every object it writes (`writer` in the storage
         contract): made once, when first asked, and kept in the queue."""

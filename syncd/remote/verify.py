@@ -147,7 +147,7 @@ def verify_links(
     store cannot be reached at all.
     """
     report = VerifyReport(at=clock())
-    links = linked_keys(vault, storage.public_base_url, set(queue.own_key_shas()))
+    links = linked_keys(vault, storage.public_base_url, queue.uploaded_keys())
     index = _fresh_index(queue, clock()) if use_index else None
     gap = 1.0 / heads_per_second if heads_per_second else 0.0
     items = queue.items_by_remote_key()
@@ -314,14 +314,18 @@ def _put_first(
         if path is None:
             continue
         sent = True
+        writer = queue.writer_id()
         try:
-            _put_file(
-                storage, check.key, path, sha, item, overwrite=overwrite, writer=queue.writer_id()
-            )
+            _put_file(storage, check.key, path, sha, item, overwrite=overwrite, writer=writer)
         except ContentMismatch:
             continue  # this copy is not (or no longer) those bytes: try the next one
         except PreconditionFailed:
-            sent = False  # it came back meanwhile (another device uploaded it)
+            # It came back meanwhile: another device uploaded it, or this queue did (the
+            # daemon, another repair). The object says which.
+            try:
+                sent = storage.head(check.key).writer == writer
+            except StorageError:
+                sent = False
         except (OSError, StorageError) as exc:
             check.detail += f"; could not upload it again: {exc}"
             return

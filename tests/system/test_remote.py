@@ -223,6 +223,11 @@ def test_gc_never_deletes_an_object_this_vault_found_already_uploaded(
     code, run = syncd(y_config, env, "sync", "--once")
     assert code == 0 and run["results"]["already_there"] == 2, run
     assert (y_vault / "y.md").read_text() == f"![a]({BASE}/{shared})\n![b]({BASE}/{mimic_key})\n"
+    # Shown under an earlier public address, they are still linked objects to verify.
+    old = "https://pub-0123.r2.dev"
+    (y_vault / "y.md").write_text(f"![a]({old}/{shared})\n![b]({old}/{mimic_key})\n")
+    code, checked = syncd(y_config, env, "verify")
+    assert code == 0 and checked["checked"] == 2, checked
 
     (y_vault / "y.md").write_text("no images any more\n")
     queue_db = tmp_path / "y" / "state" / "queue.db"
