@@ -279,11 +279,11 @@ def collect_garbage(
     if plan.not_this_queue and not shared:
         raise GcRefused(
             f"{plan.not_this_queue} of the objects under this prefix were uploaded by another "
-            "syncd queue (another vault sharing the bucket, or this one before its state "
-            "folder was lost): two vaults that upload the same image share its key, and the "
-            "other vault's notes cannot be read from here. Give each vault its own "
-            "storage.prefix, or add --shared to delete this vault's orphans anyway (the other "
-            "queue's own uploads are never deleted)"
+            "syncd queue (another vault sharing the bucket, another device syncing this "
+            "vault, or this one before its state folder was lost): two vaults that upload "
+            "the same image share its key, and the other vault's notes cannot be read from "
+            "here. Give each vault its own storage.prefix, or add --shared to delete this "
+            "queue's orphans anyway (the other queue's uploads are never deleted)"
         )
     if len(plan.orphans) * 2 > plan.ours and not force:
         raise GcRefused(
