@@ -129,6 +129,15 @@ class RemoteTable(RefsTable):
         with self._write():
             self._set_meta("writer_id", value)
 
+    def unrecorded_writes(self) -> dict[str, float]:
+        """Keys of uploaded items from before the queue recorded whether it wrote the
+        object (`sent` null), each with the earliest time one of its items was queued."""
+        rows = self._sql(
+            "SELECT remote_key, MIN(created_at) FROM items WHERE remote_key IS NOT NULL "
+            "AND state = 'uploaded' AND sent IS NULL GROUP BY remote_key"
+        )
+        return dict(rows)
+
     def uploaded_keys(self) -> set[str]:
         """The key of every uploaded item, this queue's writes or objects it found there
         (what a link to the bucket may point at, under any address)."""

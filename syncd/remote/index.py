@@ -216,6 +216,7 @@ def plan_gc(
     objects = queue.remote_objects(prefix)
     in_use = _in_use(queue, vault, storage, _reading_started(), {o.key for o in objects})
     own_shas = queue.own_key_shas()
+    unrecorded = queue.unrecorded_writes()
     writer = queue.writer_id()
     cutoff = (time.time() if now is None else now) - grace_days * 86400
     plan = GcPlan(len(objects), [], 0, 0, template=template, writer=writer)
@@ -238,6 +239,12 @@ def plan_gc(
             else:
                 plan.under_prefix -= 1  # gone already
             continue
+        queued_at = unrecorded.get(obj.key)
+        if queued_at is not None and _older_than(obj, queued_at):
+            # Linked before the queue recorded who wrote what, and in the bucket before
+            # this queue ever saw the image: another queue's upload that this one found.
+            plan.not_this_queue += 1
+            continue
         if obj.last_modified is not None and obj.last_modified > cutoff:
             plan.young += 1
             continue
@@ -259,6 +266,15 @@ def plan_gc(
         else:
             plan.under_prefix -= 1  # gone already
     return plan
+
+
+# How far the store's clock may be behind ours before an object written by this queue
+# would look older than the image it was made from.
+CLOCK_SKEW_SECONDS = 3600.0
+
+
+def _older_than(obj: RemoteObject, queued_at: float) -> bool:
+    return obj.last_modified is not None and obj.last_modified < queued_at - CLOCK_SKEW_SECONDS
 
 
 def collect_garbage(

@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,37 @@ def test_gc_never_deletes_an_object_this_vault_found_already_uploaded(
     listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
     assert {o["Key"] for o in listing} == {shared, mimic_key}
     assert syncd(x_config, env, "verify")[0] == 0  # X's note still shows its object
+
+
+def test_gc_of_an_older_queue_keeps_what_was_in_the_bucket_before_it_saw_the_image(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """A queue from before syncd recorded who wrote what (an upgrade): its uploaded items
+    count as its own writes, unless the object was in the bucket before the queue ever
+    saw the image: then another queue (an older syncd's, no writer recorded) wrote it."""
+    config, env = setup(tmp_path, s3_server, s3_bucket)
+    data = png(seed=31)
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"{sha[:2]}/{sha}.png"
+    s3_server.client().put_object(Bucket=s3_bucket, Key=key, Body=data, Metadata={"sha256": sha})
+    (tmp_path / "vault" / "pasted" / "p.png").write_bytes(data)
+    code, run = syncd(config, env, "sync", "--once")
+    assert code == 0 and run["results"]["already_there"] == 1, run
+    queue_db = tmp_path / "state" / "queue.db"
+
+    def as_before_the_upgrade(queued_later_by: float) -> None:
+        with contextlib.closing(sqlite3.connect(queue_db)) as db, db:
+            db.execute("UPDATE items SET sent = NULL")
+            db.execute("UPDATE items SET created_at = ?", (time.time() + queued_later_by,))
+            db.execute("UPDATE refs SET updated_at = updated_at - 3600")
+
+    (tmp_path / "vault" / "n.md").write_text("no images\n")
+    as_before_the_upgrade(0)  # queued as the object appeared: it may be this queue's write
+    code, plan = syncd(config, env, "gc", "--grace-days", "0")
+    assert code == 0 and plan["orphans"] == [key] and plan["not_this_queue"] == 0, plan
+    as_before_the_upgrade(3 * 3600)  # the object was there hours before: not this queue's
+    code, plan = syncd(config, env, "gc", "--grace-days", "0")
+    assert code == 0 and plan["orphans"] == [] and plan["not_this_queue"] == 1, plan
 
 
 def test_gc_deletes_its_own_upload_whose_answer_was_lost(
