@@ -394,9 +394,9 @@ def _keep_owner(fd: int, like: os.stat_result, folder: Path) -> None:
         os.fchown(fd, like.st_uid, like.st_gid)
     except PermissionError:
         raise NoteError(
-            f"a note in {folder} belongs to user {like.st_uid} (group {like.st_gid}), and "
-            "syncd, running as another user, cannot write a copy that keeps them: its links "
-            "stay local (run syncd as the notes' owner)"
+            f"a note in {folder} belongs to user {like.st_uid} and group {like.st_gid}, "
+            f"which a new version written by syncd (user {os.geteuid()}) cannot keep: its "
+            "links stay local (run syncd as the notes' owner, in their group)"
         ) from None
 
 
