@@ -840,3 +840,19 @@ def test_secrets_never_reach_an_answer(
     backend.events.publish("failed", id=1, name="a.png", error=f"bad key {secret}")
     assert next(events)["error"] == "bad key ***"
     events.close()
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [("99999999999999999999", 413), ("99999", 413), ("12x", 400), ("-1", 400), ("", 400)],
+)
+def test_a_content_length_too_large_is_413_and_one_not_a_number_is_400(
+    length: str, status: int
+) -> None:
+    from syncd.control.wire import HttpError, RequestReader
+
+    reader = RequestReader(limit=4096)
+    head = f"POST /v1/retry HTTP/1.1\r\nContent-Length: {length}\r\n\r\n".encode()
+    with pytest.raises(HttpError) as raised:
+        reader.feed(head)
+    assert raised.value.status == status
