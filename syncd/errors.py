@@ -13,6 +13,7 @@ the general branches live here; a branch that only one package raises lives besi
     ├── DaemonRunning               another daemon holds this state folder
     ├── StateDirError               the state folder cannot be created or written
     ├── UploadAborted               an upload cut off by a stop (back to pending)
+    ├── LocationUnchecked           an image that cannot be checked for location: kept
     ├── NotRegularFileError         a FIFO, socket, device or folder (also an OSError)
     ├── StorageError
     │   ├── TransientStorageError   retrying can help
@@ -144,6 +145,15 @@ class StateDirError(SyncdError):
 class NotRegularFileError(SyncdError, OSError):
     """The path is a FIFO, a socket, a device or a folder: syncd does not read it. Also
     an OSError, so code that handles an unreadable file handles this one too."""
+
+
+class LocationUnchecked(SyncdError):
+    """An image whose location was to be removed could not be checked for it: it is not
+    uploaded. `transient`: it may be a file still being written (tried again later)."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class UploadAborted(SyncdError):

@@ -4,8 +4,9 @@
 metadata (on by default; `metadata.py`, lossless, byte level), optionally all metadata
 but orientation and colour profile, and optionally re-encodes to WebP or AVIF
 (`convert.py`). It never raises: a file it cannot parse comes back unchanged with a
-`note`, and `location_checked` says whether location was looked for at all, so the
-caller can decide what to do with a file whose location is unknown.
+`note` and `unreadable`, and `location_checked` says whether location was looked for at
+all, so the caller can decide what to do with a file whose location is unknown (the
+uploader does not upload an unreadable one while location is to be removed).
 
 Files above `MAX_IMAGE_BYTES` (64 MiB) pass through unchanged with a note: the whole file
 is held in memory here, and photos that large are not what phones make.
@@ -39,6 +40,8 @@ class Prepared:
     note: str | None = None  # for the log: why something was not done
     # False: location was to be removed but could not be looked for; it may be in there.
     location_checked: bool = True
+    # The file's structure did not parse (cut short, damaged): nothing in it was checked.
+    unreadable: bool = False
 
 
 def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
@@ -60,10 +63,12 @@ def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
             data, kind, location=options.strip_location, everything=options.strip_metadata
         )
     except Unparseable as exc:
-        return _unchanged(data, kind.mime, kind, f"could not parse ({exc}): uploaded unchanged")
+        return replace(
+            _unchanged(data, kind.mime, kind, f"could not parse ({exc})"), unreadable=True
+        )
     except Exception as exc:  # a parser bug must not lose an upload
-        note = f"could not parse ({type(exc).__name__}): uploaded unchanged"
-        return _unchanged(data, kind.mime, kind, note)
+        note = f"could not parse ({type(exc).__name__})"
+        return replace(_unchanged(data, kind.mime, kind, note), unreadable=True)
     plain = Prepared(
         stripped.data,
         kind.mime,

@@ -114,8 +114,11 @@ def _without_exif_prefix(blob: bytes) -> bytes:
 
 
 def _exif_location(blob: bytes) -> tuple[bytes, tuple[str, ...]]:
-    """An EXIF payload, with or without the "Exif\\0\\0" prefix, without GPS (same length)."""
-    prefix = 6 if blob.startswith(_EXIF) else 0
+    """An EXIF payload, with or without the "Exif\\0\\0" prefix (also twice, as some tools
+    write it and readers accept), without GPS (same length)."""
+    prefix = 0
+    while blob.startswith(_EXIF, prefix):
+        prefix += len(_EXIF)
     out, removed = tiff.strip_location(blob[prefix:], blank_location)
     return (blob[:prefix] + out if removed else blob), removed
 
@@ -375,6 +378,8 @@ def _png(data: bytes, *, location: bool, everything: bool) -> Stripped:
                 rotation_at = len(out)
             removed.append(_png_label(ctype, payload))
             continue
+        if new is None:
+            continue  # unreadable metadata that may hold a location: dropped
         out.append(data[start - 8 : end + 4] if new is payload else _png_chunk(ctype, new))
     if not removed:
         return Stripped(data, (), note)
@@ -391,15 +396,24 @@ def _png_label(ctype: bytes, payload: bytes) -> str:
     return "XMP" if payload.startswith(b"XML:com.adobe.xmp\x00") else "text"
 
 
-def _png_location(ctype: bytes, payload: bytes) -> tuple[bytes, tuple[str, ...]]:
+def _png_location(ctype: bytes, payload: bytes) -> tuple[bytes | None, tuple[str, ...]]:
+    """The chunk's payload without location; None: the chunk goes (metadata that may hold
+    a location and cannot be read here: a lenient reader may still read it)."""
     try:
         if ctype == b"eXIf":
             return _exif_location(payload)
         if ctype in (b"tEXt", b"zTXt", b"iTXt"):
             return _png_text_location(ctype, payload)
     except (Unparseable, zlib.error, ValueError, IndexError):
-        return payload, ()  # an unreadable text chunk: no viewer reads it either
+        if ctype == b"eXIf" or _may_hold_location(payload):
+            return None, ("unreadable EXIF or XMP",)
+        return payload, ()  # an unreadable text chunk of another kind
     return payload, ()
+
+
+def _may_hold_location(text_payload: bytes) -> bool:
+    keyword = text_payload.partition(b"\x00")[0]
+    return keyword == b"XML:com.adobe.xmp" or keyword.startswith(b"Raw profile type ")
 
 
 def _png_text_location(ctype: bytes, payload: bytes) -> tuple[bytes, tuple[str, ...]]:

@@ -4,8 +4,11 @@ Owns turning a claimed item's local file into its upload body through the image 
 (`syncd.imaging.prepare`: location stripped by default, all metadata or a conversion on
 request), and where such a body waits: a file in the state folder (`prepared/`), never
 the local image, which is only ever read. A body that equals the local file is the local
-file itself, streamed as before; so is a file too large for the image core, and every
-file when the settings change nothing.
+file itself, streamed as before, and so is every file when the settings change nothing.
+While location is to be removed, an image that could hold one and cannot be checked
+(too large for the image core, or a structure that does not parse: damaged, or still
+being written) is not uploaded at all (`LocationUnchecked`), rather than sent with its
+location: the person can upload such files as they are with `strip_location = false`.
 
 What was done is recorded on the item (`PreparedObject`) before the upload starts, so
 a retry sends the same object under the same key, and a prepared body is kept until
@@ -21,11 +24,27 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from syncd.errors import LocationUnchecked
 from syncd.imaging import MAX_IMAGE_BYTES, ImageOptions, Target, prepare
 from syncd.imaging.convert import CONVERTIBLE
+from syncd.intake import imagetype
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
 from syncd.queue import PreparedObject, UploadItem
 from syncd.system.fs import open_regular
+
+# Formats whose metadata can carry a location (EXIF GPS, XMP, IPTC).
+_MAY_HOLD_LOCATION = frozenset(
+    t.mime
+    for t in (
+        imagetype.JPEG,
+        imagetype.PNG,
+        imagetype.WEBP,
+        imagetype.TIFF,
+        imagetype.HEIC,
+        imagetype.AVIF,
+    )
+)
+_AS_IS = " (set upload.strip_location = false to upload such files as they are)"
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +90,12 @@ class Preparer:
         if options.changes_nothing or item.size > MAX_IMAGE_BYTES:
             note = None
             if not options.changes_nothing:
+                if options.strip_location and item.mime in _MAY_HOLD_LOCATION:
+                    raise LocationUnchecked(
+                        f"{item.name} is larger than {MAX_IMAGE_BYTES >> 20} MiB, too large to "
+                        f"be checked for location: not uploaded{_AS_IS}",
+                        transient=False,
+                    )
                 note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: uploaded unchanged, not checked"
             return self._as_is(item, path, settings, note)
         # As many bytes as the item has, and one more to see a file that grew: a read of
@@ -80,6 +105,12 @@ class Preparer:
             return None
         f.seek(0)
         result = prepare(data, item.mime, options)
+        if result.unreadable and options.strip_location:
+            raise LocationUnchecked(
+                f"{item.name}: {result.note}: it cannot be checked for location, so it is not "
+                f"uploaded; a file still being written is tried again later{_AS_IS}",
+                transient=True,
+            )
         if result.data == data:
             return self._as_is(item, path, settings, result.note, _kept(data))
         digest = hashlib.sha256(result.data).hexdigest()
@@ -241,7 +272,10 @@ def plan_for(path: Path, options: ImageOptions) -> PreparePlan:
     try:
         with open_regular(path) as f:
             if os.fstat(f.fileno()).st_size > MAX_IMAGE_BYTES:
-                note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: would go up unchanged"
+                if options.strip_location:
+                    note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: would not be uploaded"
+                else:
+                    note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: would go up unchanged"
                 return PreparePlan(note=note)
             data = f.read()
     except OSError as exc:
@@ -250,6 +284,8 @@ def plan_for(path: Path, options: ImageOptions) -> PreparePlan:
     if kind is None:
         return PreparePlan()  # not an image: not uploaded at all
     result = prepare(data, kind.mime, replace(options, convert=Target.NONE))
+    if result.unreadable and options.strip_location:
+        return PreparePlan(note=f"{result.note}: would not be uploaded (location unchecked)")
     converts = options.convert is not Target.NONE and kind in CONVERTIBLE
     if converts and kind is options.convert.image_type and not options.max_dimension:
         converts = False  # already in the target format, nothing to resize

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from syncd.errors import (
+    LocationUnchecked,
     NotFoundError,
     OfflineError,
     PermanentStorageError,
@@ -193,6 +194,10 @@ class Uploader:
                     continue  # edited since it was queued: intake records the new content
                 try:
                     body = self.preparer.body_for(item, path, f)
+                except LocationUnchecked as exc:
+                    if exc.transient:
+                        return self._retry(item, owner, str(exc), None, WaitReason.OTHER)
+                    return self._fail(item, owner, str(exc))
                 except OSError as exc:
                     # No prepared copy, no upload: the file as it is may hold a location.
                     error = f"cannot prepare {item.name} in the state folder: {exc.strerror}"

@@ -105,7 +105,7 @@ def test_a_photo_pasted_into_a_running_daemon_goes_up_without_its_location(
     assert "Traceback" not in d.log_text()
 
 
-def test_convert_to_webp_links_the_webp_and_an_unparseable_file_goes_up_as_it_is(
+def test_convert_to_webp_links_the_webp_and_an_unparseable_file_waits_with_its_reason(
     tmp_path: Path, s3_server: MotoServer, s3_bucket: str
 ) -> None:
     d = s3_daemon_config(
@@ -129,31 +129,36 @@ def test_convert_to_webp_links_the_webp_and_an_unparseable_file_goes_up_as_it_is
     plan = syncd(d, "sync", "--once", "--dry-run")
     assert plan.returncode == 0, plan.stderr
     assert "convert to webp if smaller" in plan.stdout
-    assert "could not parse" in plan.stdout  # the cut-short JPEG
+    assert "could not parse" in plan.stdout and "would not be uploaded" in plan.stdout
     assert bucket(s3_server, s3_bucket) == {}
 
-    done = syncd_json(d, "sync", "--once")
-    assert done["results"]["uploaded"] == 2
+    # The cut-short JPEG cannot be checked for its GPS: it waits, saying why, instead of
+    # going up with its location (a file still being copied is the common case).
+    run = syncd(d, "sync", "--once", "--json")
+    assert run.returncode == 1, run.stdout + run.stderr
+    done = json.loads(run.stdout)
+    assert done["results"]["uploaded"] == 1 and done["results"]["retry"] == 1
 
     objects = bucket(s3_server, s3_bucket)
     by_type = {ctype: (key, data) for key, (data, ctype) in objects.items()}
+    assert set(by_type) == {"image/webp"}
     webp_key, webp = by_type["image/webp"]
     assert webp_key.endswith(".webp") and len(webp) < len(screenshot)
     sent = photos.opened(webp)
     assert sent.format == "WEBP" and sent.mode == "RGBA"  # transparency kept
     assert hashlib.sha256(webp).hexdigest() in webp_key
-    jpeg_key, sent_broken = by_type["image/jpeg"]
-    assert sent_broken == broken  # uploaded unchanged
     rewritten = (vault / "n.md").read_text()
-    assert f"{BASE}/{webp_key}" in rewritten and f"{BASE}/{jpeg_key}" in rewritten
+    assert f"{BASE}/{webp_key}" in rewritten and "(<attachments/cut.jpg>)" in rewritten
 
     items = {i["name"]: i for i in syncd_json(d, "items")["items"]}
     assert items["shot.png"]["converted_from"] == "image/png"
-    assert "could not parse" in (items["cut.jpg"]["prepare_note"] or "")
+    assert items["cut.jpg"]["state"] == "pending"
+    assert "cannot be checked for location" in (items["cut.jpg"]["last_error"] or "")
     listed = syncd(d, "items").stdout
     assert "converted from image/png to image/webp" in listed
-    assert "could not parse" in listed
+    assert "strip_location = false" in listed
     assert (vault / "attachments" / "shot.png").read_bytes() == screenshot
+    assert (vault / "attachments" / "cut.jpg").read_bytes() == broken
 
     # The converted object lost from the bucket is made again from the original.
     s3_server.client().delete_object(Bucket=s3_bucket, Key=webp_key)

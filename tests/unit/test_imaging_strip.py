@@ -180,8 +180,8 @@ def test_a_jpeg_cut_inside_its_header_comes_back_unchanged_with_a_note(cut: int)
     result = prepare(original, "image/jpeg", LOCATION)
 
     assert result.data is original
-    assert result.note is not None and "uploaded unchanged" in result.note
-    assert not result.location_checked
+    assert result.note is not None and "could not parse" in result.note
+    assert not result.location_checked and result.unreadable
 
 
 def test_a_jpeg_cut_inside_its_image_data_still_loses_its_location() -> None:
@@ -283,8 +283,8 @@ def test_a_cut_avif_comes_back_unchanged_with_a_note() -> None:
     result = prepare(original, "image/avif", LOCATION)
 
     assert result.data is original
-    assert result.note is not None and "uploaded unchanged" in result.note
-    assert not result.location_checked
+    assert result.note is not None and "could not parse" in result.note
+    assert not result.location_checked and result.unreadable
 
 
 def test_nothing_asked_nothing_done() -> None:
@@ -348,3 +348,41 @@ def test_gps_goes_even_when_the_ifd_chain_is_broken_further_on() -> None:
     assert result.stripped == ("GPS",)
     assert _exif_block(result.data).get_ifd(photos.GPS_IFD) == {}
     assert _exif_block(result.data)[photos.MAKE] == "Canon"
+
+
+def _png_with_chunk(ctype: bytes, payload: bytes) -> bytes:
+    base = photos.encode(photos.picture(), "PNG")  # no metadata of its own
+    at = base.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(payload)) + ctype + payload
+    chunk += struct.pack(">I", zlib.crc32(ctype + payload) & 0xFFFFFFFF)
+    return base[:at] + chunk + base[at:]
+
+
+def _gps(data: bytes) -> dict[int, object]:
+    import io
+
+    return dict(Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825))
+
+
+def test_a_raw_exif_profile_written_with_its_prefix_twice_loses_its_gps() -> None:
+    """ImageMagick-style "Raw profile type exif" in a zTXt chunk, whose EXIF carries the
+    "Exif" prefix twice: Pillow reads its GPS all the same, so it must go."""
+    blob = b"Exif\x00\x00" + photos.exif(gps=True).tobytes()  # tobytes has one already
+    text = b"\nexif\n%8d\n" % len(blob) + blob.hex().encode() + b"\n"
+    original = _png_with_chunk(b"zTXt", b"Raw profile type exif\x00\x00" + zlib.compress(text))
+    assert _gps(original)
+
+    result = prepare(original, "image/png", LOCATION)
+
+    assert result.stripped == ("GPS",) and _gps(result.data) == {}
+
+
+def test_an_unreadable_raw_profile_is_dropped_rather_than_sent() -> None:
+    text = b"\nexif\n     999\n" + b"zz-not-hex-" * 20 + b"\n"
+    original = _png_with_chunk(b"tEXt", b"Raw profile type exif\x00" + text)
+
+    result = prepare(original, "image/png", LOCATION)
+
+    assert b"Raw profile type exif" not in result.data
+    assert "unreadable EXIF or XMP" in result.stripped
+    assert photos.decoded(result.data) == photos.decoded(original)  # pixels untouched

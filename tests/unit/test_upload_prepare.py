@@ -139,15 +139,31 @@ def test_strip_location_off_sends_the_file_as_it_is(rig: Rig) -> None:
     assert list(rig.objects().values()) == [photo]
 
 
-def test_a_file_that_cannot_be_parsed_goes_up_unchanged_with_a_note(rig: Rig) -> None:
+def test_a_file_that_cannot_be_parsed_is_not_uploaded_while_location_is_removed(
+    rig: Rig,
+) -> None:
+    """Cut short (still being copied, or damaged), its GPS cannot be found: it waits,
+    and says why, rather than going up with its location."""
     broken = photos.jpeg(gps=True)[:300]
     rig.add("cut.jpg", broken)
-    assert rig.upload_all(ImageOptions()) == [Result.UPLOADED]
+    assert rig.upload_all(ImageOptions()) == [Result.RETRY]
+    assert rig.objects() == {}
+    item = rig.item()
+    assert item.state is State.PENDING
+    assert item.last_error is not None and "could not parse" in item.last_error
+    assert "strip_location = false" in item.last_error
+
+
+def test_a_file_that_cannot_be_parsed_goes_up_unchanged_when_location_may_stay(
+    rig: Rig,
+) -> None:
+    broken = photos.jpeg(gps=True)[:300]
+    rig.add("cut.jpg", broken)
+    options = ImageOptions(strip_location=False, strip_metadata=True)
+    assert rig.upload_all(options) == [Result.UPLOADED]
     assert list(rig.objects().values()) == [broken]
     item = rig.item()
-    assert item.state is State.UPLOADED
     assert item.prepare_note is not None and "could not parse" in item.prepare_note
-    assert rig.queue.item_listing(None, 10)[0]["prepare_note"] == item.prepare_note
 
 
 def test_converted_object_gets_the_new_extension_and_type(rig: Rig) -> None:
