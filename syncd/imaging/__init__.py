@@ -17,6 +17,7 @@ an image is first prepared (the config, and so every command, names the settings
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from syncd.imaging.errors import Unparseable
@@ -83,6 +84,12 @@ def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
     return _converted(data, kind, options, plain)
 
 
+def _said(exc: Exception) -> str:
+    """Pillow's reason, without the in-memory object it names ("<_io.BytesIO at 0x…>")."""
+    text = re.sub(r" ?<[^<>]* at 0x[0-9a-f]+>", "", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _unchanged(data: bytes, mime: str, kind: imagetype.ImageType | None, note: str) -> Prepared:
     ext = kind.ext if kind else ""
     return Prepared(data, mime, ext, (), None, note, location_checked=False)
@@ -121,7 +128,7 @@ def _converted(
     except convert.CannotConvert as exc:
         return _with_note(plain, f"not converted: {exc}")
     except Exception as exc:  # Pillow raises many types on odd input; the upload goes on
-        return _with_note(plain, f"not converted ({type(exc).__name__}: {exc})")
+        return _with_note(plain, f"not converted ({_said(exc)})")
     if len(result.data) >= len(plain.data):
         note = (
             f"{options.convert.value} would not be smaller "

@@ -63,8 +63,13 @@ def encode(
     Raises CannotConvert (for images this cannot handle) or Pillow's own errors on
     undecodable data; the caller turns either into a note.
     """
+    import warnings
+
     from PIL import Image
 
+    # Pillow warns (to stderr) about damaged EXIF it reads past; the image goes on, and
+    # a person has nothing to do about it.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     with Image.open(io.BytesIO(data)) as im:
         if im.mode in ("CMYK", "YCbCr", "LAB") or im.mode.startswith("I;16"):
             raise CannotConvert(f"{im.mode} pixels are not converted")

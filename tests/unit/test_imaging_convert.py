@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image, ImageChops, ImageOps, ImageSequence
 
 from syncd.imaging import ImageOptions, Target, convert, prepare
@@ -179,3 +180,17 @@ def test_an_animation_encoded_as_avif_keeps_its_frames_and_durations() -> None:
         frame.load()
         seen.append(frame.info["duration"])
     assert seen == durations
+
+
+def test_a_file_pillow_cannot_read_is_named_in_words_and_warns_nothing(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """A 16-byte TIFF: the note a person reads in `syncd items` names no memory address,
+    and Pillow's warnings about damaged EXIF do not reach the terminal."""
+    from syncd.imaging import ImageOptions, Target, prepare
+
+    tiny_tiff = b"II*\x00\x08\x00\x00\x00" + b"\x00" * 8
+    result = prepare(tiny_tiff, "image/tiff", ImageOptions(convert=Target.WEBP))
+
+    assert result.note is not None and "0x" not in result.note and "BytesIO" not in result.note
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
