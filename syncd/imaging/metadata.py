@@ -22,7 +22,9 @@ What is removed, per format (location; "all" adds `strip_metadata`):
 - WebP: location: the GPS IFD of the EXIF chunk and XMP location in the `XMP ` chunk.
   All: both chunks (VP8X flags and the RIFF size updated); an orientation-only EXIF chunk
   comes back when there was an Orientation tag. ICCP stays.
-- TIFF: location: the GPS IFD (the file is one TIFF structure). All: not done (note).
+- TIFF: location: the GPS IFD and the GeoTIFF tags (tie points, pixel scale,
+  transformation, geo keys), values zeroed (the file is one TIFF structure). All: not
+  done (note).
 - GIF, BMP, ICO: carry no EXIF; GIF XMP is not checked (note when present).
 - HEIC/AVIF: location: the GPS IFD of the EXIF item and XMP location in the XMP item,
   in place (see `heif.py`). All: not done (note): removing items means rewriting `iloc`.

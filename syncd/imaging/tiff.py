@@ -22,6 +22,8 @@ EXIF_IFD = 0x8769
 INTEROP_IFD = 0xA005
 ORIENTATION = 0x0112
 XMP_PACKET = 0x02BC  # XMP embedded in a TIFF/EXIF IFD0
+# GeoTIFF: where on Earth the image lies (tie points, pixel scale, transformation, keys).
+GEOTIFF_TAGS = frozenset({33550, 33922, 34264, 34735, 34736, 34737})
 
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 _MAX_IFDS = 8  # IFD0, IFD1 and a few more; a longer chain is a loop or garbage
@@ -122,6 +124,28 @@ def _remove_entry(t: _Tiff, ifd: int, index: int) -> None:
     struct.pack_into(t.order + "H", t.buf, ifd, count - 1)
 
 
+def _strip_geotiff(t: _Tiff, ifd: int, keep: list[tuple[int, int]]) -> bool:
+    """Remove the GeoTIFF tags of one IFD (their values zeroed); whether there were any."""
+    found = False
+    while True:
+        entry = next(
+            (
+                (i, kind, n, pos)
+                for i, (tag, kind, n, pos) in enumerate(t.entries(ifd))
+                if tag in GEOTIFF_TAGS
+            ),
+            None,
+        )
+        if entry is None:
+            return found
+        index, kind, n, pos = entry
+        span = t.value_span(kind, n, pos)
+        if span is not None:
+            _zero(t.buf, span, keep)
+        _remove_entry(t, ifd, index)
+        found = True
+
+
 def strip_location(
     blob: bytes, blank_xmp: Callable[[bytes], bytes | None]
 ) -> tuple[bytes, tuple[str, ...]]:
@@ -154,6 +178,9 @@ def strip_location(
             _remove_entry(t, ifd, index)
             removed.append("GPS")
             break  # the table moved; one GPS pointer per IFD
+    for ifd in ifds:
+        if _strip_geotiff(t, ifd, keep):
+            removed.append("GeoTIFF position")
     if ifds:
         for tag, kind, n, pos in t.entries(ifds[0]):
             if tag == XMP_PACKET:

@@ -386,3 +386,28 @@ def test_an_unreadable_raw_profile_is_dropped_rather_than_sent() -> None:
     assert b"Raw profile type exif" not in result.data
     assert "unreadable EXIF or XMP" in result.stripped
     assert photos.decoded(result.data) == photos.decoded(original)  # pixels untouched
+
+
+def test_a_geotiff_loses_its_position_and_keeps_its_pixels() -> None:
+    import io
+
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[33550] = (0.0001, 0.0001, 0.0)
+    tags.tagtype[33550] = 12
+    tags[33922] = (0.0, 0.0, 0.0, 2.294481, 48.858370, 0.0)
+    tags.tagtype[33922] = 12
+    tags[34735] = (1, 1, 0, 3, 1024, 0, 1, 2, 1025, 0, 1, 1, 2048, 0, 1, 4326)
+    tags.tagtype[34735] = 3
+    out = io.BytesIO()
+    photos.picture(32, 32).save(out, "TIFF", tiffinfo=tags)
+    original = out.getvalue()
+
+    result = prepare(original, "image/tiff", LOCATION)
+
+    assert "GeoTIFF position" in result.stripped and len(result.data) == len(original)
+    sent = Image.open(io.BytesIO(result.data))
+    assert not {33550, 33922, 34735} & set(sent.tag_v2)
+    assert struct.pack("<d", 48.858370) not in result.data  # the values are gone too
+    assert photos.decoded(result.data) == photos.decoded(original)
