@@ -13,7 +13,7 @@ the general branches live here; a branch that only one package raises lives besi
     ├── DaemonRunning               another daemon holds this state folder
     ├── StateDirError               the state folder cannot be created or written
     ├── UploadAborted               an upload cut off by a stop (back to pending)
-    ├── LocationUnchecked           an image that cannot be checked for location: kept
+    ├── ImageWithheld           an image not uploaded (location unchecked, incomplete)
     ├── NotRegularFileError         a FIFO, socket, device or folder (also an OSError)
     ├── StorageError
     │   ├── TransientStorageError   retrying can help
@@ -147,9 +147,10 @@ class NotRegularFileError(SyncdError, OSError):
     an OSError, so code that handles an unreadable file handles this one too."""
 
 
-class LocationUnchecked(SyncdError):
-    """An image whose location was to be removed could not be checked for it: it is not
-    uploaded. `transient`: it may be a file still being written (tried again later)."""
+class ImageWithheld(SyncdError):
+    """An image that is not uploaded: its location was to be removed and it cannot be
+    checked for one, or it looks incomplete. `transient`: it may be a file still being
+    written (tried again later)."""
 
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)

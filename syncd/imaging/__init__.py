@@ -43,6 +43,8 @@ class Prepared:
     location_checked: bool = True
     # The file's structure did not parse (cut short, damaged): nothing in it was checked.
     unreadable: bool = False
+    # It parsed, but its image data ends too soon: a file still being written, maybe.
+    incomplete: bool = False
 
 
 def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
@@ -78,10 +80,12 @@ def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
         None,
         stripped.note,
         stripped.location_checked or not options.strip_location,
+        incomplete=stripped.note == metadata.TRUNCATED,
     )
     if options.convert is Target.NONE:
         return plain
-    return _converted(data, kind, options, plain)
+    converted = _converted(data, kind, options, plain)
+    return replace(converted, incomplete=plain.incomplete)
 
 
 def _said(exc: Exception) -> str:

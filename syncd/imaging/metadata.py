@@ -47,6 +47,8 @@ from syncd.imaging.errors import Unparseable
 from syncd.imaging.xmp import blank_location
 from syncd.intake import imagetype
 
+TRUNCATED = "image data looks truncated"  # the note of a JPEG or PNG that ends too soon
+
 
 @dataclass(frozen=True)
 class Stripped:
@@ -197,7 +199,7 @@ def _jpeg_image_end(data: bytes, pos: int) -> int | None:
 
 def _jpeg(data: bytes, *, location: bool, everything: bool) -> Stripped:
     segments, sos, image_end = _jpeg_segments(data)
-    note = None if image_end is not None else "image data looks truncated"
+    note = None if image_end is not None else TRUNCATED
     buf = bytearray(data)
     removed: list[str] = []
     if location:
@@ -365,7 +367,7 @@ def _png_chunk(ctype: bytes, payload: bytes) -> bytes:
 
 def _png(data: bytes, *, location: bool, everything: bool) -> Stripped:
     chunks, complete = _png_chunks(data)
-    note = None if complete else "image data looks truncated"
+    note = None if complete else TRUNCATED
     out: list[bytes] = [_PNG_SIGNATURE]
     removed: list[str] = []
     rotation: int | None = None

@@ -7,7 +7,7 @@ the local image, which is only ever read. A body that equals the local file is t
 file itself, streamed as before, and so is every file when the settings change nothing.
 While location is to be removed, an image that could hold one and cannot be checked
 (too large for the image core, or a structure that does not parse: damaged, or still
-being written) is not uploaded at all (`LocationUnchecked`), rather than sent with its
+being written) is not uploaded at all (`ImageWithheld`), rather than sent with its
 location: the person can upload such files as they are with `strip_location = false`.
 
 What was done is recorded on the item (`PreparedObject`) before the upload starts, so
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from syncd.errors import LocationUnchecked
+from syncd.errors import ImageWithheld
 from syncd.imaging import MAX_IMAGE_BYTES, ImageOptions, Target, prepare
 from syncd.imaging.convert import CONVERTIBLE
 from syncd.intake import imagetype
@@ -91,7 +91,7 @@ class Preparer:
             note = None
             if not options.changes_nothing:
                 if options.strip_location and item.mime in _MAY_HOLD_LOCATION:
-                    raise LocationUnchecked(
+                    raise ImageWithheld(
                         f"{item.name} is larger than {MAX_IMAGE_BYTES >> 20} MiB, too large to "
                         f"be checked for location: not uploaded{_AS_IS}",
                         transient=False,
@@ -105,8 +105,14 @@ class Preparer:
             return None
         f.seek(0)
         result = prepare(data, item.mime, options)
+        if result.incomplete:
+            raise ImageWithheld(
+                f"{item.name} looks incomplete ({result.note}): not uploaded yet; a file "
+                "still being written is tried again later",
+                transient=True,
+            )
         if result.unreadable and options.strip_location:
-            raise LocationUnchecked(
+            raise ImageWithheld(
                 f"{item.name}: {result.note}: it cannot be checked for location, so it is not "
                 f"uploaded; a file still being written is tried again later{_AS_IS}",
                 transient=True,

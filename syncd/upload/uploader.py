@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from syncd.errors import (
-    LocationUnchecked,
+    ImageWithheld,
     NotFoundError,
     OfflineError,
     PermanentStorageError,
@@ -194,7 +194,7 @@ class Uploader:
                     continue  # edited since it was queued: intake records the new content
                 try:
                     body = self.preparer.body_for(item, path, f)
-                except LocationUnchecked as exc:
+                except ImageWithheld as exc:
                     if exc.transient:
                         return self._retry(item, owner, str(exc), None, WaitReason.OTHER)
                     return self._fail(item, owner, str(exc))

@@ -154,6 +154,29 @@ def test_a_file_that_cannot_be_parsed_is_not_uploaded_while_location_is_removed(
     assert "strip_location = false" in item.last_error
 
 
+def test_a_photo_still_being_copied_waits_and_goes_up_whole(rig: Rig) -> None:
+    """A PNG whose image data ends too soon (a copy in progress): nothing goes up, no
+    note gets a link to half a picture; once the copy is whole, the whole file goes."""
+    whole = photos.png(gps=True)
+    path = rig.add("copy.png", whole[: len(whole) - 40])
+    assert rig.upload_all(ImageOptions()) == [Result.RETRY]
+    assert rig.objects() == {}
+    assert "tried again later" in (rig.item().last_error or "")
+    path.write_bytes(whole)  # the copy ends
+    rig.scanner.scan([rig.vault])
+    assert Result.UPLOADED in rig.upload_all_now(ImageOptions())
+    (sent,) = rig.objects().values()
+    assert photos.decoded(sent) == photos.decoded(whole)
+
+
+def test_a_jpeg_cut_inside_its_image_data_waits_too(rig: Rig) -> None:
+    whole = photos.jpeg(gps=True)
+    rig.add("half.jpg", whole[: len(whole) * 2 // 3])  # its headers whole, its scan cut
+    assert rig.upload_all(ImageOptions()) == [Result.RETRY]
+    assert rig.objects() == {}
+    assert "looks incomplete" in (rig.item().last_error or "")
+
+
 def test_a_file_that_cannot_be_parsed_goes_up_unchanged_when_location_may_stay(
     rig: Rig,
 ) -> None:
