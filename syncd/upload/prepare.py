@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -45,6 +46,25 @@ _MAY_HOLD_LOCATION = frozenset(
     )
 )
 _AS_IS = " (set upload.strip_location = false to upload such files as they are)"
+_SVG = imagetype.SVG.mime
+# What makes an SVG run code when its URL is opened: script elements, event-handler
+# attributes, javascript: URLs. (foreignObject alone is not code: draw.io labels use it.)
+_ACTIVE_SVG = re.compile(
+    rb"<\s*(?:[\w-]+:)?script\b|[\s/]on[a-z]+\s*=\s*[\"']|javascript\s*:", re.IGNORECASE
+)
+
+
+def _refuse_active_svg(item: UploadItem, f: BinaryIO) -> None:
+    data = f.read(min(item.size, MAX_IMAGE_BYTES) + 1)
+    f.seek(0)
+    if _ACTIVE_SVG.search(data):
+        raise ImageWithheld(
+            f"{item.name} is an SVG that carries script (or event handlers, javascript: "
+            "links): served from your image domain it would run there when its URL is "
+            "opened, so it is not uploaded; export it without script, or as PNG",
+            transient=False,
+        )
+
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +99,12 @@ class Preparer:
         """The body to upload for `item`, read from `path` (open as `f`, at its start).
 
         None if the file no longer holds the item's content (edited since it was
-        queued). Never raises for what is in the file: an image that cannot be parsed
-        goes up unchanged, with a note.
+        queued). Raises ImageWithheld for an image that must not go up (see the module
+        docstring; and an SVG that carries script, which would run on the image domain
+        when its URL is opened).
         """
+        if item.mime == _SVG:
+            _refuse_active_svg(item, f)
         options = self._options_for(item)
         settings = options.fingerprint
         reused = self._recorded_body(item, path, settings)

@@ -177,6 +177,36 @@ def test_a_jpeg_cut_inside_its_image_data_waits_too(rig: Rig) -> None:
     assert "looks incomplete" in (rig.item().last_error or "")
 
 
+SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b'<rect width="10" height="10"/>%s</svg>'
+)
+
+
+@pytest.mark.parametrize(
+    "active",
+    [
+        b"<script>alert(document.cookie)</script>",
+        b'<g onload="alert(1)"/>',
+        b'<a href="javascript:alert(1)"><text>x</text></a>',
+        b"<svg:script>alert(1)</svg:script>",
+    ],
+)
+def test_an_svg_that_carries_script_is_not_uploaded(rig: Rig, active: bytes) -> None:
+    """Served from the image domain, it would run there when its URL is opened."""
+    rig.add("drawing.svg", SVG % active)
+    assert rig.upload_all(ImageOptions()) == [Result.FAILED]
+    assert rig.objects() == {}
+    assert "carries script" in (rig.item().last_error or "")
+
+
+def test_a_plain_svg_goes_up(rig: Rig) -> None:
+    plain = SVG % b"<foreignObject><div>ones = 3, online</div></foreignObject>"
+    rig.add("diagram.svg", plain)
+    assert rig.upload_all(ImageOptions()) == [Result.UPLOADED]
+    assert list(rig.objects().values()) == [plain]
+
+
 def test_a_file_that_cannot_be_parsed_goes_up_unchanged_when_location_may_stay(
     rig: Rig,
 ) -> None:
