@@ -195,6 +195,10 @@ def pull_keys(
     images: dict[str, RemoteImage] = {}
     for name in keys:
         key = key_from_url(name, storage.public_base_url) or name
+        if key == name and "://" in name:
+            where = storage.public_base_url or "storage.public_base_url, which is not set"
+            report.failed.append((name, f"not a URL of this bucket (under {where})"))
+            continue
         try:
             check_key(key)
         except KeyTemplateError as exc:

@@ -336,10 +336,14 @@ def test_have_local_and_cached_objects_are_not_downloaded(
 def test_keys_that_cannot_be_verified_fail_when_named(
     storage: S3Storage, cache: ObjectCache, options: PullOptions
 ) -> None:
-    report = pull_keys(storage, cache, ["photos/holiday.png", "a/../b.png"], options=options)
+    elsewhere = f"https://evil.example.com/{'a' * 2}/{'a' * 64}.png"
+    report = pull_keys(
+        storage, cache, ["photos/holiday.png", "a/../b.png", elsewhere], options=options
+    )
     assert report.failed[0] == ("photos/holiday.png", CANNOT_VERIFY)
     assert "'..'" in report.failed[1][1]
-    assert report.downloaded == 0
+    assert report.failed[2] == (elsewhere, f"not a URL of this bucket (under {BASE})")
+    assert report.downloaded == 0 and len(responses.calls) == 0
 
 
 def test_find_remote_images_in_notes(tmp_path: Path) -> None:
