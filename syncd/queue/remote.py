@@ -148,7 +148,11 @@ class RemoteTable(RefsTable):
 
     def writer_id(self) -> str:
         """This queue's id, recorded with every object it writes (`writer` in the storage
-        contract): made once, when first asked, and kept in the queue."""
+        contract): made once, when first asked, and kept in the queue. Asked again, it is
+        one read (verify asks it per object it repairs)."""
+        value = self._meta("writer_id")
+        if value is not None:
+            return value
         with self._write():
             self._sql(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('writer_id', ?)",
