@@ -44,7 +44,7 @@ from syncd.intake.vault import Vault
 from syncd.markdown.links import find_image_refs
 from syncd.notes.notewriter import NoteError, read_note
 from syncd.queue import RemoteObject, UploadQueue
-from syncd.storage import Storage
+from syncd.storage import ObjectInfo, Storage
 from syncd.upload.keys import KeyTemplate, key_from_url, known_key_in_url
 
 log = logging.getLogger(__name__)
@@ -158,14 +158,20 @@ def ownership(
         info = storage.head(key)
     except NotFoundError:
         return Ownership.GONE, sha
-    if info.sha256 is not None and info.sha256 == sha:
-        if writer is not None and info.writer not in (None, writer):
-            return Ownership.OTHER_QUEUE, sha
-        return Ownership.OURS, sha
-    # syncd records the hash with every object it writes. None recorded: another tool's
-    # object (maybe with the very bytes syncd linked to, found at its key); a hash that
-    # disagrees: someone else's bytes are there now. Either way, not syncd's to delete.
-    return Ownership.FOREIGN, sha
+    return owner_of(info, sha, writer), sha
+
+
+def owner_of(info: ObjectInfo, sha: str | None, writer: str | None) -> Ownership:
+    """Who wrote an object, by what it records: syncd (the hash `sha` it should hold),
+    and which queue (with `writer`, this queue's id; an object naming no writer counts as
+    this queue's). syncd records the hash with every object it writes. None recorded:
+    another tool's object (maybe with the very bytes syncd linked to, found at its key);
+    a hash that disagrees: someone else's bytes are there now. Either way not syncd's."""
+    if info.sha256 is None or info.sha256 != sha:
+        return Ownership.FOREIGN
+    if writer is not None and info.writer not in (None, writer):
+        return Ownership.OTHER_QUEUE
+    return Ownership.OURS
 
 
 @dataclass

@@ -42,7 +42,7 @@ from syncd.intake.imagetype import sniff_file
 from syncd.intake.vault import Vault
 from syncd.queue import RemoteObject, UploadItem, UploadQueue
 from syncd.remote.cache import ObjectCache, default_cache_dir
-from syncd.remote.index import linked_keys
+from syncd.remote.index import Ownership, linked_keys, owner_of
 from syncd.storage import CONTENT_ADDRESSED_CACHE, ContentMismatch, ObjectInfo, Storage
 from syncd.system.threads import ServiceThread
 from syncd.upload.keys import KeyTemplate, sha256_in_key
@@ -349,10 +349,7 @@ def _written_by_syncd(storage: Storage, key: str, sha: str, writer: str) -> bool
         info: ObjectInfo = storage.head(key)
     except NotFoundError:
         return True  # gone meanwhile: nothing to overwrite
-    # syncd records the hash its key names with every object it writes: none recorded
-    # is another tool's object (whatever the queue linked to), never overwritten; one
-    # another queue wrote is that queue's.
-    return info.sha256 is not None and info.sha256 == sha and info.writer in (None, writer)
+    return owner_of(info, sha, writer) is Ownership.OURS
 
 
 def _put_file(
