@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from syncd.errors import ImageWithheld
-from syncd.imaging import MAX_IMAGE_BYTES, ImageOptions, Target, prepare
+from syncd.imaging import MAX_IMAGE_BYTES, ImageOptions, Prepared, Target, prepare
 from syncd.imaging.convert import CONVERTIBLE
 from syncd.intake import imagetype
 from syncd.intake.imagetype import SNIFF_BYTES, sniff
@@ -54,16 +54,44 @@ _ACTIVE_SVG = re.compile(
 )
 
 
-def _refuse_active_svg(item: UploadItem, f: BinaryIO) -> None:
-    data = f.read(min(item.size, MAX_IMAGE_BYTES) + 1)
-    f.seek(0)
-    if _ACTIVE_SVG.search(data):
-        raise ImageWithheld(
-            f"{item.name} is an SVG that carries script (or event handlers, javascript: "
+def _withheld(
+    name: str,
+    mime: str,
+    options: ImageOptions,
+    *,
+    too_large: bool = False,
+    svg: bytes | None = None,
+    result: Prepared | None = None,
+) -> ImageWithheld | None:
+    """Why the image `name` must not go up, or None: the one rule for an upload and for
+    a dry run. `too_large`: for the image core; `svg`: the bytes of an SVG; `result`:
+    what `prepare` made of the image."""
+    if svg is not None and mime == _SVG and _ACTIVE_SVG.search(svg):
+        return ImageWithheld(
+            f"{name} is an SVG that carries script (or event handlers, javascript: "
             "links): served from your image domain it would run there when its URL is "
             "opened, so it is not uploaded; export it without script, or as PNG",
             transient=False,
         )
+    if too_large and options.strip_location and mime in _MAY_HOLD_LOCATION:
+        return ImageWithheld(
+            f"{name} is larger than {MAX_IMAGE_BYTES >> 20} MiB, too large to "
+            f"be checked for location: not uploaded{_AS_IS}",
+            transient=False,
+        )
+    if result is not None and result.incomplete:
+        return ImageWithheld(
+            f"{name} looks incomplete ({result.note}): not uploaded yet; a file "
+            "still being written is tried again later",
+            transient=True,
+        )
+    if result is not None and result.unreadable and options.strip_location:
+        return ImageWithheld(
+            f"{name}: {result.note}: it cannot be checked for location, so it is not "
+            f"uploaded; a file still being written is tried again later{_AS_IS}",
+            transient=True,
+        )
+    return None
 
 
 log = logging.getLogger(__name__)
@@ -103,9 +131,12 @@ class Preparer:
         docstring; and an SVG that carries script, which would run on the image domain
         when its URL is opened).
         """
-        if item.mime == _SVG:
-            _refuse_active_svg(item, f)
         options = self._options_for(item)
+        if item.mime == _SVG:
+            svg = f.read(min(item.size, MAX_IMAGE_BYTES) + 1)
+            f.seek(0)
+            if withheld := _withheld(item.name, item.mime, options, svg=svg):
+                raise withheld
         settings = options.fingerprint
         reused = self._recorded_body(item, path, settings)
         if reused is not None:
@@ -113,12 +144,8 @@ class Preparer:
         if options.changes_nothing or item.size > MAX_IMAGE_BYTES:
             note = None
             if not options.changes_nothing:
-                if options.strip_location and item.mime in _MAY_HOLD_LOCATION:
-                    raise ImageWithheld(
-                        f"{item.name} is larger than {MAX_IMAGE_BYTES >> 20} MiB, too large to "
-                        f"be checked for location: not uploaded{_AS_IS}",
-                        transient=False,
-                    )
+                if withheld := _withheld(item.name, item.mime, options, too_large=True):
+                    raise withheld
                 note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: uploaded unchanged, not checked"
             return self._as_is(item, path, settings, note)
         # As many bytes as the item has, and one more to see a file that grew: a read of
@@ -128,18 +155,8 @@ class Preparer:
             return None
         f.seek(0)
         result = prepare(data, item.mime, options)
-        if result.incomplete:
-            raise ImageWithheld(
-                f"{item.name} looks incomplete ({result.note}): not uploaded yet; a file "
-                "still being written is tried again later",
-                transient=True,
-            )
-        if result.unreadable and options.strip_location:
-            raise ImageWithheld(
-                f"{item.name}: {result.note}: it cannot be checked for location, so it is not "
-                f"uploaded; a file still being written is tried again later{_AS_IS}",
-                transient=True,
-            )
+        if withheld := _withheld(item.name, item.mime, options, result=result):
+            raise withheld
         if result.data == data:
             return self._as_is(item, path, settings, result.note, _kept(data))
         digest = hashlib.sha256(result.data).hexdigest()
@@ -301,10 +318,11 @@ def plan_for(path: Path, options: ImageOptions) -> PreparePlan:
     try:
         with open_regular(path) as f:
             if os.fstat(f.fileno()).st_size > MAX_IMAGE_BYTES:
-                if options.strip_location:
-                    note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: would not be uploaded"
-                else:
-                    note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: would go up unchanged"
+                kind = sniff(f.read(SNIFF_BYTES))
+                withheld = kind and _withheld(path.name, kind.mime, options, too_large=True)
+                if withheld:
+                    return PreparePlan(note=f"would not be uploaded: {withheld}")
+                note = f"larger than {MAX_IMAGE_BYTES >> 20} MiB: would go up unchanged"
                 return PreparePlan(note=note)
             data = f.read()
     except OSError as exc:
@@ -313,8 +331,8 @@ def plan_for(path: Path, options: ImageOptions) -> PreparePlan:
     if kind is None:
         return PreparePlan()  # not an image: not uploaded at all
     result = prepare(data, kind.mime, replace(options, convert=Target.NONE))
-    if result.unreadable and options.strip_location:
-        return PreparePlan(note=f"{result.note}: would not be uploaded (location unchecked)")
+    if withheld := _withheld(path.name, kind.mime, options, svg=data, result=result):
+        return PreparePlan(note=f"would not be uploaded: {withheld}")
     converts = options.convert is not Target.NONE and kind in CONVERTIBLE
     if converts and kind is options.convert.image_type and not options.max_dimension:
         converts = False  # already in the target format, nothing to resize
