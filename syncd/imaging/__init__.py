@@ -66,12 +66,10 @@ def prepare(data: bytes, mime: str, options: ImageOptions) -> Prepared:
             data, kind, location=options.strip_location, everything=options.strip_metadata
         )
     except Unparseable as exc:
-        return replace(
-            _unchanged(data, kind.mime, kind, f"could not parse ({exc})"), unreadable=True
-        )
+        return _unchanged(data, kind.mime, kind, f"could not parse ({exc})", unreadable=True)
     except Exception as exc:  # a parser bug must not lose an upload
         note = f"could not parse ({type(exc).__name__})"
-        return replace(_unchanged(data, kind.mime, kind, note), unreadable=True)
+        return _unchanged(data, kind.mime, kind, note, unreadable=True)
     plain = Prepared(
         stripped.data,
         kind.mime,
@@ -94,9 +92,16 @@ def _said(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _unchanged(data: bytes, mime: str, kind: imagetype.ImageType | None, note: str) -> Prepared:
+def _unchanged(
+    data: bytes,
+    mime: str,
+    kind: imagetype.ImageType | None,
+    note: str,
+    *,
+    unreadable: bool = False,
+) -> Prepared:
     ext = kind.ext if kind else ""
-    return Prepared(data, mime, ext, (), None, note, location_checked=False)
+    return Prepared(data, mime, ext, (), None, note, location_checked=False, unreadable=unreadable)
 
 
 def _converted(
