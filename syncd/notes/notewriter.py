@@ -359,10 +359,11 @@ def _check_replaceable(path: Path, target: Path, st: os.stat_result) -> None:
 def _write_temp(
     target: Path, data: bytes, like: os.stat_result, old_sha: str, new_sha: str
 ) -> tuple[Path, os.stat_result]:
-    """A new hidden file in `folder` holding `data`, with the note's mode and owner, named
-    after the hashes of the note as read and of `data` (see the module docstring) once
-    it holds all of `data`: a kill while it is written leaves a name without hashes,
-    which the cleanup deletes (it can only hold part of our text)."""
+    """A new hidden file beside the note `target` holding `data`, with the note's mode and
+    owner, named after the hashes of the note as read and of `data` and of the note's
+    name (see the module docstring) once it holds all of `data`: a kill while it is
+    written leaves a name without hashes, which the cleanup deletes (it can only hold
+    part of our text)."""
     folder = target.parent
     fd, tmp = create_new(folder, _TEMP_PREFIX, _TEMP_SUFFIX)
     try:
@@ -637,10 +638,7 @@ def remove_stale_temp_files(
                 # ctime: a swapped-out note keeps its old mtime, but the rename touched ctime
                 if now - max(st.st_mtime, st.st_ctime) < older_than:
                     continue
-                if _holds_what_its_name_says(Path(entry.path)):
-                    os.unlink(entry.path)
-                else:
-                    _recover(Path(entry.path))
+                _clear(Path(entry.path))
                 removed.append(Path(entry.path))
             except OSError:
                 continue
@@ -649,27 +647,29 @@ def remove_stale_temp_files(
     return removed
 
 
-def _holds_what_its_name_says(tmp: Path) -> bool:
-    """Whether a leftover temp file holds our text or the note as we read it (so it
-    can go). A name without the hashes (an older syncd's) says nothing: it goes, as it
-    always did."""
+def _clear(tmp: Path) -> None:
+    """A leftover temp file goes if it holds what its name says: our text, or the note
+    as we read it (a name without the hashes, an older syncd's, says nothing: it goes,
+    as it always did). Anything else is a person's save: `_recover`."""
     match = _TEMP_NAME.fullmatch(tmp.name)
     if match is None or match.group(1) is None:
-        return True
-    held = _sha256(tmp.read_bytes())[:_HASH_PREFIX]
-    return held in (match.group(1), match.group(2))
-
-
-def _recover(tmp: Path) -> None:
-    """A person's save caught in a killed rewrite. The note its name names goes back to
-    it if the note still holds our rewrite (the swap back the kill prevented), written
-    as any rewrite is (lease, exchange, checks); one that holds the save already needs
-    nothing. Otherwise (edited since, busy, not writable) the save stays beside the
-    note under a visible name."""
-    match = _TEMP_NAME.fullmatch(tmp.name)
-    assert match is not None
-    ours, named = match.group(2), match.group(3)
+        tmp.unlink()
+        return
     data = tmp.read_bytes()
+    held = _sha256(data)
+    if held[:_HASH_PREFIX] in (match.group(1), match.group(2)):
+        tmp.unlink()
+    else:
+        _recover(tmp, data, held, ours=match.group(2), named=match.group(3))
+
+
+def _recover(tmp: Path, data: bytes, held: str, *, ours: str, named: str) -> None:
+    """A person's save (`data`, whose SHA-256 is `held`) caught in a killed rewrite. The
+    note the temp file's name names gets it back if the note still holds our rewrite
+    (`ours`: the swap back the kill prevented), written as any rewrite is (lease,
+    exchange, checks); one that holds the save already needs nothing. Otherwise
+    (edited since, busy, not writable) the save stays beside the note under a visible
+    name."""
     note = next(
         (
             tmp.parent / name
@@ -681,7 +681,7 @@ def _recover(tmp: Path) -> None:
     if note is not None:
         try:
             now = read_note(note)
-            if now.sha256 == _sha256(data):
+            if now.sha256 == held:
                 tmp.unlink()  # the note holds this very text already
                 return
             if now.sha256[:_HASH_PREFIX] == ours:
